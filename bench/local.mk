@@ -1,0 +1,1 @@
+# Benchmarks: 'make bench' runs the nightly set at full size.

@@ -1,0 +1,5 @@
+# The HySAC encoder. One fragment per stage, in the order data flows.
+include encoder/model.mk
+include encoder/tokenizer.mk
+include encoder/image.mk
+include encoder/forward.mk

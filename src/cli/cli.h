@@ -1,0 +1,48 @@
+/*
+ * cli.h - the hydb command-line tool's subcommands (internal).
+ *
+ * Each subcommand lives in its own src/cli/cmd_*.c and has the signature
+ * below: argv[0] is the subcommand name. Exit codes: 0 ok, 1 usage,
+ * 2 data error (bad input, I/O, corrupt store).
+ */
+#ifndef HYDB_CLI_H
+#define HYDB_CLI_H
+
+#include <stdio.h>
+
+#define HYDB_EXIT_OK 0
+#define HYDB_EXIT_USAGE 1
+#define HYDB_EXIT_DATA 2
+
+typedef int (*hydb_cmd_fn)(int argc, char **argv);
+
+/* Subcommands (weak in main.c so that a partial build still links). */
+int hydb_cmd_init(int argc, char **argv);
+int hydb_cmd_import(int argc, char **argv);
+int hydb_cmd_query(int argc, char **argv);
+int hydb_cmd_get(int argc, char **argv);
+int hydb_cmd_delete(int argc, char **argv);
+int hydb_cmd_stats(int argc, char **argv);
+int hydb_cmd_export(int argc, char **argv);
+int hydb_cmd_check(int argc, char **argv);
+int hydb_cmd_demo(int argc, char **argv);
+int hydb_cmd_model(int argc, char **argv);       /* model info FILE */
+int hydb_cmd_encode(int argc, char **argv);
+int hydb_cmd_preprocess(int argc, char **argv);
+int hydb_cmd_ingest(int argc, char **argv);
+int hydb_cmd_classify(int argc, char **argv);
+int hydb_cmd_calibrate(int argc, char **argv);
+int hydb_cmd_traverse(int argc, char **argv);
+
+/* Print "hydb CMD: message" to stderr; returns code. */
+int hydb_cli_fail(const char *cmd, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Print "hydb CMD: <hydb_last_error()>" and map the hydb error to an exit
+ * code (usage errors -> 1, everything else -> 2). */
+int hydb_cli_fail_lib(const char *cmd, int rc);
+/* Database path: explicit argument, else $HYDB_PATH, else ./hydb.db. */
+const char *hydb_cli_db_path(const char *arg);
+/* 1 if stream is a terminal (progress bars), else 0. */
+int hydb_cli_isatty(FILE *f);
+
+#endif

@@ -1,0 +1,320 @@
+/*
+ * hydb.h - approximate nearest-neighbour search over hyperbolic (Lorentz)
+ * embeddings, with a built-in HySAC encoder.
+ *
+ * One public header. All handles are opaque. Every function that can fail
+ * returns an int: HYDB_OK (0) on success or a negative hydb_error code.
+ * After a failure, hydb_last_error() gives a one-line message for the calling
+ * thread that names the input and the reason. The library never prints and
+ * never exits.
+ *
+ * Ownership: memory returned through an out-parameter belongs to the caller
+ * and is released with the matching *_free function named in each comment.
+ * Strings passed in are copied; the library keeps no pointer to them.
+ *
+ * Threads: a hydb_db handle may be used by many threads at once. Searches
+ * and reads run in parallel, each on its own consistent snapshot; writes are
+ * serialised (one writer at a time, across processes too). A hydb_model is
+ * read-only after hydb_model_open and may be shared by threads, but each
+ * hydb_encode_* call uses scratch memory of its own, so concurrent encodes
+ * cost memory, not correctness.
+ *
+ * Geometry: curvature is -c with c > 0. A point is stored by its D space
+ * components x; its time component is x0 = sqrt(1/c + |x|^2).
+ */
+#ifndef HYDB_H
+#define HYDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define HYDB_API __attribute__((visibility("default")))
+#else
+#define HYDB_API
+#endif
+
+/* ---- versions --------------------------------------------------------- */
+
+#define HYDB_VERSION_MAJOR 0
+#define HYDB_VERSION_MINOR 1
+#define HYDB_VERSION_PATCH 0
+#define HYDB_VERSION_NUMBER \
+	(HYDB_VERSION_MAJOR * 10000 + HYDB_VERSION_MINOR * 100 + HYDB_VERSION_PATCH)
+#define HYDB_VERSION_STRING "0.1.0"
+
+/* The on-disk database format. Independent of the library version: a newer
+ * library opens older formats it knows; an older library refuses newer ones. */
+#define HYDB_FORMAT_VERSION 1
+
+/** Library version of the code actually linked (HYDB_VERSION_NUMBER form). */
+HYDB_API unsigned hydb_version_number(void);
+/** Library version string; static storage. */
+HYDB_API const char *hydb_version_string(void);
+
+/* ---- errors ------------------------------------------------------------ */
+
+typedef enum hydb_error {
+	HYDB_OK = 0,
+	HYDB_EINVAL = -1,     /* invalid argument or usage */
+	HYDB_ENOMEM = -2,     /* out of memory, or a size overflowed */
+	HYDB_EIO = -3,        /* operating-system I/O error */
+	HYDB_ENOTFOUND = -4,  /* no such record, file or key */
+	HYDB_EDIM = -5,       /* vector dimension does not match the database */
+	HYDB_ENONFINITE = -6, /* NaN or infinity in a vector */
+	HYDB_ECORRUPT = -7,   /* a file or record failed validation */
+	HYDB_EVERSION = -8,   /* made by a newer format version */
+	HYDB_EREADONLY = -9,  /* write attempted on a read-only database */
+	HYDB_ENOSPC = -10,    /* disk full */
+	HYDB_EBUSY = -11,     /* another writer or too many readers */
+	HYDB_ETOOBIG = -12,   /* key, caption or image over a documented limit */
+	HYDB_EUTF8 = -13,     /* text is not valid UTF-8 */
+	HYDB_EFORMAT = -14,   /* input file is malformed (npy, json, image ...) */
+	HYDB_EMODEL = -15,    /* model file invalid or incompatible */
+	HYDB_EMISMATCH = -16, /* database made by another model or curvature */
+	HYDB_EEXIST = -17     /* database already exists */
+} hydb_error;
+
+/** Static description of an error code, e.g. "dimension mismatch". */
+HYDB_API const char *hydb_strerror(int code);
+/** The calling thread's last error message (static per thread, valid until
+ *  the thread's next failing hydb call). Never NULL. */
+HYDB_API const char *hydb_last_error(void);
+
+/* ---- Lorentz geometry -------------------------------------------------- */
+/* Space-component form throughout; all lengths in units of the geodesic
+ * distance for curvature -c. Results are computed in double precision with
+ * a cancellation-free formula, valid for radii up to at least 12. */
+
+/** Time component x0 = sqrt(1/c + |x|^2). */
+HYDB_API double hydb_lorentz_time(const float *x, size_t dim, double c);
+/** Lorentz inner product <x,y>_L = x.y - x0*y0. */
+HYDB_API double hydb_lorentz_inner(const float *x, const float *y, size_t dim,
+				   double c);
+/** Geodesic distance acosh(-c<x,y>_L)/sqrt(c). */
+HYDB_API double hydb_lorentz_dist(const float *x, const float *y, size_t dim,
+				  double c);
+/** cosh(sqrt(c) d) - 1: monotone in d, the key used for ranking. */
+HYDB_API double hydb_lorentz_key(const float *x, const float *y, size_t dim,
+				 double c);
+/** Distance from the origin: asinh(sqrt(c)|x|)/sqrt(c). */
+HYDB_API double hydb_lorentz_radius(const float *x, size_t dim, double c);
+/** exp_map at the origin: tangent vector v -> space components (HySAC's
+ *  clamps). out may alias v. */
+HYDB_API void hydb_exp_map0(float *out, const float *v, size_t dim, double c);
+/** log_map at the origin: space components -> tangent vector. */
+HYDB_API void hydb_log_map0(float *out, const float *x, size_t dim, double c);
+/** Entailment-cone half-aperture asin(2K/(sqrt(c)|x|)), K = 0.1, clamped. */
+HYDB_API double hydb_half_aperture(const float *x, size_t dim, double c);
+/** Exterior angle at x of the triangle O-x-y (MERU's oxy_angle). */
+HYDB_API double hydb_oxy_angle(const float *x, const float *y, size_t dim,
+			       double c);
+
+/* ---- database ---------------------------------------------------------- */
+
+typedef struct hydb_db hydb_db;
+
+typedef enum hydb_modality {
+	HYDB_MOD_OTHER = 0,
+	HYDB_MOD_IMAGE = 1,
+	HYDB_MOD_TEXT = 2
+} hydb_modality;
+
+typedef enum hydb_label {
+	HYDB_LABEL_UNKNOWN = 0,
+	HYDB_LABEL_SAFE = 1,
+	HYDB_LABEL_UNSAFE = 2
+} hydb_label;
+
+/* Documented limits. Longer keys are accepted up to HYDB_MAX_KEY and stored
+ * under a hash in LMDB's key space (which allows 511 bytes). */
+#define HYDB_MAX_KEY 4096
+#define HYDB_MAX_CAPTION (64 * 1024)
+#define HYDB_MAX_META (1024 * 1024)
+#define HYDB_MAX_DIM 65536
+
+#define HYDB_OPEN_OPTIONS_VERSION 1
+#define HYDB_OPEN_RDONLY 0x1u /* never write; works on read-only media */
+#define HYDB_OPEN_CREATE 0x2u /* create if missing (needs dim, curvature) */
+#define HYDB_OPEN_NOSYNC 0x4u /* faster writes; the last commits before an
+				 OS crash or power loss may be lost (a
+				 process crash loses nothing) */
+
+typedef struct hydb_open_options {
+	unsigned version;  /* HYDB_OPEN_OPTIONS_VERSION */
+	unsigned flags;    /* HYDB_OPEN_* */
+	size_t dim;        /* with HYDB_OPEN_CREATE: space dimension */
+	double curvature;  /* with HYDB_OPEN_CREATE: c > 0 */
+	unsigned hnsw_m;   /* with HYDB_OPEN_CREATE: 0 = default (16) */
+	unsigned hnsw_ef_construction; /* 0 = default (200) */
+} hydb_open_options;
+
+/** Fill *opts with defaults (version set, no flags, curvature 1). */
+HYDB_API void hydb_open_options_init(hydb_open_options *opts);
+
+/**
+ * Open (or with HYDB_OPEN_CREATE create) the database directory at path.
+ * opts may be NULL for an existing database opened read-write.
+ * Errors: HYDB_ENOTFOUND (no database there), HYDB_EVERSION (newer format),
+ * HYDB_ECORRUPT (metadata invalid), HYDB_EMISMATCH (create with other dim or
+ * curvature than the existing database), HYDB_EIO, HYDB_EREADONLY.
+ * Close with hydb_close.
+ */
+HYDB_API int hydb_open(hydb_db **out, const char *path,
+		       const hydb_open_options *opts);
+/** Close a handle; NULL is allowed. No call may be running on it. */
+HYDB_API void hydb_close(hydb_db *db);
+
+HYDB_API size_t hydb_dim(const hydb_db *db);
+HYDB_API double hydb_curvature(const hydb_db *db);
+
+/** A record as given to hydb_put. Strings are NUL-terminated UTF-8. */
+typedef struct hydb_record {
+	const char *key;       /* unique external key, required */
+	const float *vector;   /* dim space components, required */
+	hydb_modality modality;
+	hydb_label label;
+	uint64_t item;         /* links entries of one item (image + captions);
+				  0 = none */
+	const char *caption;   /* may be NULL */
+	const char *meta;      /* a JSON object, may be NULL */
+} hydb_record;
+
+/**
+ * Insert or replace (by key) n records in one atomic transaction, and insert
+ * them into the index. Either all are stored or none. ids_out (n entries, may
+ * be NULL) receives each record's id.
+ * Errors: HYDB_EDIM, HYDB_ENONFINITE, HYDB_ETOOBIG, HYDB_EUTF8, HYDB_EINVAL
+ * (record index named in the message), HYDB_EREADONLY, HYDB_ENOSPC, HYDB_EIO.
+ */
+HYDB_API int hydb_put(hydb_db *db, const hydb_record *recs, size_t n,
+		      uint64_t *ids_out);
+
+/** Delete by key or id. HYDB_ENOTFOUND when absent. */
+HYDB_API int hydb_delete_key(hydb_db *db, const char *key);
+HYDB_API int hydb_delete_id(hydb_db *db, uint64_t id);
+
+/** A stored record. Free with hydb_entry_free. */
+typedef struct hydb_entry {
+	uint64_t id;
+	uint64_t item;
+	char *key;
+	float *vector;  /* dim floats */
+	size_t dim;
+	float radius;
+	hydb_modality modality;
+	hydb_label label;
+	char *caption;  /* NULL if none */
+	char *meta;     /* NULL if none */
+} hydb_entry;
+
+HYDB_API int hydb_get_key(hydb_db *db, const char *key, hydb_entry **out);
+HYDB_API int hydb_get_id(hydb_db *db, uint64_t id, hydb_entry **out);
+HYDB_API void hydb_entry_free(hydb_entry *e);
+
+/** Number of live records. */
+HYDB_API int hydb_count(hydb_db *db, uint64_t *out);
+
+/* ---- search ------------------------------------------------------------ */
+
+#define HYDB_SEARCH_OPTIONS_VERSION 1
+
+typedef enum hydb_redirect {
+	HYDB_REDIRECT_NONE = 0,
+	/* HySAC's released rule: if the query radius exceeds the bound, rescale
+	 * the space components to Euclidean norm = bound. */
+	HYDB_REDIRECT_HYSAC = 1,
+	/* Move along the geodesic to the origin until the geodesic radius
+	 * equals the bound. */
+	HYDB_REDIRECT_GEODESIC = 2
+} hydb_redirect;
+
+/* Modality and label masks: bit (1u << value). 0 = any. */
+#define HYDB_MASK(v) (1u << (unsigned)(v))
+
+typedef struct hydb_search_options {
+	unsigned version;   /* HYDB_SEARCH_OPTIONS_VERSION */
+	size_t k;           /* results wanted (default 10) */
+	size_t ef;          /* beam width; 0 = automatic (max(k, 64)) */
+	double min_radius;  /* filter: radius >= min_radius (default 0) */
+	double max_radius;  /* filter: radius <= max_radius (default +inf) */
+	unsigned modality_mask; /* HYDB_MASK(HYDB_MOD_*) bits; 0 = any */
+	unsigned label_mask;    /* HYDB_MASK(HYDB_LABEL_*) bits; 0 = any */
+	hydb_redirect redirect;
+	double redirect_bound;  /* target radius ub' for redirect */
+	int exact;          /* nonzero: brute force, no index */
+} hydb_search_options;
+
+HYDB_API void hydb_search_options_init(hydb_search_options *opts);
+
+/** Results of one query, nearest first (ties by id). Free with
+ *  hydb_results_free. Arrays have n entries and are owned by the struct. */
+typedef struct hydb_results {
+	size_t n;
+	uint64_t *ids;
+	char **keys;
+	double *distances;   /* geodesic */
+	float *radii;
+	hydb_label *labels;
+	hydb_modality *modalities;
+	uint64_t *items;
+	char **captions;     /* entries may be NULL */
+	int redirected;      /* the query was moved toward the origin */
+	double query_radius;     /* before redirect */
+	double searched_radius;  /* after redirect */
+	const char *plan;    /* static: "exact", "hnsw", "filtered-brute", ... */
+} hydb_results;
+
+/** k-NN of one query (dim space components). */
+HYDB_API int hydb_search(hydb_db *db, hydb_results **out, const float *query,
+			 const hydb_search_options *opts);
+/** nq queries, row-major; out receives an array of nq result pointers, freed
+ *  with hydb_results_free_batch. */
+HYDB_API int hydb_search_batch(hydb_db *db, hydb_results ***out,
+			       const float *queries, size_t nq,
+			       const hydb_search_options *opts);
+HYDB_API void hydb_results_free(hydb_results *r);
+HYDB_API void hydb_results_free_batch(hydb_results **r, size_t nq);
+
+/** Apply a redirect rule to a query in place; returns 1 if it moved. */
+HYDB_API int hydb_redirect_query(float *q, size_t dim, double c,
+				 hydb_redirect mode, double bound);
+/** HySAC's widened bound ub' = ub + tanh((ub - 0.8)/c) + 1. */
+HYDB_API double hydb_redirect_bound(double ub, double c);
+
+/* ---- encoder ----------------------------------------------------------- */
+
+typedef struct hydb_model hydb_model;
+
+/** Map a model file (see README, "Model file"). Close with hydb_model_close.
+ *  Errors: HYDB_ENOTFOUND, HYDB_EMODEL (with the field or tensor named),
+ *  HYDB_ECORRUPT (truncated), HYDB_EVERSION. */
+HYDB_API int hydb_model_open(hydb_model **out, const char *path);
+HYDB_API void hydb_model_close(hydb_model *m);
+/** Embedding dimension (space components). */
+HYDB_API size_t hydb_model_dim(const hydb_model *m);
+HYDB_API double hydb_model_curvature(const hydb_model *m);
+/** Safe-class bound: up_95 radius for HYDB_MOD_IMAGE or HYDB_MOD_TEXT. */
+HYDB_API double hydb_model_bound(const hydb_model *m, hydb_modality mod);
+
+/** Encode a caption. out: dim floats (space components); radius may be NULL.
+ *  features, if non-NULL, receives the Euclidean projection output (dim). */
+HYDB_API int hydb_encode_text(hydb_model *m, const char *text, float *out,
+			      float *radius, float *features);
+/** Encode n image files in one batch. out: n*dim floats. */
+HYDB_API int hydb_encode_image_files(hydb_model *m, const char *const *paths,
+				     size_t n, float *out, float *radii,
+				     float *features);
+/** Encode one image held in memory (JPEG or PNG bytes). */
+HYDB_API int hydb_encode_image_memory(hydb_model *m, const void *data,
+				      size_t len, float *out, float *radius,
+				      float *features);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYDB_H */

@@ -1,0 +1,1 @@
+int hydb_lorentz_placeholder;
