@@ -3,3 +3,5 @@ include encoder/model.mk
 include encoder/tokenizer.mk
 include encoder/image.mk
 include encoder/forward.mk
+
+libhydb_internal_la_SOURCES += encoder/model.h

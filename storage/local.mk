@@ -1,1 +1,2 @@
 # The LMDB store.
+libhydb_internal_la_SOURCES += storage/store.h
