@@ -12,6 +12,7 @@
  *                            attributes and float32 space components
  *   radius   (radius as sortable u32 BE, slot u32 BE) -> empty; counts and
  *                            scans of radius ranges for the query planner
+ *   free     slot (u32 BE) -> empty: slots freed by deletes, reused first
  *   hnsw_*   owned by index/ (see index/hnsw.h)
  *
  * Slots are dense u32 numbers reused after deletes, so a block is a compact
@@ -73,6 +74,7 @@ enum hydb_dbi_id {
 	HYDB_DBI_RADIUS,
 	HYDB_DBI_HNSW_NODES, /* index/: per-slot graph links */
 	HYDB_DBI_HNSW_META,  /* index/: entry point, parameters */
+	HYDB_DBI_FREE,       /* free slots: slot (u32 BE) -> empty */
 	HYDB_DBI_COUNT
 };
 
