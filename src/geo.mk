@@ -1,2 +1,10 @@
 # Lorentz geometry and exact search.
 libhydb_internal_la_SOURCES += src/lorentz.c src/lorentz.h
+
+if HAVE_CHECK
+check_PROGRAMS += tests/check_lorentz
+tests_check_lorentz_SOURCES = tests/check_lorentz.c
+tests_check_lorentz_LDADD = $(TEST_LIBS)
+TESTS += tests/check_lorentz
+endif
+EXTRA_DIST += tests/gen_lorentz_ref.py

@@ -1,0 +1,66 @@
+/*
+ * lorentz.h - internal Lorentz-model helpers shared by exact search and the
+ * index (the public geometry functions are declared in hydb.h).
+ *
+ * Notation: curvature -c (c > 0); a point is its space components x, its
+ * time component x0 = sqrt(1/c + |x|^2); p = x.y, u = |x - y|^2.
+ *
+ * Why not the textbook formula: the ranking key cosh(sqrt(c) d) - 1 equals
+ * c (x0 y0 - p) - 1, a difference of two numbers of size c|x||y| whose
+ * difference can be tiny; in float32 neighbour ranking is lost from radius
+ * about 5 and in double from about 9 (c = 1). hydb uses instead
+ *
+ *   key = (u + c W) / (x0 y0 + p + 1/c),   W = |x ^ y|^2 = |x|^2|y|^2 - p^2,
+ *
+ * (from (x0 y0)^2 - (p + 1/c)^2 = u/c + W), where every term is a sum of
+ * non-negative numbers, except W itself, and the denominator when x and y
+ * point in opposite directions (p < 0 and large): there the direct form has
+ * no cancellation and is used instead.
+ *
+ * W cancels for near-parallel vectors. hydb_lorentz_key() computes |x|^2,
+ * |y|^2 and p in double-double (products of two floats are exact in double;
+ * sums use error-free transformations), so W is accurate to about
+ * n^2 eps^2 / sin^2(angle) relative (eps = 2^-53), i.e. to full double
+ * precision for any two distinct float32 vectors, and exactly 0 for
+ * parallel ones. The key then has a relative error of a few eps for all
+ * radii representable in float32. It costs about 4x a plain dot product.
+ *
+ * hydb_lorentz_key_n() is the fast variant for graph traversal: double
+ * accumulation and precomputed squared norms. W comes from
+ * s = |x||y| - p (taken as (u - (|x|-|y|)^2)/2 when the points are close),
+ * which leaves a relative error growing like eps c |x||y| in the key
+ * (measured against mpmath: <= 1e-7 for sqrt(c) r < 3, 2.5e-6 for
+ * sqrt(c) r < 8, 7.5e-5 for sqrt(c) r < 12, useless beyond ~15). Rank
+ * with hydb_lorentz_key() where exactness matters.
+ */
+#ifndef HYDB_LORENTZ_H
+#define HYDB_LORENTZ_H
+
+#include <stddef.h>
+
+/* Sum of x[i]*y[i] accumulated in double. */
+double hydb_dot_d(const float *x, const float *y, size_t dim);
+/* |x|^2 accumulated in double. */
+double hydb_norm2_d(const float *x, size_t dim);
+
+/* Fast stable key with precomputed xx = |x|^2, yy = |y|^2 (see above). */
+double hydb_lorentz_key_n(const float *x, const float *y, size_t dim,
+			  double c, double xx, double yy);
+
+/* Direct key c (x0 y0 - p) - 1 from a dot product p that is only known
+ * approximately (from a float32 GEMM): it moves by exactly c per unit of
+ * error in p, which is what makes a rigorous error bound easy. */
+static inline double hydb_lorentz_key_dot(double p, double x0y0, double c)
+{
+	return c * (x0y0 - p) - 1.0;
+}
+
+/* Time component from the squared norm. */
+double hydb_lorentz_time_n(double xx, double c);
+/* Geodesic radius asinh(sqrt(c)|x|)/sqrt(c) from the squared norm. */
+double hydb_lorentz_radius_n(double xx, double c);
+/* Distance from a key: acosh(1 + key)/sqrt(c), without cancellation for
+ * small keys. Negative keys (rounding) give 0. */
+double hydb_lorentz_key_to_dist(double key, double c);
+
+#endif
