@@ -78,4 +78,8 @@ const float *hydb_model_tensor_opt(const struct hydb_model *m,
 				   const char *name, int ndim,
 				   const int64_t *shape);
 
+/* Frees m->enc; defined by the forward pass (encoder/forward.c). The model
+ * references it weakly so that it links without the encoder. */
+void hydb_encoder_release(void *enc);
+
 #endif

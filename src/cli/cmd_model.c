@@ -1,0 +1,229 @@
+/*
+ * cmd_model.c - "hydb model info FILE [--json] [--tensors]": show what a
+ * model file holds, after the same validation the encoder relies on.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "encoder/model.h"
+#include "hydb.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hydb model info FILE [--json] [--tensors]\n"
+		   "  Validate a model file and print its configuration, safety\n"
+		   "  bounds, tensor count and format version.\n"
+		   "  --json     one JSON object instead of text\n"
+		   "  --tensors  also list every tensor with its shape\n");
+}
+
+static size_t count_merges(const hydb_model *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->merges_len; i++)
+		if (m->merges[i] == '\n')
+			n++;
+	if (m->merges_len && m->merges[m->merges_len - 1] != '\n')
+		n++;
+	return n;
+}
+
+static unsigned long long count_params(const hydb_model *m)
+{
+	unsigned long long n = 0;
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		unsigned long long k = 1;
+		for (int d = 0; d < m->tensors[i].ndim; d++)
+			k *= (unsigned long long)m->tensors[i].shape[d];
+		n += k;
+	}
+	return n;
+}
+
+static void print_shape(FILE *f, const hydb_tensor *t)
+{
+	fputc('[', f);
+	for (int d = 0; d < t->ndim; d++)
+		fprintf(f, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+	fputc(']', f);
+}
+
+/* Writes prefix then v; JSON has no NaN, so absent values print as null. */
+static void json_num(FILE *f, const char *prefix, double v)
+{
+	fputs(prefix, f);
+	if (isfinite(v))
+		fprintf(f, "%.17g", v);
+	else
+		fputs("null", f);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void json_bound(FILE *f, const char *key, const hydb_model_bounds *b)
+{
+	fprintf(f, "\"%s\":", key);
+	if (isnan(b->up_95)) {
+		fputs("null", f);
+		return;
+	}
+	json_num(f, "{\"avg\":", b->avg);
+	json_num(f, ",\"low_05\":", b->low_05);
+	json_num(f, ",\"up_95\":", b->up_95);
+	fputc('}', f);
+}
+
+static void json_vec3(FILE *f, const char *key, const float *v)
+{
+	fprintf(f, "\"%s\":[%.9g,%.9g,%.9g]", key, v[0], v[1], v[2]);
+}
+
+static void json_tensors(FILE *f, const hydb_model *m)
+{
+	fputs(",\"tensor_shapes\":{", f);
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		fputs(i ? "," : "", f);
+		json_string(f, m->tensors[i].name);
+		fputc(':', f);
+		print_shape(f, &m->tensors[i]);
+	}
+	fputc('}', f);
+}
+
+static void print_json(FILE *f, const hydb_model *m, int tensors)
+{
+	const hydb_model_config *c = &m->cfg;
+	fputs("{\"file\":", f);
+	json_string(f, m->path);
+	fputs(",\"name\":", f);
+	json_string(f, c->name);
+	fprintf(f, ",\"format_version\":%d,\"hash\":\"%s\",\"tensors\":%zu,"
+		   "\"parameters\":%llu,\"merges\":%zu,", c->format_version, m->hash,
+		m->n_tensors, count_params(m), count_merges(m));
+	fprintf(f, "\"vision\":{\"width\":%d,\"layers\":%d,\"heads\":%d,\"mlp\":%d,"
+		   "\"image_size\":%d,\"patch_size\":%d,\"patch_bias\":%s},",
+		c->vision_width, c->vision_layers, c->vision_heads, c->vision_mlp,
+		c->image_size, c->patch_size, c->has_patch_bias ? "true" : "false");
+	fprintf(f, "\"text\":{\"width\":%d,\"layers\":%d,\"heads\":%d,\"mlp\":%d,"
+		   "\"vocab_size\":%d,\"context_length\":%d,\"bos_id\":%d,\"eos_id\":%d},",
+		c->text_width, c->text_layers, c->text_heads, c->text_mlp,
+		c->vocab_size, c->context_length, c->bos_id, c->eos_id);
+	fprintf(f, "\"embed_dim\":%d", c->embed_dim);
+	json_num(f, ",\"ln_eps\":", c->ln_eps);
+	json_num(f, ",\"curvature\":", c->curvature);
+	json_num(f, ",\"visual_alpha\":", c->visual_alpha);
+	json_num(f, ",\"textual_alpha\":", c->textual_alpha);
+	fputs(",\"bounds\":{", f);
+	json_bound(f, "V", &c->bound_image);
+	fputc(',', f);
+	json_bound(f, "S", &c->bound_text);
+	fputs("},", f);
+	json_vec3(f, "image_mean", c->image_mean);
+	fputc(',', f);
+	json_vec3(f, "image_std", c->image_std);
+	if (tensors)
+		json_tensors(f, m);
+	fputs("}\n", f);
+}
+
+static void text_bound(FILE *f, const char *label, const hydb_model_bounds *b)
+{
+	if (isnan(b->up_95))
+		fprintf(f, "%-16s none (classification by radius unavailable)\n", label);
+	else
+		fprintf(f, "%-16s avg %.6g  low_05 %.6g  up_95 %.6g\n", label, b->avg,
+			b->low_05, b->up_95);
+}
+
+static void print_text(FILE *f, const hydb_model *m, int tensors)
+{
+	const hydb_model_config *c = &m->cfg;
+	fprintf(f, "file             %s\nname             %s\n", m->path, c->name);
+	fprintf(f, "format version   %d\nhash             %s\n", c->format_version, m->hash);
+	fprintf(f, "tensors          %zu (%llu parameters)\n", m->n_tensors, count_params(m));
+	fprintf(f, "vision           width %d, layers %d, heads %d, mlp %d, image %d, "
+		   "patch %d, patch bias %s\n", c->vision_width, c->vision_layers,
+		c->vision_heads, c->vision_mlp, c->image_size, c->patch_size,
+		c->has_patch_bias ? "yes" : "no");
+	fprintf(f, "text             width %d, layers %d, heads %d, mlp %d, vocab %d, "
+		   "context %d, bos %d, eos %d\n", c->text_width, c->text_layers,
+		c->text_heads, c->text_mlp, c->vocab_size, c->context_length,
+		c->bos_id, c->eos_id);
+	fprintf(f, "tokenizer        %zu merges\n", count_merges(m));
+	fprintf(f, "embed dim        %d\nln eps           %g\n", c->embed_dim, c->ln_eps);
+	fprintf(f, "curvature        %.9g\nvisual alpha     %.9g\ntextual alpha    %.9g\n",
+		c->curvature, c->visual_alpha, c->textual_alpha);
+	text_bound(f, "bounds V (image)", &c->bound_image);
+	text_bound(f, "bounds S (text)", &c->bound_text);
+	fprintf(f, "image mean       %.8g %.8g %.8g\nimage std        %.8g %.8g %.8g\n",
+		c->image_mean[0], c->image_mean[1], c->image_mean[2],
+		c->image_std[0], c->image_std[1], c->image_std[2]);
+	for (size_t i = 0; tensors && i < m->n_tensors; i++) {
+		fprintf(f, "  %s ", m->tensors[i].name);
+		print_shape(f, &m->tensors[i]);
+		fputc('\n', f);
+	}
+}
+
+static int cmd_info(int argc, char **argv)
+{
+	const char *file = NULL;
+	int json = 0, tensors = 0, rc;
+	hydb_model *m;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--tensors") == 0)
+			tensors = 1;
+		else if (argv[i][0] == '-' && argv[i][1])
+			return hydb_cli_fail("model", HYDB_EXIT_USAGE, "unknown option '%s'",
+					     argv[i]);
+		else if (file)
+			return hydb_cli_fail("model", HYDB_EXIT_USAGE, "more than one FILE");
+		else
+			file = argv[i];
+	}
+	if (!file) {
+		usage(stderr);
+		return HYDB_EXIT_USAGE;
+	}
+	rc = hydb_model_open(&m, file);
+	if (rc < 0)
+		return hydb_cli_fail_lib("model", rc == HYDB_EINVAL ? HYDB_EIO : rc);
+	if (json)
+		print_json(stdout, m, tensors);
+	else
+		print_text(stdout, m, tensors);
+	hydb_model_close(m);
+	return fflush(stdout) == 0 ? HYDB_EXIT_OK : HYDB_EXIT_DATA;
+}
+
+int hydb_cmd_model(int argc, char **argv)
+{
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return HYDB_EXIT_OK;
+	}
+	if (argc < 2 || strcmp(argv[1], "info") != 0) {
+		usage(stderr);
+		return HYDB_EXIT_USAGE;
+	}
+	return cmd_info(argc, argv);
+}
