@@ -1,8 +1,13 @@
 # Public API, geometry, exact search and the command-line tool.
+# A query travels: cli/cmd_query.c -> search.c -> index/ (or search_exact.c)
+# -> storage/; a write: cli/cmd_import.c -> import.c -> db.c -> storage/ + index/.
 libhydb_internal_la_SOURCES += \
-	src/hydb.h src/internal.h src/search.h \
-	src/error.c src/util.c
+	src/hydb.h src/internal.h src/search.h src/db_internal.h \
+	src/error.c src/util.c src/json.c src/json.h \
+	src/db.c src/search.c src/import.c src/import.h
 
-hydb_SOURCES += src/cli/main.c src/cli/cli.h
+hydb_SOURCES += src/cli/main.c src/cli/cli.h src/cli/output.c src/cli/output.h \
+	src/cli/cmd_db.c src/cli/cmd_import.c src/cli/cmd_query.c \
+	src/cli/model_select.c src/cli/model_select.h
 
 include src/geo.mk

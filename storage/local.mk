@@ -1,2 +1,3 @@
-# The LMDB store.
-libhydb_internal_la_SOURCES += storage/store.h
+# The LMDB store: records, keys, vector blocks, radius index, free slots.
+libhydb_internal_la_SOURCES += storage/store.h storage/store.c \
+	storage/record.h storage/record.c

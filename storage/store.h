@@ -131,6 +131,9 @@ int hydb_store_put(hydb_store *st, MDB_txn *txn, const hydb_record *rec,
 /* Delete by id; *slot_out receives the freed slot. */
 int hydb_store_del(hydb_store *st, MDB_txn *txn, uint64_t id,
 		   uint32_t *slot_out);
+/* The slot a record's vector occupies. */
+int hydb_store_record_slot(hydb_store *st, MDB_txn *txn, uint64_t id,
+			   uint32_t *slot_out);
 int hydb_store_lookup_key(hydb_store *st, MDB_txn *txn, const char *key,
 			  uint64_t *id_out);
 /* Decode a record into a caller-owned entry (hydb_entry_free). */

@@ -1,0 +1,371 @@
+/*
+ * cmd_db.c - database housekeeping subcommands: init, get, delete, stats,
+ * export.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "hydb.h"
+#include "search.h"
+#include "storage/store.h"
+
+#include "db_internal.h"
+
+static int want_help(int argc, char **argv, const char *usage)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(usage, stdout);
+			return 1;
+		}
+	return 0;
+}
+
+/* ---- init --------------------------------------------------------------- */
+
+static const char init_usage[] =
+	"usage: hydb init [DB] --dim N [--curvature C] [--m M] [--ef-construction E]\n"
+	"Create a database directory (default $HYDB_PATH or ./hydb.db) for N-dimensional\n"
+	"points on the Lorentz hyperboloid of curvature -C (default C = 1).\n"
+	"HNSW parameters: M links per node (default 16), construction beam (default 200).\n";
+
+int hydb_cmd_init(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"dim", required_argument, 0, 'd'}, {"curvature", required_argument, 0, 'c'},
+		{"m", required_argument, 0, 'm'}, {"ef-construction", required_argument, 0, 'e'},
+		{0, 0, 0, 0}};
+	hydb_open_options o;
+	hydb_db *db;
+	char *end;
+	int ch, rc;
+
+	if (want_help(argc, argv, init_usage))
+		return HYDB_EXIT_OK;
+	hydb_open_options_init(&o);
+	o.flags = HYDB_OPEN_CREATE;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			o.dim = strtoul(optarg, &end, 10);
+			if (*end || !o.dim)
+				return hydb_cli_fail("init", HYDB_EXIT_USAGE, "--dim: '%s' is not a positive integer", optarg);
+			break;
+		case 'c':
+			o.curvature = strtod(optarg, &end);
+			if (*end || !(o.curvature > 0) || !isfinite(o.curvature))
+				return hydb_cli_fail("init", HYDB_EXIT_USAGE, "--curvature: '%s' is not a positive number", optarg);
+			break;
+		case 'm': o.hnsw_m = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'e': o.hnsw_ef_construction = (unsigned)strtoul(optarg, NULL, 10); break;
+		default: fputs(init_usage, stderr); return HYDB_EXIT_USAGE;
+		}
+	}
+	if (!o.dim)
+		return hydb_cli_fail("init", HYDB_EXIT_USAGE, "--dim is required (see hydb init --help)");
+	if (argc - optind > 1)
+		return hydb_cli_fail("init", HYDB_EXIT_USAGE, "too many arguments");
+	rc = hydb_open(&db, hydb_cli_db_path(optind < argc ? argv[optind] : NULL), &o);
+	if (rc < 0)
+		return hydb_cli_fail_lib("init", rc);
+	printf("created %s: dim %zu, curvature %g\n", hydb_cli_db_path(optind < argc ? argv[optind] : NULL),
+	       hydb_dim(db), hydb_curvature(db));
+	hydb_close(db);
+	return HYDB_EXIT_OK;
+}
+
+/* ---- get / delete ------------------------------------------------------- */
+
+static const char get_usage[] =
+	"usage: hydb get [DB] (KEY | --id N)... [--json] [--vector]\n"
+	"Print records by key or id. --vector includes the space components.\n";
+
+int hydb_cli_open(hydb_db **db, const char *path, int readonly)
+{
+	hydb_open_options o;
+	int rc;
+	hydb_open_options_init(&o);
+	o.flags = readonly ? HYDB_OPEN_RDONLY : 0;
+	rc = hydb_open(db, hydb_cli_db_path(path), &o);
+	if (rc == HYDB_EREADONLY && !readonly) {
+		return rc;
+	}
+	return rc;
+}
+
+/* Split "[DB] rest..." : the first positional is the database when it is
+ * an existing directory and more positionals follow or the flag asks. */
+static const char *db_arg(int argc, char **argv, int *first)
+{
+	struct stat sb;
+	if (*first < argc && stat(argv[*first], &sb) == 0 && S_ISDIR(sb.st_mode))
+		return argv[(*first)++];
+	return NULL;
+}
+
+int hydb_cmd_get(int argc, char **argv)
+{
+	static const struct option lo[] = {{"id", required_argument, 0, 'i'}, {"json", no_argument, 0, 'j'},
+					   {"vector", no_argument, 0, 'v'}, {0, 0, 0, 0}};
+	uint64_t ids[256];
+	size_t nids = 0;
+	int json = 0, vec = 0, ch, rc, first, status = HYDB_EXIT_OK;
+	const char *path;
+	hydb_db *db;
+
+	if (want_help(argc, argv, get_usage))
+		return HYDB_EXIT_OK;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (ch == 'i' && nids < 256)
+			ids[nids++] = strtoull(optarg, NULL, 10);
+		else if (ch == 'j')
+			json = 1;
+		else if (ch == 'v')
+			vec = 1;
+		else {
+			fputs(get_usage, stderr);
+			return HYDB_EXIT_USAGE;
+		}
+	}
+	first = optind;
+	path = db_arg(argc, argv, &first);
+	if (first >= argc && !nids)
+		return hydb_cli_fail("get", HYDB_EXIT_USAGE, "give a KEY or --id N");
+	if ((rc = hydb_cli_open(&db, path, 1)) < 0)
+		return hydb_cli_fail_lib("get", rc);
+	for (int i = first; i < argc + (int)nids; i++) {
+		hydb_entry *e;
+		rc = i < argc ? hydb_get_key(db, argv[i], &e) : hydb_get_id(db, ids[i - argc], &e);
+		if (rc < 0) {
+			status = hydb_cli_fail_lib("get", rc);
+			continue;
+		}
+		hydb_cli_print_entry(stdout, e, json, vec);
+		hydb_entry_free(e);
+	}
+	hydb_close(db);
+	return status;
+}
+
+static const char delete_usage[] =
+	"usage: hydb delete [DB] (KEY | --id N)...\n"
+	"Delete records; their index links are repaired and their space reused.\n";
+
+int hydb_cmd_delete(int argc, char **argv)
+{
+	static const struct option lo[] = {{"id", required_argument, 0, 'i'}, {0, 0, 0, 0}};
+	uint64_t ids[256];
+	size_t nids = 0;
+	int ch, rc, first, status = HYDB_EXIT_OK, done = 0;
+	const char *path;
+	hydb_db *db;
+
+	if (want_help(argc, argv, delete_usage))
+		return HYDB_EXIT_OK;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (ch == 'i' && nids < 256)
+			ids[nids++] = strtoull(optarg, NULL, 10);
+		else {
+			fputs(delete_usage, stderr);
+			return HYDB_EXIT_USAGE;
+		}
+	}
+	first = optind;
+	path = db_arg(argc, argv, &first);
+	if (first >= argc && !nids)
+		return hydb_cli_fail("delete", HYDB_EXIT_USAGE, "give a KEY or --id N");
+	if ((rc = hydb_cli_open(&db, path, 0)) < 0)
+		return hydb_cli_fail_lib("delete", rc);
+	for (int i = first; i < argc + (int)nids; i++) {
+		rc = i < argc ? hydb_delete_key(db, argv[i]) : hydb_delete_id(db, ids[i - argc]);
+		if (rc < 0)
+			status = hydb_cli_fail_lib("delete", rc);
+		else
+			done++;
+	}
+	printf("deleted %d record%s\n", done, done == 1 ? "" : "s");
+	hydb_close(db);
+	return status;
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+static const char stats_usage[] =
+	"usage: hydb stats [DB] [--json] [--bins N]\n"
+	"Counts per modality and label, radius histogram per modality and label,\n"
+	"and disk size. --json prints one object with a top-level \"count\".\n";
+
+#define MAXBINS 64
+
+struct stats {
+	uint64_t count, by[3][3]; /* [modality][label] */
+	double rmin, rmax;
+	uint64_t hist[3][3][MAXBINS];
+	int bins;
+};
+
+static int stats_pass(hydb_store *st, MDB_txn *txn, struct stats *s, int pass)
+{
+	uint32_t nb;
+	FORWARD_IF_ERROR(hydb_store_block_count(st, txn, &nb));
+	for (uint32_t b = 0; b < nb; b++) {
+		hydb_block blk;
+		int rc = hydb_store_block_get(st, txn, b, &blk);
+		if (rc == HYDB_ENOTFOUND)
+			continue;
+		FORWARD_IF_ERROR(rc);
+		for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
+			const hydb_slot_attr *a = &blk.attr[i];
+			unsigned m = a->modality < 3 ? a->modality : 0, l = a->label < 3 ? a->label : 0;
+			if (!a->live)
+				continue;
+			if (pass == 0) {
+				s->count++;
+				s->by[m][l]++;
+				if (a->radius < s->rmin) s->rmin = a->radius;
+				if (a->radius > s->rmax) s->rmax = a->radius;
+			} else {
+				double w = (s->rmax - s->rmin) / s->bins;
+				int bin = w > 0 ? (int)((a->radius - s->rmin) / w) : 0;
+				if (bin >= s->bins) bin = s->bins - 1;
+				s->hist[m][l][bin]++;
+			}
+		}
+	}
+	return HYDB_OK;
+}
+
+static uint64_t dir_bytes(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	uint64_t total = 0;
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char p[8192];
+		struct stat sb;
+		snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+		if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode))
+			total += (uint64_t)sb.st_blocks * 512;
+	}
+	closedir(d);
+	return total;
+}
+
+int hydb_cmd_stats(int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, 0, 'j'}, {"bins", required_argument, 0, 'b'},
+					   {"plot", required_argument, 0, 'p'}, {0, 0, 0, 0}};
+	static const char *const mods[] = {"other", "image", "text"}, *const labs[] = {"unknown", "safe", "unsafe"};
+	struct stats *s = calloc(1, sizeof *s);
+	int json = 0, ch, rc, first;
+	const char *path, *plot = NULL;
+	hydb_db *db;
+	MDB_txn *txn;
+
+	if (!s)
+		return hydb_cli_fail("stats", HYDB_EXIT_DATA, "out of memory");
+	s->bins = 20;
+	if (want_help(argc, argv, stats_usage)) {
+		free(s);
+		return HYDB_EXIT_OK;
+	}
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (ch == 'j') json = 1;
+		else if (ch == 'b') s->bins = atoi(optarg) < 1 ? 1 : atoi(optarg) > MAXBINS ? MAXBINS : atoi(optarg);
+		else if (ch == 'p') plot = optarg;
+		else { free(s); fputs(stats_usage, stderr); return HYDB_EXIT_USAGE; }
+	}
+	first = optind;
+	path = db_arg(argc, argv, &first);
+	if ((rc = hydb_cli_open(&db, path, 1)) < 0) {
+		free(s);
+		return hydb_cli_fail_lib("stats", rc);
+	}
+	s->rmin = INFINITY;
+	s->rmax = -INFINITY;
+	rc = hydb_store_read_begin(hydb_db_store(db), &txn);
+	if (rc == 0) {
+		rc = stats_pass(hydb_db_store(db), txn, s, 0);
+		if (rc == 0 && s->count)
+			rc = stats_pass(hydb_db_store(db), txn, s, 1);
+		hydb_store_read_end(hydb_db_store(db), txn);
+	}
+	if (rc < 0) {
+		free(s);
+		hydb_close(db);
+		return hydb_cli_fail_lib("stats", rc);
+	}
+	if (!s->count)
+		s->rmin = s->rmax = 0;
+	{
+		uint64_t bytes = dir_bytes(hydb_cli_db_path(path));
+		if (json) {
+			printf("{\"count\":%llu,\"dim\":%zu,\"curvature\":%.17g,\"disk_bytes\":%llu,"
+			       "\"radius_min\":%.9g,\"radius_max\":%.9g,\"groups\":[",
+			       (unsigned long long)s->count, hydb_dim(db), hydb_curvature(db),
+			       (unsigned long long)bytes, s->rmin, s->rmax);
+			int firstg = 1;
+			for (int m = 0; m < 3; m++)
+				for (int l = 0; l < 3; l++) {
+					if (!s->by[m][l])
+						continue;
+					printf("%s{\"modality\":\"%s\",\"label\":\"%s\",\"count\":%llu,\"histogram\":[",
+					       firstg ? "" : ",", mods[m], labs[l], (unsigned long long)s->by[m][l]);
+					for (int b = 0; b < s->bins; b++)
+						printf("%s%llu", b ? "," : "", (unsigned long long)s->hist[m][l][b]);
+					printf("]}");
+					firstg = 0;
+				}
+			printf("]}\n");
+		} else {
+			printf("records     %llu\ndimension   %zu\ncurvature   %g\ndisk        %.1f MiB\n",
+			       (unsigned long long)s->count, hydb_dim(db), hydb_curvature(db), bytes / 1048576.0);
+			printf("radius      %.4f .. %.4f\n", s->rmin, s->rmax);
+			for (int m = 0; m < 3; m++)
+				for (int l = 0; l < 3; l++) {
+					uint64_t peak = 1;
+					if (!s->by[m][l])
+						continue;
+					printf("\n%s / %s: %llu\n", mods[m], labs[l], (unsigned long long)s->by[m][l]);
+					for (int b = 0; b < s->bins; b++)
+						if (s->hist[m][l][b] > peak) peak = s->hist[m][l][b];
+					for (int b = 0; b < s->bins; b++) {
+						double w = (s->rmax - s->rmin) / s->bins;
+						int bar = (int)(40.0 * s->hist[m][l][b] / peak);
+						printf("  %8.3f %8llu %.*s\n", s->rmin + w * b,
+						       (unsigned long long)s->hist[m][l][b], bar,
+						       "########################################");
+					}
+				}
+		}
+	}
+	if (plot) {
+		uint64_t h[3][3][MAXBINS];
+		memcpy(h, s->hist, sizeof h);
+		rc = hydb_cli_plot_histogram(plot, s->rmin, s->rmax, s->bins, &h[0][0][0]);
+		if (rc < 0) {
+			free(s);
+			hydb_close(db);
+			return hydb_cli_fail_lib("stats", rc);
+		}
+		fprintf(stderr, "wrote %s\n", plot);
+	}
+	free(s);
+	hydb_close(db);
+	return HYDB_EXIT_OK;
+}

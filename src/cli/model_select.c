@@ -1,0 +1,130 @@
+/* model_select.c - choosing the model for a database; contact sheets. */
+#include "config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/model_select.h"
+#include "db_internal.h"
+#include "encoder/image.h"
+#include "encoder/model.h"
+#include "json.h"
+
+/* TRANSITION: until the encoder lands. */
+#pragma weak hydb_model_open
+#pragma weak hydb_model_close
+
+int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_path)
+{
+	char recorded[PATH_MAX + 1], hash[64];
+	const char *path = explicit_path;
+	int have_hash = hydb_db_meta_get(db, "model_hash", hash, sizeof hash) == 0;
+
+	if (!path || !*path)
+		path = getenv("HYDB_MODEL");
+	if ((!path || !*path) && hydb_db_meta_get(db, "model_path", recorded, sizeof recorded) == 0)
+		path = recorded;
+	RETURN_ERROR_IF(!path || !*path, HYDB_EINVAL,
+			"no model: pass --model FILE or set HYDB_MODEL (this database records none)");
+	FORWARD_IF_ERROR(hydb_model_open(out, path));
+	if (have_hash && strcmp(hash, (*out)->hash)) {
+		char got[17];
+		snprintf(got, sizeof got, "%s", (*out)->hash);
+		hydb_model_close(*out);
+		*out = NULL;
+		return hydb_error_set(HYDB_EMISMATCH,
+				      "%s: model hash %s differs from %s, which made this database's embeddings; "
+				      "use that model or a new database", path, got, hash);
+	}
+	return HYDB_OK;
+}
+
+int hydb_cli_model_record(hydb_db *db, hydb_model *m, const char *path)
+{
+	char hash[64], abs[PATH_MAX];
+	if (hydb_db_meta_get(db, "model_hash", hash, sizeof hash) == 0) {
+		RETURN_ERROR_IF(strcmp(hash, m->hash), HYDB_EMISMATCH,
+				"%s: model hash %s differs from %s, which made this database's embeddings; "
+				"refusing to mix models", path, m->hash, hash);
+		return HYDB_OK;
+	}
+	if (!realpath(path, abs))
+		snprintf(abs, sizeof abs, "%s", path);
+	{
+		char b1[64], b2[64];
+		snprintf(b1, sizeof b1, "%.9g", m->cfg.bound_image.up_95);
+		snprintf(b2, sizeof b2, "%.9g", m->cfg.bound_text.up_95);
+		const char *names[] = {"model_hash", "model_path", "bound_image_up95", "bound_text_up95"};
+		const char *vals[] = {m->hash, abs, b1, b2};
+		for (int i = 0; i < 4; i++)
+			FORWARD_IF_ERROR(hydb_db_put_meta(db, NULL, 0, NULL, names[i], vals[i]));
+	}
+	return HYDB_OK;
+}
+
+/* The source file of an ingested entry, from its metadata. */
+static char *entry_path(hydb_db *db, uint64_t id)
+{
+	hydb_entry *e;
+	hydb_json *j = NULL;
+	const hydb_json *p;
+	char *out = NULL;
+	if (hydb_get_id(db, id, &e) < 0)
+		return NULL;
+	if (e->meta && hydb_json_parse(&j, e->meta, strlen(e->meta)) == 0 &&
+	    (p = hydb_json_get(j, "path")) && p->type == HYDB_JSON_STRING)
+		out = strdup(p->str);
+	hydb_json_free(j);
+	hydb_entry_free(e);
+	return out;
+}
+
+int hydb_cli_contact_sheet(const char *path, hydb_db *db, const hydb_results *res)
+{
+	const int T = 224, cols = 5, pad = 4;
+	size_t n = 0;
+	int rows, W, H, rc;
+	uint8_t *sheet, *tile;
+
+	for (size_t i = 0; i < res->n; i++)
+		n += res->modalities[i] == HYDB_MOD_IMAGE;
+	RETURN_ERROR_IF(n == 0, HYDB_EINVAL, "--sheet: no image results to draw");
+	rows = (int)((n + cols - 1) / cols);
+	W = cols * (T + pad) + pad;
+	H = rows * (T + pad) + pad;
+	sheet = malloc((size_t)W * H * 3);
+	tile = malloc((size_t)T * T * 3);
+	if (!sheet || !tile) {
+		free(sheet);
+		free(tile);
+		return hydb_error_set(HYDB_ENOMEM, "--sheet: out of memory");
+	}
+	memset(sheet, 40, (size_t)W * H * 3);
+	for (size_t i = 0, k = 0; i < res->n; i++) {
+		char *src;
+		hydb_image img;
+		int x0, y0;
+		if (res->modalities[i] != HYDB_MOD_IMAGE)
+			continue;
+		x0 = pad + (int)(k % cols) * (T + pad);
+		y0 = pad + (int)(k / cols) * (T + pad);
+		k++;
+		src = entry_path(db, res->ids[i]);
+		/* A missing or unreadable source leaves a dark tile. */
+		if (!src || hydb_image_decode_file(&img, src, 0) < 0) {
+			free(src);
+			continue;
+		}
+		if (hydb_clip_preprocess_u8(tile, &img, T) == 0)
+			for (int y = 0; y < T; y++)
+				memcpy(sheet + ((size_t)(y0 + y) * W + x0) * 3, tile + (size_t)y * T * 3, (size_t)T * 3);
+		hydb_image_free(&img);
+		free(src);
+	}
+	rc = hydb_png_write(path, sheet, W, H);
+	free(sheet);
+	free(tile);
+	return rc;
+}

@@ -1,0 +1,16 @@
+/* model_select.h - which model the CLI uses, and image contact sheets. */
+#ifndef HYDB_CLI_MODEL_SELECT_H
+#define HYDB_CLI_MODEL_SELECT_H
+
+#include "hydb.h"
+
+/* The model for a database: --model, else $HYDB_MODEL, else the model
+ * recorded in the database. A model whose hash differs from the one that
+ * made the database's embeddings is refused (HYDB_EMISMATCH). */
+int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_path);
+/* Record path and hash of the model in the database (first ingest). */
+int hydb_cli_model_record(hydb_db *db, hydb_model *m, const char *path);
+/* Thumbnails of the image results in a grid, written as PNG. */
+int hydb_cli_contact_sheet(const char *path, hydb_db *db, const hydb_results *res);
+
+#endif

@@ -1,0 +1,206 @@
+/* output.c - printing records and search results; the radius histogram. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "encoder/image.h"
+#include "internal.h"
+#include "json.h"
+
+static const char *const mod_names[] = {"other", "image", "text"};
+static const char *const label_names[] = {"unknown", "safe", "unsafe"};
+
+const char *hydb_cli_modality_name(int m) { return m >= 0 && m < 3 ? mod_names[m] : "?"; }
+const char *hydb_cli_label_name(int l) { return l >= 0 && l < 3 ? label_names[l] : "?"; }
+
+int hydb_cli_modality_parse(const char *s)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(s, mod_names[i]))
+			return i;
+	return -1;
+}
+
+int hydb_cli_label_parse(const char *s)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(s, label_names[i]))
+			return i;
+	return -1;
+}
+
+void hydb_cli_print_entry(FILE *f, const hydb_entry *e, int json, int with_vector)
+{
+	if (json) {
+		fprintf(f, "{\"id\":%llu,\"key\":", (unsigned long long)e->id);
+		hydb_json_write_string(f, e->key);
+		fprintf(f, ",\"modality\":\"%s\",\"label\":\"%s\",\"radius\":%.9g,\"item\":%llu",
+			hydb_cli_modality_name(e->modality), hydb_cli_label_name(e->label), e->radius,
+			(unsigned long long)e->item);
+		if (e->caption) {
+			fputs(",\"caption\":", f);
+			hydb_json_write_string(f, e->caption);
+		}
+		if (e->meta)
+			fprintf(f, ",\"meta\":%s", e->meta);
+		if (with_vector) {
+			fputs(",\"vector\":[", f);
+			for (size_t i = 0; i < e->dim; i++)
+				fprintf(f, "%s%.9g", i ? "," : "", e->vector[i]);
+			fputc(']', f);
+		}
+		fputs("}\n", f);
+		return;
+	}
+	fprintf(f, "id        %llu\nkey       %s\nmodality  %s\nlabel     %s\nradius    %.6f\n",
+		(unsigned long long)e->id, e->key, hydb_cli_modality_name(e->modality),
+		hydb_cli_label_name(e->label), e->radius);
+	if (e->item)
+		fprintf(f, "item      %llu\n", (unsigned long long)e->item);
+	if (e->caption)
+		fprintf(f, "caption   %s\n", e->caption);
+	if (e->meta)
+		fprintf(f, "meta      %s\n", e->meta);
+	if (with_vector) {
+		fputs("vector    [", f);
+		for (size_t i = 0; i < e->dim; i++)
+			fprintf(f, "%s%.9g", i ? ", " : "", e->vector[i]);
+		fputs("]\n", f);
+	}
+	fputc('\n', f);
+}
+
+static int term_width(FILE *f)
+{
+	struct winsize ws;
+	const char *cols = getenv("COLUMNS");
+	if (isatty(fileno(f)) && ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20)
+		return ws.ws_col;
+	if (cols && atoi(cols) > 20)
+		return atoi(cols);
+	return 120;
+}
+
+/* Print at most width display columns of UTF-8 s, never splitting a code
+ * point; newlines become spaces. */
+static void put_clipped(FILE *f, const char *s, int width)
+{
+	int col = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p && col < width) {
+		size_t n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : 4;
+		if (col == width - 1 && strlen((const char *)p) > n) {
+			fputs("…", f);
+			return;
+		}
+		if (*p == '\n' || *p == '\t' || *p == '\r')
+			fputc(' ', f);
+		else
+			fwrite(p, 1, n, f);
+		p += n;
+		col++;
+	}
+}
+
+void hydb_cli_print_results(FILE *f, const hydb_results *r, int json, size_t query_no)
+{
+	if (json) {
+		for (size_t i = 0; i < r->n; i++) {
+			fprintf(f, "{\"query\":%zu,\"rank\":%zu,\"id\":%llu,\"key\":", query_no, i + 1,
+				(unsigned long long)r->ids[i]);
+			hydb_json_write_string(f, r->keys[i]);
+			fprintf(f, ",\"distance\":%.9g,\"radius\":%.9g,\"label\":\"%s\",\"modality\":\"%s\",\"item\":%llu,\"caption\":",
+				r->distances[i], r->radii[i], hydb_cli_label_name(r->labels[i]),
+				hydb_cli_modality_name(r->modalities[i]), (unsigned long long)r->items[i]);
+			if (r->captions[i])
+				hydb_json_write_string(f, r->captions[i]);
+			else
+				fputs("null", f);
+			fprintf(f, ",\"plan\":\"%s\"", r->plan ? r->plan : "");
+			if (r->redirected)
+				fprintf(f, ",\"redirected_from\":%.9g,\"redirected_to\":%.9g", r->query_radius,
+					r->searched_radius);
+			fputs("}\n", f);
+		}
+		return;
+	}
+	{
+		int w = term_width(f), keyw = 28, capw;
+		capw = w - (5 + 1 + keyw + 1 + 10 + 1 + 8 + 1 + 7 + 1 + 6 + 1);
+		if (capw < 10)
+			capw = 10;
+		fprintf(f, "%-5s %-*s %10s %8s %-7s %-6s %s\n", "rank", keyw, "key", "distance", "radius",
+			"label", "type", "caption");
+		for (size_t i = 0; i < r->n; i++) {
+			fprintf(f, "%-5zu ", i + 1);
+			put_clipped(f, r->keys[i], keyw);
+			{
+				/* pad by code points, as put_clipped counts them */
+				int len = 0;
+				for (const unsigned char *p = (const unsigned char *)r->keys[i]; *p; p++)
+					len += (*p & 0xC0) != 0x80;
+				for (int k = len < keyw ? len : keyw; k < keyw; k++)
+					fputc(' ', f);
+			}
+			fprintf(f, " %10.5f %8.4f %-7s %-6s ", r->distances[i], r->radii[i],
+				hydb_cli_label_name(r->labels[i]), hydb_cli_modality_name(r->modalities[i]));
+			if (r->captions[i])
+				put_clipped(f, r->captions[i], capw);
+			fputc('\n', f);
+		}
+	}
+}
+
+/* A plain raster plot: one row of bars per (modality, label) group that has
+ * data, safe in green, unsafe in red, unknown in grey, on a shared radius
+ * axis, so the safe/unsafe separation is visible at a glance. */
+int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins,
+			    const uint64_t *hist)
+{
+	static const uint8_t colours[3][3] = {{150, 150, 150}, {40, 160, 60}, {200, 50, 40}};
+	const int W = 800, panel_h = 120, margin = 20;
+	int groups[9], ng = 0, H, rc;
+	uint8_t *img;
+
+	for (int g = 0; g < 9; g++) {
+		uint64_t sum = 0;
+		for (int b = 0; b < bins; b++)
+			sum += hist[g * bins + b];
+		if (sum)
+			groups[ng++] = g;
+	}
+	if (ng == 0)
+		ng = 1, groups[0] = 0;
+	H = ng * panel_h + 2 * margin;
+	img = malloc((size_t)W * H * 3);
+	if (!img)
+		return hydb_error_set(HYDB_ENOMEM, "%s: out of memory", path);
+	memset(img, 255, (size_t)W * H * 3);
+	for (int gi = 0; gi < ng; gi++) {
+		int g = groups[gi], y0 = margin + gi * panel_h, base = y0 + panel_h - 10;
+		uint64_t peak = 1;
+		const uint8_t *col = colours[g % 3];
+		for (int b = 0; b < bins; b++)
+			if (hist[g * bins + b] > peak)
+				peak = hist[g * bins + b];
+		for (int b = 0; b < bins; b++) {
+			int x0 = margin + b * (W - 2 * margin) / bins, x1 = margin + (b + 1) * (W - 2 * margin) / bins - 1;
+			int h = (int)((double)(panel_h - 20) * hist[g * bins + b] / peak);
+			for (int y = base - h; y < base; y++)
+				for (int x = x0; x < x1; x++)
+					memcpy(img + ((size_t)y * W + x) * 3, col, 3);
+		}
+		for (int x = margin; x < W - margin; x++)
+			memset(img + ((size_t)base * W + x) * 3, 0, 3);
+	}
+	(void)rmin;
+	(void)rmax;
+	rc = hydb_png_write(path, img, W, H);
+	free(img);
+	return rc;
+}

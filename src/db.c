@@ -1,0 +1,311 @@
+/*
+ * db.c - the public database API: a write goes store -> index in one LMDB
+ * transaction; a search goes redirect -> plan (index or exact) -> records.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "search.h"
+#include "storage/store.h"
+#include "index/hnsw.h"
+
+/* TRANSITION: until index/hnsw.c defines these. */
+#pragma weak hydb_index_open
+#pragma weak hydb_index_close
+#pragma weak hydb_index_insert
+#pragma weak hydb_index_remove
+
+struct hydb_db {
+	hydb_store *st;
+	hydb_index *ix;
+};
+
+void hydb_open_options_init(hydb_open_options *o)
+{
+	memset(o, 0, sizeof *o);
+	o->version = HYDB_OPEN_OPTIONS_VERSION;
+	o->curvature = 1.0;
+}
+
+void hydb_search_options_init(hydb_search_options *o)
+{
+	memset(o, 0, sizeof *o);
+	o->version = HYDB_SEARCH_OPTIONS_VERSION;
+	o->k = 10;
+	o->min_radius = 0;
+	o->max_radius = INFINITY;
+}
+
+struct index_open_ctx {
+	hydb_db *db;
+	unsigned m, efc;
+};
+
+static int index_open_fn(hydb_store *st, MDB_txn *txn, void *vctx)
+{
+	struct index_open_ctx *c = vctx;
+	return hydb_index_open(&c->db->ix, st, txn, c->m, c->efc);
+}
+
+int hydb_open(hydb_db **out, const char *path, const hydb_open_options *opts)
+{
+	hydb_db *db;
+	int rc;
+	struct index_open_ctx ic;
+
+	RETURN_ERROR_IF(!out, HYDB_EINVAL, "hydb_open: out is NULL");
+	db = calloc(1, sizeof *db);
+	RETURN_ERROR_IF(!db, HYDB_ENOMEM, "%s: out of memory", path ? path : "(null)");
+	rc = hydb_store_open(&db->st, path, opts);
+	if (rc < 0) {
+		free(db);
+		return rc;
+	}
+	ic.db = db;
+	ic.m = opts ? opts->hnsw_m : 0;
+	ic.efc = opts ? opts->hnsw_ef_construction : 0;
+	if (hydb_store_readonly(db->st)) {
+		MDB_txn *txn;
+		rc = hydb_store_read_begin(db->st, &txn);
+		if (rc == 0) {
+			rc = hydb_index_open(&db->ix, db->st, txn, ic.m, ic.efc);
+			hydb_store_read_end(db->st, txn);
+		}
+	} else {
+		/* Creates the index tables' entries on first open. */
+		rc = hydb_store_write(db->st, index_open_fn, &ic);
+	}
+	if (rc < 0) {
+		hydb_store_close(db->st);
+		free(db);
+		return rc;
+	}
+	*out = db;
+	return HYDB_OK;
+}
+
+void hydb_close(hydb_db *db)
+{
+	if (!db)
+		return;
+	hydb_index_close(db->ix);
+	hydb_store_close(db->st);
+	free(db);
+}
+
+size_t hydb_dim(const hydb_db *db) { return hydb_store_dim(db->st); }
+double hydb_curvature(const hydb_db *db) { return hydb_store_curvature(db->st); }
+
+/* Internal: the store and index behind a handle (CLI check, tests). */
+hydb_store *hydb_db_store(hydb_db *db) { return db->st; }
+hydb_index *hydb_db_index(hydb_db *db) { return db->ix; }
+
+/* ---- writes ------------------------------------------------------------- */
+
+static int check_text(const char *what, size_t i, const char *s, size_t max)
+{
+	size_t len = strlen(s);
+	RETURN_ERROR_IF(len > max, HYDB_ETOOBIG, "record %zu: %s of %zu bytes exceeds the limit of %zu",
+			i, what, len, max);
+	RETURN_ERROR_IF(hydb_utf8_valid(s, len) < 0, HYDB_EUTF8, "record %zu: %s is not valid UTF-8", i,
+			what);
+	return HYDB_OK;
+}
+
+static int validate_record(const hydb_record *r, size_t i, size_t dim)
+{
+	size_t bad;
+	RETURN_ERROR_IF(!r->key || !*r->key, HYDB_EINVAL, "record %zu: key is missing", i);
+	FORWARD_IF_ERROR(check_text("key", i, r->key, HYDB_MAX_KEY));
+	RETURN_ERROR_IF(!r->vector, HYDB_EINVAL, "record %zu ('%.100s'): vector is missing", i, r->key);
+	bad = hydb_first_nonfinite(r->vector, dim);
+	RETURN_ERROR_IF(bad < dim, HYDB_ENONFINITE,
+			"record %zu ('%.100s'): component %zu is %s", i, r->key, bad,
+			isnan(r->vector[bad]) ? "NaN" : "infinite");
+	RETURN_ERROR_IF((unsigned)r->modality > HYDB_MOD_TEXT, HYDB_EINVAL,
+			"record %zu ('%.100s'): unknown modality %d", i, r->key, (int)r->modality);
+	RETURN_ERROR_IF((unsigned)r->label > HYDB_LABEL_UNSAFE, HYDB_EINVAL,
+			"record %zu ('%.100s'): unknown label %d", i, r->key, (int)r->label);
+	if (r->caption)
+		FORWARD_IF_ERROR(check_text("caption", i, r->caption, HYDB_MAX_CAPTION));
+	if (r->meta) {
+		const char *p = r->meta;
+		size_t n = strlen(p);
+		FORWARD_IF_ERROR(check_text("metadata", i, p, HYDB_MAX_META));
+		while (n && (p[n - 1] == ' ' || p[n - 1] == '\n' || p[n - 1] == '\t'))
+			n--;
+		p += strspn(p, " \t\n");
+		RETURN_ERROR_IF(*p != '{' || n == 0 || r->meta[n - 1] != '}', HYDB_EINVAL,
+				"record %zu ('%.100s'): metadata must be a JSON object", i, r->key);
+	}
+	return HYDB_OK;
+}
+
+struct put_ctx {
+	hydb_db *db;
+	const hydb_record *recs;
+	size_t n;
+	float *radii;
+	uint64_t *ids;
+	uint32_t *slots;
+	const char *meta_name, *meta_value;
+};
+
+static int put_fn(hydb_store *st, MDB_txn *txn, void *vctx)
+{
+	struct put_ctx *c = vctx;
+	size_t n_new = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		uint64_t old_id;
+		uint32_t old_slot, slot;
+		int replaced, rc;
+
+		rc = hydb_store_lookup_key(st, txn, c->recs[i].key, &old_id);
+		if (rc == 0) {
+			size_t j;
+			FORWARD_IF_ERROR(hydb_store_record_slot(st, txn, old_id, &old_slot));
+			/* Written earlier in this batch: not in the index yet. */
+			for (j = 0; j < n_new && c->slots[j] != old_slot; j++)
+				;
+			if (j < n_new)
+				c->slots[j] = c->slots[--n_new];
+			else
+				FORWARD_IF_ERROR(hydb_index_remove(c->db->ix, txn, old_slot));
+		} else if (rc != HYDB_ENOTFOUND) {
+			return rc;
+		}
+		rc = hydb_store_put(st, txn, &c->recs[i], c->radii[i], &c->ids[i], &slot, &replaced);
+		if (rc < 0)
+			return hydb_error_prefix(rc, "record %zu ('%.100s')", i, c->recs[i].key);
+		c->slots[n_new++] = slot;
+	}
+	if (c->meta_name)
+		FORWARD_IF_ERROR(hydb_store_meta_put(st, txn, c->meta_name, c->meta_value));
+	return hydb_index_insert(c->db->ix, txn, c->slots, n_new);
+}
+
+/* hydb_put that also records a metadata entry (e.g. import progress) in
+ * the same transaction, so progress and data can never disagree. */
+int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *ids_out,
+		     const char *meta_name, const char *meta_value)
+{
+	struct put_ctx c = {db, recs, n, NULL, NULL, NULL, meta_name, meta_value};
+	size_t dim = hydb_store_dim(db->st);
+	double curv = hydb_store_curvature(db->st);
+	int rc = HYDB_OK;
+
+	RETURN_ERROR_IF(!recs && n, HYDB_EINVAL, "hydb_put: records are NULL");
+	if (n == 0 && !meta_name)
+		return HYDB_OK;
+	for (size_t i = 0; i < n; i++)
+		FORWARD_IF_ERROR(validate_record(&recs[i], i, dim));
+	c.radii = hydb_alloc_array(n, sizeof *c.radii, "radii");
+	c.ids = ids_out ? ids_out : hydb_alloc_array(n, sizeof *c.ids, "ids");
+	c.slots = hydb_alloc_array(n, sizeof *c.slots, "slots");
+	if (!c.radii || !c.ids || !c.slots) {
+		rc = HYDB_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		c.radii[i] = (float)hydb_lorentz_radius(recs[i].vector, dim, curv);
+		if (!isfinite(c.radii[i])) {
+			rc = hydb_error_set(HYDB_ENONFINITE,
+					    "record %zu ('%.100s'): radius overflows float32 (point too far out)",
+					    i, recs[i].key);
+			goto out;
+		}
+	}
+	rc = hydb_store_write(db->st, put_fn, &c);
+out:
+	free(c.radii);
+	if (!ids_out)
+		free(c.ids);
+	free(c.slots);
+	return rc;
+}
+
+int hydb_put(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *ids_out)
+{
+	return hydb_db_put_meta(db, recs, n, ids_out, NULL, NULL);
+}
+
+/* Read one metadata value; HYDB_ENOTFOUND when absent. */
+int hydb_db_meta_get(hydb_db *db, const char *name, char *buf, size_t size)
+{
+	MDB_txn *txn;
+	int rc;
+	FORWARD_IF_ERROR(hydb_store_read_begin(db->st, &txn));
+	rc = hydb_store_meta_get(db->st, txn, name, buf, size);
+	hydb_store_read_end(db->st, txn);
+	return rc;
+}
+
+struct del_ctx {
+	hydb_db *db;
+	const char *key;
+	uint64_t id;
+};
+
+static int del_fn(hydb_store *st, MDB_txn *txn, void *vctx)
+{
+	struct del_ctx *c = vctx;
+	uint32_t slot;
+	if (c->key)
+		FORWARD_IF_ERROR(hydb_store_lookup_key(st, txn, c->key, &c->id));
+	FORWARD_IF_ERROR(hydb_store_record_slot(st, txn, c->id, &slot));
+	FORWARD_IF_ERROR(hydb_index_remove(c->db->ix, txn, slot));
+	return hydb_store_del(st, txn, c->id, NULL);
+}
+
+int hydb_delete_key(hydb_db *db, const char *key)
+{
+	struct del_ctx c = {db, key, 0};
+	RETURN_ERROR_IF(!key || !*key, HYDB_EINVAL, "hydb_delete_key: key is empty");
+	return hydb_store_write(db->st, del_fn, &c);
+}
+
+int hydb_delete_id(hydb_db *db, uint64_t id)
+{
+	struct del_ctx c = {db, NULL, id};
+	return hydb_store_write(db->st, del_fn, &c);
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+int hydb_get_id(hydb_db *db, uint64_t id, hydb_entry **out)
+{
+	MDB_txn *txn;
+	int rc;
+	FORWARD_IF_ERROR(hydb_store_read_begin(db->st, &txn));
+	rc = hydb_store_get(db->st, txn, id, out);
+	hydb_store_read_end(db->st, txn);
+	return rc;
+}
+
+int hydb_get_key(hydb_db *db, const char *key, hydb_entry **out)
+{
+	MDB_txn *txn;
+	uint64_t id;
+	int rc;
+	RETURN_ERROR_IF(!key || !*key, HYDB_EINVAL, "hydb_get_key: key is empty");
+	FORWARD_IF_ERROR(hydb_store_read_begin(db->st, &txn));
+	rc = hydb_store_lookup_key(db->st, txn, key, &id);
+	if (rc == 0)
+		rc = hydb_store_get(db->st, txn, id, out);
+	hydb_store_read_end(db->st, txn);
+	return rc;
+}
+
+int hydb_count(hydb_db *db, uint64_t *out)
+{
+	MDB_txn *txn;
+	int rc;
+	FORWARD_IF_ERROR(hydb_store_read_begin(db->st, &txn));
+	rc = hydb_store_count(db->st, txn, out);
+	hydb_store_read_end(db->st, txn);
+	return rc;
+}

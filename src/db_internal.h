@@ -1,0 +1,17 @@
+/* db_internal.h - what the CLI and tests may reach behind a hydb_db. */
+#ifndef HYDB_DB_INTERNAL_H
+#define HYDB_DB_INTERNAL_H
+
+#include "hydb.h"
+#include "storage/store.h"
+
+struct hydb_index;
+
+hydb_store *hydb_db_store(hydb_db *db);
+struct hydb_index *hydb_db_index(hydb_db *db);
+/* hydb_put plus one metadata entry written in the same transaction. */
+int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *ids_out,
+		     const char *meta_name, const char *meta_value);
+int hydb_db_meta_get(hydb_db *db, const char *name, char *buf, size_t size);
+
+#endif

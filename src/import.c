@@ -1,0 +1,502 @@
+/*
+ * import.c - .npy, .fvecs and JSON Lines readers (see import.h).
+ *
+ * Files are validated up front where the format allows (an .npy or .fvecs
+ * whose size does not match its header is rejected before anything is
+ * stored), and row by row otherwise, so that an import either stores a row
+ * whole or reports it.
+ */
+#include "import.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "json.h"
+
+#define LINE_MAX_BYTES (8u << 20)
+
+struct hydb_reader {
+	FILE *f;
+	char path[4096];
+	const char *base;
+	hydb_import_format fmt;
+	hydb_coords coords;
+	size_t dim, cols;       /* cols: numbers per row in the file */
+	double curvature;
+	int f8;                 /* npy float64 */
+	uint64_t rows, row;     /* rows: total if known */
+	uint64_t fsize, data_off;
+	/* current batch */
+	hydb_record *recs;
+	float *vecs;
+	double *tmp;
+	char **keys, **captions, **metas;
+	size_t cap;
+	char *line;
+	size_t line_cap;
+	uint64_t line_no;
+};
+
+/* ---- coordinates -------------------------------------------------------- */
+
+int hydb_coords_from_time(float *out, const double *in, size_t dim, double c, const char *where)
+{
+	double n2 = 0, x0 = in[0], want;
+	for (size_t i = 0; i < dim; i++) {
+		out[i] = (float)in[i + 1];
+		n2 += in[i + 1] * in[i + 1];
+	}
+	RETURN_ERROR_IF(!(x0 > 0), HYDB_EINVAL, "%s: time component %g is not positive (wrong sheet)",
+			where, x0);
+	want = sqrt(1.0 / c + n2);
+	RETURN_ERROR_IF(fabs(x0 - want) > 1e-4 * want, HYDB_EINVAL,
+			"%s: not on the hyperboloid (x0 = %.9g, expected sqrt(1/c + |x|^2) = %.9g)", where,
+			x0, want);
+	return HYDB_OK;
+}
+
+int hydb_coords_from_poincare(float *out, const double *in, size_t dim, double c, const char *where)
+{
+	double n2 = 0, s;
+	for (size_t i = 0; i < dim; i++)
+		n2 += in[i] * in[i];
+	RETURN_ERROR_IF(c * n2 >= 1.0, HYDB_EINVAL,
+			"%s: point is outside the Poincare ball of radius 1/sqrt(c) (|p| = %g)", where,
+			sqrt(n2));
+	s = 2.0 / (1.0 - c * n2);
+	for (size_t i = 0; i < dim; i++)
+		out[i] = (float)(s * in[i]);
+	return HYDB_OK;
+}
+
+static int convert_row(hydb_reader *r, float *out, const double *in, const char *where)
+{
+	for (size_t i = 0; i < r->cols; i++)
+		RETURN_ERROR_IF(!isfinite(in[i]), HYDB_ENONFINITE, "%s: component %zu is %s", where, i,
+				isnan(in[i]) ? "NaN" : "infinite");
+	switch (r->coords) {
+	case HYDB_COORDS_WITH_TIME:
+		FORWARD_IF_ERROR(hydb_coords_from_time(out, in, r->dim, r->curvature, where));
+		break;
+	case HYDB_COORDS_POINCARE:
+		FORWARD_IF_ERROR(hydb_coords_from_poincare(out, in, r->dim, r->curvature, where));
+		break;
+	default:
+		for (size_t i = 0; i < r->dim; i++)
+			out[i] = (float)in[i];
+	}
+	for (size_t i = 0; i < r->dim; i++)
+		RETURN_ERROR_IF(!isfinite(out[i]), HYDB_ENONFINITE,
+				"%s: component %zu overflows float32", where, i);
+	return HYDB_OK;
+}
+
+/* ---- headers ------------------------------------------------------------ */
+
+static int npy_header(hydb_reader *r)
+{
+	unsigned char pre[12];
+	char *hdr, *p;
+	size_t hlen, off;
+	unsigned long long d0, d1;
+
+	RETURN_ERROR_IF(fread(pre, 1, 10, r->f) != 10 || memcmp(pre, "\x93NUMPY", 6), HYDB_EFORMAT,
+			"%s: not an .npy file (bad magic)", r->path);
+	if (pre[6] == 1) {
+		hlen = pre[8] | (size_t)pre[9] << 8;
+		off = 10;
+	} else if (pre[6] == 2 || pre[6] == 3) {
+		RETURN_ERROR_IF(fread(pre + 10, 1, 2, r->f) != 2, HYDB_EFORMAT, "%s: truncated .npy header",
+				r->path);
+		hlen = pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+		off = 12;
+	} else {
+		return hydb_error_set(HYDB_EFORMAT, "%s: unsupported .npy version %u", r->path, pre[6]);
+	}
+	RETURN_ERROR_IF(hlen > 65536 || off + hlen > r->fsize, HYDB_EFORMAT,
+			"%s: truncated or oversized .npy header", r->path);
+	hdr = malloc(hlen + 1);
+	RETURN_ERROR_IF(!hdr, HYDB_ENOMEM, "%s: out of memory", r->path);
+	if (fread(hdr, 1, hlen, r->f) != hlen) {
+		free(hdr);
+		return hydb_error_set(HYDB_EFORMAT, "%s: truncated .npy header", r->path);
+	}
+	hdr[hlen] = '\0';
+	if (strstr(hdr, "'<f4'"))
+		r->f8 = 0;
+	else if (strstr(hdr, "'<f8'"))
+		r->f8 = 1;
+	else {
+		free(hdr);
+		return hydb_error_set(HYDB_EFORMAT, "%s: dtype must be little-endian float32 or float64",
+				      r->path);
+	}
+	if (!strstr(hdr, "'fortran_order': False")) {
+		free(hdr);
+		return hydb_error_set(HYDB_EFORMAT, "%s: array must be in C order", r->path);
+	}
+	p = strstr(hdr, "'shape': (");
+	if (!p || sscanf(p, "'shape': (%llu, %llu)", &d0, &d1) != 2) {
+		free(hdr);
+		return hydb_error_set(HYDB_EFORMAT, "%s: array must be 2-D (rows, columns)", r->path);
+	}
+	free(hdr);
+	RETURN_ERROR_IF(d1 != r->cols, HYDB_EDIM, "%s: rows have %llu columns, the database needs %zu",
+			r->path, d1, r->cols);
+	r->rows = d0;
+	r->data_off = off + hlen;
+	{
+		size_t need;
+		if (hydb_mul3_size(&need, (size_t)d0, (size_t)d1, r->f8 ? 8 : 4) < 0 ||
+		    r->data_off + need != r->fsize)
+			return hydb_error_set(HYDB_EFORMAT,
+					      "%s: truncated or oversized: header says %llu x %llu, file has %llu data bytes",
+					      r->path, d0, d1, (unsigned long long)(r->fsize - r->data_off));
+	}
+	return HYDB_OK;
+}
+
+static int fvecs_header(hydb_reader *r)
+{
+	int32_t d;
+	size_t row;
+	if (r->fsize == 0) {
+		r->rows = 0;
+		return HYDB_OK;
+	}
+	RETURN_ERROR_IF(fread(&d, 4, 1, r->f) != 1, HYDB_EFORMAT, "%s: truncated .fvecs", r->path);
+	RETURN_ERROR_IF(d <= 0 || (size_t)d != r->cols, HYDB_EDIM,
+			"%s: rows have %d components, the database needs %zu", r->path, d, r->cols);
+	row = 4 + 4 * (size_t)d;
+	RETURN_ERROR_IF(r->fsize % row, HYDB_EFORMAT,
+			"%s: truncated: size %llu is not a multiple of the row size %zu", r->path,
+			(unsigned long long)r->fsize, row);
+	r->rows = r->fsize / row;
+	r->data_off = 0;
+	return fseek(r->f, 0, SEEK_SET) ? hydb_error_set(HYDB_EIO, "%s: %s", r->path, strerror(errno))
+					  : HYDB_OK;
+}
+
+static hydb_import_format guess_format(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	if (dot && !strcmp(dot, ".npy")) return HYDB_FMT_NPY;
+	if (dot && !strcmp(dot, ".fvecs")) return HYDB_FMT_FVECS;
+	return HYDB_FMT_JSONL;
+}
+
+int hydb_reader_open(hydb_reader **out, const char *path, hydb_import_format fmt, size_t dim,
+		     double curvature, hydb_coords coords)
+{
+	hydb_reader *r;
+	struct stat sb;
+	int rc = HYDB_OK;
+
+	RETURN_ERROR_IF(strlen(path) >= 4096, HYDB_EINVAL, "input path too long");
+	r = calloc(1, sizeof *r);
+	RETURN_ERROR_IF(!r, HYDB_ENOMEM, "%s: out of memory", path);
+	snprintf(r->path, sizeof r->path, "%s", path);
+	r->base = strrchr(r->path, '/') ? strrchr(r->path, '/') + 1 : r->path;
+	r->fmt = fmt == HYDB_FMT_AUTO ? guess_format(path) : fmt;
+	r->coords = coords;
+	r->dim = dim;
+	r->cols = coords == HYDB_COORDS_WITH_TIME ? dim + 1 : dim;
+	r->curvature = curvature;
+	r->f = fopen(path, "rb");
+	if (!r->f) {
+		rc = hydb_error_set(errno == ENOENT ? HYDB_ENOTFOUND : HYDB_EIO, "%s: %s", path,
+				    strerror(errno));
+		goto fail;
+	}
+	if (fstat(fileno(r->f), &sb) || S_ISDIR(sb.st_mode)) {
+		rc = hydb_error_set(HYDB_EINVAL, "%s: not a regular file", path);
+		goto fail;
+	}
+	r->fsize = (uint64_t)sb.st_size;
+	r->tmp = hydb_alloc_array(r->cols, sizeof(double), "row buffer");
+	if (!r->tmp) {
+		rc = HYDB_ENOMEM;
+		goto fail;
+	}
+	if (r->fmt == HYDB_FMT_NPY)
+		rc = npy_header(r);
+	else if (r->fmt == HYDB_FMT_FVECS)
+		rc = fvecs_header(r);
+	if (rc < 0)
+		goto fail;
+	*out = r;
+	return HYDB_OK;
+fail:
+	hydb_reader_close(r);
+	return rc;
+}
+
+static void free_batch_strings(hydb_reader *r)
+{
+	for (size_t i = 0; i < r->cap; i++) {
+		free(r->keys[i]);
+		free(r->captions[i]);
+		free(r->metas[i]);
+		r->keys[i] = r->captions[i] = r->metas[i] = NULL;
+	}
+}
+
+void hydb_reader_close(hydb_reader *r)
+{
+	if (!r)
+		return;
+	if (r->keys)
+		free_batch_strings(r);
+	if (r->f)
+		fclose(r->f);
+	free(r->recs);
+	free(r->vecs);
+	free(r->tmp);
+	free(r->keys);
+	free(r->captions);
+	free(r->metas);
+	free(r->line);
+	free(r);
+}
+
+uint64_t hydb_reader_total(const hydb_reader *r) { return r->rows; }
+
+void hydb_reader_progress(const hydb_reader *r, uint64_t *done, uint64_t *total)
+{
+	long pos = ftell(r->f);
+	*done = pos < 0 ? 0 : (uint64_t)pos;
+	*total = r->fsize;
+}
+
+static int ensure_batch(hydb_reader *r, size_t max)
+{
+	size_t bytes;
+	if (r->cap >= max)
+		return HYDB_OK;
+	if (r->keys)
+		free_batch_strings(r);
+	free(r->recs); free(r->vecs); free(r->keys); free(r->captions); free(r->metas);
+	r->recs = calloc(max, sizeof *r->recs);
+	r->keys = calloc(max, sizeof *r->keys);
+	r->captions = calloc(max, sizeof *r->captions);
+	r->metas = calloc(max, sizeof *r->metas);
+	r->vecs = hydb_mul_size(&bytes, max, r->dim) ? NULL : hydb_alloc_array(bytes, sizeof(float), "batch");
+	r->cap = (r->recs && r->keys && r->captions && r->metas && r->vecs) ? max : 0;
+	RETURN_ERROR_IF(!r->cap, HYDB_ENOMEM, "%s: out of memory for a batch of %zu", r->path, max);
+	return HYDB_OK;
+}
+
+/* ---- fixed-size rows ---------------------------------------------------- */
+
+static int read_fixed_row(hydb_reader *r, double *row)
+{
+	if (r->fmt == HYDB_FMT_FVECS) {
+		int32_t d;
+		RETURN_ERROR_IF(fread(&d, 4, 1, r->f) != 1, HYDB_EFORMAT, "%s: row %llu: truncated", r->path,
+				(unsigned long long)r->row);
+		RETURN_ERROR_IF((size_t)d != r->cols, HYDB_EDIM, "%s: row %llu has %d components, expected %zu",
+				r->path, (unsigned long long)r->row, d, r->cols);
+	}
+	if (r->f8) {
+		RETURN_ERROR_IF(fread(row, 8, r->cols, r->f) != r->cols, HYDB_EFORMAT,
+				"%s: row %llu: truncated", r->path, (unsigned long long)r->row);
+	} else {
+		float *fl = (float *)row + r->cols; /* upper half of the buffer */
+		RETURN_ERROR_IF(fread(fl, 4, r->cols, r->f) != r->cols, HYDB_EFORMAT,
+				"%s: row %llu: truncated", r->path, (unsigned long long)r->row);
+		for (size_t i = 0; i < r->cols; i++)
+			row[i] = fl[i];
+	}
+	return HYDB_OK;
+}
+
+int hydb_reader_skip(hydb_reader *r, uint64_t rows)
+{
+	if (r->fmt == HYDB_FMT_JSONL) {
+		const hydb_record *recs;
+		size_t n;
+		uint64_t row0;
+		while (r->row < rows) {
+			uint64_t want = rows - r->row;
+			FORWARD_IF_ERROR(hydb_reader_next(r, &recs, &n, want > 1024 ? 1024 : (size_t)want, &row0));
+			if (n == 0)
+				break;
+		}
+		return HYDB_OK;
+	}
+	if (rows > r->rows)
+		rows = r->rows;
+	{
+		uint64_t rowbytes = (r->fmt == HYDB_FMT_FVECS ? 4 : 0) + (uint64_t)r->cols * (r->f8 ? 8 : 4);
+		RETURN_ERROR_IF(fseeko(r->f, (off_t)(r->data_off + rows * rowbytes), SEEK_SET), HYDB_EIO,
+				"%s: %s", r->path, strerror(errno));
+	}
+	r->row = rows;
+	return HYDB_OK;
+}
+
+/* ---- JSON Lines --------------------------------------------------------- */
+
+static int read_line(hydb_reader *r, size_t *len)
+{
+	ssize_t n = getline(&r->line, &r->line_cap, r->f);
+	if (n < 0)
+		return ferror(r->f) ? hydb_error_set(HYDB_EIO, "%s: %s", r->path, strerror(errno)) : 1;
+	r->line_no++;
+	RETURN_ERROR_IF((size_t)n > LINE_MAX_BYTES, HYDB_ETOOBIG, "%s: line %llu: longer than %u bytes",
+			r->path, (unsigned long long)r->line_no, LINE_MAX_BYTES);
+	while (n > 0 && (r->line[n - 1] == '\n' || r->line[n - 1] == '\r'))
+		n--;
+	*len = (size_t)n;
+	return 0;
+}
+
+static int enum_field(const hydb_json *v, const char *const *names, int count, int *out,
+		      const char *where, const char *field)
+{
+	if (!v)
+		return HYDB_OK;
+	RETURN_ERROR_IF(v->type != HYDB_JSON_STRING, HYDB_EFORMAT, "%s: \"%s\" must be a string", where,
+			field);
+	for (int i = 0; i < count; i++)
+		if (!strcmp(v->str, names[i])) {
+			*out = i;
+			return HYDB_OK;
+		}
+	return hydb_error_set(HYDB_EFORMAT, "%s: unknown %s \"%.40s\"", where, field, v->str);
+}
+
+static char *dup_json_string(const hydb_json *v)
+{
+	return strndup(v->str, v->str_len);
+}
+
+static int jsonl_row(hydb_reader *r, size_t i, const char *line, size_t len)
+{
+	static const char *const mods[] = {"other", "image", "text"};
+	static const char *const labels[] = {"unknown", "safe", "unsafe"};
+	char where[4200];
+	hydb_json *j;
+	const hydb_json *key, *vec, *cap, *mod, *lab, *meta, *item;
+	int m = HYDB_MOD_OTHER, l = HYDB_LABEL_UNKNOWN, rc;
+
+	snprintf(where, sizeof where, "%s: line %llu", r->path, (unsigned long long)r->line_no);
+	rc = hydb_json_parse(&j, line, len);
+	if (rc < 0)
+		return hydb_error_prefix(rc, "%s", where);
+	rc = HYDB_EFORMAT;
+	key = hydb_json_get(j, "key");
+	vec = hydb_json_get(j, "vector");
+	if (j->type != HYDB_JSON_OBJECT) {
+		hydb_error_set(rc, "%s: expected a JSON object", where);
+		goto out;
+	}
+	if (!key || key->type != HYDB_JSON_STRING || key->str_len == 0) {
+		hydb_error_set(rc, "%s: \"key\" must be a non-empty string", where);
+		goto out;
+	}
+	if (strlen(key->str) != key->str_len) {
+		hydb_error_set(HYDB_EUTF8, "%s: \"key\" contains a NUL character", where);
+		goto out;
+	}
+	if (!vec || vec->type != HYDB_JSON_ARRAY) {
+		hydb_error_set(rc, "%s: \"vector\" must be an array of numbers", where);
+		goto out;
+	}
+	if (vec->n != r->cols) {
+		hydb_error_set(HYDB_EDIM, "%s: vector has %zu components, the database needs %zu", where,
+			       vec->n, r->cols);
+		goto out;
+	}
+	for (size_t k = 0; k < vec->n; k++) {
+		if (vec->items[k].type != HYDB_JSON_NUMBER) {
+			hydb_error_set(rc, "%s: vector component %zu is not a number", where, k);
+			goto out;
+		}
+		r->tmp[k] = vec->items[k].num;
+	}
+	if ((rc = convert_row(r, r->vecs + i * r->dim, r->tmp, where)) < 0)
+		goto out;
+	rc = HYDB_EFORMAT;
+	cap = hydb_json_get(j, "caption");
+	if (cap && cap->type != HYDB_JSON_NULL) {
+		if (cap->type != HYDB_JSON_STRING) {
+			hydb_error_set(rc, "%s: \"caption\" must be a string", where);
+			goto out;
+		}
+		if (strlen(cap->str) != cap->str_len) {
+			hydb_error_set(HYDB_EUTF8, "%s: caption contains a NUL character", where);
+			goto out;
+		}
+		r->captions[i] = dup_json_string(cap);
+	}
+	mod = hydb_json_get(j, "modality");
+	lab = hydb_json_get(j, "label");
+	if ((rc = enum_field(mod, mods, 3, &m, where, "modality")) < 0 ||
+	    (rc = enum_field(lab, labels, 3, &l, where, "label")) < 0)
+		goto out;
+	rc = HYDB_EFORMAT;
+	meta = hydb_json_get(j, "meta");
+	if (meta && meta->type != HYDB_JSON_NULL) {
+		if (meta->type != HYDB_JSON_OBJECT) {
+			hydb_error_set(rc, "%s: \"meta\" must be a JSON object", where);
+			goto out;
+		}
+		r->metas[i] = strndup(line + meta->raw_start, meta->raw_end - meta->raw_start);
+	}
+	item = hydb_json_get(j, "item");
+	r->recs[i].item = item && item->type == HYDB_JSON_NUMBER && item->num >= 0 ? (uint64_t)item->num : 0;
+	r->keys[i] = dup_json_string(key);
+	r->recs[i].key = r->keys[i];
+	r->recs[i].vector = r->vecs + i * r->dim;
+	r->recs[i].caption = r->captions[i];
+	r->recs[i].meta = r->metas[i];
+	r->recs[i].modality = (hydb_modality)m;
+	r->recs[i].label = (hydb_label)l;
+	rc = r->keys[i] ? HYDB_OK : hydb_error_set(HYDB_ENOMEM, "%s: out of memory", where);
+out:
+	hydb_json_free(j);
+	return rc;
+}
+
+int hydb_reader_next(hydb_reader *r, const hydb_record **recs, size_t *n, size_t max, uint64_t *row0)
+{
+	size_t i = 0;
+	FORWARD_IF_ERROR(ensure_batch(r, max));
+	free_batch_strings(r);
+	*row0 = r->row;
+	while (i < max) {
+		if (r->fmt == HYDB_FMT_JSONL) {
+			size_t len;
+			int rc = read_line(r, &len);
+			FORWARD_IF_ERROR(rc);
+			if (rc == 1)
+				break;
+			if (len == 0 || r->line[strspn(r->line, " \t")] == '\0')
+				continue; /* blank lines are allowed */
+			FORWARD_IF_ERROR(jsonl_row(r, i, r->line, len));
+		} else {
+			char where[4200], key[4200];
+			if (r->row >= r->rows)
+				break;
+			FORWARD_IF_ERROR(read_fixed_row(r, r->tmp));
+			snprintf(where, sizeof where, "%s: row %llu", r->path, (unsigned long long)r->row);
+			FORWARD_IF_ERROR(convert_row(r, r->vecs + i * r->dim, r->tmp, where));
+			snprintf(key, sizeof key, "%s#%llu", r->base, (unsigned long long)r->row);
+			r->keys[i] = strdup(key);
+			RETURN_ERROR_IF(!r->keys[i], HYDB_ENOMEM, "%s: out of memory", where);
+			memset(&r->recs[i], 0, sizeof r->recs[i]);
+			r->recs[i].key = r->keys[i];
+			r->recs[i].vector = r->vecs + i * r->dim;
+		}
+		r->row++;
+		i++;
+	}
+	*recs = r->recs;
+	*n = i;
+	return HYDB_OK;
+}
