@@ -58,12 +58,13 @@ int hydb_error_set(int code, const char *fmt, ...)
 
 int hydb_error_prefix(int code, const char *fmt, ...)
 {
-	char prefix[HYDB_MSG_MAX], old[HYDB_MSG_MAX];
+	char prefix[HYDB_MSG_MAX / 2], old[HYDB_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof prefix, fmt, ap);
 	va_end(ap);
 	memcpy(old, tls_msg, sizeof old);
-	snprintf(tls_msg, sizeof tls_msg, "%s: %s", prefix, old);
+	/* Keep the prefix whole; the older, inner message may be cut. */
+	snprintf(tls_msg, sizeof tls_msg, "%s: %.*s", prefix, HYDB_MSG_MAX / 2 - 4, old);
 	return code;
 }

@@ -1,0 +1,128 @@
+/*
+ * hnsw.h - the HNSW graph over a database's vector slots (internal).
+ *
+ * The graph lives in the database's own LMDB environment, in two DBIs the
+ * store opens for the index, so that a record and its links commit in one
+ * transaction and an index is ready the moment the environment is open:
+ *
+ *   hnsw_meta  "hnsw" -> struct hnsw_meta: parameters, entry point, top
+ *                        level, node count, per modality/label counts
+ *   hnsw_nodes (tag u32 BE, number u32 BE) ->
+ *                "L0", slot  : level (u8), pad, degree (u16), 2M links (u32)
+ *                "UP", slot  : for levels 1..level: degree (u32), M links
+ *                "CV", block : the block's 64 vectors in IEEE half
+ *                              precision, the compact copy walked during
+ *                              traversal (final candidates are re-ranked
+ *                              with the float32 vectors in the store)
+ *
+ * Every distance is the Lorentz key cosh(sqrt(c) d) - 1 (index/distance.h).
+ * Parameters: M (default 16; 2M links on layer 0), efConstruction
+ * (default 200), ef at search time (default max(k, 64)).
+ *
+ * Query planner (hydb_index_search), for a filter f (radius range, modality
+ * and label masks):
+ *   - no filter: plain HNSW, plan "hnsw".
+ *   - estimate the matches m: the radius range is counted on the store's
+ *     radius index (counting stops past a limit), the masks by the
+ *     per-modality/label counts kept in hnsw_meta.
+ *   - brute force the matches exactly when m^2 <= 32 ef N: a filtered
+ *     graph walk must visit about ef/s nodes for s = m/N, so below this line
+ *     scanning the m matches is cheaper, and it is exact. Plan
+ *     "brute-filtered" (radius-index scan, or a block scan for mask-only
+ *     filters).
+ *   - otherwise walk the whole graph, every node steering the walk, and keep
+ *     only matching nodes as results; the walk stops only once ef matches
+ *     are held, so recall does not collapse as s falls toward the brute-force
+ *     line, only the cost rises. Plan "hnsw-filtered".
+ *
+ * Threads: searches run in parallel, each in its own read transaction.
+ * Insert, remove and open in create mode run in the caller's single write
+ * transaction. A large insert computes neighbour candidates on two threads
+ * that only read the write transaction while the caller's thread waits;
+ * all links are written afterwards by the caller's thread alone (see
+ * index/insert.c).
+ */
+#ifndef HYDB_INDEX_HNSW_H
+#define HYDB_INDEX_HNSW_H
+
+#include <lmdb.h>
+#include <stdint.h>
+
+#include "search.h"
+#include "storage/store.h"
+
+#define HYDB_HNSW_DEFAULT_M 16u
+#define HYDB_HNSW_DEFAULT_EFC 200u
+#define HYDB_HNSW_DEFAULT_EF 64u
+#define HYDB_HNSW_MAX_M 128u
+#define HYDB_HNSW_MAX_LEVEL 16u
+
+typedef struct hydb_index hydb_index;
+
+/* Where the index reads vectors and writes its graph. hydb_index_open fills
+ * one from a store; tests and benches may supply their own. */
+typedef struct hydb_vsource {
+	void *ctx;
+	MDB_env *env;
+	MDB_dbi nodes, meta;
+	size_t dim;
+	double c;
+	int (*block)(void *ctx, MDB_txn *txn, uint32_t block_no,
+		     hydb_block *out);
+	int (*radius_count)(void *ctx, MDB_txn *txn, double lo, double hi,
+			    uint64_t limit, uint64_t *out);
+	int (*radius_scan)(void *ctx, MDB_txn *txn, double lo, double hi,
+			   hydb_slot_fn fn, void *fctx);
+} hydb_vsource;
+
+/* Creation options beyond M and efConstruction. */
+#define HYDB_HNSW_NO_COMPACT 0x1u /* walk the float32 vectors directly */
+
+/*
+ * Open the index; txn is a write transaction when the index may be created
+ * (M, efc: 0 = default; ignored when it exists, the persisted ones win) and
+ * may be a read transaction otherwise. The handle keeps no transaction.
+ */
+int hydb_index_open(hydb_index **out, hydb_store *st, MDB_txn *txn,
+		    unsigned M, unsigned efc);
+int hydb_index_open_source(hydb_index **out, const hydb_vsource *src,
+			   MDB_txn *txn, unsigned M, unsigned efc,
+			   unsigned flags);
+void hydb_index_close(hydb_index *ix);
+
+/* Insert slots whose vectors and attributes are already in the blocks. */
+int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
+		      size_t n);
+/* Remove a slot before the store frees or overwrites it: every link to it
+ * is dropped and each node that lost one has its list repaired. */
+int hydb_index_remove(hydb_index *ix, MDB_txn *wtxn, uint32_t slot);
+
+/* k nearest matching slots, nearest first (ties by id), exact keys. out
+ * holds k hits; *nout receives how many were found; *plan (may be NULL)
+ * a static string naming the plan. ef = 0: default. */
+int hydb_index_search(hydb_index *ix, MDB_txn *rtxn, const float *q, size_t k,
+		      size_t ef, const hydb_filter *f, hydb_hit *out,
+		      size_t *nout, const char **plan);
+
+/* Verify the graph against the blocks. Each problem is passed to fn (may be
+ * NULL) as a one-line message naming the slot and record id; *nproblems
+ * receives the count. Returns 0 even when problems are found. */
+typedef void (*hydb_index_problem_fn)(const char *msg, void *ctx);
+int hydb_index_check(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
+		     void *ctx, size_t *nproblems);
+
+/* Figures for benches and the CLI. */
+typedef struct hydb_index_stats {
+	unsigned M, efc;
+	int compact;
+	uint64_t nodes;
+	uint32_t entry;
+	unsigned max_level;
+	double bytes_per_vector; /* graph + compact copy, without the store */
+} hydb_index_stats;
+int hydb_index_stats_get(hydb_index *ix, MDB_txn *rtxn, hydb_index_stats *out);
+
+/* Worker threads for large inserts (default 2; 1 = serial). */
+void hydb_index_set_threads(hydb_index *ix, unsigned n);
+
+#endif
