@@ -6,3 +6,10 @@ hydb_SOURCES += src/cli/cmd_model.c
 # to the converter's data so that 'hydb-convert --tiny' works after install.
 modeldatadir = $(pkgdatadir)
 dist_modeldata_DATA = tools/tiny_corpus.txt
+
+if HAVE_CHECK
+check_PROGRAMS += tests/check_model
+tests_check_model_SOURCES = tests/check_model.c
+tests_check_model_LDADD = $(TEST_LIBS)
+TESTS += tests/check_model
+endif
