@@ -20,6 +20,7 @@
 #include <xxhash.h>
 
 #include "encoder/safetensors.h"
+#include "encoder/tokenizer.h"
 
 #pragma weak hydb_encoder_release
 
@@ -486,6 +487,34 @@ static int need_text(const hydb_model *m)
 	return need(m, "text_projection.weight", 2, c->embed_dim, w, -1, -1);
 }
 
+/* ---- tokenizer --------------------------------------------------------- */
+
+/* The vocabulary is rebuilt from the merges (512 byte symbols, one token a
+ * merge, two specials), so the config's vocab_size fixes how many merges
+ * count and the special ids must be the last two. */
+static int load_tokenizer(hydb_model *m)
+{
+	const hydb_model_config *c = &m->cfg;
+	int rc;
+	RETURN_ERROR_IF(c->vocab_size <= 514, HYDB_EMODEL,
+			"%s: config field 'text.vocab_size' (%d) leaves no BPE merges",
+			m->path, c->vocab_size);
+	RETURN_ERROR_IF(c->bos_id != c->vocab_size - 2 || c->eos_id != c->vocab_size - 1,
+			HYDB_EMODEL, "%s: config fields 'text.bos_id'/'text.eos_id' (%d, %d) "
+			"must be the last two ids of the vocabulary", m->path, c->bos_id,
+			c->eos_id);
+	rc = hydb_tokenizer_new(&m->tok, m->merges, m->merges_len,
+				(size_t)c->vocab_size - 514);
+	if (rc < 0)
+		return hydb_error_prefix(HYDB_EMODEL, "%s: tensor '%s'", m->path, MERGES_NAME);
+	RETURN_ERROR_IF(hydb_tokenizer_vocab_size(m->tok) != (size_t)c->vocab_size,
+			HYDB_EMODEL, "%s: tensor '%s' holds %zu merges, the vocabulary of "
+			"%d needs %d", m->path, MERGES_NAME,
+			hydb_tokenizer_vocab_size(m->tok) - 514, c->vocab_size,
+			c->vocab_size - 514);
+	return 0;
+}
+
 /* ---- open / close ------------------------------------------------------ */
 
 static int map_file(hydb_model *m, const char *path)
@@ -527,6 +556,7 @@ static int load(hydb_model *m, const char *path)
 	FORWARD_IF_ERROR(rc);
 	FORWARD_IF_ERROR(need_vision(m));
 	FORWARD_IF_ERROR(need_text(m));
+	FORWARD_IF_ERROR(load_tokenizer(m));
 	snprintf(m->hash, sizeof m->hash, "%016llx",
 		 (unsigned long long)XXH64(m->map, m->map_size, 0));
 	return 0;
@@ -555,6 +585,7 @@ void hydb_model_close(hydb_model *m)
 		return;
 	if (m->enc && hydb_encoder_release)
 		hydb_encoder_release(m->enc);
+	hydb_tokenizer_free(m->tok);
 	for (size_t i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
 	free(m->owned);

@@ -34,6 +34,7 @@ typedef struct builder {
 	const char *bounds;   /* JSON text of the "bounds" field */
 	const char *extra_cfg; /* appended to the config object */
 	const char *drop_cfg;  /* config key to leave out */
+	int bos;
 } builder;
 
 static char path[64];
@@ -112,11 +113,13 @@ static void layout(builder *b)
 }
 
 /* vision: width 8, 1 layer, 2 heads, mlp 16, image 28, patch 14 (2x2 grid);
- * text: width 8, 1 layer, vocab 20, context 7; embed 4. */
+ * text: width 8, 1 layer, vocab 516 (the two merges of fill()), context 7;
+ * embed 4. */
 static void builder_init(builder *b)
 {
 	memset(b, 0, sizeof *b);
 	b->version = 1;
+	b->bos = 514;
 	b->format = "hydb-model";
 	b->bounds = "{\\\"V\\\":{\\\"avg\\\":1.5,\\\"low_05\\\":1.0,\\\"up_95\\\":2.25},"
 		    "\\\"S\\\":{\\\"avg\\\":1.25,\\\"low_05\\\":0.75,\\\"up_95\\\":1.75}}";
@@ -127,7 +130,7 @@ static void builder_init(builder *b)
 	add_layer(b, "vision_model", 8, 16);
 	add_norm(b, "vision_model.", "post_layernorm", 8);
 	add(b, "visual_projection.weight", "F32", 2, 4, 8, 0, 0);
-	add(b, "text_model.embeddings.token_embedding.weight", "F32", 2, 20, 8, 0, 0);
+	add(b, "text_model.embeddings.token_embedding.weight", "F32", 2, 516, 8, 0, 0);
 	add(b, "text_model.embeddings.position_embedding.weight", "F32", 2, 7, 8, 0, 0);
 	add_layer(b, "text_model", 8, 16);
 	add_norm(b, "text_model.", "final_layer_norm", 8);
@@ -157,16 +160,17 @@ static void cfg_field(char *o, size_t cap, const builder *b, const char *key,
 /* The config is JSON inside a JSON string, hence the escaped quotes. */
 static void config_text(char *o, size_t cap, const builder *b)
 {
-	char v[32];
+	char v[32], text[256];
 	snprintf(o, cap, "{");
 	snprintf(v, sizeof v, "%d", b->version);
 	cfg_field(o, cap, b, "format_version", v);
 	cfg_field(o, cap, b, "name", "\\\"unit\\\"");
 	cfg_field(o, cap, b, "vision", "{\\\"width\\\":8,\\\"layers\\\":1,\\\"heads\\\":2,"
 		  "\\\"mlp\\\":16,\\\"image_size\\\":28,\\\"patch_size\\\":14}");
-	cfg_field(o, cap, b, "text", "{\\\"width\\\":8,\\\"layers\\\":1,\\\"heads\\\":2,"
-		  "\\\"mlp\\\":16,\\\"vocab_size\\\":20,\\\"context_length\\\":7,"
-		  "\\\"bos_id\\\":18,\\\"eos_id\\\":19}");
+	snprintf(text, sizeof text, "{\\\"width\\\":8,\\\"layers\\\":1,\\\"heads\\\":2,"
+		 "\\\"mlp\\\":16,\\\"vocab_size\\\":516,\\\"context_length\\\":7,"
+		 "\\\"bos_id\\\":%d,\\\"eos_id\\\":515}", b->bos);
+	cfg_field(o, cap, b, "text", text);
 	cfg_field(o, cap, b, "embed_dim", "4");
 	cfg_field(o, cap, b, "ln_eps", "1e-5");
 	cfg_field(o, cap, b, "curvature", "0.5");
@@ -302,8 +306,9 @@ START_TEST(valid_model)
 	ck_assert_double_eq(hydb_model_bound(m, HYDB_MOD_TEXT), 1.75);
 	ck_assert_double_eq(m->cfg.bound_image.low_05, 1.0);
 	ck_assert_double_eq(m->cfg.textual_alpha, 0.125);
-	ck_assert_int_eq(m->cfg.vocab_size, 20);
-	ck_assert_int_eq(m->cfg.eos_id, 19);
+	ck_assert_int_eq(m->cfg.vocab_size, 516);
+	ck_assert_int_eq(m->cfg.eos_id, 515);
+	ck_assert_ptr_nonnull(m->tok);
 	ck_assert_float_eq(m->cfg.image_mean[1], 0.25f);
 	ck_assert_int_eq(m->cfg.has_patch_bias, 0);
 	ck_assert_str_eq(m->cfg.name, "unit");
@@ -350,7 +355,7 @@ static void check_half(const char *dtype)
 {
 	builder b;
 	hydb_model *m;
-	const int64_t shape[2] = {20, 8};
+	const int64_t shape[2] = {516, 8};
 	const float *w;
 	builder_init(&b);
 	strcpy(b.e[find(&b, "text_model.embeddings.token_embedding.weight")].dtype, dtype);
@@ -617,6 +622,21 @@ START_TEST(bad_config)
 }
 END_TEST
 
+START_TEST(tokenizer_mismatch)
+{
+	builder b;
+	builder_init(&b);
+	b.e[b.n - 1].shape[0] = 3; /* "a b": one merge, the vocabulary needs two */
+	layout(&b);
+	write_model(&b);
+	expect_fail(HYDB_EMODEL, "holds 1 merges");
+	builder_init(&b);
+	b.bos = 3;
+	write_model(&b);
+	expect_fail(HYDB_EMODEL, "'text.bos_id'");
+}
+END_TEST
+
 START_TEST(missing_file)
 {
 	hydb_model *m;
@@ -653,6 +673,7 @@ static Suite *suite(void)
 	tcase_add_test(t, newer_version);
 	tcase_add_test(t, not_a_hydb_model);
 	tcase_add_test(t, bad_config);
+	tcase_add_test(t, tokenizer_mismatch);
 	tcase_add_test(t, missing_file);
 	suite_add_tcase(s, t);
 	return s;
