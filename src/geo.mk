@@ -1,10 +1,12 @@
 # Lorentz geometry and exact search.
-libhydb_internal_la_SOURCES += src/lorentz.c src/lorentz.h
+libhydb_internal_la_SOURCES += src/lorentz.c src/lorentz.h src/search_exact.c
 
 if HAVE_CHECK
-check_PROGRAMS += tests/check_lorentz
+check_PROGRAMS += tests/check_lorentz tests/check_exact
 tests_check_lorentz_SOURCES = tests/check_lorentz.c
 tests_check_lorentz_LDADD = $(TEST_LIBS)
-TESTS += tests/check_lorentz
+tests_check_exact_SOURCES = tests/check_exact.c
+tests_check_exact_LDADD = $(TEST_LIBS)
+TESTS += tests/check_lorentz tests/check_exact
 endif
 EXTRA_DIST += tests/gen_lorentz_ref.py

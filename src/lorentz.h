@@ -37,6 +37,7 @@
 #define HYDB_LORENTZ_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Sum of x[i]*y[i] accumulated in double. */
 double hydb_dot_d(const float *x, const float *y, size_t dim);
@@ -62,5 +63,19 @@ double hydb_lorentz_radius_n(double xx, double c);
 /* Distance from a key: acosh(1 + key)/sqrt(c), without cancellation for
  * small keys. Negative keys (rounding) give 0. */
 double hydb_lorentz_key_to_dist(double key, double c);
+
+/* Exact k-NN over an array (src/search_exact.c; the code path of
+ * hydb_exact_search without the store): nbase rows of dim floats, attr[j]
+ * describes row j, which is slot first_slot + j. Results as for
+ * hydb_exact_search: out has nq*k hits, nout[q] of them filled for query q,
+ * nearest first, ties by id, keys exact (hydb_lorentz_key). */
+struct hydb_hit;
+struct hydb_filter;
+struct hydb_slot_attr;
+int hydb_exact_scan_array(const float *queries, size_t nq, const float *base,
+			  const struct hydb_slot_attr *attr, uint32_t first_slot,
+			  size_t nbase, size_t dim, double c, size_t k,
+			  const struct hydb_filter *f, struct hydb_hit *out,
+			  size_t *nout);
 
 #endif

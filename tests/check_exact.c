@@ -1,0 +1,344 @@
+/*
+ * check_exact.c - the exact scan (GEMM screening + exact re-ranking) against
+ * a brute-force reference that evaluates the double-double key of every
+ * matching vector and sorts by (key, id).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hydb.h"
+#include "lorentz.h"
+#include "search.h"
+
+typedef struct {
+	size_t n, nq, dim, k;
+	double c, max_radius; /* data radii are uniform in [0, max_radius] */
+	size_t dup_every;     /* every n-th row copies an earlier one (ties) */
+	int near_queries;     /* half the rows are tiny perturbations of queries */
+	hydb_filter filter;
+	int use_filter;
+} scenario;
+
+typedef struct {
+	float *base, *queries;
+	hydb_slot_attr *attr;
+} dataset;
+
+static uint64_t rng_state;
+
+static double rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (rng_state >> 11) * 0x1p-53;
+}
+
+static double gauss(void)
+{
+	double u = rnd() + 1e-300, v = rnd();
+	return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+}
+
+/* A point near one of a few cluster directions at a given geodesic radius,
+ * like HySAC embeddings: nearby directions, radius encodes specificity. */
+static void make_point(float *x, size_t dim, double c, double radius,
+		       const float *centres, size_t ncentres)
+{
+	const float *ctr = centres + (size_t)(rnd() * ncentres) * dim;
+	double n2 = 0;
+	for (size_t i = 0; i < dim; i++) {
+		double v = ctr[i] + 0.3 * gauss();
+		x[i] = (float)v;
+		n2 += v * v;
+	}
+	double scale = sinh(sqrt(c) * radius) / sqrt(c) / sqrt(n2);
+	for (size_t i = 0; i < dim; i++)
+		x[i] = (float)(x[i] * scale);
+}
+
+/* A copy of q moved by a relative 1e-6..1e-2: at large radii these differ
+ * in key by less than the float32 GEMM error. */
+static void perturb(float *x, const float *q, size_t dim)
+{
+	double scale = pow(10.0, -6 + 4 * rnd()), n2 = 0;
+	for (size_t i = 0; i < dim; i++)
+		n2 += (double)q[i] * q[i];
+	double step = scale * sqrt(n2 / dim);
+	for (size_t i = 0; i < dim; i++)
+		x[i] = (float)(q[i] + step * gauss());
+}
+
+static void make_dataset(dataset *d, const scenario *sc, uint64_t seed)
+{
+	size_t nctr = 8;
+	float *centres = malloc(nctr * sc->dim * sizeof *centres);
+	rng_state = seed;
+	for (size_t i = 0; i < nctr * sc->dim; i++)
+		centres[i] = (float)gauss();
+	d->base = malloc(sc->n * sc->dim * sizeof *d->base);
+	d->queries = malloc(sc->nq * sc->dim * sizeof *d->queries);
+	d->attr = calloc(sc->n, sizeof *d->attr);
+	for (size_t q = 0; q < sc->nq; q++)
+		make_point(d->queries + q * sc->dim, sc->dim, sc->c,
+			   rnd() * sc->max_radius, centres, nctr);
+	for (size_t j = 0; j < sc->n; j++) {
+		float *x = d->base + j * sc->dim;
+		if (sc->near_queries && j % 2 == 0)
+			perturb(x, d->queries + (size_t)(rnd() * sc->nq) * sc->dim,
+				sc->dim);
+		else if (sc->dup_every && j > 0 && j % sc->dup_every == 0)
+			memcpy(x, d->base + (size_t)(rnd() * j) * sc->dim,
+			       sc->dim * sizeof *x);
+		else
+			make_point(x, sc->dim, sc->c, rnd() * sc->max_radius,
+				   centres, nctr);
+		/* ids not in slot order, so that ties test the id rule */
+		d->attr[j].id = 1 + (j * 7919u) % (sc->n * 2 + 1);
+		d->attr[j].radius = (float)hydb_lorentz_radius(x, sc->dim, sc->c);
+		d->attr[j].modality = (uint8_t)(j % 3);
+		d->attr[j].label = (uint8_t)((j / 3) % 3);
+		d->attr[j].live = (j % 17) != 5; /* some deleted slots */
+	}
+	free(centres);
+}
+
+static void free_dataset(dataset *d)
+{
+	free(d->base);
+	free(d->queries);
+	free(d->attr);
+}
+
+/* Brute force: every matching row, key by hydb_lorentz_key, full sort. */
+static size_t reference(const dataset *d, const scenario *sc, size_t q,
+			const hydb_filter *f, hydb_hit *out)
+{
+	hydb_hit *all = malloc(sc->n * sizeof *all);
+	size_t m = 0;
+	for (size_t j = 0; j < sc->n; j++) {
+		if (!hydb_filter_match(f, &d->attr[j]))
+			continue;
+		all[m].slot = (uint32_t)(100 + j);
+		all[m].id = d->attr[j].id;
+		all[m].key = hydb_lorentz_key(d->queries + q * sc->dim,
+					      d->base + j * sc->dim, sc->dim, sc->c);
+		m++;
+	}
+	/* insertion of the k best by (key, id) */
+	size_t n = 0;
+	for (size_t i = 0; i < m; i++) {
+		size_t pos = n < sc->k ? n : sc->k;
+		while (pos > 0 && hydb_hit_less(&all[i], &out[pos - 1])) {
+			if (pos < sc->k)
+				out[pos] = out[pos - 1];
+			pos--;
+		}
+		if (pos < sc->k) {
+			out[pos] = all[i];
+			if (n < sc->k)
+				n++;
+		}
+	}
+	free(all);
+	return n;
+}
+
+static void run_scenario(const scenario *sc, uint64_t seed)
+{
+	dataset d;
+	make_dataset(&d, sc, seed);
+	const hydb_filter *f = sc->use_filter ? &sc->filter : NULL;
+	hydb_hit *got = calloc(sc->nq * sc->k + 1, sizeof *got);
+	hydb_hit *want = calloc(sc->k + 1, sizeof *want);
+	size_t *nout = calloc(sc->nq + 1, sizeof *nout);
+	int rc = hydb_exact_scan_array(d.queries, sc->nq, d.base, d.attr, 100, sc->n,
+				       sc->dim, sc->c, sc->k, f, got, nout);
+	ck_assert_msg(rc == HYDB_OK, "scan failed: %s", hydb_last_error());
+	for (size_t q = 0; q < sc->nq; q++) {
+		size_t n = reference(&d, sc, q, f, want);
+		ck_assert_uint_eq(nout[q], n);
+		for (size_t i = 0; i < n; i++) {
+			const hydb_hit *g = &got[q * sc->k + i];
+			ck_assert_msg(g->id == want[i].id && g->slot == want[i].slot &&
+					      g->key == want[i].key,
+				      "query %zu rank %zu: got id %llu key %.17g, want "
+				      "id %llu key %.17g", q, i,
+				      (unsigned long long)g->id, g->key,
+				      (unsigned long long)want[i].id, want[i].key);
+		}
+	}
+	free(got);
+	free(want);
+	free(nout);
+	free_dataset(&d);
+}
+
+static scenario base_scenario(void)
+{
+	scenario sc = { .n = 3000, .nq = 40, .dim = 48, .k = 10, .c = 1.0,
+			.max_radius = 3.0 };
+	sc.filter.min_radius = 0;
+	sc.filter.max_radius = INFINITY;
+	return sc;
+}
+
+START_TEST(test_small_radii_batch)
+{
+	scenario sc = base_scenario();
+	run_scenario(&sc, 1);
+}
+END_TEST
+
+START_TEST(test_single_query)
+{
+	scenario sc = base_scenario();
+	sc.nq = 1;
+	sc.k = 25;
+	run_scenario(&sc, 2);
+}
+END_TEST
+
+/* Radii up to 12: the GEMM bounds become useless and the scan has to fall
+ * back to exact keys for most vectors without losing any. */
+START_TEST(test_large_radii)
+{
+	scenario sc = base_scenario();
+	sc.max_radius = 12.0;
+	sc.nq = 8;
+	run_scenario(&sc, 3);
+	sc.c = 0.1;
+	sc.max_radius = 12.0;
+	run_scenario(&sc, 4);
+}
+END_TEST
+
+/* Neighbours closer than the GEMM can resolve, from radius 0 to 12. */
+START_TEST(test_near_neighbours)
+{
+	scenario sc = base_scenario();
+	sc.near_queries = 1;
+	sc.max_radius = 12.0;
+	sc.nq = 20;
+	sc.k = 20;
+	run_scenario(&sc, 12);
+	sc.c = 10.0;
+	sc.max_radius = 5.0;
+	run_scenario(&sc, 13);
+}
+END_TEST
+
+START_TEST(test_ties_by_id)
+{
+	scenario sc = base_scenario();
+	sc.dup_every = 3; /* a third of the rows duplicate earlier ones */
+	sc.k = 30;
+	run_scenario(&sc, 5);
+}
+END_TEST
+
+START_TEST(test_filters)
+{
+	scenario sc = base_scenario();
+	sc.use_filter = 1;
+	sc.filter.min_radius = 1.0;
+	sc.filter.max_radius = 2.0;
+	run_scenario(&sc, 6);
+	sc.filter.min_radius = 0;
+	sc.filter.max_radius = INFINITY;
+	sc.filter.modality_mask = HYDB_MASK(HYDB_MOD_TEXT);
+	sc.filter.label_mask = HYDB_MASK(HYDB_LABEL_SAFE) | HYDB_MASK(HYDB_LABEL_UNSAFE);
+	run_scenario(&sc, 7);
+}
+END_TEST
+
+/* A filter that leaves fewer matches than k: every match, in order. */
+START_TEST(test_k_above_matches)
+{
+	scenario sc = base_scenario();
+	sc.use_filter = 1;
+	sc.filter.min_radius = 2.9;
+	sc.filter.max_radius = 2.95;
+	sc.filter.label_mask = HYDB_MASK(HYDB_LABEL_UNSAFE);
+	sc.k = 200;
+	sc.nq = 3;
+	run_scenario(&sc, 8);
+	sc.use_filter = 0;
+	sc.n = 50;
+	sc.k = 64;
+	run_scenario(&sc, 9);
+}
+END_TEST
+
+/* More queries than one GEMM block and two screening threads. */
+START_TEST(test_many_queries)
+{
+	scenario sc = base_scenario();
+	sc.n = 300;
+	sc.nq = 1100;
+	sc.dim = 16;
+	sc.k = 5;
+	run_scenario(&sc, 10);
+}
+END_TEST
+
+START_TEST(test_full_dimension)
+{
+	scenario sc = base_scenario();
+	sc.dim = 768;
+	sc.n = 1500;
+	sc.nq = 20;
+	sc.c = 2.0;
+	sc.max_radius = 4.0;
+	run_scenario(&sc, 11);
+}
+END_TEST
+
+START_TEST(test_degenerate)
+{
+	float q[4] = { 1, 0, 0, 0 }, b[8] = { 1, 0, 0, 0, 0, 1, 0, 0 };
+	hydb_slot_attr attr[2] = { { .id = 9, .live = 1 }, { .id = 4, .live = 1 } };
+	hydb_hit hits[3];
+	size_t nout[1] = { 77 };
+	ck_assert_int_eq(hydb_exact_scan_array(q, 1, b, attr, 0, 2, 4, 1.0, 0, NULL,
+					       hits, nout), HYDB_OK);
+	ck_assert_uint_eq(nout[0], 0);
+	ck_assert_int_eq(hydb_exact_scan_array(q, 1, b, attr, 0, 0, 4, 1.0, 3, NULL,
+					       hits, nout), HYDB_OK);
+	ck_assert_uint_eq(nout[0], 0);
+	ck_assert_int_eq(hydb_exact_scan_array(q, 1, b, attr, 0, 2, 4, 1.0, 3, NULL,
+					       hits, nout), HYDB_OK);
+	ck_assert_uint_eq(nout[0], 2);
+	ck_assert_uint_eq(hits[0].id, 9);
+	ck_assert(hits[0].key == 0);
+	ck_assert_uint_eq(hits[1].slot, 1);
+	ck_assert_int_eq(hydb_exact_scan_array(q, 1, b, attr, 0, 2, 4, -1.0, 3, NULL,
+					       hits, nout), HYDB_EINVAL);
+	ck_assert_ptr_nonnull(strstr(hydb_last_error(), "curvature"));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("exact");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_small_radii_batch);
+	tcase_add_test(tc, test_single_query);
+	tcase_add_test(tc, test_large_radii);
+	tcase_add_test(tc, test_near_neighbours);
+	tcase_add_test(tc, test_ties_by_id);
+	tcase_add_test(tc, test_filters);
+	tcase_add_test(tc, test_k_above_matches);
+	tcase_add_test(tc, test_many_queries);
+	tcase_add_test(tc, test_full_dimension);
+	tcase_add_test(tc, test_degenerate);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
