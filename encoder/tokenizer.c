@@ -9,6 +9,7 @@
 
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -191,12 +192,16 @@ static int py_isspace(uint32_t c)
 
 static int is_letter(uint32_t c)
 {
+	if (c < 0x80)
+		return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
 	utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
 	return k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO;
 }
 
 static int is_number(uint32_t c)
 {
+	if (c < 0x80)
+		return c >= '0' && c <= '9';
 	utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
 	return k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO;
 }
@@ -893,11 +898,26 @@ static int ftfy_round(cpbuf *a, cpbuf *b, int unescape)
 	return 0;
 }
 
+/* Printable ASCII without '&' (and tab, LF, FF) is left alone by every
+ * fix: the common caption skips the rounds entirely. */
+static int ftfy_is_noop(const uint32_t *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\f') ||
+		    s[i] > 0x7E || s[i] == '&')
+			return 0;
+	return 1;
+}
+
 /* ftfy repeats its fixes on a segment until the text stops changing. */
 static int ftfy_segment(cpbuf *out, const uint32_t *s, size_t n, int unescape)
 {
 	cpbuf cur = { 0 }, tmp = { 0 }, prev = { 0 };
 	int rc = 0;
+	if (ftfy_is_noop(s, n)) {
+		cp_push_n(out, s, n);
+		return cp_check(out, "ftfy");
+	}
 	cp_push_n(&cur, s, n);
 	for (;;) {
 		prev.n = 0;
@@ -1067,7 +1087,23 @@ struct pair_slot {
 	int32_t merged;
 };
 
+/* A direct-mapped cache of short words' tokens: captions repeat words, and
+ * a hit skips the merging. Slots are guarded by striped locks so that
+ * threads sharing a tokenizer rarely wait on each other. */
+#define WORD_CACHE_SLOTS 8192
+#define WORD_CACHE_LOCKS 64
+#define WORD_CACHE_BYTES 24
+#define WORD_CACHE_IDS 8
+
+struct word_slot {
+	uint8_t len, n_ids;  /* len 0: empty */
+	char bytes[WORD_CACHE_BYTES];
+	int32_t ids[WORD_CACHE_IDS];
+};
+
 struct hydb_tokenizer {
+	struct word_slot *cache;
+	pthread_mutex_t cache_locks[WORD_CACHE_LOCKS];
 	char *arena;            /* every vocabulary string, NUL-terminated */
 	uint32_t *off, *len;    /* per id: place and length in arena */
 	size_t n_vocab;
@@ -1258,7 +1294,9 @@ static int tokenizer_alloc(hydb_tokenizer *t, const struct merge_line *lines, si
 	t->len = hydb_alloc_array(t->n_vocab, sizeof *t->len, "tokenizer vocabulary");
 	t->str_slots = hydb_alloc_array(t->str_mask + 1, sizeof *t->str_slots, "tokenizer vocabulary");
 	t->pair_slots = hydb_alloc_array(t->pair_mask + 1, sizeof *t->pair_slots, "tokenizer merges");
-	RETURN_ERROR_IF(!t->arena || !t->off || !t->len || !t->str_slots || !t->pair_slots,
+	t->cache = calloc(WORD_CACHE_SLOTS, sizeof *t->cache);
+	RETURN_ERROR_IF(!t->arena || !t->off || !t->len || !t->str_slots || !t->pair_slots ||
+			!t->cache,
 			HYDB_ENOMEM, "tokenizer: cannot allocate the vocabulary (%zu merges)", n);
 	memset(t->str_slots, 0xFF, (t->str_mask + 1) * sizeof *t->str_slots);
 	for (size_t i = 0; i <= t->pair_mask; i++)
@@ -1323,6 +1361,8 @@ int hydb_tokenizer_new(hydb_tokenizer **out, const char *merges, size_t len,
 	*out = NULL;
 	FORWARD_IF_ERROR(scan_merges(NULL, &n, merges, len, max_merges));
 	t = calloc(1, sizeof *t);
+	for (int i = 0; t && i < WORD_CACHE_LOCKS; i++)
+		pthread_mutex_init(&t->cache_locks[i], NULL);
 	lines = hydb_alloc_array(n, sizeof *lines, "merges");
 	if (!t || !lines) {
 		free(t);
@@ -1352,6 +1392,9 @@ void hydb_tokenizer_free(hydb_tokenizer *t)
 	free(t->len);
 	free(t->str_slots);
 	free(t->pair_slots);
+	free(t->cache);
+	for (int i = 0; i < WORD_CACHE_LOCKS; i++)
+		pthread_mutex_destroy(&t->cache_locks[i]);
 	free(t);
 }
 
@@ -1546,18 +1589,72 @@ static void bpe_merge(const hydb_tokenizer *t, struct bpe *w, int32_t n)
 	}
 }
 
+static size_t cache_slot(const char *bytes, size_t n)
+{
+	return hash_bytes(bytes, n) & (WORD_CACHE_SLOTS - 1);
+}
+
+/* Copies a cached word's tokens to out; returns their count, 0 on a miss. */
+static size_t cache_get(const hydb_tokenizer *t, const char *bytes, size_t n, int32_t *out)
+{
+	size_t i = cache_slot(bytes, n), got = 0;
+	pthread_mutex_t *lock = (pthread_mutex_t *)&t->cache_locks[i % WORD_CACHE_LOCKS];
+	const struct word_slot *e = &t->cache[i];
+	pthread_mutex_lock(lock);
+	if (e->len == n && !memcmp(e->bytes, bytes, n)) {
+		got = e->n_ids;
+		memcpy(out, e->ids, got * sizeof *out);
+	}
+	pthread_mutex_unlock(lock);
+	return got;
+}
+
+static void cache_put(const hydb_tokenizer *t, const char *bytes, size_t n,
+		      const int32_t *ids, size_t n_ids)
+{
+	size_t i = cache_slot(bytes, n);
+	pthread_mutex_t *lock = (pthread_mutex_t *)&t->cache_locks[i % WORD_CACHE_LOCKS];
+	struct word_slot *e = &t->cache[i];
+	pthread_mutex_lock(lock);
+	e->len = (uint8_t)n;
+	e->n_ids = (uint8_t)n_ids;
+	memcpy(e->bytes, bytes, n);
+	memcpy(e->ids, ids, n_ids * sizeof *ids);
+	pthread_mutex_unlock(lock);
+}
+
+/* Merges the word held in w->bytes[0..nb): the tokens are then w->sym
+ * along the next links from 0. */
+static void merge_word(const hydb_tokenizer *t, struct bpe *w, size_t nb)
+{
+	for (size_t i = 0; i < nb; i++)
+		w->sym[i] = i + 1 < nb ? t->byte_id[w->bytes[i]] : t->byte_end_id[w->bytes[i]];
+	bpe_merge(t, w, (int32_t)nb);
+}
+
 /* Appends the tokens of one word s[0..n) to ids[*k..limit). */
 static void encode_word(const hydb_tokenizer *t, struct bpe *w, const uint32_t *s,
 			size_t n, int32_t *ids, size_t *k, size_t limit)
 {
-	size_t nb = 0;
+	int32_t tok[WORD_CACHE_IDS + 1];
+	size_t nb = 0, nt = 0;
 	for (size_t i = 0; i < n; i++)
 		nb += hydb_utf8_put_cp((char *)w->bytes + nb, s[i]);
-	for (size_t i = 0; i < nb; i++)
-		w->sym[i] = i + 1 < nb ? t->byte_id[w->bytes[i]] : t->byte_end_id[w->bytes[i]];
-	bpe_merge(t, w, (int32_t)nb);
-	for (int32_t i = 0; i >= 0 && *k < limit; i = w->next[i])
-		ids[(*k)++] = w->sym[i];
+	if (nb <= WORD_CACHE_BYTES && (nt = cache_get(t, (char *)w->bytes, nb, tok))) {
+		for (size_t i = 0; i < nt && *k < limit; i++)
+			ids[(*k)++] = tok[i];
+		return;
+	}
+	merge_word(t, w, nb);
+	for (int32_t i = 0; i >= 0; i = w->next[i]) {
+		if (nt <= WORD_CACHE_IDS)
+			tok[nt] = w->sym[i];
+		nt++;
+		if (*k < limit)
+			ids[(*k)++] = w->sym[i];
+	}
+	if (nb <= WORD_CACHE_BYTES && nt <= WORD_CACHE_IDS)
+		cache_put(t, (char *)w->bytes, nb, tok, nt);
 }
 
 int hydb_tokenize(const hydb_tokenizer *t, const char *text, size_t len,
