@@ -1,1 +1,11 @@
 # The HNSW index.
+libhydb_internal_la_SOURCES += index/distance.c index/distance.h \
+	index/hnsw.h index/hnsw_impl.h index/graph.c index/walk.c \
+	index/insert.c index/remove.c index/hnsw.c
+
+if HAVE_CHECK
+check_PROGRAMS += tests/check_hnsw
+tests_check_hnsw_SOURCES = tests/check_hnsw.c
+tests_check_hnsw_LDADD = $(TEST_LIBS)
+TESTS += tests/check_hnsw
+endif

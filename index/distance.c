@@ -1,0 +1,318 @@
+/*
+ * distance.c - Lorentz ranking-key kernels, dispatched on the CPU's flags.
+ *
+ * A kernel makes one pass over both vectors and returns three float64 sums:
+ * |x-y|^2, x.y and |y|^2; hydb_key_* turn them into the key. Converting each
+ * float to double before multiplying keeps the sums exact to double rounding
+ * whatever the dimension, at the price of two conversions per eight lanes,
+ * which the memory traffic of a graph walk hides.
+ */
+#include "index/distance.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HYDB_X86 1
+#endif
+
+typedef void (*sums_f32_fn)(const float *x, const float *y, size_t n,
+			    double s[3]);
+typedef void (*sums_f16_fn)(const float *x, const uint16_t *y, size_t n,
+			    double s[3]);
+
+/* ---- half precision ---------------------------------------------------- */
+
+static uint32_t f32_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	return u;
+}
+
+static float bits_f32(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+static uint16_t f32_to_f16(float f)
+{
+	uint32_t u = f32_bits(f);
+	uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+	uint32_t a = u & 0x7fffffffu;
+	if (a >= 0x7f800000u) /* inf stays inf, NaN stays quiet NaN */
+		return sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0);
+	if (a >= 0x477ff000u) /* 65520 and up round to infinity */
+		return sign | 0x7c00u;
+	if (a < 0x38800000u) /* half subnormal: scale so units are 2^-24 */
+		return sign | (uint16_t)lrintf(bits_f32(a) * 16777216.0f);
+	/* Rebias the exponent and round the dropped 13 bits to nearest even. */
+	a += 0xc8000fffu + ((a >> 13) & 1u);
+	return sign | (uint16_t)(a >> 13);
+}
+
+float hydb_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+	if (e == 0) {
+		float v = (float)m * (1.0f / 16777216.0f);
+		return sign ? -v : v;
+	}
+	if (e == 31)
+		return bits_f32(sign | 0x7f800000u | (m << 13));
+	return bits_f32(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+void hydb_f32_to_f16(uint16_t *out, const float *in, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = f32_to_f16(in[i]);
+}
+
+/* ---- scalar ------------------------------------------------------------ */
+
+static void sums_f32_scalar(const float *x, const float *y, size_t n,
+			    double s[3])
+{
+	double dd = 0, xy = 0, yy = 0;
+	for (size_t i = 0; i < n; i++) {
+		double a = x[i], b = y[i], d = a - b;
+		dd += d * d;
+		xy += a * b;
+		yy += b * b;
+	}
+	s[0] = dd, s[1] = xy, s[2] = yy;
+}
+
+static void sums_f16_scalar(const float *x, const uint16_t *y, size_t n,
+			    double s[3])
+{
+	double dd = 0, xy = 0, yy = 0;
+	for (size_t i = 0; i < n; i++) {
+		double a = x[i], b = hydb_f16_to_f32(y[i]), d = a - b;
+		dd += d * d;
+		xy += a * b;
+		yy += b * b;
+	}
+	s[0] = dd, s[1] = xy, s[2] = yy;
+}
+
+#ifdef HYDB_X86
+/* The scalar remainder past the last full vector step. */
+static void sums_tail(const float *x, const void *yv, int half, size_t i,
+		      size_t n, double t[3])
+{
+	if (half)
+		sums_f16_scalar(x + i, (const uint16_t *)yv + i, n - i, t);
+	else
+		sums_f32_scalar(x + i, (const float *)yv + i, n - i, t);
+}
+
+/* The float32 and half entry points of one instruction set. */
+#define SUMS_ENTRY_POINTS(isa)                                              \
+	static void sums_f32_##isa(const float *x, const float *y, size_t n, \
+				   double s[3])                              \
+	{                                                                   \
+		sums_##isa(x, y, 0, n, s);                                  \
+	}                                                                   \
+	static void sums_f16_##isa(const float *x, const uint16_t *y,       \
+				   size_t n, double s[3])                    \
+	{                                                                   \
+		sums_##isa(x, y, 1, n, s);                                  \
+	}
+
+/* ---- AVX2 -------------------------------------------------------------- */
+
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+AVX2_TARGET static inline void acc4(__m256d a, __m256d b, __m256d *dd,
+				    __m256d *xy, __m256d *yy)
+{
+	__m256d d = _mm256_sub_pd(a, b);
+	*dd = _mm256_fmadd_pd(d, d, *dd);
+	*xy = _mm256_fmadd_pd(a, b, *xy);
+	*yy = _mm256_fmadd_pd(b, b, *yy);
+}
+
+AVX2_TARGET static double hsum4(__m256d v)
+{
+	__m128d lo = _mm256_castpd256_pd128(v), hi = _mm256_extractf128_pd(v, 1);
+	lo = _mm_add_pd(lo, hi);
+	return _mm_cvtsd_f64(_mm_add_sd(lo, _mm_unpackhi_pd(lo, lo)));
+}
+
+/* Eight lanes per step: x and y as float32 (y from half precision when
+ * half is set), widened to two double quads each. */
+AVX2_TARGET static void sums_avx2(const float *x, const void *yv, int half,
+				  size_t n, double s[3])
+{
+	__m256d dd0 = _mm256_setzero_pd(), xy0 = dd0, yy0 = dd0;
+	__m256d dd1 = dd0, xy1 = dd0, yy1 = dd0;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 xf = _mm256_loadu_ps(x + i);
+		__m256 yf = half ? _mm256_cvtph_ps(_mm_loadu_si128(
+					   (const __m128i *)((const uint16_t *)yv + i)))
+				 : _mm256_loadu_ps((const float *)yv + i);
+		acc4(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)),
+		     _mm256_cvtps_pd(_mm256_castps256_ps128(yf)), &dd0, &xy0,
+		     &yy0);
+		acc4(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)),
+		     _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1)), &dd1, &xy1,
+		     &yy1);
+	}
+	double t[3];
+	sums_tail(x, yv, half, i, n, t);
+	s[0] = hsum4(_mm256_add_pd(dd0, dd1)) + t[0];
+	s[1] = hsum4(_mm256_add_pd(xy0, xy1)) + t[1];
+	s[2] = hsum4(_mm256_add_pd(yy0, yy1)) + t[2];
+}
+
+SUMS_ENTRY_POINTS(avx2)
+
+/* ---- AVX-512 ----------------------------------------------------------- */
+
+#define AVX512_TARGET __attribute__((target("avx512f,avx2,fma,f16c")))
+
+AVX512_TARGET static inline void acc8(__m512d a, __m512d b, __m512d *dd,
+				      __m512d *xy, __m512d *yy)
+{
+	__m512d d = _mm512_sub_pd(a, b);
+	*dd = _mm512_fmadd_pd(d, d, *dd);
+	*xy = _mm512_fmadd_pd(a, b, *xy);
+	*yy = _mm512_fmadd_pd(b, b, *yy);
+}
+
+AVX512_TARGET static inline __m256 load8(const void *yv, int half, size_t i)
+{
+	if (half)
+		return _mm256_cvtph_ps(_mm_loadu_si128(
+			(const __m128i *)((const uint16_t *)yv + i)));
+	return _mm256_loadu_ps((const float *)yv + i);
+}
+
+/* Sixteen lanes per step in two independent chains, so that the FMA latency
+ * does not serialise the loop. */
+AVX512_TARGET static void sums_avx512(const float *x, const void *yv,
+				      int half, size_t n, double s[3])
+{
+	__m512d dd0 = _mm512_setzero_pd(), xy0 = dd0, yy0 = dd0;
+	__m512d dd1 = dd0, xy1 = dd0, yy1 = dd0;
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)),
+		     _mm512_cvtps_pd(load8(yv, half, i)), &dd0, &xy0, &yy0);
+		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)),
+		     _mm512_cvtps_pd(load8(yv, half, i + 8)), &dd1, &xy1, &yy1);
+	}
+	double t[3];
+	sums_tail(x, yv, half, i, n, t);
+	s[0] = _mm512_reduce_add_pd(_mm512_add_pd(dd0, dd1)) + t[0];
+	s[1] = _mm512_reduce_add_pd(_mm512_add_pd(xy0, xy1)) + t[1];
+	s[2] = _mm512_reduce_add_pd(_mm512_add_pd(yy0, yy1)) + t[2];
+}
+
+SUMS_ENTRY_POINTS(avx512)
+#endif /* HYDB_X86 */
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static const struct kernel_impl {
+	const char *name;
+	sums_f32_fn f32;
+	sums_f16_fn f16;
+} impls[] = {
+	{"scalar", sums_f32_scalar, sums_f16_scalar},
+#ifdef HYDB_X86
+	{"avx2", sums_f32_avx2, sums_f16_avx2},
+	{"avx512", sums_f32_avx512, sums_f16_avx512},
+#endif
+};
+
+#define N_IMPLS ((int)(sizeof impls / sizeof impls[0]))
+
+static _Atomic int active_level = -1;
+
+static int best_level(void)
+{
+#ifdef HYDB_X86
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && N_IMPLS > HYDB_KERNEL_AVX512)
+		return HYDB_KERNEL_AVX512;
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return HYDB_KERNEL_AVX2;
+#endif
+	return HYDB_KERNEL_SCALAR;
+}
+
+int hydb_kernel_set_level(int level)
+{
+	int best = best_level();
+	if (level < 0 || level > best)
+		level = best;
+	atomic_store(&active_level, level);
+	return level;
+}
+
+int hydb_kernel_level(void)
+{
+	int l = atomic_load_explicit(&active_level, memory_order_relaxed);
+	return l >= 0 ? l : hydb_kernel_set_level(HYDB_KERNEL_BEST);
+}
+
+const char *hydb_kernel_name(int level)
+{
+	return level >= 0 && level < N_IMPLS ? impls[level].name : "unknown";
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+void hydb_kquery_init(hydb_kquery *q, const float *x, size_t dim, double c)
+{
+	double xx = 0;
+	for (size_t i = 0; i < dim; i++)
+		xx += (double)x[i] * x[i];
+	q->x = x;
+	q->dim = dim;
+	q->c = c;
+	q->inv_c = 1.0 / c;
+	q->xx = xx;
+	q->x0 = sqrt(q->inv_c + xx);
+}
+
+/* s = {|x-y|^2, x.y, |y|^2}. The wedge |x|^2|y|^2 - (x.y)^2 is >= 0 in exact
+ * arithmetic; the clamp removes rounding below zero. */
+static double key_from_sums(const hydb_kquery *q, const double s[3])
+{
+	double wedge = q->xx * s[2] - s[1] * s[1];
+	if (wedge < 0)
+		wedge = 0;
+	double y0 = sqrt(q->inv_c + s[2]);
+	return (s[0] + q->c * wedge) / (q->x0 * y0 + s[1] + q->inv_c);
+}
+
+double hydb_key_f32(const hydb_kquery *q, const float *y)
+{
+	double s[3];
+	impls[hydb_kernel_level()].f32(q->x, y, q->dim, s);
+	return key_from_sums(q, s);
+}
+
+double hydb_key_f16(const hydb_kquery *q, const uint16_t *y)
+{
+	double s[3];
+	impls[hydb_kernel_level()].f16(q->x, y, q->dim, s);
+	return key_from_sums(q, s);
+}
+
+double hydb_kernel_key(const float *x, const float *y, size_t dim, double c)
+{
+	hydb_kquery q;
+	hydb_kquery_init(&q, x, dim, c);
+	return hydb_key_f32(&q, y);
+}

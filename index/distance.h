@@ -1,0 +1,56 @@
+/*
+ * distance.h - the ranking key cosh(sqrt(c) d) - 1 as fast kernels (internal).
+ *
+ * Every distance the index computes, in build and in search, is this key.
+ * Written as (|x-y|^2 + c|x^y|^2) / (x0 y0 + x.y + 1/c) it has no
+ * cancellation between the two large terms x0 y0 and x.y that the textbook
+ * form c(x0 y0 - x.y) - 1 subtracts, so nearby points far from the origin
+ * keep their order. Sums are accumulated in float64.
+ *
+ * Three implementations (scalar, AVX2+FMA+F16C, AVX-512F) are chosen once at
+ * run time from the CPU's flags; they agree to rounding (tests/check_hnsw.c).
+ */
+#ifndef HYDB_INDEX_DISTANCE_H
+#define HYDB_INDEX_DISTANCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum hydb_kernel_level {
+	HYDB_KERNEL_SCALAR = 0,
+	HYDB_KERNEL_AVX2 = 1,
+	HYDB_KERNEL_AVX512 = 2,
+	HYDB_KERNEL_BEST = 3 /* request: the best the CPU supports */
+};
+
+/* A query prepared once: its squared norm and time component are reused by
+ * every key computed against it. */
+typedef struct hydb_kquery {
+	const float *x;
+	size_t dim;
+	double c, inv_c;
+	double xx; /* |x|^2 */
+	double x0; /* sqrt(1/c + |x|^2) */
+} hydb_kquery;
+
+/* Select the implementation (for tests and benches); returns the level now in
+ * use, which is lower than asked when the CPU lacks the instructions. */
+int hydb_kernel_set_level(int level);
+int hydb_kernel_level(void);
+const char *hydb_kernel_name(int level);
+
+void hydb_kquery_init(hydb_kquery *q, const float *x, size_t dim, double c);
+
+/* The key between two float32 points (space components). */
+double hydb_kernel_key(const float *x, const float *y, size_t dim, double c);
+/* The key between a prepared query and a float32 point. */
+double hydb_key_f32(const hydb_kquery *q, const float *y);
+/* The key between a prepared query and an IEEE half-precision point (the
+ * index's compact traversal copy). */
+double hydb_key_f16(const hydb_kquery *q, const uint16_t *y);
+
+/* Convert n floats to IEEE half precision, round to nearest even. */
+void hydb_f32_to_f16(uint16_t *out, const float *in, size_t n);
+float hydb_f16_to_f32(uint16_t h);
+
+#endif

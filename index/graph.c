@@ -1,0 +1,440 @@
+/*
+ * graph.c - the index's records in LMDB and the per-operation caches.
+ *
+ * A walk reads each block of vectors through a pointer cached for the
+ * operation: LMDB pointers stay valid for the read transaction, so one
+ * B-tree lookup per block serves every hop that lands in it. In a write
+ * transaction a put may spill dirty pages and free their memory unless the
+ * environment uses MDB_WRITEMAP, so there every write drops the cache.
+ */
+#include "index/hnsw_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void hnsw_node_key(uint8_t key[8], uint32_t tag, uint32_t num)
+{
+	for (int i = 0; i < 4; i++) {
+		key[i] = (uint8_t)(tag >> (24 - 8 * i));
+		key[4 + i] = (uint8_t)(num >> (24 - 8 * i));
+	}
+}
+
+static int mdb_fail(int rc, const char *what)
+{
+	if (rc == MDB_MAP_FULL)
+		return hydb_error_set(HYDB_EMAPFULL_INTERNAL,
+				      "index: %s: map full", what);
+	if (rc == MDB_NOTFOUND)
+		return hydb_error_set(HYDB_ENOTFOUND, "index: %s: not found",
+				      what);
+	return hydb_error_set(rc == MDB_TXN_FULL ? HYDB_ENOMEM : HYDB_EIO,
+			      "index: %s: %s", what, mdb_strerror(rc));
+}
+
+int hnsw_meta_load(hydb_index *ix, MDB_txn *txn, struct hnsw_meta *m)
+{
+	MDB_val k = {4, "hnsw"}, v;
+	int rc = mdb_get(txn, ix->src.meta, &k, &v);
+	if (rc)
+		return mdb_fail(rc, "reading hnsw_meta");
+	RETURN_ERROR_IF(v.mv_size != sizeof *m, HYDB_ECORRUPT,
+			"index: hnsw_meta has %zu bytes, expected %zu",
+			v.mv_size, sizeof *m);
+	memcpy(m, v.mv_data, sizeof *m);
+	RETURN_ERROR_IF(m->magic != HNSW_META_MAGIC, HYDB_ECORRUPT,
+			"index: hnsw_meta has a bad magic number");
+	RETURN_ERROR_IF(m->version > HNSW_META_VERSION, HYDB_EVERSION,
+			"index: graph format %u is newer than this library (%u)",
+			m->version, HNSW_META_VERSION);
+	return 0;
+}
+
+int hnsw_meta_save(hydb_index *ix, MDB_txn *txn, const struct hnsw_meta *m)
+{
+	MDB_val k = {4, "hnsw"}, v = {sizeof *m, (void *)m};
+	int rc = mdb_put(txn, ix->src.meta, &k, &v, 0);
+	return rc ? mdb_fail(rc, "writing hnsw_meta") : 0;
+}
+
+/* ---- scratch ----------------------------------------------------------- */
+
+static struct hnsw_scratch *scratch_get(hydb_index *ix)
+{
+	pthread_mutex_lock(&ix->pool_lock);
+	struct hnsw_scratch *sc = ix->pool;
+	if (sc)
+		ix->pool = sc->next;
+	pthread_mutex_unlock(&ix->pool_lock);
+	if (!sc)
+		sc = calloc(1, sizeof *sc);
+	if (!sc)
+		hydb_error_set(HYDB_ENOMEM, "index: no memory for search state");
+	return sc;
+}
+
+static void scratch_put(hydb_index *ix, struct hnsw_scratch *sc)
+{
+	pthread_mutex_lock(&ix->pool_lock);
+	sc->next = ix->pool;
+	ix->pool = sc;
+	pthread_mutex_unlock(&ix->pool_lock);
+}
+
+void hnsw_scratch_free(struct hnsw_scratch *sc)
+{
+	if (!sc)
+		return;
+	free(sc->visit);
+	free(sc->blk);
+	free(sc->cand);
+	free(sc->res);
+	free(sc);
+}
+
+/* Grow *p from *cap to want elements of size elt, zeroing the new ones. */
+static int grow_zeroed(void **p, uint32_t *cap, uint32_t want, size_t elt,
+		       const char *what)
+{
+	if (want <= *cap)
+		return 0;
+	char *q = realloc(*p, (size_t)want * elt);
+	RETURN_ERROR_IF(!q, HYDB_ENOMEM, "index: no memory for %u %s", want,
+			what);
+	memset(q + (size_t)*cap * elt, 0, (size_t)(want - *cap) * elt);
+	*p = q;
+	*cap = want;
+	return 0;
+}
+
+/* Visited marks and block cache cover every slot up to the meta's limit. */
+static int scratch_fit(struct hnsw_scratch *sc, uint32_t slot_limit)
+{
+	if (slot_limit > sc->visit_cap)
+		FORWARD_IF_ERROR(grow_zeroed((void **)&sc->visit,
+					     &sc->visit_cap,
+					     slot_limit + slot_limit / 4 + 64,
+					     sizeof *sc->visit, "visit marks"));
+	return grow_zeroed((void **)&sc->blk, &sc->blk_cap,
+			   sc->visit_cap / HYDB_BLOCK_SLOTS + 1, sizeof *sc->blk,
+			   "block pointers");
+}
+
+void hnsw_ctx_wrote(struct hnsw_ctx *cx)
+{
+	struct hnsw_scratch *sc = cx->sc;
+	if (cx->ix->stable_ptrs)
+		return;
+	if (++sc->blk_epoch == 0) {
+		memset(sc->blk, 0, (size_t)sc->blk_cap * sizeof *sc->blk);
+		sc->blk_epoch = 1;
+	}
+}
+
+int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn)
+{
+	cx->ix = ix;
+	cx->txn = txn;
+	cx->sc = NULL;
+	FORWARD_IF_ERROR(hnsw_meta_load(ix, txn, &cx->meta));
+	cx->sc = scratch_get(ix);
+	if (!cx->sc)
+		return HYDB_ENOMEM;
+	int rc = scratch_fit(cx->sc, cx->meta.slot_limit);
+	if (rc < 0) {
+		hnsw_ctx_end(cx);
+		return rc;
+	}
+	/* A new transaction: no cached pointer may be trusted. */
+	int keep = cx->ix->stable_ptrs;
+	cx->ix->stable_ptrs = 0;
+	hnsw_ctx_wrote(cx);
+	cx->ix->stable_ptrs = keep;
+	return 0;
+}
+
+void hnsw_ctx_end(struct hnsw_ctx *cx)
+{
+	if (cx->sc)
+		scratch_put(cx->ix, cx->sc);
+	cx->sc = NULL;
+}
+
+int hnsw_visit_reset(struct hnsw_ctx *cx)
+{
+	struct hnsw_scratch *sc = cx->sc;
+	FORWARD_IF_ERROR(scratch_fit(sc, cx->meta.slot_limit));
+	if (++sc->visit_epoch == 0) {
+		memset(sc->visit, 0, (size_t)sc->visit_cap * sizeof *sc->visit);
+		sc->visit_epoch = 1;
+	}
+	return 0;
+}
+
+int hnsw_cand_reserve(struct hnsw_cand **a, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 256;
+	while (n < need)
+		n *= 2;
+	struct hnsw_cand *p = realloc(*a, n * sizeof *p);
+	RETURN_ERROR_IF(!p, HYDB_ENOMEM, "index: no memory for %zu candidates",
+			n);
+	*a = p;
+	*cap = n;
+	return 0;
+}
+
+/* ---- slot data --------------------------------------------------------- */
+
+static int blk_load(struct hnsw_ctx *cx, uint32_t b)
+{
+	hydb_index *ix = cx->ix;
+	struct hnsw_blk *e = &cx->sc->blk[b];
+	hydb_block blk;
+	int rc = ix->src.block(ix->src.ctx, cx->txn, b, &blk);
+	if (rc < 0)
+		return hydb_error_prefix(rc, "index: vector block %u", b);
+	e->vec = blk.vec;
+	e->attr = blk.attr;
+	e->cv = NULL;
+	if (ix->compact) {
+		uint8_t key[8];
+		hnsw_node_key(key, HNSW_TAG_CV, b);
+		MDB_val k = {8, key}, v;
+		rc = mdb_get(cx->txn, ix->src.nodes, &k, &v);
+		if (rc && rc != MDB_NOTFOUND)
+			return mdb_fail(rc, "reading a compact block");
+		if (!rc)
+			e->cv = v.mv_data;
+	}
+	e->epoch = cx->sc->blk_epoch;
+	return 0;
+}
+
+int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
+		   const hydb_slot_attr **attr, const uint16_t **cv)
+{
+	uint32_t b = slot / HYDB_BLOCK_SLOTS, i = slot % HYDB_BLOCK_SLOTS;
+	if (b >= cx->sc->blk_cap)
+		FORWARD_IF_ERROR(scratch_fit(cx->sc, slot + 1));
+	struct hnsw_blk *e = &cx->sc->blk[b];
+	if (e->epoch != cx->sc->blk_epoch)
+		FORWARD_IF_ERROR(blk_load(cx, b));
+	if (vec)
+		*vec = e->vec + (size_t)i * cx->ix->dim;
+	if (attr)
+		*attr = e->attr + i;
+	if (cv) {
+		RETURN_ERROR_IF(!e->cv, HYDB_ECORRUPT,
+				"index: slot %u has no compact vector", slot);
+		*cv = e->cv + (size_t)i * cx->ix->dim;
+	}
+	return 0;
+}
+
+/* ---- links ------------------------------------------------------------- */
+
+static size_t l0_size(const hydb_index *ix)
+{
+	return 4 + 4 * (size_t)ix->M0;
+}
+
+static size_t up_stride(const hydb_index *ix)
+{
+	return 4 * (size_t)(ix->M + 1);
+}
+
+static int node_get(struct hnsw_ctx *cx, uint32_t tag, uint32_t slot,
+		    MDB_val *v)
+{
+	uint8_t key[8];
+	hnsw_node_key(key, tag, slot);
+	MDB_val k = {8, key};
+	int rc = mdb_get(cx->txn, cx->ix->src.nodes, &k, v);
+	if (rc == MDB_NOTFOUND)
+		return hydb_error_set(HYDB_ENOTFOUND,
+				      "index: slot %u is not a graph node",
+				      slot);
+	return rc ? mdb_fail(rc, "reading a graph node") : 0;
+}
+
+static int node_put(struct hnsw_ctx *cx, uint32_t tag, uint32_t slot,
+		    const void *data, size_t size)
+{
+	uint8_t key[8];
+	hnsw_node_key(key, tag, slot);
+	MDB_val k = {8, key}, v = {size, (void *)data};
+	int rc = mdb_put(cx->txn, cx->ix->src.nodes, &k, &v, 0);
+	hnsw_ctx_wrote(cx);
+	return rc ? mdb_fail(rc, "writing a graph node") : 0;
+}
+
+int hnsw_get_level(struct hnsw_ctx *cx, uint32_t slot, unsigned *level)
+{
+	MDB_val v;
+	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
+	RETURN_ERROR_IF(v.mv_size != l0_size(cx->ix), HYDB_ECORRUPT,
+			"index: node of slot %u has %zu bytes", slot,
+			v.mv_size);
+	*level = ((const uint8_t *)v.mv_data)[0];
+	return 0;
+}
+
+/* Values sit at 2-byte alignment in LMDB leaf pages: copy, never cast. */
+int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		   uint32_t *links, unsigned *n)
+{
+	hydb_index *ix = cx->ix;
+	MDB_val v;
+	if (level == 0) {
+		FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
+		const uint8_t *p = v.mv_data;
+		uint16_t cnt;
+		memcpy(&cnt, p + 2, 2);
+		RETURN_ERROR_IF(v.mv_size != l0_size(ix) || cnt > ix->M0,
+				HYDB_ECORRUPT,
+				"index: node of slot %u is malformed", slot);
+		memcpy(links, p + 4, (size_t)cnt * 4);
+		*n = cnt;
+		return 0;
+	}
+	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_UP, slot, &v));
+	size_t off = (size_t)(level - 1) * up_stride(ix);
+	RETURN_ERROR_IF(off + up_stride(ix) > v.mv_size, HYDB_ECORRUPT,
+			"index: slot %u has no layer %u", slot, level);
+	uint32_t cnt;
+	memcpy(&cnt, (const uint8_t *)v.mv_data + off, 4);
+	RETURN_ERROR_IF(cnt > ix->M, HYDB_ECORRUPT,
+			"index: slot %u layer %u has degree %u", slot, level,
+			cnt);
+	memcpy(links, (const uint8_t *)v.mv_data + off + 4, (size_t)cnt * 4);
+	*n = cnt;
+	return 0;
+}
+
+int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		   const uint32_t *links, unsigned n)
+{
+	hydb_index *ix = cx->ix;
+	uint8_t buf[4 + 4 * 2 * HYDB_HNSW_MAX_M];
+	MDB_val v;
+	if (level == 0) {
+		FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
+		memcpy(buf, v.mv_data, 4);
+		uint16_t cnt = (uint16_t)n;
+		memcpy(buf + 2, &cnt, 2);
+		memset(buf + 4, 0xff, 4 * (size_t)ix->M0);
+		memcpy(buf + 4, links, (size_t)n * 4);
+		return node_put(cx, HNSW_TAG_L0, slot, buf, l0_size(ix));
+	}
+	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_UP, slot, &v));
+	size_t off = (size_t)(level - 1) * up_stride(ix), size = v.mv_size;
+	RETURN_ERROR_IF(off + up_stride(ix) > size, HYDB_ECORRUPT,
+			"index: slot %u has no layer %u", slot, level);
+	uint8_t *all = malloc(size);
+	RETURN_ERROR_IF(!all, HYDB_ENOMEM, "index: no memory for a node");
+	memcpy(all, v.mv_data, size);
+	uint32_t cnt = n;
+	memcpy(all + off, &cnt, 4);
+	memcpy(all + off + 4, links, (size_t)n * 4);
+	int rc = node_put(cx, HNSW_TAG_UP, slot, all, size);
+	free(all);
+	return rc;
+}
+
+int hnsw_node_create(struct hnsw_ctx *cx, uint32_t slot, unsigned level)
+{
+	hydb_index *ix = cx->ix;
+	uint8_t buf[4 + 4 * 2 * HYDB_HNSW_MAX_M] = {0};
+	buf[0] = (uint8_t)level;
+	memset(buf + 4, 0xff, 4 * (size_t)ix->M0);
+	FORWARD_IF_ERROR(node_put(cx, HNSW_TAG_L0, slot, buf, l0_size(ix)));
+	if (level == 0)
+		return 0;
+	size_t size = (size_t)level * up_stride(ix);
+	uint8_t *up = calloc(1, size);
+	RETURN_ERROR_IF(!up, HYDB_ENOMEM, "index: no memory for a node");
+	int rc = node_put(cx, HNSW_TAG_UP, slot, up, size);
+	free(up);
+	return rc;
+}
+
+static int node_del(struct hnsw_ctx *cx, uint32_t tag, uint32_t slot)
+{
+	uint8_t key[8];
+	hnsw_node_key(key, tag, slot);
+	MDB_val k = {8, key};
+	int rc = mdb_del(cx->txn, cx->ix->src.nodes, &k, NULL);
+	hnsw_ctx_wrote(cx);
+	return rc && rc != MDB_NOTFOUND ? mdb_fail(rc, "deleting a node") : 0;
+}
+
+int hnsw_node_delete(struct hnsw_ctx *cx, uint32_t slot)
+{
+	FORWARD_IF_ERROR(node_del(cx, HNSW_TAG_L0, slot));
+	return node_del(cx, HNSW_TAG_UP, slot);
+}
+
+/* ---- compact copy ------------------------------------------------------ */
+
+/* Rewrite each touched block once, however many of its slots are new. */
+static int compact_block(struct hnsw_ctx *cx, uint32_t b, const uint32_t *slots,
+			 size_t n, uint16_t *buf)
+{
+	hydb_index *ix = cx->ix;
+	size_t row = ix->dim * sizeof(uint16_t);
+	size_t size = HYDB_BLOCK_SLOTS * row;
+	uint8_t key[8];
+	hnsw_node_key(key, HNSW_TAG_CV, b);
+	MDB_val k = {8, key}, v;
+	int rc = mdb_get(cx->txn, ix->src.nodes, &k, &v);
+	if (rc == 0 && v.mv_size == size)
+		memcpy(buf, v.mv_data, size);
+	else if (rc == 0 || rc == MDB_NOTFOUND)
+		memset(buf, 0, size);
+	else
+		return mdb_fail(rc, "reading a compact block");
+	for (size_t i = 0; i < n; i++) {
+		if (slots[i] / HYDB_BLOCK_SLOTS != b)
+			continue;
+		const float *vec;
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, slots[i], &vec, NULL, NULL));
+		hydb_f32_to_f16(buf + (size_t)(slots[i] % HYDB_BLOCK_SLOTS) *
+					      ix->dim,
+				vec, ix->dim);
+	}
+	v.mv_size = size;
+	v.mv_data = buf;
+	rc = mdb_put(cx->txn, ix->src.nodes, &k, &v, 0);
+	hnsw_ctx_wrote(cx);
+	return rc ? mdb_fail(rc, "writing a compact block") : 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+int hnsw_compact_write(struct hnsw_ctx *cx, const uint32_t *slots, size_t n)
+{
+	hydb_index *ix = cx->ix;
+	if (!ix->compact || n == 0)
+		return 0;
+	uint32_t *blocks = hydb_alloc_array(n, sizeof *blocks, "block list");
+	uint16_t *buf = hydb_alloc_array(HYDB_BLOCK_SLOTS * ix->dim,
+					 sizeof *buf, "compact block");
+	int rc = blocks && buf ? 0 : HYDB_ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		blocks[i] = slots[i] / HYDB_BLOCK_SLOTS;
+	if (rc == 0)
+		qsort(blocks, n, sizeof *blocks, cmp_u32);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (i == 0 || blocks[i] != blocks[i - 1])
+			rc = compact_block(cx, blocks[i], slots, n, buf);
+	free(blocks);
+	free(buf);
+	return rc;
+}

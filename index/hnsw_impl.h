@@ -1,0 +1,130 @@
+/*
+ * hnsw_impl.h - shared internals of the index/ files (not for other parts).
+ */
+#ifndef HYDB_INDEX_HNSW_IMPL_H
+#define HYDB_INDEX_HNSW_IMPL_H
+
+#include <pthread.h>
+
+#include "index/distance.h"
+#include "index/hnsw.h"
+
+#define HNSW_META_MAGIC 0x57534e48u /* "HNSW" */
+#define HNSW_META_VERSION 1u
+#define HNSW_TAG_L0 0x4c300000u /* "L0" */
+#define HNSW_TAG_UP 0x55500000u /* "UP" */
+#define HNSW_TAG_CV 0x43560000u /* "CV" */
+
+/* Persisted in hnsw_meta under "hnsw", host byte order (the store refuses
+ * environments from another architecture). */
+struct hnsw_meta {
+	uint32_t magic, version;
+	uint32_t M, efc;
+	uint32_t dim, flags;
+	uint32_t entry;     /* HYDB_NO_SLOT when the graph is empty */
+	uint32_t max_level;
+	uint64_t nodes;
+	uint32_t slot_limit; /* 1 + the highest slot ever inserted */
+	uint32_t reserved;
+	uint64_t rng;        /* level generator state: builds are repeatable */
+	uint64_t counts[3][3]; /* live nodes by modality x label */
+	double c;
+};
+
+struct hydb_index {
+	hydb_vsource src;
+	unsigned M, M0, efc, threads;
+	int compact;
+	size_t dim;
+	double c, level_mult;
+	int stable_ptrs; /* MDB_WRITEMAP: our writes never move block data */
+	pthread_mutex_t pool_lock;
+	struct hnsw_scratch *pool;
+};
+
+struct hnsw_cand {
+	double key;
+	uint32_t slot;
+};
+
+struct hnsw_blk {
+	uint32_t epoch;
+	const float *vec;
+	const hydb_slot_attr *attr;
+	const uint16_t *cv;
+};
+
+/* Per-thread working memory, pooled in the index so a search allocates
+ * nothing in the steady state. */
+struct hnsw_scratch {
+	struct hnsw_scratch *next;
+	uint32_t *visit;
+	uint32_t visit_cap, visit_epoch;
+	struct hnsw_blk *blk;
+	uint32_t blk_cap, blk_epoch;
+	struct hnsw_cand *cand, *res;
+	size_t cand_cap, res_cap;
+	uint32_t links[2 * HYDB_HNSW_MAX_M + 1];
+};
+
+/* One operation (search, insert batch, remove) in one transaction. */
+struct hnsw_ctx {
+	hydb_index *ix;
+	MDB_txn *txn;
+	struct hnsw_scratch *sc;
+	struct hnsw_meta meta;
+};
+
+/* graph.c: persistence and access */
+int hnsw_meta_load(hydb_index *ix, MDB_txn *txn, struct hnsw_meta *m);
+int hnsw_meta_save(hydb_index *ix, MDB_txn *txn, const struct hnsw_meta *m);
+int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn);
+void hnsw_ctx_end(struct hnsw_ctx *cx);
+void hnsw_ctx_wrote(struct hnsw_ctx *cx);
+int hnsw_visit_reset(struct hnsw_ctx *cx);
+int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
+		   const hydb_slot_attr **attr, const uint16_t **cv);
+int hnsw_get_level(struct hnsw_ctx *cx, uint32_t slot, unsigned *level);
+int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		   uint32_t *links, unsigned *n);
+int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		   const uint32_t *links, unsigned n);
+int hnsw_node_create(struct hnsw_ctx *cx, uint32_t slot, unsigned level);
+int hnsw_node_delete(struct hnsw_ctx *cx, uint32_t slot);
+int hnsw_compact_write(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);
+void hnsw_scratch_free(struct hnsw_scratch *sc);
+int hnsw_cand_reserve(struct hnsw_cand **a, size_t *cap, size_t need);
+void hnsw_node_key(uint8_t key[8], uint32_t tag, uint32_t num);
+
+static inline int hnsw_visited(struct hnsw_scratch *sc, uint32_t slot)
+{
+	if (slot >= sc->visit_cap || sc->visit[slot] == sc->visit_epoch)
+		return 1;
+	sc->visit[slot] = sc->visit_epoch;
+	return 0;
+}
+
+/* walk.c: the graph algorithms */
+int hnsw_walk_key(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t slot,
+		  double *key);
+int hnsw_greedy(struct hnsw_ctx *cx, const hydb_kquery *q, unsigned top,
+		unsigned bottom, uint32_t *cur, double *curkey);
+/* Beam search on one layer from the entries already in cx->sc->cand-free
+ * form; results (accepted by f) are left in cx->sc->res[0..*nres) sorted by
+ * key. */
+int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
+		      uint32_t entry, double entry_key, size_t ef,
+		      unsigned level, const hydb_filter *f, size_t *nres);
+int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
+		unsigned mmax, uint32_t *out, unsigned *nout);
+int hnsw_connect(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		 const uint32_t *nb, unsigned n);
+void hnsw_cand_sort(struct hnsw_cand *c, size_t n);
+
+/* insert.c */
+unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m);
+
+/* remove.c */
+int hnsw_remove_in(struct hnsw_ctx *cx, uint32_t slot);
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * insert.c - adding slots to the graph inside the caller's write txn.
+ */
+#include "index/hnsw_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* splitmix64: the state lives in hnsw_meta, so the same inserts in the same
+ * order give the same graph. */
+unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m)
+{
+	uint64_t z = (m->rng += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	double u = ((z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+	double l = -log(u) * ix->level_mult;
+	return l >= HYDB_HNSW_MAX_LEVEL ? HYDB_HNSW_MAX_LEVEL : (unsigned)l;
+}
+
+static void count_attr(struct hnsw_meta *m, const hydb_slot_attr *a, int d)
+{
+	if (a->modality < 3 && a->label < 3)
+		m->counts[a->modality][a->label] += (uint64_t)(int64_t)d;
+}
+
+/* Layers level..0, each from the nearest node found on the layer above. */
+static int link_layers(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		       const hydb_kquery *q)
+{
+	hydb_index *ix = cx->ix;
+	struct hnsw_meta *m = &cx->meta;
+	uint32_t cur = m->entry, sel[HYDB_HNSW_MAX_M];
+	double curkey;
+	FORWARD_IF_ERROR(hnsw_walk_key(cx, q, cur, &curkey));
+	if (level < m->max_level)
+		FORWARD_IF_ERROR(hnsw_greedy(cx, q, m->max_level, level, &cur,
+					     &curkey));
+	struct hnsw_cand *w = hydb_alloc_array(ix->efc + 1, sizeof *w,
+					       "insert candidates");
+	if (!w)
+		return HYDB_ENOMEM;
+	int rc = 0;
+	for (int l = (int)(level < m->max_level ? level : m->max_level);
+	     l >= 0 && rc == 0; l--) {
+		size_t nr, nw = 0;
+		unsigned ns;
+		rc = hnsw_search_layer(cx, q, cur, curkey, ix->efc, (unsigned)l,
+				       NULL, &nr);
+		for (size_t i = 0; rc == 0 && i < nr; i++)
+			if (cx->sc->res[i].slot != slot)
+				w[nw++] = cx->sc->res[i];
+		if (rc || nw == 0)
+			break;
+		cur = w[0].slot;
+		curkey = w[0].key;
+		rc = hnsw_select(cx, w, nw, ix->M, sel, &ns);
+		if (rc == 0)
+			rc = hnsw_connect(cx, slot, (unsigned)l, sel, ns);
+	}
+	free(w);
+	return rc;
+}
+
+static int insert_one(struct hnsw_ctx *cx, uint32_t slot, float *qbuf)
+{
+	hydb_index *ix = cx->ix;
+	struct hnsw_meta *m = &cx->meta;
+	unsigned level;
+	if (hnsw_get_level(cx, slot, &level) == 0)
+		FORWARD_IF_ERROR(hnsw_remove_in(cx, slot));
+	const float *v;
+	const hydb_slot_attr *a;
+	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, &a, NULL));
+	RETURN_ERROR_IF(!a->live, HYDB_EINVAL,
+			"index: insert of slot %u, which holds no record", slot);
+	count_attr(m, a, 1);
+	/* Our own writes may move the block this pointer came from. */
+	memcpy(qbuf, v, ix->dim * sizeof *qbuf);
+	level = hnsw_random_level(ix, m);
+	FORWARD_IF_ERROR(hnsw_node_create(cx, slot, level));
+	m->nodes++;
+	if (m->entry == HYDB_NO_SLOT) {
+		m->entry = slot;
+		m->max_level = level;
+		return 0;
+	}
+	hydb_kquery q;
+	hydb_kquery_init(&q, qbuf, ix->dim, ix->c);
+	FORWARD_IF_ERROR(link_layers(cx, slot, level, &q));
+	if (level > m->max_level) {
+		m->entry = slot;
+		m->max_level = level;
+	}
+	return 0;
+}
+
+int hnsw_insert_serial(struct hnsw_ctx *cx, const uint32_t *slots, size_t n)
+{
+	float *qbuf = hydb_alloc_array(cx->ix->dim, sizeof *qbuf, "query");
+	if (!qbuf)
+		return HYDB_ENOMEM;
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = insert_one(cx, slots[i], qbuf);
+	free(qbuf);
+	return rc;
+}
+
+int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
+		      size_t n)
+{
+	RETURN_ERROR_IF(!ix || !wtxn || (!slots && n), HYDB_EINVAL,
+			"index insert: NULL argument");
+	if (n == 0)
+		return 0;
+	struct hnsw_ctx cx;
+	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, wtxn));
+	for (size_t i = 0; i < n; i++) {
+		if (slots[i] == HYDB_NO_SLOT) {
+			hnsw_ctx_end(&cx);
+			return hydb_error_set(HYDB_EINVAL,
+					      "index insert: entry %zu has no slot",
+					      i);
+		}
+		if (slots[i] >= cx.meta.slot_limit)
+			cx.meta.slot_limit = slots[i] + 1;
+	}
+	int rc = hnsw_visit_reset(&cx);
+	if (rc == 0)
+		rc = hnsw_compact_write(&cx, slots, n);
+	if (rc == 0)
+		rc = hnsw_insert_serial(&cx, slots, n);
+	if (rc == 0)
+		rc = hnsw_meta_save(ix, wtxn, &cx.meta);
+	hnsw_ctx_end(&cx);
+	return rc;
+}

@@ -1,0 +1,287 @@
+/*
+ * walk.c - HNSW search on one layer, neighbour selection and linking.
+ *
+ * Follows Malkov & Yashunin (arXiv:1603.09320): greedy descent through the
+ * upper layers, a beam of width ef on the target layer, and the
+ * diversity heuristic that keeps a candidate only if it is closer to the
+ * base than to every neighbour already kept.
+ */
+#include "index/hnsw_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+static inline void prefetch_vec(const void *p, size_t bytes)
+{
+	const char *c = p;
+	for (size_t o = 0; o < bytes; o += 64)
+		_mm_prefetch(c + o, _MM_HINT_T0);
+}
+#else
+static inline void prefetch_vec(const void *p, size_t bytes)
+{
+	(void)p, (void)bytes;
+}
+#endif
+
+/* The key used while walking: the compact copy when there is one. */
+int hnsw_walk_key(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t slot,
+		  double *key)
+{
+	if (cx->ix->compact) {
+		const uint16_t *cv;
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, NULL, NULL, &cv));
+		*key = hydb_key_f16(q, cv);
+	} else {
+		const float *v;
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, NULL, NULL));
+		*key = hydb_key_f32(q, v);
+	}
+	return 0;
+}
+
+static const void *walk_ptr(struct hnsw_ctx *cx, uint32_t slot)
+{
+	const float *v;
+	const uint16_t *cv;
+	if (cx->ix->compact)
+		return hnsw_slot_data(cx, slot, NULL, NULL, &cv) ? NULL : cv;
+	return hnsw_slot_data(cx, slot, &v, NULL, NULL) ? NULL : v;
+}
+
+/* ---- heaps: sign +1 keeps the minimum on top, -1 the maximum ----------- */
+
+static inline int above(const struct hnsw_cand *a, const struct hnsw_cand *b,
+			int sign)
+{
+	return sign > 0 ? a->key < b->key : a->key > b->key;
+}
+
+static void heap_push(struct hnsw_cand *h, size_t *n, struct hnsw_cand c,
+		      int sign)
+{
+	size_t i = (*n)++;
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!above(&c, &h[p], sign))
+			break;
+		h[i] = h[p];
+		i = p;
+	}
+	h[i] = c;
+}
+
+static struct hnsw_cand heap_pop(struct hnsw_cand *h, size_t *n, int sign)
+{
+	struct hnsw_cand top = h[0], last = h[--(*n)];
+	size_t i = 0, m = *n;
+	for (;;) {
+		size_t l = 2 * i + 1, best = l;
+		if (l >= m)
+			break;
+		if (l + 1 < m && above(&h[l + 1], &h[l], sign))
+			best = l + 1;
+		if (!above(&h[best], &last, sign))
+			break;
+		h[i] = h[best];
+		i = best;
+	}
+	if (m)
+		h[i] = last;
+	return top;
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+	const struct hnsw_cand *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+void hnsw_cand_sort(struct hnsw_cand *c, size_t n)
+{
+	qsort(c, n, sizeof *c, cand_cmp);
+}
+
+/* ---- layer search ------------------------------------------------------ */
+
+int hnsw_greedy(struct hnsw_ctx *cx, const hydb_kquery *q, unsigned top,
+		unsigned bottom, uint32_t *cur, double *curkey)
+{
+	uint32_t *links = cx->sc->links;
+	for (unsigned l = top; l > bottom; l--) {
+		for (int changed = 1; changed;) {
+			unsigned n;
+			changed = 0;
+			FORWARD_IF_ERROR(hnsw_get_links(cx, *cur, l, links, &n));
+			for (unsigned i = 0; i < n; i++) {
+				double k;
+				FORWARD_IF_ERROR(hnsw_walk_key(cx, q, links[i], &k));
+				if (k < *curkey) {
+					*curkey = k;
+					*cur = links[i];
+					changed = 1;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+static int accepts(struct hnsw_ctx *cx, const hydb_filter *f, uint32_t slot)
+{
+	const hydb_slot_attr *a;
+	if (!f)
+		return 1;
+	if (hnsw_slot_data(cx, slot, NULL, &a, NULL) < 0)
+		return 0;
+	return hydb_filter_match(f, a);
+}
+
+/* Keys of a node's unvisited neighbours, the next vector prefetched while
+ * the current one is measured. */
+static int expand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t node,
+		  unsigned level, struct hnsw_cand *out, unsigned *nout)
+{
+	struct hnsw_scratch *sc = cx->sc;
+	uint32_t *links = sc->links;
+	const void *ptr[2 * HYDB_HNSW_MAX_M];
+	unsigned n, m = 0;
+	size_t bytes = cx->ix->dim * (cx->ix->compact ? 2 : 4);
+	FORWARD_IF_ERROR(hnsw_get_links(cx, node, level, links, &n));
+	for (unsigned i = 0; i < n; i++) {
+		if (hnsw_visited(sc, links[i]))
+			continue;
+		ptr[m] = walk_ptr(cx, links[i]);
+		if (!ptr[m])
+			return HYDB_ECORRUPT;
+		out[m++].slot = links[i];
+	}
+	if (m)
+		prefetch_vec(ptr[0], bytes);
+	for (unsigned i = 0; i < m; i++) {
+		if (i + 1 < m)
+			prefetch_vec(ptr[i + 1], bytes);
+		out[i].key = cx->ix->compact ? hydb_key_f16(q, ptr[i])
+					     : hydb_key_f32(q, ptr[i]);
+	}
+	*nout = m;
+	return 0;
+}
+
+int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
+		      uint32_t entry, double entry_key, size_t ef,
+		      unsigned level, const hydb_filter *f, size_t *nres)
+{
+	struct hnsw_scratch *sc = cx->sc;
+	struct hnsw_cand nb[2 * HYDB_HNSW_MAX_M];
+	size_t nc = 0, nr = 0;
+	FORWARD_IF_ERROR(hnsw_visit_reset(cx));
+	FORWARD_IF_ERROR(hnsw_cand_reserve(&sc->cand, &sc->cand_cap, 64));
+	FORWARD_IF_ERROR(hnsw_cand_reserve(&sc->res, &sc->res_cap, ef + 1));
+	hnsw_visited(sc, entry);
+	struct hnsw_cand e = {entry_key, entry};
+	heap_push(sc->cand, &nc, e, 1);
+	if (accepts(cx, f, entry))
+		heap_push(sc->res, &nr, e, -1);
+	while (nc) {
+		struct hnsw_cand c = heap_pop(sc->cand, &nc, 1);
+		double bound = nr ? sc->res[0].key : INFINITY;
+		/* Unfiltered the beam stops at its bound; filtered it goes on
+		 * until ef matches are held. */
+		if (c.key > bound && (nr >= ef || !f))
+			break;
+		unsigned m;
+		FORWARD_IF_ERROR(expand(cx, q, c.slot, level, nb, &m));
+		FORWARD_IF_ERROR(
+			hnsw_cand_reserve(&sc->cand, &sc->cand_cap, nc + m));
+		for (unsigned i = 0; i < m; i++) {
+			bound = nr ? sc->res[0].key : INFINITY;
+			if (nr >= ef && nb[i].key >= bound)
+				continue;
+			heap_push(sc->cand, &nc, nb[i], 1);
+			if (!accepts(cx, f, nb[i].slot))
+				continue;
+			heap_push(sc->res, &nr, nb[i], -1);
+			if (nr > ef)
+				heap_pop(sc->res, &nr, -1);
+		}
+	}
+	hnsw_cand_sort(sc->res, nr);
+	*nres = nr;
+	return 0;
+}
+
+/* ---- neighbour selection ----------------------------------------------- */
+
+/* c: candidates sorted by key to the base. A candidate is kept only if no
+ * kept neighbour is closer to it than the base is, which spreads the links
+ * over directions and keeps clustered data navigable. */
+int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
+		unsigned mmax, uint32_t *out, unsigned *nout)
+{
+	unsigned k = 0;
+	if (n <= mmax) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = c[i].slot;
+		*nout = (unsigned)n;
+		return 0;
+	}
+	for (size_t i = 0; i < n && k < mmax; i++) {
+		const float *v;
+		hydb_kquery q;
+		int keep = 1;
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, c[i].slot, &v, NULL, NULL));
+		hydb_kquery_init(&q, v, cx->ix->dim, cx->ix->c);
+		for (unsigned j = 0; j < k && keep; j++) {
+			double d;
+			FORWARD_IF_ERROR(hnsw_walk_key(cx, &q, out[j], &d));
+			keep = d >= c[i].key;
+		}
+		if (keep)
+			out[k++] = c[i].slot;
+	}
+	*nout = k;
+	return 0;
+}
+
+/* Add slot to nb's list on a layer; a full list is re-selected from its
+ * links plus the newcomer. */
+static int link_back(struct hnsw_ctx *cx, uint32_t nb, uint32_t slot,
+		     unsigned level)
+{
+	hydb_index *ix = cx->ix;
+	unsigned mmax = level ? ix->M : ix->M0, n;
+	uint32_t links[2 * HYDB_HNSW_MAX_M + 1];
+	FORWARD_IF_ERROR(hnsw_get_links(cx, nb, level, links, &n));
+	for (unsigned i = 0; i < n; i++)
+		if (links[i] == slot)
+			return 0;
+	links[n++] = slot;
+	if (n <= mmax)
+		return hnsw_put_links(cx, nb, level, links, n);
+	struct hnsw_cand c[2 * HYDB_HNSW_MAX_M + 1];
+	const float *v;
+	hydb_kquery q;
+	FORWARD_IF_ERROR(hnsw_slot_data(cx, nb, &v, NULL, NULL));
+	hydb_kquery_init(&q, v, ix->dim, ix->c);
+	for (unsigned i = 0; i < n; i++) {
+		c[i].slot = links[i];
+		FORWARD_IF_ERROR(hnsw_walk_key(cx, &q, links[i], &c[i].key));
+	}
+	hnsw_cand_sort(c, n);
+	FORWARD_IF_ERROR(hnsw_select(cx, c, n, mmax, links, &n));
+	return hnsw_put_links(cx, nb, level, links, n);
+}
+
+int hnsw_connect(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		 const uint32_t *nb, unsigned n)
+{
+	FORWARD_IF_ERROR(hnsw_put_links(cx, slot, level, nb, n));
+	for (unsigned i = 0; i < n; i++)
+		FORWARD_IF_ERROR(link_back(cx, nb[i], slot, level));
+	return 0;
+}

@@ -1,0 +1,594 @@
+/*
+ * check_hnsw.c - the HNSW index against brute force, on clustered points
+ * of the hyperboloid held in an in-memory vector source, with the graph in
+ * a real LMDB environment.
+ */
+#include <check.h>
+#include <lmdb.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "index/distance.h"
+#include "index/hnsw.h"
+
+/* ---- in-memory vector source ------------------------------------------ */
+
+struct memsrc {
+	size_t dim, nslots;
+	double c;
+	hydb_block_hdr hdr;
+	hydb_slot_attr *attr;
+	float *vec;
+};
+
+static int mem_block(void *ctx, MDB_txn *txn, uint32_t no, hydb_block *out)
+{
+	struct memsrc *m = ctx;
+	if ((size_t)no * HYDB_BLOCK_SLOTS >= m->nslots)
+		return HYDB_ENOTFOUND;
+	out->hdr = &m->hdr;
+	out->attr = m->attr + (size_t)no * HYDB_BLOCK_SLOTS;
+	out->vec = m->vec + (size_t)no * HYDB_BLOCK_SLOTS * m->dim;
+	return 0;
+}
+
+static int in_range(const hydb_slot_attr *a, double lo, double hi)
+{
+	return a->live && a->radius >= lo && a->radius <= hi;
+}
+
+static int mem_rcount(void *ctx, MDB_txn *txn, double lo, double hi,
+		      uint64_t limit, uint64_t *out)
+{
+	struct memsrc *m = ctx;
+	*out = 0;
+	for (size_t s = 0; s < m->nslots && *out < limit; s++)
+		*out += in_range(&m->attr[s], lo, hi);
+	return 0;
+}
+
+static int mem_rscan(void *ctx, MDB_txn *txn, double lo, double hi,
+		     hydb_slot_fn fn, void *fctx)
+{
+	struct memsrc *m = ctx;
+	for (size_t s = 0; s < m->nslots; s++)
+		if (in_range(&m->attr[s], lo, hi)) {
+			int rc = fn((uint32_t)s, fctx);
+			if (rc < 0)
+				return rc;
+		}
+	return 0;
+}
+
+/* ---- data: clusters on the hyperboloid at several radii --------------- */
+
+static double urand(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
+	return ((*s >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double nrand(uint64_t *s)
+{
+	return sqrt(-2 * log(urand(s))) * cos(6.283185307179586 * urand(s));
+}
+
+/* Tangent vector at the origin -> space components. */
+static void expmap(float *x, const double *v, size_t dim, double c)
+{
+	double n = 0;
+	for (size_t i = 0; i < dim; i++)
+		n += v[i] * v[i];
+	n = sqrt(n);
+	double s = n > 0 ? sinh(sqrt(c) * n) / (sqrt(c) * n) : 1;
+	for (size_t i = 0; i < dim; i++)
+		x[i] = (float)(v[i] * s);
+}
+
+static double radius_of(const float *x, size_t dim, double c)
+{
+	double n = 0;
+	for (size_t i = 0; i < dim; i++)
+		n += (double)x[i] * x[i];
+	return asinh(sqrt(c * n)) / sqrt(c);
+}
+
+#define NCLUST 40
+
+/* Point i of a data set: a cluster centre direction with a cluster radius,
+ * label and modality by cluster, Gaussian spread in the tangent space. */
+static void make_point(float *x, hydb_slot_attr *a, size_t dim, double c,
+		       uint64_t *s, const double *centres, uint64_t id)
+{
+	double v[256];
+	size_t k = (size_t)(urand(s) * NCLUST);
+	const double *cc = centres + k * (dim + 1);
+	double r = cc[dim] + 0.15 * nrand(s);
+	for (size_t i = 0; i < dim; i++)
+		v[i] = cc[i] * r + 0.25 * nrand(s) / sqrt((double)dim) * r;
+	expmap(x, v, dim, c);
+	if (a) {
+		a->id = id;
+		a->radius = (float)radius_of(x, dim, c);
+		a->modality = (uint8_t)(1 + k % 2);
+		a->label = (uint8_t)(1 + (k / 2) % 2);
+		a->live = 1;
+	}
+}
+
+static double *make_centres(size_t dim, uint64_t *s)
+{
+	double *cs = malloc(NCLUST * (dim + 1) * sizeof *cs);
+	for (size_t k = 0; k < NCLUST; k++) {
+		double n = 0, *cc = cs + k * (dim + 1);
+		for (size_t i = 0; i < dim; i++)
+			n += (cc[i] = nrand(s)) * cc[i];
+		for (size_t i = 0; i < dim; i++)
+			cc[i] /= sqrt(n);
+		cc[dim] = 0.6 + 2.4 * urand(s);
+	}
+	return cs;
+}
+
+/* ---- fixture ----------------------------------------------------------- */
+
+#define DIM 48
+#define N 3000
+#define NQ 100
+#define CURV 1.0
+
+struct fx {
+	char dir[64];
+	MDB_env *env;
+	hydb_vsource vs;
+	struct memsrc mem;
+	hydb_index *ix;
+	float q[NQ * DIM];
+};
+
+static void env_open(struct fx *f)
+{
+	MDB_txn *txn;
+	ck_assert_int_eq(mdb_env_create(&f->env), 0);
+	mdb_env_set_maxdbs(f->env, 4);
+	mdb_env_set_mapsize(f->env, (size_t)1 << 30);
+	ck_assert_int_eq(mdb_env_open(f->env, f->dir, MDB_NOSYNC, 0644), 0);
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "hnsw_nodes", MDB_CREATE, &f->vs.nodes), 0);
+	ck_assert_int_eq(mdb_dbi_open(txn, "hnsw_meta", MDB_CREATE, &f->vs.meta), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	f->vs.env = f->env;
+}
+
+static void index_open(struct fx *f, unsigned flags)
+{
+	MDB_txn *txn;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+	int rc = hydb_index_open_source(&f->ix, &f->vs, txn, 12, 100, flags);
+	ck_assert_msg(rc == 0, "open: %s", hydb_last_error());
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+}
+
+static void insert_range(struct fx *f, uint32_t from, uint32_t to)
+{
+	MDB_txn *txn;
+	uint32_t *slots = malloc((to - from) * sizeof *slots);
+	for (uint32_t i = from; i < to; i++) {
+		slots[i - from] = i;
+		f->mem.attr[i].live = 1;
+	}
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+	int rc = hydb_index_insert(f->ix, txn, slots, to - from);
+	ck_assert_msg(rc == 0, "insert: %s", hydb_last_error());
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	free(slots);
+}
+
+static void fx_init(struct fx *f, unsigned flags, int build)
+{
+	uint64_t s = 42;
+	memset(f, 0, sizeof *f);
+	strcpy(f->dir, "/tmp/check_hnsw.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(f->dir));
+	struct memsrc *m = &f->mem;
+	m->dim = DIM;
+	m->c = CURV;
+	m->nslots = (N + HYDB_BLOCK_SLOTS - 1) / HYDB_BLOCK_SLOTS * HYDB_BLOCK_SLOTS;
+	m->attr = calloc(m->nslots, sizeof *m->attr);
+	m->vec = calloc(m->nslots * DIM, sizeof *m->vec);
+	double *cs = make_centres(DIM, &s);
+	for (size_t i = 0; i < N; i++)
+		make_point(m->vec + i * DIM, &m->attr[i], DIM, CURV, &s, cs, i + 1);
+	for (size_t i = 0; i < NQ; i++)
+		make_point(f->q + i * DIM, NULL, DIM, CURV, &s, cs, 0);
+	free(cs);
+	f->vs = (hydb_vsource){.ctx = m, .dim = DIM, .c = CURV,
+			       .block = mem_block, .radius_count = mem_rcount,
+			       .radius_scan = mem_rscan};
+	env_open(f);
+	index_open(f, flags);
+	for (size_t i = 0; i < m->nslots; i++)
+		m->attr[i].live = 0;
+	if (build)
+		insert_range(f, 0, N);
+}
+
+static void fx_free(struct fx *f)
+{
+	char cmd[128];
+	hydb_index_close(f->ix);
+	mdb_env_close(f->env);
+	free(f->mem.attr);
+	free(f->mem.vec);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* ---- reference --------------------------------------------------------- */
+
+/* Long-double textbook key c(x0 y0 - x.y) - 1: independent of the kernels. */
+static long double ref_key(const float *x, const float *y, size_t dim, double c)
+{
+	long double xx = 0, yy = 0, xy = 0;
+	for (size_t i = 0; i < dim; i++) {
+		xx += (long double)x[i] * x[i];
+		yy += (long double)y[i] * y[i];
+		xy += (long double)x[i] * y[i];
+	}
+	long double x0 = sqrtl(1 / (long double)c + xx);
+	long double y0 = sqrtl(1 / (long double)c + yy);
+	return c * (x0 * y0 - xy) - 1;
+}
+
+/* Exact top-k ids among live slots matching flt. */
+static size_t truth(const struct fx *f, const float *q, const hydb_filter *flt,
+		    size_t k, uint64_t *ids)
+{
+	long double best[64];
+	size_t n = 0;
+	for (size_t s = 0; s < f->mem.nslots; s++) {
+		const hydb_slot_attr *a = &f->mem.attr[s];
+		if (!hydb_filter_match(flt, a))
+			continue;
+		long double d = ref_key(q, f->mem.vec + s * DIM, DIM, CURV);
+		size_t i = n < k ? n++ : k;
+		if (i == k && d >= best[k - 1])
+			continue;
+		if (i == k)
+			i = k - 1;
+		while (i > 0 && best[i - 1] > d) {
+			best[i] = best[i - 1];
+			ids[i] = ids[i - 1];
+			i--;
+		}
+		best[i] = d;
+		ids[i] = a->id;
+	}
+	return n;
+}
+
+/* Mean recall@k over the queries; every returned hit must match flt. */
+static double recall(struct fx *f, size_t k, size_t ef, const hydb_filter *flt,
+		     const char **plan)
+{
+	MDB_txn *txn;
+	hydb_hit hits[64];
+	uint64_t ids[64];
+	size_t found = 0, want = 0;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), 0);
+	for (size_t qi = 0; qi < NQ; qi++) {
+		size_t n, nt = truth(f, f->q + qi * DIM, flt, k, ids);
+		int rc = hydb_index_search(f->ix, txn, f->q + qi * DIM, k, ef,
+					   flt, hits, &n, plan);
+		ck_assert_msg(rc == 0, "search: %s", hydb_last_error());
+		ck_assert_uint_eq(n, nt);
+		for (size_t i = 0; i < n; i++) {
+			const hydb_slot_attr *a = &f->mem.attr[hits[i].slot];
+			ck_assert(hydb_filter_match(flt, a));
+			ck_assert_uint_eq(a->id, hits[i].id);
+			if (i)
+				ck_assert(hits[i - 1].key <= hits[i].key);
+			for (size_t j = 0; j < nt; j++)
+				found += ids[j] == hits[i].id;
+		}
+		want += nt;
+	}
+	mdb_txn_abort(txn);
+	return want ? (double)found / want : 1.0;
+}
+
+static void on_problem(const char *msg, void *ctx)
+{
+	fprintf(stderr, "check: %s\n", msg);
+	(*(int *)ctx)++;
+}
+
+static size_t problems(struct fx *f)
+{
+	MDB_txn *txn;
+	size_t np;
+	int seen = 0;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(hydb_index_check(f->ix, txn, on_problem, &seen, &np), 0);
+	mdb_txn_abort(txn);
+	ck_assert_uint_eq(np, (size_t)seen);
+	return np;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+START_TEST(kernels_agree)
+{
+	static const size_t dims[] = {1, 7, 16, 33, 100, 768};
+	uint64_t s = 7;
+	float x[768], y[768];
+	uint16_t yh[768];
+	int best = hydb_kernel_set_level(HYDB_KERNEL_BEST);
+	for (size_t t = 0; t < sizeof dims / sizeof *dims; t++) {
+		size_t d = dims[t];
+		for (size_t i = 0; i < d; i++) {
+			x[i] = (float)(3 * nrand(&s));
+			/* a near neighbour far from the origin: the case the
+			 * textbook formula gets wrong */
+			y[i] = x[i] + (float)(1e-3 * nrand(&s));
+		}
+		hydb_f32_to_f16(yh, y, d);
+		/* The long-double textbook form keeps ~9 digits here. */
+		double ref = (double)ref_key(x, y, d, 0.7), k0 = 0, h0 = 0;
+		for (int l = 0; l <= best; l++) {
+			ck_assert_int_eq(hydb_kernel_set_level(l), l);
+			hydb_kquery q;
+			hydb_kquery_init(&q, x, d, 0.7);
+			double k = hydb_kernel_key(x, y, d, 0.7);
+			double h = hydb_key_f16(&q, yh);
+			ck_assert_msg(fabs(k - ref) <= 1e-6 * ref,
+				      "%s d=%zu: %.17g vs %.17g",
+				      hydb_kernel_name(l), d, k, (double)ref);
+			if (l == 0)
+				k0 = k, h0 = h;
+			/* Summation order differs between levels; the wedge
+			 * term |x|^2|y|^2 - (x.y)^2 amplifies it. */
+			ck_assert_msg(fabs(k - k0) <= 1e-8 * k0, "%s d=%zu: %g",
+				      hydb_kernel_name(l), d, (k - k0) / k0);
+			ck_assert(fabs(h - h0) <= 1e-8 * h0);
+			ck_assert(h > 0);
+		}
+	}
+	hydb_kernel_set_level(HYDB_KERNEL_BEST);
+	/* a point is at key 0 from itself */
+	ck_assert(hydb_kernel_key(x, x, 768, 1.0) == 0.0);
+}
+END_TEST
+
+START_TEST(half_conversion)
+{
+	static const float v[] = {0.0f, 1.0f, -2.5f, 65504.0f, 6.103515625e-05f,
+				  5.960464477539063e-08f, 0.333251953125f};
+	uint16_t h;
+	for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+		hydb_f32_to_f16(&h, &v[i], 1);
+		ck_assert(hydb_f16_to_f32(h) == v[i]);
+	}
+	float big = 70000.0f, tie = 1.0f + 1.0f / 2048; /* halfway: to even */
+	hydb_f32_to_f16(&h, &big, 1);
+	ck_assert_uint_eq(h, 0x7c00);
+	hydb_f32_to_f16(&h, &tie, 1);
+	ck_assert(hydb_f16_to_f32(h) == 1.0f);
+}
+END_TEST
+
+START_TEST(recall_unfiltered)
+{
+	struct fx f;
+	const char *plan = NULL;
+	fx_init(&f, 0, 1);
+	double r = recall(&f, 10, 100, NULL, &plan);
+	ck_assert_str_eq(plan, "hnsw");
+	ck_assert_msg(r >= 0.95, "recall@10 %.3f", r);
+	double r1 = recall(&f, 1, 64, NULL, NULL);
+	ck_assert_msg(r1 >= 0.95, "recall@1 %.3f", r1);
+	ck_assert_uint_eq(problems(&f), 0);
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(recall_float32_walk)
+{
+	struct fx f;
+	fx_init(&f, HYDB_HNSW_NO_COMPACT, 1);
+	double r = recall(&f, 10, 100, NULL, NULL);
+	ck_assert_msg(r >= 0.95, "recall@10 %.3f", r);
+	fx_free(&f);
+}
+END_TEST
+
+static void remove_slots(struct fx *f, const uint32_t *slots, size_t n)
+{
+	MDB_txn *txn;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+	for (size_t i = 0; i < n; i++) {
+		int rc = hydb_index_remove(f->ix, txn, slots[i]);
+		ck_assert_msg(rc == 0, "remove %u: %s", slots[i],
+			      hydb_last_error());
+		f->mem.attr[slots[i]].live = 0;
+	}
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+}
+
+START_TEST(delete_reinsert)
+{
+	struct fx f;
+	uint64_t s = 99;
+	uint32_t gone[N], ng = 0;
+	fx_init(&f, 0, 1);
+	double fresh = recall(&f, 10, 100, NULL, NULL);
+	for (uint32_t i = 0; i < N; i++)
+		if (urand(&s) < 0.3)
+			gone[ng++] = i;
+	remove_slots(&f, gone, ng);
+	ck_assert_uint_eq(problems(&f), 0);
+	double holed = recall(&f, 10, 100, NULL, NULL);
+	ck_assert_msg(holed >= fresh - 0.02, "after delete %.3f vs %.3f", holed,
+		      fresh);
+	MDB_txn *txn;
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, 0, &txn), 0);
+	for (uint32_t i = 0; i < ng; i++)
+		f.mem.attr[gone[i]].live = 1;
+	ck_assert_int_eq(hydb_index_insert(f.ix, txn, gone, ng), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	double again = recall(&f, 10, 100, NULL, NULL);
+	ck_assert_msg(again >= fresh - 0.01, "re-inserted %.3f vs fresh %.3f",
+		      again, fresh);
+	ck_assert_uint_eq(problems(&f), 0);
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(delete_everything)
+{
+	struct fx f;
+	uint32_t all[200];
+	fx_init(&f, 0, 0);
+	insert_range(&f, 0, 200);
+	for (uint32_t i = 0; i < 200; i++)
+		all[i] = 199 - i;
+	remove_slots(&f, all, 200);
+	ck_assert_uint_eq(problems(&f), 0);
+	hydb_hit h[10];
+	size_t n = 99;
+	MDB_txn *txn;
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(hydb_index_search(f.ix, txn, f.q, 10, 0, NULL, h, &n,
+					   NULL), 0);
+	ck_assert_uint_eq(n, 0);
+	mdb_txn_abort(txn);
+	fx_free(&f);
+}
+END_TEST
+
+/* Radius quantile of the data: a range [0, q] keeps about frac of it. */
+static double quantile(const struct fx *f, double frac)
+{
+	float *r = malloc(N * sizeof *r);
+	for (size_t i = 0; i < N; i++)
+		r[i] = f->mem.attr[i].radius;
+	for (size_t i = 1; i < N; i++) /* insertion sort: small N */
+		for (size_t j = i; j > 0 && r[j - 1] > r[j]; j--) {
+			float t = r[j];
+			r[j] = r[j - 1];
+			r[j - 1] = t;
+		}
+	double q = r[(size_t)(frac * (N - 1))];
+	free(r);
+	return q;
+}
+
+START_TEST(recall_filtered)
+{
+	static const double sel[] = {0.01, 0.1, 0.5, 0.9};
+	struct fx f;
+	const char *plan;
+	int brute = 0, graph = 0;
+	fx_init(&f, 0, 1);
+	for (size_t i = 0; i < sizeof sel / sizeof *sel; i++) {
+		hydb_filter flt = {0, quantile(&f, sel[i]), 0, 0};
+		double r = recall(&f, 10, 64, &flt, &plan);
+		ck_assert_msg(r >= 0.95, "selectivity %.2f: recall %.3f (%s)",
+			      sel[i], r, plan);
+		brute += !strcmp(plan, "brute-filtered");
+		graph += !strcmp(plan, "hnsw-filtered");
+	}
+	/* Both plans must have been exercised. */
+	ck_assert_int_gt(brute, 0);
+	ck_assert_int_gt(graph, 0);
+	hydb_filter lab = {0, INFINITY, 0, HYDB_MASK(HYDB_LABEL_UNSAFE)};
+	ck_assert(recall(&f, 10, 64, &lab, &plan) >= 0.95);
+	hydb_filter both = {quantile(&f, 0.3), INFINITY,
+			    HYDB_MASK(HYDB_MOD_IMAGE), 0};
+	ck_assert(recall(&f, 10, 64, &both, &plan) >= 0.95);
+	hydb_filter none = {5000, INFINITY, 0, 0};
+	ck_assert(recall(&f, 10, 64, &none, &plan) == 1.0);
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(persists)
+{
+	struct fx f;
+	hydb_hit a[10], b[10];
+	size_t na, nb;
+	MDB_txn *txn;
+	fx_init(&f, 0, 1);
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(hydb_index_search(f.ix, txn, f.q, 10, 50, NULL, a, &na,
+					   NULL), 0);
+	mdb_txn_abort(txn);
+	hydb_index_close(f.ix);
+	mdb_env_close(f.env);
+	env_open(&f);
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	/* A read transaction suffices to open a built index; the parameters
+	 * given are ignored in favour of the persisted ones. */
+	ck_assert_int_eq(hydb_index_open_source(&f.ix, &f.vs, txn, 40, 7, 0), 0);
+	hydb_index_stats st;
+	ck_assert_int_eq(hydb_index_stats_get(f.ix, txn, &st), 0);
+	ck_assert_uint_eq(st.M, 12);
+	ck_assert_uint_eq(st.efc, 100);
+	ck_assert_uint_eq(st.nodes, N);
+	ck_assert_int_eq(hydb_index_search(f.ix, txn, f.q, 10, 50, NULL, b, &nb,
+					   NULL), 0);
+	mdb_txn_abort(txn);
+	ck_assert_uint_eq(na, 10);
+	ck_assert_uint_eq(na, nb);
+	for (size_t i = 0; i < na; i++) {
+		ck_assert_uint_eq(a[i].id, b[i].id);
+		ck_assert(a[i].key == b[i].key);
+	}
+	fx_free(&f);
+}
+END_TEST
+
+START_TEST(check_finds_damage)
+{
+	struct fx f;
+	fx_init(&f, 0, 0);
+	insert_range(&f, 0, 300);
+	ck_assert_uint_eq(problems(&f), 0);
+	/* A record the graph does not know about, and a free slot that is
+	 * still a node. */
+	f.mem.attr[300].live = 1;
+	f.mem.attr[5].live = 0;
+	ck_assert_uint_ge(problems(&f), 2);
+	fx_free(&f);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("hnsw");
+	TCase *t = tcase_create("core");
+	tcase_set_timeout(t, 120);
+	tcase_add_test(t, kernels_agree);
+	tcase_add_test(t, half_conversion);
+	tcase_add_test(t, recall_unfiltered);
+	tcase_add_test(t, recall_float32_walk);
+	tcase_add_test(t, delete_reinsert);
+	tcase_add_test(t, delete_everything);
+	tcase_add_test(t, recall_filtered);
+	tcase_add_test(t, persists);
+	tcase_add_test(t, check_finds_damage);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *r = srunner_create(suite());
+	srunner_run_all(r, CK_NORMAL);
+	int failed = srunner_ntests_failed(r);
+	srunner_free(r);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
