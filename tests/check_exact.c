@@ -176,123 +176,51 @@ static void run_scenario(const scenario *sc, uint64_t seed)
 	free_dataset(&d);
 }
 
-static scenario base_scenario(void)
+#define ANY_RADIUS .min_radius = 0, .max_radius = INFINITY
+
+/* Zero fields take these defaults. */
+static scenario with_defaults(scenario sc)
 {
-	scenario sc = { .n = 3000, .nq = 40, .dim = 48, .k = 10, .c = 1.0,
-			.max_radius = 3.0 };
-	sc.filter.min_radius = 0;
-	sc.filter.max_radius = INFINITY;
+	sc.n = sc.n ? sc.n : 3000;
+	sc.nq = sc.nq ? sc.nq : 40;
+	sc.dim = sc.dim ? sc.dim : 48;
+	sc.k = sc.k ? sc.k : 10;
+	sc.c = sc.c > 0 ? sc.c : 1.0;
+	sc.max_radius = sc.max_radius > 0 ? sc.max_radius : 3.0;
 	return sc;
 }
 
-START_TEST(test_small_radii_batch)
-{
-	scenario sc = base_scenario();
-	run_scenario(&sc, 1);
-}
-END_TEST
+/* Each row checks one way of losing a true neighbour: batches and single
+ * queries; radii up to 12 where the GEMM bounds are useless and the scan
+ * must fall back to exact keys; neighbours closer than the GEMM resolves;
+ * ties (duplicate vectors, broken by id); filters; k above the number of
+ * matches; more queries than one GEMM block (two screening threads). */
+static const scenario scenarios[] = {
+	{ .k = 0 },
+	{ .nq = 1, .k = 25 },
+	{ .nq = 8, .max_radius = 12.0 },
+	{ .nq = 8, .c = 0.1, .max_radius = 12.0 },
+	{ .nq = 20, .k = 20, .near_queries = 1, .max_radius = 12.0 },
+	{ .nq = 20, .k = 20, .near_queries = 1, .c = 10.0, .max_radius = 5.0 },
+	{ .k = 30, .dup_every = 3 },
+	{ .use_filter = 1, .filter = { .min_radius = 1.0, .max_radius = 2.0 } },
+	{ .use_filter = 1,
+	  .filter = { ANY_RADIUS, .modality_mask = HYDB_MASK(HYDB_MOD_TEXT),
+		      .label_mask = HYDB_MASK(HYDB_LABEL_SAFE) |
+				    HYDB_MASK(HYDB_LABEL_UNSAFE) } },
+	{ .nq = 3, .k = 200, .use_filter = 1,
+	  .filter = { .min_radius = 2.9, .max_radius = 2.95,
+		      .label_mask = HYDB_MASK(HYDB_LABEL_UNSAFE) } },
+	{ .n = 50, .k = 64 },
+	{ .n = 300, .nq = 1100, .dim = 16, .k = 5 },
+	{ .n = 1500, .nq = 20, .dim = 768, .c = 2.0, .max_radius = 4.0 },
+};
+#define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
-START_TEST(test_single_query)
+START_TEST(test_scenario)
 {
-	scenario sc = base_scenario();
-	sc.nq = 1;
-	sc.k = 25;
-	run_scenario(&sc, 2);
-}
-END_TEST
-
-/* Radii up to 12: the GEMM bounds become useless and the scan has to fall
- * back to exact keys for most vectors without losing any. */
-START_TEST(test_large_radii)
-{
-	scenario sc = base_scenario();
-	sc.max_radius = 12.0;
-	sc.nq = 8;
-	run_scenario(&sc, 3);
-	sc.c = 0.1;
-	sc.max_radius = 12.0;
-	run_scenario(&sc, 4);
-}
-END_TEST
-
-/* Neighbours closer than the GEMM can resolve, from radius 0 to 12. */
-START_TEST(test_near_neighbours)
-{
-	scenario sc = base_scenario();
-	sc.near_queries = 1;
-	sc.max_radius = 12.0;
-	sc.nq = 20;
-	sc.k = 20;
-	run_scenario(&sc, 12);
-	sc.c = 10.0;
-	sc.max_radius = 5.0;
-	run_scenario(&sc, 13);
-}
-END_TEST
-
-START_TEST(test_ties_by_id)
-{
-	scenario sc = base_scenario();
-	sc.dup_every = 3; /* a third of the rows duplicate earlier ones */
-	sc.k = 30;
-	run_scenario(&sc, 5);
-}
-END_TEST
-
-START_TEST(test_filters)
-{
-	scenario sc = base_scenario();
-	sc.use_filter = 1;
-	sc.filter.min_radius = 1.0;
-	sc.filter.max_radius = 2.0;
-	run_scenario(&sc, 6);
-	sc.filter.min_radius = 0;
-	sc.filter.max_radius = INFINITY;
-	sc.filter.modality_mask = HYDB_MASK(HYDB_MOD_TEXT);
-	sc.filter.label_mask = HYDB_MASK(HYDB_LABEL_SAFE) | HYDB_MASK(HYDB_LABEL_UNSAFE);
-	run_scenario(&sc, 7);
-}
-END_TEST
-
-/* A filter that leaves fewer matches than k: every match, in order. */
-START_TEST(test_k_above_matches)
-{
-	scenario sc = base_scenario();
-	sc.use_filter = 1;
-	sc.filter.min_radius = 2.9;
-	sc.filter.max_radius = 2.95;
-	sc.filter.label_mask = HYDB_MASK(HYDB_LABEL_UNSAFE);
-	sc.k = 200;
-	sc.nq = 3;
-	run_scenario(&sc, 8);
-	sc.use_filter = 0;
-	sc.n = 50;
-	sc.k = 64;
-	run_scenario(&sc, 9);
-}
-END_TEST
-
-/* More queries than one GEMM block and two screening threads. */
-START_TEST(test_many_queries)
-{
-	scenario sc = base_scenario();
-	sc.n = 300;
-	sc.nq = 1100;
-	sc.dim = 16;
-	sc.k = 5;
-	run_scenario(&sc, 10);
-}
-END_TEST
-
-START_TEST(test_full_dimension)
-{
-	scenario sc = base_scenario();
-	sc.dim = 768;
-	sc.n = 1500;
-	sc.nq = 20;
-	sc.c = 2.0;
-	sc.max_radius = 4.0;
-	run_scenario(&sc, 11);
+	scenario sc = with_defaults(scenarios[_i]);
+	run_scenario(&sc, 1000 + (uint64_t)_i);
 }
 END_TEST
 
@@ -325,15 +253,7 @@ int main(void)
 	Suite *s = suite_create("exact");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_small_radii_batch);
-	tcase_add_test(tc, test_single_query);
-	tcase_add_test(tc, test_large_radii);
-	tcase_add_test(tc, test_near_neighbours);
-	tcase_add_test(tc, test_ties_by_id);
-	tcase_add_test(tc, test_filters);
-	tcase_add_test(tc, test_k_above_matches);
-	tcase_add_test(tc, test_many_queries);
-	tcase_add_test(tc, test_full_dimension);
+	tcase_add_loop_test(tc, test_scenario, 0, (int)N_SCENARIOS);
 	tcase_add_test(tc, test_degenerate);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
