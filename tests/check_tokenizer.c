@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "encoder/tokenizer.h"
@@ -282,6 +283,160 @@ START_TEST(test_clip_truncation)
 }
 END_TEST
 
+/* The reference, run with $PYTHON3 from a temporary file. */
+static const char ref_py[] =
+	"# Reference ids for random captions: CLIP's cleanup and BPE in Python, with\n"
+	"# only the ftfy fixes the generated text can need (NFC, ligatures).\n"
+	"import gzip, html, random, sys, unicodedata\n"
+	"try:\n"
+	"    import regex\n"
+	"except ImportError:\n"
+	"    print(\"SKIP python module 'regex' missing (Debian: python3-regex)\")\n"
+	"    sys.exit(0)\n"
+	"\n"
+	"def byte_chars():\n"
+	"    keep = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or b >= 0xAE]\n"
+	"    rest = [b for b in range(256) if b not in keep]\n"
+	"    table = {b: chr(b) for b in keep}\n"
+	"    table.update({b: chr(256 + i) for i, b in enumerate(rest)})\n"
+	"    return [table[b] for b in keep + rest], table\n"
+	"\n"
+	"order, byte_char = byte_chars()\n"
+	"lines = gzip.open(sys.argv[1]).read().decode(\"utf-8\").split(\"\\n\")[1:48895]\n"
+	"pairs = [tuple(l.split()) for l in lines]\n"
+	"words = order + [c + \"</w>\" for c in order] + [\"\".join(p) for p in pairs]\n"
+	"words += [\"<|startoftext|>\", \"<|endoftext|>\"]\n"
+	"ids = {w: i for i, w in enumerate(words)}\n"
+	"rank = {p: i for i, p in enumerate(pairs)}\n"
+	"pattern = regex.compile(r\"<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|\"\n"
+	"                        r\"[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+\", regex.IGNORECASE)\n"
+	"LIG = {0x132: \"IJ\", 0x133: \"ij\", 0x149: \"'n\", 0x1C4: \"D\\u017d\", 0x1C5: \"D\\u017e\",\n"
+	"       0x1C6: \"d\\u017e\", 0x1C7: \"LJ\", 0x1C8: \"Lj\", 0x1C9: \"lj\", 0x1CA: \"NJ\",\n"
+	"       0x1CB: \"Nj\", 0x1CC: \"nj\", 0x1F1: \"DZ\", 0x1F2: \"Dz\", 0x1F3: \"dz\"}\n"
+	"\n"
+	"def merge(piece):\n"
+	"    if piece in (\"<|startoftext|>\", \"<|endoftext|>\"):\n"
+	"        return [piece]\n"
+	"    sym = list(piece[:-1]) + [piece[-1] + \"</w>\"]\n"
+	"    while len(sym) > 1:\n"
+	"        best = min(zip(sym, sym[1:]), key=lambda p: rank.get(p, 1 << 30))\n"
+	"        if best not in rank:\n"
+	"            break\n"
+	"        out, i = [], 0\n"
+	"        while i < len(sym):\n"
+	"            if i + 1 < len(sym) and (sym[i], sym[i + 1]) == best:\n"
+	"                out.append(sym[i] + sym[i + 1])\n"
+	"                i += 2\n"
+	"            else:\n"
+	"                out.append(sym[i])\n"
+	"                i += 1\n"
+	"        sym = out\n"
+	"    return sym\n"
+	"\n"
+	"def encode(text):\n"
+	"    text = unicodedata.normalize(\"NFC\", text.translate(LIG))\n"
+	"    text = html.unescape(html.unescape(text)).strip()\n"
+	"    text = regex.sub(r\"\\s+\", \" \", text).strip().lower()\n"
+	"    out = []\n"
+	"    for piece in pattern.findall(text):\n"
+	"        out += [ids[s] for s in merge(\"\".join(byte_char[b] for b in piece.encode()))]\n"
+	"    return [49406] + out[:75] + [49407]\n"
+	"\n"
+	"WORDS = [\"a photo of\", \"the\", \"dog's\", \"can't\", \"we'll\", \"they're\", \"I'm\", \"you'd\",\n"
+	"         \"x'S\", \"ice-cream\", \"3.14159\", \"\\u00bd\", \"\\u00b2\", \"\\u0663\", \"\\u216b\", \"caf\\u00e9\",\n"
+	"         \"na\\u00efve\", \"\\u00c6SIR\", \"Stra\\u00dfe\", \"\\u0130stanbul\", \"\\u039f\\u0394\\u039f\\u03a3\",\n"
+	"         \"\\u043c\\u043e\\u0441\\u043a\\u0432\\u0430\", \"\\u65e5\\u672c\\u8a9e\", \"\\ud55c\\uad6d\\uc5b4\",\n"
+	"         \"\\U0001F600\", \"\\U0001F44D\\U0001F3FD\", \"e\\u0301\", \"\\u01c5\", \"&amp;\", \"&lt;b&gt;\",\n"
+	"         \"&nbsp;\", \"&eacute;\", \"&#233;\", \"&#x1F600;\", \"&copy;2024\", \"C++\", \"#tag\", \"$5\",\n"
+	"         \"100%\", \"...\", \"?!\", \"(x)\", \"a_b\", \"a\\\\b\", \"'\", \"''\", \"\\t\", \"\\u00a0\", \"\\u2003\",\n"
+	"         \"<|endoftext|>\", \"\\u00ad\", \"\\u0149\"]\n"
+	"LETTERS = \"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,'-\\u00e9\\u00fc\\u00df\\u00e6\"\n"
+	"RANGES = [(0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x52F), (0x3040, 0x30FF), (0x4E00, 0x4FFF),\n"
+	"          (0x1F300, 0x1F64F)]\n"
+	"\n"
+	"def sample(rng):\n"
+	"    r = rng.random()\n"
+	"    if r < 0.5:\n"
+	"        return \" \".join(rng.choice(WORDS) for _ in range(rng.randint(1, 14)))\n"
+	"    if r < 0.8:\n"
+	"        return \"\".join(rng.choice(LETTERS) for _ in range(rng.randint(1, 80)))\n"
+	"    return \"\".join(chr(rng.randint(*rng.choice(RANGES))) for _ in range(rng.randint(1, 40)))\n"
+	"\n"
+	"rng = random.Random(int(sys.argv[3]))\n"
+	"for _ in range(int(sys.argv[2])):\n"
+	"    s = sample(rng)\n"
+	"    print(s.encode().hex() + \"\\t\" + \" \".join(map(str, encode(s))))\n";
+
+static int hex_decode(char *out, const char *hex, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (char)v;
+	}
+	return 0;
+}
+
+/* One reference line "<hex text>\t<ids>": 1 if our ids match. */
+static int compare_ref_line(hydb_tokenizer *t, char *line, size_t line_no)
+{
+	static char text[65536];
+	char *tab = strchr(line, '\t'), *p;
+	int32_t ids[HYDB_CLIP_CONTEXT], want[HYDB_CLIP_CONTEXT];
+	size_t n, used, n_want = 0;
+	ck_assert_msg(tab && (size_t)(tab - line) / 2 < sizeof text, "reference line %zu: bad", line_no);
+	n = (size_t)(tab - line) / 2;
+	ck_assert_int_eq(hex_decode(text, line, n), 0);
+	for (p = tab + 1; n_want < HYDB_CLIP_CONTEXT;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		want[n_want++] = (int32_t)v;
+		p = end;
+	}
+	ck_assert_int_eq(hydb_tokenize(t, text, n, ids, HYDB_CLIP_CONTEXT, &used), 0);
+	if (used == n_want && !memcmp(ids, want, used * sizeof ids[0]))
+		return 1;
+	fprintf(stderr, "reference line %zu differs: %.*s\n", line_no, (int)n, text);
+	return 0;
+}
+
+/* Random captions (words, contractions, entities, scripts, emoji) against
+ * a Python rendering of the reference, run by $PYTHON3 if it has 'regex'. */
+START_TEST(test_clip_random_vs_python)
+{
+	char script[] = "/tmp/hydb_tokref_XXXXXX", cmd[9000];
+	static char line[1 << 20];
+	const char *py = getenv("PYTHON3");
+	hydb_tokenizer *t = clip_tokenizer();
+	size_t total = 0, passed = 0;
+	int fd = mkstemp(script);
+	FILE *p;
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, ref_py, sizeof ref_py - 1), (ssize_t)(sizeof ref_py - 1));
+	close(fd);
+	snprintf(cmd, sizeof cmd, "'%s' %s '%s/clip/bpe_simple_vocab_16e6.txt.gz' 1500 20240",
+		 py && *py ? py : "/usr/bin/python3", script, shared_dir);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	while (fgets(line, sizeof line, p)) {
+		if (!strncmp(line, "SKIP", 4)) {
+			printf("random captions vs Python: skipped: %s", line + 5);
+			break;
+		}
+		passed += (size_t)compare_ref_line(t, line, ++total);
+	}
+	ck_assert_int_eq(pclose(p), 0);
+	unlink(script);
+	if (total)
+		printf("random captions vs Python: %zu of %zu passed\n", passed, total);
+	ck_assert_uint_eq(passed, total);
+	hydb_tokenizer_free(t);
+}
+END_TEST
+
 /* ---- a self-made vocabulary ------------------------------------------------ */
 
 static const char tiny_merges[] =
@@ -477,6 +632,7 @@ static Suite *tokenizer_suite(int with_clip)
 		tcase_set_timeout(clip, 60);
 		tcase_add_test(clip, test_clip_vectors);
 		tcase_add_test(clip, test_clip_truncation);
+		tcase_add_test(clip, test_clip_random_vs_python);
 		suite_add_tcase(s, clip);
 	}
 	return s;
