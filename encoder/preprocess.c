@@ -126,13 +126,15 @@ static void pass_horizontal(uint8_t *dst, const uint8_t *src, int src_w, int row
 		for (int i = 0; i < count; i++) {
 			const int32_t *w = ax->w + (size_t)i * ax->ksize;
 			const uint8_t *p = row + (size_t)ax->start[i] * 3;
-			int32_t s[3] = {1 << (PREC_BITS - 1), 1 << (PREC_BITS - 1),
-					1 << (PREC_BITS - 1)};
-			for (int k = 0; k < ax->taps[i]; k++)
-				for (int c = 0; c < 3; c++)
-					s[c] += p[3 * k + c] * w[k];
-			for (int c = 0; c < 3; c++)
-				out[3 * i + c] = clip_fixed(s[c]);
+			int32_t r = 1 << (PREC_BITS - 1), g = r, b = r;
+			for (int k = 0, n = ax->taps[i]; k < n; k++, p += 3) {
+				r += p[0] * w[k];
+				g += p[1] * w[k];
+				b += p[2] * w[k];
+			}
+			out[3 * i] = clip_fixed(r);
+			out[3 * i + 1] = clip_fixed(g);
+			out[3 * i + 2] = clip_fixed(b);
 		}
 	}
 }
