@@ -8,6 +8,10 @@
  *
  * Every decoder reads the header first and refuses images over the pixel cap
  * before allocating pixel memory, so a forged header cannot exhaust memory.
+ *
+ * EXIF orientation, ICC profiles and PNG gamma are ignored on purpose: the
+ * reference pipeline ignores them too, and the encoder was trained on what
+ * it saw.
  */
 #include "config.h"
 
@@ -319,6 +323,9 @@ static int decode_png(hydb_image *out, const uint8_t *data, size_t len,
 		return hydb_error_set(HYDB_ENOMEM, "image '%s': out of memory", name);
 	}
 	png_set_read_fn(job->png, &ctx, png_read_mem);
+	/* Ancillary chunks (compressed text, profiles) cannot inflate past
+	 * this, whatever the libpng build default. */
+	png_set_chunk_malloc_max(job->png, (png_alloc_size_t)8 << 20);
 	if (setjmp(png_jmpbuf(job->png)))
 		rc = hydb_error_set(HYDB_EFORMAT, "image '%s': PNG: %s", name, ctx.err.msg);
 	else
