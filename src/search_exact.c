@@ -59,6 +59,7 @@ typedef struct {
 	uint32_t *slot;
 	uint64_t *id;
 	double *x0, *xn;
+	double *lb; /* screening scratch, CHUNK_ROWS per thread */
 	size_t nrows;
 	float *tile;
 } scan_state;
@@ -164,26 +165,52 @@ static int push_candidate(scan_state *s, scan_query *qs, size_t row, double lb,
 	return HYDB_OK;
 }
 
-/* One GEMM row: dot products of query qs with the chunk's rows. */
-static void screen_row(scan_state *s, scan_query *qs, const float *dots)
+/* Half-width of the key interval for GEMM dot p: the GEMM error, plus the
+ * rounding of the key expression itself. */
+static inline double key_halfwidth(double c, double errq, double xn, double x0y0,
+				   double p)
 {
-	double c = s->c, errq = s->gamma * qs->qn;
-	for (size_t j = 0; j < s->nrows && !qs->err; j++) {
-		double p = dots[j], x0y0 = qs->q0 * s->x0[j];
-		double key = c * (x0y0 - p) - 1.0;
-		/* GEMM error, plus the rounding of this very expression. */
-		double w = c * (errq * s->xn[j] + 0x1p-49 * (x0y0 + fabs(p))) +
-			   0x1p-50;
-		if (key - w > qs->tau)
+	return c * (errq * xn + 0x1p-49 * (x0y0 + fabs(p))) + 0x1p-50;
+}
+
+/* Lower bounds of SCREEN_STEP keys: fixed trip count and no aliasing, so
+ * that -O2 vectorises it. */
+#define SCREEN_STEP 16
+static void lower_bounds(double *restrict lb, const float *restrict dots,
+			 const double *restrict x0, const double *restrict xn,
+			 double c, double errq, double q0)
+{
+	for (size_t j = 0; j < SCREEN_STEP; j++) {
+		double p = dots[j], x0y0 = q0 * x0[j];
+		lb[j] = c * (x0y0 - p) - 1.0 - key_halfwidth(c, errq, xn[j], x0y0, p);
+	}
+}
+
+/* One GEMM row: dot products of query qs with the chunk's rows. The lower
+ * bounds are computed branch-free first; the rare rows under tau are then
+ * handled one by one. Rows past nrows (up to the next SCREEN_STEP) hold
+ * stale but finite values and are ignored. */
+static void screen_row(scan_state *s, scan_query *qs, const float *dots, double *lb)
+{
+	double c = s->c, errq = s->gamma * qs->qn, q0 = qs->q0;
+	const double *x0 = s->x0, *xn = s->xn;
+	size_t n = s->nrows;
+	for (size_t j = 0; j < n; j += SCREEN_STEP)
+		lower_bounds(lb + j, dots + j, x0 + j, xn + j, c, errq, q0);
+	for (size_t j = 0; j < n && !qs->err; j++) {
+		if (lb[j] > qs->tau)
 			continue;
-		heap_offer(qs, s->k, key + w);
-		qs->err = push_candidate(s, qs, j, key - w, key + w);
+		double p = dots[j], x0y0 = q0 * x0[j];
+		double ub = lb[j] + 2 * key_halfwidth(c, errq, xn[j], x0y0, p);
+		heap_offer(qs, s->k, ub);
+		qs->err = push_candidate(s, qs, j, lb[j], ub);
 	}
 }
 
 typedef struct {
 	scan_state *s;
 	size_t q_first, q_end, tile_first;
+	double *lb; /* CHUNK_ROWS scratch */
 } screen_job;
 
 static void *screen_rows(void *arg)
@@ -191,14 +218,15 @@ static void *screen_rows(void *arg)
 	screen_job *jb = arg;
 	for (size_t i = jb->q_first; i < jb->q_end; i++)
 		screen_row(jb->s, &jb->s->qs[i],
-			   jb->s->tile + (i - jb->tile_first) * CHUNK_ROWS);
+			   jb->s->tile + (i - jb->tile_first) * CHUNK_ROWS, jb->lb);
 	return NULL;
 }
 
 static void screen_block(scan_state *s, size_t q_first, size_t q_end)
 {
 	size_t half = q_first + (q_end - q_first) / 2;
-	screen_job a = { s, q_first, half, q_first }, b = { s, half, q_end, q_first };
+	screen_job a = { s, q_first, half, q_first, s->lb },
+		   b = { s, half, q_end, q_first, s->lb + CHUNK_ROWS };
 	pthread_t th;
 	if (q_end - q_first < MIN_SPLIT || pthread_create(&th, NULL, screen_rows, &a)) {
 		a.q_end = q_end;
@@ -266,6 +294,7 @@ static void scan_free(scan_state *s)
 	free(s->id);
 	free(s->x0);
 	free(s->xn);
+	free(s->lb);
 	free(s->tile);
 }
 
@@ -277,11 +306,12 @@ static int scan_alloc(scan_state *s)
 	s->orig = hydb_alloc_array(CHUNK_ROWS, sizeof *s->orig, "exact search rows");
 	s->slot = hydb_alloc_array(CHUNK_ROWS, sizeof *s->slot, "exact search slots");
 	s->id = hydb_alloc_array(CHUNK_ROWS, sizeof *s->id, "exact search ids");
-	s->x0 = hydb_alloc_array(CHUNK_ROWS, sizeof *s->x0, "exact search norms");
-	s->xn = hydb_alloc_array(CHUNK_ROWS, sizeof *s->xn, "exact search norms");
-	s->tile = hydb_alloc_array(qb * CHUNK_ROWS, sizeof(float), "exact search tile");
+	s->x0 = calloc(CHUNK_ROWS, sizeof *s->x0);
+	s->xn = calloc(CHUNK_ROWS, sizeof *s->xn);
+	s->lb = hydb_alloc_array(2 * CHUNK_ROWS, sizeof(double), "exact search bounds");
+	s->tile = calloc(qb * CHUNK_ROWS, sizeof(float));
 	RETURN_ERROR_IF(!s->qs || !s->buf || !s->orig || !s->slot || !s->id || !s->x0 ||
-				!s->xn || !s->tile,
+				!s->xn || !s->lb || !s->tile,
 			HYDB_ENOMEM, "exact search: out of memory for %zu queries", s->nq);
 	return HYDB_OK;
 }
