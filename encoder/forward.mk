@@ -1,6 +1,9 @@
 # encoder: forward
 # BLAS loader (src/blas.c) and the HySAC transformer forward pass.
-libhydb_internal_la_SOURCES += src/blas.h src/blas.c
+libhydb_internal_la_SOURCES += src/blas.h src/blas.c \
+	encoder/forward.h encoder/forward.c encoder/vision.c encoder/text.c \
+	encoder/encode.c
+hydb_SOURCES += src/cli/cmd_encode.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_blas
@@ -8,3 +11,8 @@ tests_check_blas_SOURCES = tests/check_blas.c
 tests_check_blas_LDADD = $(TEST_LIBS)
 TESTS += tests/check_blas
 endif
+
+# The forward pass against a PyTorch reference on small random models.
+check_SCRIPTS += tests/test_forward.sh
+TESTS += tests/test_forward.sh
+EXTRA_DIST += tests/ref_hysac.py tests/test_forward.sh

@@ -1,0 +1,206 @@
+/*
+ * encode.c - the public encoder calls: tokenise or decode, run a tower,
+ * then lift the Euclidean features onto the hyperboloid as HySAC does
+ * (scale by the learned alpha, exponential map at the origin).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder/forward.h"
+#include "encoder/image.h"
+#include "encoder/tokenizer.h"
+#include "internal.h"
+
+static void lift(const hydb_model *m, const float *f, double alpha,
+		 float *out, float *radius, float *features)
+{
+	size_t d = (size_t)m->cfg.embed_dim;
+	double c = m->cfg.curvature;
+	if (features)
+		memcpy(features, f, d * sizeof *f);
+	for (size_t i = 0; i < d; i++)
+		out[i] = (float)(f[i] * alpha);
+	hydb_exp_map0(out, out, d, c);
+	if (radius)
+		*radius = (float)hydb_lorentz_radius(out, d, c);
+}
+
+static int check_model(const hydb_model *m, const void *out)
+{
+	RETURN_ERROR_IF(!m, HYDB_EINVAL, "encode: model is NULL");
+	RETURN_ERROR_IF(!out, HYDB_EINVAL, "encode: output is NULL");
+	return HYDB_OK;
+}
+
+/* ---- text -------------------------------------------------------------- */
+
+static pthread_mutex_t tok_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The model file carries the merges; a tiny model's vocabulary keeps only
+ * the first vocab_size - 514 of them (512 byte symbols, 2 specials). */
+static int tokenizer_get(hydb_tokenizer **out, hydb_model *m)
+{
+	hydb_encoder *e;
+	FORWARD_IF_ERROR(hydb_encoder_get(&e, m));
+	pthread_mutex_lock(&tok_lock);
+	int rc = HYDB_OK;
+	if (!e->tok) {
+		long merges = (long)m->cfg.vocab_size - 514;
+		if (merges <= 0)
+			rc = hydb_error_set(HYDB_EMODEL, "%s: vocab_size %d too "
+					    "small for a BPE vocabulary",
+					    m->path, m->cfg.vocab_size);
+		else
+			rc = hydb_tokenizer_new(&e->tok, m->merges,
+						m->merges_len, (size_t)merges);
+	}
+	pthread_mutex_unlock(&tok_lock);
+	*out = e->tok;
+	return rc;
+}
+
+void hydb_encoder_tokenizer_free(struct hydb_tokenizer *t)
+{
+	hydb_tokenizer_free(t);
+}
+
+int hydb_encode_tokens(hydb_model *m, const char *text, int32_t *ids,
+		       size_t *n_used)
+{
+	hydb_tokenizer *t = NULL;
+	FORWARD_IF_ERROR(check_model(m, ids));
+	RETURN_ERROR_IF(!text, HYDB_EINVAL, "encode: text is NULL");
+	FORWARD_IF_ERROR(tokenizer_get(&t, m));
+	size_t ctx = (size_t)m->cfg.context_length;
+	RETURN_ERROR_IF(ctx < 2 || ctx > HYDB_ENCODE_MAX_CONTEXT, HYDB_EMODEL,
+			"%s: context_length %zu unsupported", m->path, ctx);
+	return hydb_tokenize(t, text, strlen(text), ids, ctx, n_used);
+}
+
+int hydb_encode_ids(hydb_model *m, const int32_t *ids, size_t n, float *out,
+		    float *radius, float *features)
+{
+	FORWARD_IF_ERROR(check_model(m, out));
+	float *f = hydb_alloc_array((size_t)m->cfg.embed_dim, sizeof(float),
+				    "text features");
+	if (!f)
+		return HYDB_ENOMEM;
+	int rc = hydb_text_forward(m, ids, n, f);
+	if (rc == 0)
+		lift(m, f, m->cfg.textual_alpha, out, radius, features);
+	free(f);
+	return rc;
+}
+
+int hydb_encode_text(hydb_model *m, const char *text, float *out,
+		     float *radius, float *features)
+{
+	int32_t ids[HYDB_ENCODE_MAX_CONTEXT];
+	size_t n_used;
+	FORWARD_IF_ERROR(hydb_encode_tokens(m, text, ids, &n_used));
+	return hydb_encode_ids(m, ids, n_used, out, radius, features);
+}
+
+/* ---- images ------------------------------------------------------------ */
+
+static size_t pixels_per_image(const hydb_model *m)
+{
+	size_t s = (size_t)m->cfg.image_size;
+	return 3 * s * s;
+}
+
+static int preprocess(const hydb_model *m, const hydb_image *img, float *px)
+{
+	return hydb_clip_preprocess(px, img, m->cfg.image_size,
+				    m->cfg.image_mean, m->cfg.image_std);
+}
+
+static int load_file(const hydb_model *m, const char *path, float *px)
+{
+	hydb_image img = {0};
+	FORWARD_IF_ERROR(hydb_image_decode_file(&img, path, 0));
+	int rc = preprocess(m, &img, px);
+	hydb_image_free(&img);
+	return rc;
+}
+
+/* Run the tower on n preprocessed images and lift each result. */
+static int encode_pixels(hydb_model *m, const float *px, size_t n, float *out,
+			 float *radii, float *features)
+{
+	size_t d = (size_t)m->cfg.embed_dim;
+	float *f = hydb_alloc_array(n, d * sizeof(float), "image features");
+	if (!f)
+		return HYDB_ENOMEM;
+	int rc = hydb_vision_forward(m, px, n, f);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		lift(m, f + i * d, m->cfg.visual_alpha, out + i * d,
+		     radii ? &radii[i] : NULL, features ? features + i * d : NULL);
+	free(f);
+	return rc;
+}
+
+/* Images go through the tower batch at a time: the activations grow
+ * linearly (about 8 MB per ViT-L/14 image) while the GEMMs stop getting
+ * faster beyond a few images. */
+int hydb_encode_image_batches(hydb_model *m, const char *const *paths,
+			      size_t n, size_t batch, float *out, float *radii,
+			      float *features)
+{
+	FORWARD_IF_ERROR(check_model(m, out));
+	RETURN_ERROR_IF(n && !paths, HYDB_EINVAL, "encode: paths is NULL");
+	for (size_t i = 0; i < n; i++)
+		RETURN_ERROR_IF(!paths[i], HYDB_EINVAL, "encode: path %zu is "
+				"NULL", i);
+	size_t per = pixels_per_image(m), d = (size_t)m->cfg.embed_dim;
+	RETURN_ERROR_IF(batch == 0, HYDB_EINVAL, "encode: batch size 0");
+	batch = n < batch ? n : batch;
+	float *px = hydb_alloc_array(batch ? batch : 1, per * sizeof(float),
+				     "image pixels");
+	if (!px)
+		return HYDB_ENOMEM;
+	int rc = HYDB_OK;
+	for (size_t i0 = 0; rc == 0 && i0 < n; i0 += batch) {
+		size_t k = n - i0 < batch ? n - i0 : batch;
+		for (size_t j = 0; rc == 0 && j < k; j++)
+			rc = load_file(m, paths[i0 + j], px + j * per);
+		if (rc == 0)
+			rc = encode_pixels(m, px, k, out + i0 * d,
+					   radii ? radii + i0 : NULL,
+					   features ? features + i0 * d : NULL);
+	}
+	free(px);
+	return rc;
+}
+
+int hydb_encode_image_files(hydb_model *m, const char *const *paths,
+			    size_t n, float *out, float *radii,
+			    float *features)
+{
+	return hydb_encode_image_batches(m, paths, n, HYDB_ENCODE_BATCH, out,
+					 radii, features);
+}
+
+int hydb_encode_image_memory(hydb_model *m, const void *data, size_t len,
+			     float *out, float *radius, float *features)
+{
+	FORWARD_IF_ERROR(check_model(m, out));
+	RETURN_ERROR_IF(!data, HYDB_EINVAL, "encode: image data is NULL");
+	float *px = hydb_alloc_array(pixels_per_image(m), sizeof(float),
+				     "image pixels");
+	if (!px)
+		return HYDB_ENOMEM;
+	hydb_image img = {0};
+	int rc = hydb_image_decode_memory(&img, data, len, 0, "image in memory");
+	if (rc == 0)
+		rc = preprocess(m, &img, px);
+	hydb_image_free(&img);
+	if (rc == 0)
+		rc = encode_pixels(m, px, 1, out, radius, features);
+	free(px);
+	return rc;
+}

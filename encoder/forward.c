@@ -1,0 +1,431 @@
+/*
+ * forward.c - encoder state and the transformer block shared by the
+ * vision and text towers.
+ *
+ * Every matrix product goes through hydb_sgemm (OpenBLAS threads it); the
+ * element-wise parts are split over two threads when large enough to pay
+ * for it, since they would otherwise leave the second core idle.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "encoder/forward.h"
+#include "internal.h"
+
+/* ---- element-wise work on two threads --------------------------------- */
+
+typedef void (*rows_fn)(void *ctx, size_t r0, size_t r1);
+
+struct rows_job {
+	rows_fn fn;
+	void *ctx;
+	size_t r0, r1;
+};
+
+static void *rows_thread(void *arg)
+{
+	struct rows_job *j = arg;
+	j->fn(j->ctx, j->r0, j->r1);
+	return NULL;
+}
+
+/* Below this many elements a thread costs more than it saves. */
+#define PARALLEL_MIN_WORK (1u << 18)
+
+static void parallel_rows(rows_fn fn, void *ctx, size_t rows, size_t width)
+{
+	pthread_t th;
+	if (rows < 2 || rows * width < PARALLEL_MIN_WORK) {
+		fn(ctx, 0, rows);
+		return;
+	}
+	struct rows_job j = {fn, ctx, rows / 2, rows};
+	if (pthread_create(&th, NULL, rows_thread, &j) != 0) {
+		fn(ctx, 0, rows);
+		return;
+	}
+	fn(ctx, 0, rows / 2);
+	pthread_join(th, NULL);
+}
+
+/* ---- LayerNorm --------------------------------------------------------- */
+
+struct ln_ctx {
+	float *out;
+	const float *x, *w, *b;
+	size_t width;
+	double eps;
+};
+
+static void ln_rows(void *p, size_t r0, size_t r1)
+{
+	const struct ln_ctx *c = p;
+	size_t w = c->width;
+	for (size_t r = r0; r < r1; r++) {
+		const float *x = c->x + r * w;
+		float *o = c->out + r * w;
+		double mean = 0, var = 0;
+		for (size_t i = 0; i < w; i++)
+			mean += x[i];
+		mean /= (double)w;
+		for (size_t i = 0; i < w; i++) {
+			double d = x[i] - mean;
+			var += d * d;
+		}
+		float inv = (float)(1.0 / sqrt(var / (double)w + c->eps));
+		float m = (float)mean;
+		for (size_t i = 0; i < w; i++)
+			o[i] = (x[i] - m) * inv * c->w[i] + c->b[i];
+	}
+}
+
+void hydb_layer_norm(float *out, const float *x, size_t rows, size_t width,
+		     const float *w, const float *b, double eps)
+{
+	struct ln_ctx c = {out, x, w, b, width, eps};
+	parallel_rows(ln_rows, &c, rows, width);
+}
+
+/* ---- linear layers ----------------------------------------------------- */
+
+static void fill_bias(float *y, size_t rows, const float *b, size_t width)
+{
+	for (size_t r = 0; r < rows; r++)
+		memcpy(y + r * width, b, width * sizeof *y);
+}
+
+/* y[n, out] = x[n, in] W^T + b; the bias seeds C so the GEMM adds to it. */
+static void linear(float *y, const float *x, size_t n, size_t in, size_t out,
+		   const float *w, const float *b)
+{
+	if (b)
+		fill_bias(y, n, b, out);
+	hydb_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y,
+		   out);
+}
+
+/* x[n, out] += h[n, in] W^T + b: the residual add costs nothing extra. */
+static void linear_residual(float *x, const float *h, size_t n, size_t in,
+			    size_t out, const float *w, const float *b)
+{
+	for (size_t r = 0; r < n; r++) {
+		float *row = x + r * out;
+		for (size_t i = 0; i < out; i++)
+			row[i] += b[i];
+	}
+	hydb_sgemm(0, 1, n, out, in, 1.0f, h, in, w, in, 1.0f, x, out);
+}
+
+/* ---- quick_gelu -------------------------------------------------------- */
+
+struct gelu_ctx {
+	float *x;
+	size_t width;
+};
+
+static void gelu_rows(void *p, size_t r0, size_t r1)
+{
+	const struct gelu_ctx *c = p;
+	float *x = c->x + r0 * c->width;
+	size_t n = (r1 - r0) * c->width;
+	for (size_t i = 0; i < n; i++)
+		x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+/* ---- attention --------------------------------------------------------- */
+
+static void softmax_rows(float *s, size_t rows, size_t cols, int causal,
+			 size_t row0)
+{
+	for (size_t r = 0; r < rows; r++) {
+		float *row = s + r * cols;
+		size_t live = causal ? row0 + r + 1 : cols;
+		float mx = row[0];
+		for (size_t j = 1; j < live; j++)
+			mx = row[j] > mx ? row[j] : mx;
+		float sum = 0;
+		for (size_t j = 0; j < live; j++) {
+			row[j] = expf(row[j] - mx);
+			sum += row[j];
+		}
+		float inv = 1.0f / sum;
+		for (size_t j = 0; j < live; j++)
+			row[j] *= inv;
+		for (size_t j = live; j < cols; j++)
+			row[j] = 0.0f;
+	}
+}
+
+/* o = softmax(q k^T / sqrt(d)) v for every sequence and head. q, k, v, o
+ * are [n_seq * seq, width] with head h in columns [h*d, (h+1)*d). */
+static void attention(float *o, const float *q, const float *k,
+		      const float *v, float *scores, size_t n_seq, size_t seq,
+		      size_t width, size_t heads, int causal)
+{
+	size_t d = width / heads;
+	float scale = (float)(1.0 / sqrt((double)d));
+	for (size_t s = 0; s < n_seq; s++) {
+		size_t base = s * seq * width;
+		for (size_t h = 0; h < heads; h++) {
+			size_t off = base + h * d;
+			hydb_sgemm(0, 1, seq, seq, d, scale, q + off, width,
+				   k + off, width, 0.0f, scores, seq);
+			softmax_rows(scores, seq, seq, causal, 0);
+			hydb_sgemm(0, 0, seq, d, seq, 1.0f, scores, seq, v + off,
+				   width, 0.0f, o + off, width);
+		}
+	}
+}
+
+/* ---- one block --------------------------------------------------------- */
+
+/* h | q | k | v | o, the MLP's hidden layer reusing q onwards, then one
+ * head's attention scores. */
+static size_t scratch_per_row(const hydb_tower *t)
+{
+	size_t four = 4 * t->width;
+	return t->width + (four > t->mlp ? four : t->mlp);
+}
+
+int hydb_block_scratch(size_t *out, const hydb_tower *t, size_t n_seq,
+		       size_t seq)
+{
+	size_t n, sq;
+	if (hydb_mul_size(&n, n_seq, seq) < 0 ||
+	    hydb_mul_size(&n, n, scratch_per_row(t)) < 0 ||
+	    hydb_mul_size(&sq, seq, seq) < 0 || hydb_add_size(out, n, sq) < 0)
+		return hydb_error_set(HYDB_ENOMEM, "encoder scratch: %zu x %zu "
+				      "tokens overflow", n_seq, seq);
+	return HYDB_OK;
+}
+
+void hydb_block_forward(const hydb_tower *t, const hydb_block_w *b, float *x,
+			size_t n_seq, size_t seq, int causal, float *scratch)
+{
+	size_t n = n_seq * seq, w = t->width;
+	float *h = scratch;
+	float *q = h + n * w, *k = q + n * w, *v = k + n * w, *o = v + n * w;
+	float *scores = h + n * scratch_per_row(t);
+
+	hydb_layer_norm(h, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
+	linear(q, h, n, w, w, b->q_w, b->q_b);
+	linear(k, h, n, w, w, b->k_w, b->k_b);
+	linear(v, h, n, w, w, b->v_w, b->v_b);
+	attention(o, q, k, v, scores, n_seq, seq, w, t->heads, causal);
+	linear_residual(x, o, n, w, w, b->o_w, b->o_b);
+
+	float *mid = q;
+	hydb_layer_norm(h, x, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
+	linear(mid, h, n, w, t->mlp, b->fc1_w, b->fc1_b);
+	struct gelu_ctx g = {mid, t->mlp};
+	parallel_rows(gelu_rows, &g, n, t->mlp);
+	linear_residual(x, mid, n, t->mlp, w, b->fc2_w, b->fc2_b);
+}
+
+/* ---- resolving tensors ------------------------------------------------- */
+
+struct resolver {
+	const struct hydb_model *m;
+	int rc;
+};
+
+/* Look up name (printf-style) with the given shape; the first failure is
+ * kept and later lookups are skipped. */
+static const float *need(struct resolver *r, int ndim, const int64_t *shape,
+			 const char *fmt, ...) HYDB_PRINTF(4, 5);
+
+static const float *need(struct resolver *r, int ndim, const int64_t *shape,
+			 const char *fmt, ...)
+{
+	char name[256];
+	va_list ap;
+	if (r->rc < 0)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof name, fmt, ap);
+	va_end(ap);
+	const float *p = hydb_model_tensor(r->m, name, ndim, shape);
+	if (!p)
+		r->rc = HYDB_EMODEL;
+	return p;
+}
+
+static const float *vec(struct resolver *r, size_t n, const char *pfx,
+			const char *what)
+{
+	int64_t s[1] = {(int64_t)n};
+	return need(r, 1, s, "%s.%s", pfx, what);
+}
+
+static const float *mat(struct resolver *r, size_t rows, size_t cols,
+			const char *pfx, const char *what)
+{
+	int64_t s[2] = {(int64_t)rows, (int64_t)cols};
+	return need(r, 2, s, "%s.%s", pfx, what);
+}
+
+/* An nn.Linear (weight [out, in] and bias) or LayerNorm (in = 0) pair. */
+static void pair(struct resolver *r, const float **w, const float **b,
+		 size_t out, size_t in, const char *pfx, const char *mod)
+{
+	char name[192];
+	snprintf(name, sizeof name, "%s.%s", pfx, mod);
+	*w = in ? mat(r, out, in, name, "weight") : vec(r, out, name, "weight");
+	*b = vec(r, out, name, "bias");
+}
+
+static void resolve_block(struct resolver *r, hydb_block_w *b,
+			  const hydb_tower *t, const char *tower, size_t i)
+{
+	char p[128];
+	size_t w = t->width, f = t->mlp;
+	snprintf(p, sizeof p, "%s.encoder.layers.%zu", tower, i);
+	pair(r, &b->ln1_w, &b->ln1_b, w, 0, p, "layer_norm1");
+	pair(r, &b->ln2_w, &b->ln2_b, w, 0, p, "layer_norm2");
+	pair(r, &b->q_w, &b->q_b, w, w, p, "self_attn.q_proj");
+	pair(r, &b->k_w, &b->k_b, w, w, p, "self_attn.k_proj");
+	pair(r, &b->v_w, &b->v_b, w, w, p, "self_attn.v_proj");
+	pair(r, &b->o_w, &b->o_b, w, w, p, "self_attn.out_proj");
+	pair(r, &b->fc1_w, &b->fc1_b, f, w, p, "mlp.fc1");
+	pair(r, &b->fc2_w, &b->fc2_b, w, f, p, "mlp.fc2");
+}
+
+static int tower_init(struct resolver *r, hydb_tower *t, const char *name,
+		      int width, int layers, int heads, int mlp, double eps)
+{
+	RETURN_ERROR_IF(width <= 0 || layers <= 0 || heads <= 0 || mlp <= 0 ||
+			width % heads, HYDB_EMODEL,
+			"%s: config width %d, layers %d, heads %d, mlp %d "
+			"invalid", name, width, layers, heads, mlp);
+	t->width = (size_t)width;
+	t->layers = (size_t)layers;
+	t->heads = (size_t)heads;
+	t->mlp = (size_t)mlp;
+	t->ln_eps = eps > 0 ? eps : 1e-5;
+	t->blocks = calloc(t->layers, sizeof *t->blocks);
+	RETURN_ERROR_IF(!t->blocks, HYDB_ENOMEM, "%s: cannot allocate %d layers",
+			name, layers);
+	for (size_t i = 0; i < t->layers; i++)
+		resolve_block(r, &t->blocks[i], t, name, i);
+	return r->rc;
+}
+
+static int resolve_vision(struct resolver *r, hydb_encoder *e,
+			  const hydb_model_config *c)
+{
+	const char *v = "vision_model";
+	FORWARD_IF_ERROR(tower_init(r, &e->vision, v, c->vision_width,
+				    c->vision_layers, c->vision_heads,
+				    c->vision_mlp, c->ln_eps));
+	RETURN_ERROR_IF(c->patch_size <= 0 || c->image_size <= 0 ||
+			c->image_size % c->patch_size, HYDB_EMODEL,
+			"model config: image_size %d not a multiple of "
+			"patch_size %d", c->image_size, c->patch_size);
+	size_t w = e->vision.width;
+	e->patch = (size_t)c->patch_size;
+	e->grid = (size_t)(c->image_size / c->patch_size);
+	e->n_pos = e->grid * e->grid + 1;
+	int64_t pw[4] = {(int64_t)w, 3, (int64_t)e->patch, (int64_t)e->patch};
+	e->patch_w = need(r, 4, pw, "%s.embeddings.patch_embedding.weight", v);
+	if (r->rc == 0) {
+		int64_t pb[1] = {(int64_t)w};
+		e->patch_b = hydb_model_tensor_opt(r->m,
+			"vision_model.embeddings.patch_embedding.bias", 1, pb);
+	}
+	e->class_emb = vec(r, w, "vision_model.embeddings", "class_embedding");
+	e->vis_pos = mat(r, e->n_pos, w, "vision_model.embeddings",
+			 "position_embedding.weight");
+	pair(r, &e->pre_ln_w, &e->pre_ln_b, w, 0, v, "pre_layrnorm");
+	pair(r, &e->vision.final_ln_w, &e->vision.final_ln_b, w, 0, v,
+	     "post_layernorm");
+	e->vision.proj = mat(r, e->embed_dim, w, "visual_projection", "weight");
+	return r->rc;
+}
+
+static int resolve_text(struct resolver *r, hydb_encoder *e,
+			const hydb_model_config *c)
+{
+	const char *t = "text_model";
+	FORWARD_IF_ERROR(tower_init(r, &e->text, t, c->text_width,
+				    c->text_layers, c->text_heads, c->text_mlp,
+				    c->ln_eps));
+	RETURN_ERROR_IF(c->vocab_size <= 0 || c->context_length <= 0 ||
+			c->eos_id < 0 || c->eos_id >= c->vocab_size,
+			HYDB_EMODEL, "model config: vocab_size %d, "
+			"context_length %d, eos_id %d invalid", c->vocab_size,
+			c->context_length, c->eos_id);
+	size_t w = e->text.width;
+	e->vocab = (size_t)c->vocab_size;
+	e->context = (size_t)c->context_length;
+	e->tok_emb = mat(r, e->vocab, w, "text_model.embeddings",
+			 "token_embedding.weight");
+	e->txt_pos = mat(r, e->context, w, "text_model.embeddings",
+			 "position_embedding.weight");
+	pair(r, &e->text.final_ln_w, &e->text.final_ln_b, w, 0, t,
+	     "final_layer_norm");
+	e->text.proj = mat(r, e->embed_dim, w, "text_projection", "weight");
+	return r->rc;
+}
+
+void hydb_encoder_release(void *enc)
+{
+	hydb_encoder *e = enc;
+	if (!e)
+		return;
+	free(e->vision.blocks);
+	free(e->text.blocks);
+	hydb_encoder_tokenizer_free(e->tok);
+	free(e);
+}
+
+static int encoder_create(hydb_encoder **out, const struct hydb_model *m)
+{
+	const hydb_model_config *c = &m->cfg;
+	RETURN_ERROR_IF(c->embed_dim <= 0, HYDB_EMODEL,
+			"model config: embed_dim %d invalid", c->embed_dim);
+	hydb_encoder *e = calloc(1, sizeof *e);
+	RETURN_ERROR_IF(!e, HYDB_ENOMEM, "encoder: out of memory");
+	e->embed_dim = (size_t)c->embed_dim;
+	struct resolver r = {m, 0};
+	int rc = resolve_vision(&r, e, c);
+	if (rc == 0)
+		rc = resolve_text(&r, e, c);
+	if (rc < 0) {
+		hydb_encoder_release(e);
+		return rc;
+	}
+	*out = e;
+	return HYDB_OK;
+}
+
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int hydb_encoder_get(hydb_encoder **out, struct hydb_model *m)
+{
+	hydb_encoder *e = __atomic_load_n((hydb_encoder **)&m->enc,
+					  __ATOMIC_ACQUIRE);
+	if (e) {
+		*out = e;
+		return HYDB_OK;
+	}
+	FORWARD_IF_ERROR(hydb_blas_init());
+	pthread_mutex_lock(&create_lock);
+	int rc = HYDB_OK;
+	e = m->enc;
+	if (!e) {
+		rc = encoder_create(&e, m);
+		if (rc == 0)
+			__atomic_store_n((hydb_encoder **)&m->enc, e,
+					 __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&create_lock);
+	*out = e;
+	return rc;
+}

@@ -1,0 +1,91 @@
+/*
+ * forward.h - the HySAC transformer forward pass (internal to encoder/).
+ *
+ * Weights are used in place from the model map: nothing is copied or
+ * packed, so the resident size of an encoder is the part of the file it has
+ * touched plus per-call scratch. The resolved tensor pointers live in
+ * m->enc, made on first use.
+ */
+#ifndef HYDB_FORWARD_H
+#define HYDB_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "encoder/model.h"
+
+/* One pre-LN transformer block, HF CLIPEncoderLayer names. Linear weights
+ * are [out, in] as nn.Linear stores them. */
+typedef struct hydb_block_w {
+	const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+	const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+	const float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} hydb_block_w;
+
+typedef struct hydb_tower {
+	size_t width, layers, heads, mlp;
+	double ln_eps;
+	hydb_block_w *blocks;
+	const float *final_ln_w, *final_ln_b; /* post_layernorm / final_layer_norm */
+	const float *proj;                    /* [embed_dim, width] */
+} hydb_tower;
+
+typedef struct hydb_encoder {
+	hydb_tower vision, text;
+	/* vision embeddings */
+	const float *class_emb, *patch_w, *patch_b, *vis_pos;
+	const float *pre_ln_w, *pre_ln_b;
+	size_t grid, patch, n_pos;
+	/* text embeddings */
+	const float *tok_emb, *txt_pos;
+	size_t vocab, context;
+	size_t embed_dim;
+	struct hydb_tokenizer *tok;           /* made on first text encode */
+} hydb_encoder;
+
+/* Images per forward batch (hydb_encode_image_files); chosen by
+ * bench/bench_encoder. */
+#define HYDB_ENCODE_BATCH 8
+/* Longest token context the encoder accepts (CLIP's is 77). */
+#define HYDB_ENCODE_MAX_CONTEXT 512
+
+/* The encoder state of m, resolving every tensor on first use (thread-safe).
+ * Errors: HYDB_EMODEL naming the missing or misshapen tensor. */
+int hydb_encoder_get(hydb_encoder **out, struct hydb_model *m);
+/* Called by hydb_model_close. */
+void hydb_encoder_release(void *enc);
+void hydb_encoder_tokenizer_free(struct hydb_tokenizer *t);
+
+/* The token ids hydb_encode_text would use: ids receives context_length
+ * entries, *n_used the count up to and including EOS. */
+int hydb_encode_tokens(struct hydb_model *m, const char *text, int32_t *ids,
+		       size_t *n_used);
+/* hydb_encode_image_files running the tower batch images at a time. */
+int hydb_encode_image_batches(struct hydb_model *m, const char *const *paths,
+			      size_t n, size_t batch, float *out, float *radii,
+			      float *features);
+/* hydb_encode_text from token ids (n of them). */
+int hydb_encode_ids(struct hydb_model *m, const int32_t *ids, size_t n,
+		    float *out, float *radius, float *features);
+
+/* Floats of scratch hydb_block_forward needs for n_seq x seq tokens. */
+int hydb_block_scratch(size_t *out, const hydb_tower *t, size_t n_seq,
+		       size_t seq);
+/* Run one block in place on x [n_seq * seq, width]: n_seq independent
+ * sequences of seq tokens. causal: token i attends to tokens <= i. */
+void hydb_block_forward(const hydb_tower *t, const hydb_block_w *b, float *x,
+			size_t n_seq, size_t seq, int causal, float *scratch);
+/* Row-wise LayerNorm: out may alias x. */
+void hydb_layer_norm(float *out, const float *x, size_t rows, size_t width,
+		     const float *w, const float *b, double eps);
+
+/* pixels: n images, CHW float, image_size^2 each, already normalised.
+ * features: n * embed_dim. */
+int hydb_vision_forward(struct hydb_model *m, const float *pixels, size_t n,
+			float *features);
+/* ids: n_ids token ids (BOS ... EOS [padding]); pools at the first EOS.
+ * features: embed_dim. */
+int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
+		      float *features);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * text.c - the causal text tower. Only the tokens up to the first EOS are
+ * run: with a causal mask nothing after the pooled position can reach it,
+ * so a 12-token caption costs 12 rows, not the 77 of the padded context.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "encoder/forward.h"
+#include "internal.h"
+
+/* HF pools at argmax(input_ids), which is the first EOS because EOS has the
+ * largest id; the argmax also covers sequences cut off without an EOS. */
+static size_t pool_position(const int32_t *ids, size_t n, int32_t eos)
+{
+	size_t best = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] == eos)
+			return i;
+		if (ids[i] > ids[best])
+			best = i;
+	}
+	return best;
+}
+
+int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
+		      float *features)
+{
+	hydb_encoder *e;
+	FORWARD_IF_ERROR(hydb_encoder_get(&e, m));
+	RETURN_ERROR_IF(n_ids == 0, HYDB_EINVAL, "text: no tokens");
+	const hydb_tower *t = &e->text;
+	size_t w = t->width;
+	size_t len = pool_position(ids, n_ids, m->cfg.eos_id) + 1;
+	RETURN_ERROR_IF(len > e->context, HYDB_ETOOBIG,
+			"text: %zu tokens, the model's context is %zu", len,
+			e->context);
+	for (size_t i = 0; i < len; i++)
+		RETURN_ERROR_IF(ids[i] < 0 || (size_t)ids[i] >= e->vocab,
+				HYDB_EINVAL, "text: token %zu id %d outside "
+				"vocabulary of %zu", i, (int)ids[i], e->vocab);
+	size_t scratch;
+	FORWARD_IF_ERROR(hydb_block_scratch(&scratch, t, 1, len));
+	float *x = hydb_alloc_array(len + 1, w * sizeof(float), "text tokens");
+	float *s = x ? hydb_alloc_array(scratch, sizeof(float),
+					"encoder scratch") : NULL;
+	if (!s) {
+		free(x);
+		return HYDB_ENOMEM;
+	}
+	for (size_t i = 0; i < len; i++) {
+		const float *tok = e->tok_emb + (size_t)ids[i] * w;
+		const float *pos = e->txt_pos + i * w;
+		for (size_t j = 0; j < w; j++)
+			x[i * w + j] = tok[j] + pos[j];
+	}
+	for (size_t l = 0; l < t->layers; l++)
+		hydb_block_forward(t, &t->blocks[l], x, 1, len, 1, s);
+	float *pooled = x + len * w;
+	hydb_layer_norm(pooled, x + (len - 1) * w, 1, w, t->final_ln_w,
+			t->final_ln_b, t->ln_eps);
+	hydb_sgemm(0, 1, 1, e->embed_dim, w, 1.0f, pooled, w, t->proj, w, 0.0f,
+		   features, e->embed_dim);
+	free(s);
+	free(x);
+	return HYDB_OK;
+}

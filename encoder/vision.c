@@ -1,0 +1,115 @@
+/*
+ * vision.c - the ViT image tower: patch embedding as one GEMM over the
+ * image's patches, class token, pre-LN blocks, projection of the class
+ * token. A batch of images runs through each block together so that the
+ * GEMMs are tall enough to keep both cores busy.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "encoder/forward.h"
+#include "internal.h"
+
+/* Rearrange one CHW image into rows of patches; each row is ordered like
+ * the conv weight [out, channel, ky, kx] flattened. */
+static void im2col(float *rows, const float *img, size_t grid, size_t p)
+{
+	size_t side = grid * p, k = 3 * p * p;
+	for (size_t gy = 0; gy < grid; gy++)
+		for (size_t gx = 0; gx < grid; gx++) {
+			float *r = rows + (gy * grid + gx) * k;
+			for (size_t c = 0; c < 3; c++)
+				for (size_t ky = 0; ky < p; ky++) {
+					const float *src = img + c * side * side +
+							   (gy * p + ky) * side +
+							   gx * p;
+					memcpy(r, src, p * sizeof *r);
+					r += p;
+				}
+		}
+}
+
+/* Tokens of one image: class embedding, then patches, plus positions. */
+static void embed_image(const hydb_encoder *e, float *x, const float *img,
+			float *patches)
+{
+	size_t w = e->vision.width, g2 = e->grid * e->grid;
+	size_t k = 3 * e->patch * e->patch;
+	im2col(patches, img, e->grid, e->patch);
+	hydb_sgemm(0, 1, g2, w, k, 1.0f, patches, k, e->patch_w, k, 0.0f,
+		   x + w, w);
+	memcpy(x, e->class_emb, w * sizeof *x);
+	for (size_t t = 0; t < e->n_pos; t++) {
+		float *row = x + t * w;
+		const float *pos = e->vis_pos + t * w;
+		for (size_t i = 0; i < w; i++)
+			row[i] += pos[i];
+		if (t > 0 && e->patch_b)
+			for (size_t i = 0; i < w; i++)
+				row[i] += e->patch_b[i];
+	}
+}
+
+struct vision_buf {
+	float *x, *patches, *scratch, *pooled;
+};
+
+static void vision_buf_free(struct vision_buf *b)
+{
+	free(b->x);
+	free(b->patches);
+	free(b->scratch);
+	free(b->pooled);
+}
+
+static int vision_buf_alloc(struct vision_buf *b, const hydb_encoder *e,
+			    size_t n)
+{
+	size_t w = e->vision.width, tokens, scratch;
+	size_t k = 3 * e->patch * e->patch;
+	memset(b, 0, sizeof *b);
+	RETURN_ERROR_IF(hydb_mul_size(&tokens, n, e->n_pos) < 0, HYDB_ENOMEM,
+			"image batch of %zu overflows", n);
+	FORWARD_IF_ERROR(hydb_block_scratch(&scratch, &e->vision, n, e->n_pos));
+	b->x = hydb_alloc_array(tokens, w * sizeof(float), "image tokens");
+	b->patches = hydb_alloc_array(e->grid * e->grid, k * sizeof(float),
+				      "image patches");
+	b->scratch = hydb_alloc_array(scratch, sizeof(float), "encoder scratch");
+	b->pooled = hydb_alloc_array(n, w * sizeof(float), "pooled tokens");
+	if (!b->x || !b->patches || !b->scratch || !b->pooled) {
+		vision_buf_free(b);
+		return HYDB_ENOMEM;
+	}
+	return HYDB_OK;
+}
+
+int hydb_vision_forward(struct hydb_model *m, const float *pixels, size_t n,
+			float *features)
+{
+	hydb_encoder *e;
+	struct vision_buf b;
+	if (n == 0)
+		return HYDB_OK;
+	FORWARD_IF_ERROR(hydb_encoder_get(&e, m));
+	FORWARD_IF_ERROR(vision_buf_alloc(&b, e, n));
+	const hydb_tower *t = &e->vision;
+	size_t w = t->width, side = e->grid * e->patch;
+	for (size_t i = 0; i < n; i++)
+		embed_image(e, b.x + i * e->n_pos * w,
+			    pixels + i * 3 * side * side, b.patches);
+	hydb_layer_norm(b.x, b.x, n * e->n_pos, w, e->pre_ln_w, e->pre_ln_b,
+			t->ln_eps);
+	for (size_t l = 0; l < t->layers; l++)
+		hydb_block_forward(t, &t->blocks[l], b.x, n, e->n_pos, 0,
+				   b.scratch);
+	for (size_t i = 0; i < n; i++)
+		hydb_layer_norm(b.pooled + i * w, b.x + i * e->n_pos * w, 1, w,
+				t->final_ln_w, t->final_ln_b, t->ln_eps);
+	hydb_sgemm(0, 1, n, e->embed_dim, w, 1.0f, b.pooled, w, t->proj, w,
+		   0.0f, features, e->embed_dim);
+	vision_buf_free(&b);
+	return HYDB_OK;
+}

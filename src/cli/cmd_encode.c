@@ -1,0 +1,326 @@
+/*
+ * cmd_encode.c - `hydb encode`: embed captions or images with a model file.
+ *
+ * Prints each input's point on the hyperboloid (space components) and its
+ * safety radius; --features adds the Euclidean projection output, which is
+ * what a reference implementation is compared against.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "encoder/forward.h"
+#include "hydb.h"
+
+#define CMD "encode"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hydb encode --model FILE (--text TEXT... | --image FILE...)\n\n"
+		"Embed captions or images with a HySAC model file and print each\n"
+		"point's space components and its radius (distance from the origin).\n\n"
+		"  -m, --model FILE   model (default: $HYDB_MODEL)\n"
+		"  -t, --text TEXT    a caption; may be repeated\n"
+		"  -i, --image FILE   an image; every further argument is one too\n"
+		"      --ids LIST     token ids (comma-separated) instead of a caption\n"
+		"      --json         one JSON object per input per line\n"
+		"      --features     also print the Euclidean features (before the\n"
+		"                     exponential map)\n"
+		"      --tokens       print the token ids of each --text, not embeddings\n"
+		"  -b, --batch N      images per forward pass (default %d)\n"
+		"  -h, --help         this help\n",
+		HYDB_ENCODE_BATCH);
+}
+
+enum input_kind { IN_TEXT, IN_IDS, IN_IMAGE };
+
+struct input {
+	enum input_kind kind;
+	const char *arg;
+};
+
+struct opts {
+	const char *model;
+	struct input *in;
+	size_t n_in;
+	int json, features, tokens;
+	size_t batch;
+};
+
+static int add_input(struct opts *o, enum input_kind kind, const char *arg)
+{
+	struct input *p = realloc(o->in, (o->n_in + 1) * sizeof *p);
+	if (!p)
+		return hydb_cli_fail(CMD, -1, "out of memory");
+	o->in = p;
+	o->in[o->n_in].kind = kind;
+	o->in[o->n_in++].arg = arg;
+	return 0;
+}
+
+static int parse_batch(struct opts *o, const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || !*s || s[0] == '-' || v < 1 || v > 1024)
+		return hydb_cli_fail(CMD, -1, "--batch: expected 1..1024, got '%s'", s);
+	o->batch = v;
+	return 0;
+}
+
+/* 0 ok, 1 help printed, -1 usage error reported. */
+static int parse_args(struct opts *o, int argc, char **argv)
+{
+	enum { OPT_IDS = 256, OPT_JSON, OPT_FEATURES, OPT_TOKENS };
+	static const struct option longopts[] = {
+		{"model", required_argument, NULL, 'm'},
+		{"text", required_argument, NULL, 't'},
+		{"image", required_argument, NULL, 'i'},
+		{"ids", required_argument, NULL, OPT_IDS},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"features", no_argument, NULL, OPT_FEATURES},
+		{"tokens", no_argument, NULL, OPT_TOKENS},
+		{"batch", required_argument, NULL, 'b'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	int c, images = 0, rc = 0;
+	o->model = getenv("HYDB_MODEL");
+	o->batch = HYDB_ENCODE_BATCH;
+	optind = 1;
+	opterr = 0;
+	while (rc == 0 &&
+	       (c = getopt_long(argc, argv, "m:t:i:b:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o->model = optarg; break;
+		case 't': rc = add_input(o, IN_TEXT, optarg); break;
+		case OPT_IDS: rc = add_input(o, IN_IDS, optarg); break;
+		case 'i': images = 1; rc = add_input(o, IN_IMAGE, optarg); break;
+		case OPT_JSON: o->json = 1; break;
+		case OPT_FEATURES: o->features = 1; break;
+		case OPT_TOKENS: o->tokens = 1; break;
+		case 'b': rc = parse_batch(o, optarg); break;
+		case 'h': usage(stdout); return 1;
+		default:
+			return hydb_cli_fail(CMD, -1, "unknown or incomplete option "
+					     "'%s' (see hydb encode --help)",
+					     argv[optind - 1]);
+		}
+	}
+	for (; rc == 0 && optind < argc; optind++) {
+		if (!images)
+			return hydb_cli_fail(CMD, -1, "unexpected argument '%s' "
+					     "(images follow --image)", argv[optind]);
+		rc = add_input(o, IN_IMAGE, argv[optind]);
+	}
+	if (rc)
+		return rc;
+	if (!o->model || !*o->model)
+		return hydb_cli_fail(CMD, -1, "no model: give --model FILE or set "
+				     "HYDB_MODEL");
+	if (!o->n_in)
+		return hydb_cli_fail(CMD, -1, "nothing to encode: give --text or "
+				     "--image");
+	return 0;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void put_json_string(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static void put_floats(const float *v, size_t n, const char *sep)
+{
+	for (size_t i = 0; i < n; i++)
+		printf("%s%.9g", i ? sep : "", (double)v[i]);
+}
+
+static void print_result(const struct opts *o, const char *input,
+			 const float *emb, float radius, const float *feat,
+			 size_t d)
+{
+	if (o->json) {
+		printf("{\"input\":");
+		put_json_string(input);
+		printf(",\"embedding\":[");
+		put_floats(emb, d, ",");
+		printf("],\"radius\":%.9g", (double)radius);
+		if (feat) {
+			printf(",\"features\":[");
+			put_floats(feat, d, ",");
+			putchar(']');
+		}
+		printf("}\n");
+		return;
+	}
+	printf("%s\tradius %.9g\n  embedding ", input, (double)radius);
+	put_floats(emb, d, " ");
+	if (feat) {
+		printf("\n  features ");
+		put_floats(feat, d, " ");
+	}
+	putchar('\n');
+}
+
+static void print_tokens(const struct opts *o, const char *input,
+			 const int32_t *ids, size_t n)
+{
+	if (o->json) {
+		printf("{\"input\":");
+		put_json_string(input);
+		printf(",\"tokens\":[");
+	} else {
+		printf("%s\t", input);
+	}
+	for (size_t i = 0; i < n; i++)
+		printf("%s%d", i ? (o->json ? "," : " ") : "", (int)ids[i]);
+	printf(o->json ? "]}\n" : "\n");
+}
+
+/* ---- encoding ---------------------------------------------------------- */
+
+static int parse_ids(int32_t *ids, size_t *n, const char *s)
+{
+	*n = 0;
+	while (*s) {
+		char *end;
+		errno = 0;
+		long v = strtol(s, &end, 10);
+		if (errno || end == s || v < 0 || v > INT32_MAX ||
+		    *n == HYDB_ENCODE_MAX_CONTEXT || (*end && *end != ','))
+			return hydb_cli_fail(CMD, -1, "--ids: expected up to %d "
+					     "comma-separated ids, got '%s'",
+					     HYDB_ENCODE_MAX_CONTEXT, s);
+		ids[(*n)++] = (int32_t)v;
+		s = *end ? end + 1 : end;
+	}
+	return *n ? 0 : hydb_cli_fail(CMD, -1, "--ids: empty list");
+}
+
+static int encode_caption(const struct opts *o, hydb_model *m,
+			  const struct input *in, float *emb, float *feat)
+{
+	int32_t ids[HYDB_ENCODE_MAX_CONTEXT];
+	size_t n;
+	float r;
+	int rc;
+	if (in->kind == IN_IDS) {
+		if (parse_ids(ids, &n, in->arg) < 0)
+			return HYDB_EXIT_USAGE;
+	} else {
+		rc = hydb_encode_tokens(m, in->arg, ids, &n);
+		if (rc < 0)
+			return hydb_cli_fail_lib(CMD, rc);
+	}
+	if (o->tokens) {
+		print_tokens(o, in->arg, ids, n);
+		return 0;
+	}
+	rc = hydb_encode_ids(m, ids, n, emb, &r, feat);
+	if (rc < 0)
+		return hydb_cli_fail_lib(CMD, rc);
+	print_result(o, in->arg, emb, r, feat, hydb_model_dim(m));
+	return 0;
+}
+
+/* A run of consecutive image inputs [i0, i1), encoded o->batch at a time. */
+static int encode_images(const struct opts *o, hydb_model *m, size_t i0,
+			 size_t i1)
+{
+	size_t d = hydb_model_dim(m), n = i1 - i0;
+	const char **paths = malloc(n * sizeof *paths);
+	float *emb = malloc(n * d * sizeof *emb);
+	float *feat = malloc(n * d * sizeof *feat);
+	float *radii = malloc(n * sizeof *radii);
+	int rc = HYDB_EXIT_DATA;
+	if (!paths || !emb || !feat || !radii) {
+		hydb_cli_fail(CMD, rc, "out of memory for %zu images", n);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		paths[i] = o->in[i0 + i].arg;
+	int lrc = hydb_encode_image_batches(m, paths, n, o->batch, emb, radii,
+					    feat);
+	if (lrc < 0) {
+		rc = hydb_cli_fail_lib(CMD, lrc);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		print_result(o, paths[i], emb + i * d, radii[i],
+			     o->features ? feat + i * d : NULL, d);
+	rc = 0;
+out:
+	free(paths);
+	free(emb);
+	free(feat);
+	free(radii);
+	return rc;
+}
+
+static int run(const struct opts *o, hydb_model *m)
+{
+	size_t d = hydb_model_dim(m);
+	float *emb = malloc(d * sizeof *emb), *feat = malloc(d * sizeof *feat);
+	int rc = 0;
+	if (!emb || !feat)
+		rc = hydb_cli_fail(CMD, HYDB_EXIT_DATA, "out of memory");
+	for (size_t i = 0; rc == 0 && i < o->n_in;) {
+		if (o->in[i].kind == IN_IMAGE) {
+			size_t j = i;
+			while (j < o->n_in && o->in[j].kind == IN_IMAGE)
+				j++;
+			if (o->tokens)
+				rc = hydb_cli_fail(CMD, HYDB_EXIT_USAGE,
+						   "--tokens applies to --text only");
+			else
+				rc = encode_images(o, m, i, j);
+			i = j;
+		} else {
+			rc = encode_caption(o, m, &o->in[i],
+					    emb, o->features ? feat : NULL);
+			i++;
+		}
+		fflush(stdout);
+	}
+	free(emb);
+	free(feat);
+	return rc;
+}
+
+int hydb_cmd_encode(int argc, char **argv)
+{
+	struct opts o = {0};
+	int rc = parse_args(&o, argc, argv);
+	if (rc) {
+		free(o.in);
+		return rc > 0 ? HYDB_EXIT_OK : HYDB_EXIT_USAGE;
+	}
+	hydb_model *m;
+	int lrc = hydb_model_open(&m, o.model);
+	if (lrc < 0) {
+		free(o.in);
+		return hydb_cli_fail_lib(CMD, lrc);
+	}
+	rc = run(&o, m);
+	hydb_model_close(m);
+	free(o.in);
+	return rc;
+}
