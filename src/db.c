@@ -12,11 +12,6 @@
 #include "storage/store.h"
 #include "index/hnsw.h"
 
-/* TRANSITION: until index/hnsw.c defines these. */
-#pragma weak hydb_index_open
-#pragma weak hydb_index_close
-#pragma weak hydb_index_insert
-#pragma weak hydb_index_remove
 
 struct hydb_db {
 	hydb_store *st;

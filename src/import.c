@@ -471,7 +471,7 @@ int hydb_reader_next(hydb_reader *r, const hydb_record **recs, size_t *n, size_t
 	*row0 = r->row;
 	while (i < max) {
 		if (r->fmt == HYDB_FMT_JSONL) {
-			size_t len;
+			size_t len = 0;
 			int rc = read_line(r, &len);
 			FORWARD_IF_ERROR(rc);
 			if (rc == 1)

@@ -14,9 +14,6 @@
 #include "search.h"
 #include "storage/store.h"
 
-/* TRANSITION */
-#pragma weak hydb_exact_search
-#pragma weak hydb_index_search
 
 #include "db_internal.h"
 
@@ -126,7 +123,7 @@ static int search_one(hydb_db *db, MDB_txn *txn, float *q, const hydb_search_opt
 	size_t dim = hydb_store_dim(st), nhit = 0;
 	double c = hydb_store_curvature(st);
 	const char *plan = "exact";
-	hydb_results *r;
+	hydb_results *r = NULL;
 	size_t bad = hydb_first_nonfinite(q, dim);
 	double r0;
 	int moved, rc;

@@ -314,7 +314,8 @@ static int open_dbis(hydb_store *st, int create)
 			return hydb_store_mdb_error(rc, st->path);
 		}
 	}
-	rc = create ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), 0);
+	/* Commit even a read-only txn: aborting it would close the handles. */
+	rc = mdb_txn_commit(txn);
 	return rc ? hydb_store_mdb_error(rc, st->path) : HYDB_OK;
 }
 
@@ -369,6 +370,12 @@ static int env_setup(hydb_store *st, unsigned flags)
 	int rc;
 	size_t map = HYDB_INITIAL_MAP;
 
+	{
+		/* Tests start small to exercise growth. */
+		const char *env = getenv("HYDB_TEST_INITIAL_MAP");
+		if (env && strtoull(env, NULL, 10) >= 65536)
+			map = (size_t)strtoull(env, NULL, 10);
+	}
 	snprintf(datafile, sizeof datafile, "%s/data.mdb", st->path);
 	if (stat(datafile, &sb) == 0) {
 		/* Start at twice the file so that a big database does not grow
@@ -944,6 +951,48 @@ int hydb_store_get(hydb_store *st, MDB_txn *txn, uint64_t id, hydb_entry **out)
 	}
 	*out = e;
 	return HYDB_OK;
+}
+
+int hydb_store_set_label(hydb_store *st, MDB_txn *txn, uint64_t id, hydb_label label)
+{
+	unsigned char kb[8];
+	MDB_val k = {8, kb}, v;
+	hydb_rec_hdr h;
+	const float *vec;
+	const hydb_slot_attr *attr;
+	hydb_slot_attr a;
+	char *buf;
+	int rc;
+
+	FORWARD_IF_ERROR(rec_get_raw(st, txn, id, &v));
+	FORWARD_IF_ERROR(hydb_rec_verify(v.mv_data, v.mv_size, id));
+	buf = malloc(v.mv_size);
+	RETURN_ERROR_IF(!buf, HYDB_ENOMEM, "record %llu: out of memory", (unsigned long long)id);
+	memcpy(buf, v.mv_data, v.mv_size);
+	memcpy(&h, buf, sizeof h);
+	h.label = (uint8_t)label;
+	h.rec_hash = 0;
+	memcpy(buf, &h, sizeof h);
+	h.rec_hash = XXH64(buf, v.mv_size, 0);
+	memcpy(buf, &h, sizeof h);
+	put_be64(kb, id);
+	v.mv_data = buf;
+	rc = mdb_put(txn, st->dbi[HYDB_DBI_RECORDS], &k, &v, 0);
+	free(buf);
+	FORWARD_IF_ERROR(hydb_store_mdb_error(rc, "record table"));
+	FORWARD_IF_ERROR(hydb_store_slot(st, txn, h.slot, &vec, &attr));
+	a = *attr;
+	a.label = (uint8_t)label;
+	{
+		/* the block is rewritten, so copy the vector out first */
+		float *copy = hydb_alloc_array(st->dim, sizeof(float), "vector");
+		if (!copy)
+			return HYDB_ENOMEM;
+		memcpy(copy, vec, st->dim * sizeof(float));
+		rc = block_write_slot(st, txn, h.slot, copy, &a);
+		free(copy);
+	}
+	return rc;
 }
 
 int hydb_store_count(hydb_store *st, MDB_txn *txn, uint64_t *out)

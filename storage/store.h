@@ -139,6 +139,10 @@ int hydb_store_lookup_key(hydb_store *st, MDB_txn *txn, const char *key,
 /* Decode a record into a caller-owned entry (hydb_entry_free). */
 int hydb_store_get(hydb_store *st, MDB_txn *txn, uint64_t id,
 		   hydb_entry **out);
+/* Change a record's safety label in place (record and slot attributes);
+ * the vector and the index are untouched. */
+int hydb_store_set_label(hydb_store *st, MDB_txn *txn, uint64_t id,
+			 hydb_label label);
 int hydb_store_count(hydb_store *st, MDB_txn *txn, uint64_t *out);
 
 /* Radius range [lo, hi]: count matches (stops counting past limit), or

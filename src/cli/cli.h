@@ -10,6 +10,8 @@
 
 #include <stdio.h>
 
+#include "hydb.h"
+
 #define HYDB_EXIT_OK 0
 #define HYDB_EXIT_USAGE 1
 #define HYDB_EXIT_DATA 2
@@ -42,6 +44,8 @@ int hydb_cli_fail(const char *cmd, int code, const char *fmt, ...)
 int hydb_cli_fail_lib(const char *cmd, int rc);
 /* Database path: explicit argument, else $HYDB_PATH, else ./hydb.db. */
 const char *hydb_cli_db_path(const char *arg);
+/* Open the database at path (NULL: $HYDB_PATH or ./hydb.db). */
+int hydb_cli_open(hydb_db **db, const char *path, int readonly);
 /* 1 if stream is a terminal (progress bars), else 0. */
 int hydb_cli_isatty(FILE *f);
 

@@ -19,13 +19,6 @@
 #include "db_internal.h"
 #include "json.h"
 
-/* TRANSITION: until the encoder lands. */
-#pragma weak hydb_model_open
-#pragma weak hydb_model_close
-#pragma weak hydb_model_dim
-#pragma weak hydb_model_bound
-#pragma weak hydb_encode_text
-#pragma weak hydb_encode_image_files
 
 static const char usage[] =
 	"usage: hydb query [DB] (--vector '[x1,...]' | --vector-file F | --like KEY |\n"
@@ -113,7 +106,7 @@ static int make_query(hydb_db *db, struct qopts *o, float *q, int *qmod, hydb_mo
 	if (o->vector)
 		return parse_vector(o->vector, dim, q, "--vector");
 	if (o->vector_file) {
-		char *text;
+		char *text = NULL;
 		int rc;
 		FORWARD_IF_ERROR(read_file_text(o->vector_file, &text));
 		rc = parse_vector(text, dim, q, o->vector_file);
@@ -259,7 +252,7 @@ int hydb_cmd_query(int argc, char **argv)
 	hydb_results *res = NULL;
 	hydb_db *db;
 	float *q;
-	int qmod, rc, status;
+	int qmod = -1, rc, status;
 
 	memset(&o, 0, sizeof o);
 	status = parse_args(argc, argv, &o, &dbpath);
@@ -270,7 +263,7 @@ int hydb_cmd_query(int argc, char **argv)
 	q = calloc(hydb_dim(db), sizeof *q);
 	rc = q ? make_query(db, &o, q, &qmod, &model) : hydb_error_set(HYDB_ENOMEM, "out of memory");
 	if (rc == 0 && o.so.redirect) {
-		double ub;
+		double ub = 0;
 		rc = redirect_bound(db, model, &o, qmod, &ub);
 		if (rc == 0)
 			o.so.redirect_bound = hydb_redirect_bound(ub, hydb_curvature(db));

@@ -12,9 +12,6 @@
 #include "encoder/model.h"
 #include "json.h"
 
-/* TRANSITION: until the encoder lands. */
-#pragma weak hydb_model_open
-#pragma weak hydb_model_close
 
 int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_path)
 {

@@ -19,6 +19,5 @@ void hydb_cli_print_results(FILE *f, const hydb_results *r, int json, size_t que
 /* Radius histogram PNG: hist is [3 modality][3 label][bins]. */
 int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins,
 			    const uint64_t *hist);
-int hydb_cli_open(hydb_db **db, const char *path, int readonly);
 
 #endif

@@ -1,0 +1,479 @@
+/*
+ * cmd_safety.c - the safety tools: classify (safe/unsafe by radius),
+ * calibrate (thresholds from known labels), traverse (walk a query toward
+ * the origin and watch its nearest caption change).
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "cli/model_select.h"
+#include "cli/output.h"
+#include "cli/safety.h"
+#include "db_internal.h"
+#include "encoder/model.h"
+#include "search.h"
+
+#define EXIT_UNSAFE 3
+
+static int is_dir(const char *p)
+{
+	struct stat sb;
+	return p && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* Encode a caption or an image file; *mod receives the modality. */
+static int encode_input(hydb_model *m, const char *text, const char *file, float *out, int *mod)
+{
+	if (text) {
+		*mod = HYDB_MOD_TEXT;
+		return hydb_encode_text(m, text, out, NULL, NULL);
+	}
+	*mod = HYDB_MOD_IMAGE;
+	return hydb_encode_image_files(m, &file, 1, out, NULL, NULL);
+}
+
+/* A database's calibrated threshold for a modality, else the model's
+ * up_95 bound. */
+static double threshold_for(hydb_db *db, hydb_model *m, int mod)
+{
+	char buf[64];
+	if (db && hydb_db_meta_get(db, mod == HYDB_MOD_TEXT ? "threshold_text" : "threshold_image", buf,
+				   sizeof buf) == 0)
+		return strtod(buf, NULL);
+	return hydb_model_bound(m, mod == HYDB_MOD_TEXT ? HYDB_MOD_TEXT : HYDB_MOD_IMAGE);
+}
+
+/* Common argument handling for classify and traverse:
+ * [DB] (FILE | --text T) [--model F]. */
+typedef struct {
+	const char *db, *text, *file, *model;
+	int json, exit_status, steps;
+} safety_args;
+
+static int parse_safety(int argc, char **argv, safety_args *a, const char *usage)
+{
+	static const struct option lo[] = {
+		{"text", required_argument, 0, 't'}, {"model", required_argument, 0, 'm'},
+		{"json", no_argument, 0, 'j'},       {"exit-status", no_argument, 0, 'x'},
+		{"steps", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0}};
+	int ch;
+	memset(a, 0, sizeof *a);
+	a->steps = 50;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 't': a->text = optarg; break;
+		case 'm': a->model = optarg; break;
+		case 'j': a->json = 1; break;
+		case 'x': a->exit_status = 1; break;
+		case 's':
+			a->steps = atoi(optarg);
+			if (a->steps < 2 || a->steps > 10000)
+				return hydb_cli_fail(argv[0], HYDB_EXIT_USAGE, "--steps must be 2..10000");
+			break;
+		case 'h': fputs(usage, stdout); return -1;
+		default: fputs(usage, stderr); return HYDB_EXIT_USAGE;
+		}
+	}
+	for (int i = optind; i < argc; i++) {
+		if (is_dir(argv[i]) && !a->db)
+			a->db = argv[i];
+		else if (!a->file)
+			a->file = argv[i];
+		else
+			return hydb_cli_fail(argv[0], HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[i]);
+	}
+	if (!!a->text + !!a->file != 1)
+		return hydb_cli_fail(argv[0], HYDB_EXIT_USAGE, "give an image FILE or --text \"...\"");
+	return 0;
+}
+
+/* Open the model (and the database, when one is given or is the default). */
+static int open_inputs(const safety_args *a, hydb_db **db, hydb_model **m, int need_db)
+{
+	const char *dbp = a->db ? a->db : hydb_cli_db_path(NULL);
+	*db = NULL;
+	*m = NULL;
+	if (a->db || need_db || is_dir(dbp))
+		FORWARD_IF_ERROR(hydb_cli_open(db, a->db, 1));
+	if (*db)
+		return hydb_cli_model_for_db(m, *db, a->model);
+	if (!a->model && !getenv("HYDB_MODEL"))
+		return hydb_error_set(HYDB_EINVAL, "no model: pass --model FILE or set HYDB_MODEL");
+	return hydb_model_open(m, a->model ? a->model : getenv("HYDB_MODEL"));
+}
+
+static const char classify_usage[] =
+	"usage: hydb classify [DB] (IMAGE | --text \"...\") [--model FILE] [--json] [--exit-status]\n"
+	"Print safe or unsafe, the radius and the threshold used: the database's calibrated\n"
+	"threshold ('hydb calibrate') if a database is given or found, else the model's\n"
+	"up_95 bound of the safe class. With --exit-status: 0 safe, 3 unsafe.\n";
+
+int hydb_cmd_classify(int argc, char **argv)
+{
+	safety_args a;
+	hydb_db *db;
+	hydb_model *m;
+	float *v = NULL;
+	int rc, mod = 0, status;
+	double r, thr;
+
+	if ((status = parse_safety(argc, argv, &a, classify_usage)))
+		return status < 0 ? HYDB_EXIT_OK : status;
+	rc = open_inputs(&a, &db, &m, 0);
+	if (rc == 0) {
+		v = calloc(hydb_model_dim(m), sizeof *v);
+		rc = v ? encode_input(m, a.text, a.file, v, &mod) : hydb_error_set(HYDB_ENOMEM, "out of memory");
+	}
+	if (rc < 0) {
+		status = hydb_cli_fail_lib("classify", rc);
+		goto out;
+	}
+	r = hydb_lorentz_radius(v, hydb_model_dim(m), hydb_model_curvature(m));
+	thr = threshold_for(db, m, mod);
+	if (!(thr > 0)) {
+		status = hydb_cli_fail("classify", HYDB_EXIT_DATA,
+				       "no safety bound for %s in the model and no calibration; run 'hydb calibrate'",
+				       mod == HYDB_MOD_TEXT ? "text" : "images");
+		goto out;
+	}
+	{
+		const char *label = r <= thr ? "safe" : "unsafe";
+		if (a.json)
+			printf("{\"input\":\"%s\",\"modality\":\"%s\",\"label\":\"%s\",\"radius\":%.9g,\"threshold\":%.9g}\n",
+			       a.text ? "text" : a.file, mod == HYDB_MOD_TEXT ? "text" : "image", label, r, thr);
+		else
+			printf("%s\tradius %.6f\tthreshold %.6f (%s)\n", label, r, thr,
+			       mod == HYDB_MOD_TEXT ? "text" : "image");
+		status = a.exit_status && r > thr ? EXIT_UNSAFE : HYDB_EXIT_OK;
+	}
+out:
+	free(v);
+	hydb_model_close(m);
+	hydb_close(db);
+	return status;
+}
+
+/* ---- calibrate ------------------------------------------------------------ */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double quantile(const double *sorted, size_t n, double q)
+{
+	double pos;
+	size_t i;
+	if (n == 0)
+		return NAN;
+	pos = q * (double)(n - 1);
+	i = (size_t)pos;
+	return i + 1 < n ? sorted[i] + (pos - i) * (sorted[i + 1] - sorted[i]) : sorted[n - 1];
+}
+
+void hydb_class_stats_compute(hydb_class_stats *s, double *radii, size_t n)
+{
+	double sum = 0;
+	qsort(radii, n, sizeof *radii, cmp_double);
+	for (size_t i = 0; i < n; i++)
+		sum += radii[i];
+	s->n = n;
+	s->avg = n ? sum / n : NAN;
+	s->low_05 = quantile(radii, n, 0.05);
+	s->up_95 = quantile(radii, n, 0.95);
+}
+
+/* The threshold t (label safe iff radius <= t) with the highest accuracy;
+ * candidates are midpoints between consecutive distinct radii. */
+void hydb_best_threshold(hydb_threshold *out, const double *safe, size_t ns, const double *unsafe,
+			 size_t nu)
+{
+	/* safe and unsafe are sorted ascending */
+	size_t i = 0, j = 0, best_correct = 0;
+	double best_t = ns ? safe[ns - 1] : 0;
+	/* t below everything: all unsafe predicted unsafe */
+	size_t correct = nu;
+	best_correct = correct;
+	best_t = (ns && nu) ? fmin(safe[0], unsafe[0]) - 1e-9 : best_t;
+	while (i < ns || j < nu) {
+		double v = (j >= nu || (i < ns && safe[i] <= unsafe[j])) ? safe[i] : unsafe[j];
+		while (i < ns && safe[i] == v) { i++; correct++; }
+		while (j < nu && unsafe[j] == v) { j++; correct--; }
+		if (correct > best_correct) {
+			double next = (i < ns && (j >= nu || safe[i] < unsafe[j])) ? safe[i] : j < nu ? unsafe[j] : v;
+			best_correct = correct;
+			best_t = (i < ns || j < nu) ? 0.5 * (v + next) : v;
+		}
+	}
+	out->threshold = best_t;
+	{
+		size_t fp = 0, fn = 0;
+		for (size_t k = 0; k < ns; k++) fp += safe[k] > best_t;     /* safe flagged unsafe */
+		for (size_t k = 0; k < nu; k++) fn += unsafe[k] <= best_t;  /* unsafe passed as safe */
+		out->accuracy = (ns + nu) ? (double)(ns + nu - fp - fn) / (double)(ns + nu) : NAN;
+		out->fpr = ns ? (double)fp / ns : NAN;
+		out->fnr = nu ? (double)fn / nu : NAN;
+	}
+}
+
+static const char calibrate_usage[] =
+	"usage: hydb calibrate [DB] --labels LABELS.csv [--dry-run] [--json]\n"
+	"LABELS.csv has lines KEY,safe|unsafe. For each modality, computes the radius\n"
+	"statistics of each class (avg, low_05, up_95, as in HySAC's bounds) and the\n"
+	"threshold (safe iff radius <= threshold) that maximises accuracy, reports the\n"
+	"accuracy, false-positive rate (safe flagged unsafe) and false-negative rate\n"
+	"(unsafe passed as safe), stores the thresholds and re-labels every entry.\n";
+
+struct relabel_ctx {
+	hydb_db *db;
+	double thr[3];
+	uint64_t changed;
+};
+
+static int relabel_fn(hydb_store *st, MDB_txn *txn, void *vctx)
+{
+	struct relabel_ctx *c = vctx;
+	uint32_t nb;
+	c->changed = 0;
+	FORWARD_IF_ERROR(hydb_store_block_count(st, txn, &nb));
+	for (uint32_t b = 0; b < nb; b++) {
+		hydb_block blk;
+		uint64_t ids[HYDB_BLOCK_SLOTS];
+		hydb_label want[HYDB_BLOCK_SLOTS];
+		size_t n = 0;
+		int rc = hydb_store_block_get(st, txn, b, &blk);
+		if (rc == HYDB_ENOTFOUND)
+			continue;
+		FORWARD_IF_ERROR(rc);
+		/* collect first: relabelling rewrites this block */
+		for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
+			const hydb_slot_attr *a = &blk.attr[i];
+			double t;
+			hydb_label l;
+			if (!a->live || a->modality > 2)
+				continue;
+			t = c->thr[a->modality];
+			if (!(t > 0))
+				continue;
+			l = a->radius <= t ? HYDB_LABEL_SAFE : HYDB_LABEL_UNSAFE;
+			if (l != a->label) {
+				ids[n] = a->id;
+				want[n++] = l;
+			}
+		}
+		for (size_t i = 0; i < n; i++)
+			FORWARD_IF_ERROR(hydb_store_set_label(st, txn, ids[i], want[i]));
+		c->changed += n;
+	}
+	return HYDB_OK;
+}
+
+int hydb_cmd_calibrate(int argc, char **argv)
+{
+	static const struct option lo[] = {{"labels", required_argument, 0, 'l'},
+					   {"dry-run", no_argument, 0, 'n'},
+					   {"json", no_argument, 0, 'j'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	const char *labels = NULL, *dbp = NULL;
+	int ch, rc, dry = 0, json = 0, status = HYDB_EXIT_OK;
+	hydb_db *db;
+	FILE *f;
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	/* radii per [modality][0 safe, 1 unsafe] */
+	double *rad[3][2] = {{0}};
+	size_t nr[3][2] = {{0}}, cr[3][2] = {{0}};
+	struct relabel_ctx rc_ctx = {0};
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (ch == 'l') labels = optarg;
+		else if (ch == 'n') dry = 1;
+		else if (ch == 'j') json = 1;
+		else if (ch == 'h') { fputs(calibrate_usage, stdout); return HYDB_EXIT_OK; }
+		else { fputs(calibrate_usage, stderr); return HYDB_EXIT_USAGE; }
+	}
+	if (optind < argc)
+		dbp = argv[optind];
+	if (!labels)
+		return hydb_cli_fail("calibrate", HYDB_EXIT_USAGE, "--labels FILE is required");
+	if ((rc = hydb_cli_open(&db, dbp, 0)) < 0)
+		return hydb_cli_fail_lib("calibrate", rc);
+	f = fopen(labels, "rb");
+	if (!f) {
+		hydb_close(db);
+		return hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: %m", labels);
+	}
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		char *comma, *lab;
+		hydb_entry *e;
+		int cls;
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		if (!len || (lineno == 1 && !strncmp(line, "key,", 4)))
+			continue;
+		comma = strrchr(line, ',');
+		if (!comma) {
+			status = hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: line %zu: expected KEY,LABEL", labels, lineno);
+			break;
+		}
+		*comma = 0;
+		lab = comma + 1;
+		cls = !strcmp(lab, "safe") ? 0 : !strcmp(lab, "unsafe") ? 1 : -1;
+		if (cls < 0) {
+			status = hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: line %zu: label must be safe or unsafe, got '%s'",
+					       labels, lineno, lab);
+			break;
+		}
+		if (hydb_get_key(db, line, &e) < 0) {
+			fprintf(stderr, "hydb calibrate: %s: line %zu: key '%s' not in the database (ignored)\n",
+				labels, lineno, line);
+			continue;
+		}
+		{
+			int m = e->modality < 3 ? e->modality : 0;
+			if (nr[m][cls] == cr[m][cls]) {
+				size_t nc = cr[m][cls] ? cr[m][cls] * 2 : 256;
+				double *nv = realloc(rad[m][cls], nc * sizeof *nv);
+				if (!nv) { hydb_entry_free(e); status = HYDB_EXIT_DATA; break; }
+				rad[m][cls] = nv;
+				cr[m][cls] = nc;
+			}
+			rad[m][cls][nr[m][cls]++] = e->radius;
+		}
+		hydb_entry_free(e);
+	}
+	free(line);
+	fclose(f);
+	for (int m = 0; status == HYDB_EXIT_OK && m < 3; m++) {
+		hydb_class_stats s[2];
+		hydb_threshold t;
+		static const char *const names[] = {"other", "image", "text"};
+		char key[64], val[64];
+		if (!nr[m][0] && !nr[m][1])
+			continue;
+		hydb_class_stats_compute(&s[0], rad[m][0], nr[m][0]);
+		hydb_class_stats_compute(&s[1], rad[m][1], nr[m][1]);
+		hydb_best_threshold(&t, rad[m][0], nr[m][0], rad[m][1], nr[m][1]);
+		rc_ctx.thr[m] = t.threshold;
+		if (json)
+			printf("{\"modality\":\"%s\",\"safe\":{\"n\":%zu,\"avg\":%.6g,\"low_05\":%.6g,\"up_95\":%.6g},"
+			       "\"unsafe\":{\"n\":%zu,\"avg\":%.6g,\"low_05\":%.6g,\"up_95\":%.6g},"
+			       "\"threshold\":%.9g,\"accuracy\":%.6f,\"fpr\":%.6f,\"fnr\":%.6f}\n",
+			       names[m], s[0].n, s[0].avg, s[0].low_05, s[0].up_95, s[1].n, s[1].avg, s[1].low_05,
+			       s[1].up_95, t.threshold, t.accuracy, t.fpr, t.fnr);
+		else
+			printf("%s: safe n=%zu avg %.4f [%.4f, %.4f]  unsafe n=%zu avg %.4f [%.4f, %.4f]\n"
+			       "  threshold %.6f  accuracy %.4f  false-positive rate %.4f  false-negative rate %.4f\n",
+			       names[m], s[0].n, s[0].avg, s[0].low_05, s[0].up_95, s[1].n, s[1].avg, s[1].low_05,
+			       s[1].up_95, t.threshold, t.accuracy, t.fpr, t.fnr);
+		if (!dry && m > 0) {
+			snprintf(key, sizeof key, "threshold_%s", names[m]);
+			snprintf(val, sizeof val, "%.9g", t.threshold);
+			if ((rc = hydb_db_put_meta(db, NULL, 0, NULL, key, val)) < 0)
+				status = hydb_cli_fail_lib("calibrate", rc);
+			if (s[0].n) {
+				snprintf(key, sizeof key, "bound_%s_up95", names[m]);
+				snprintf(val, sizeof val, "%.9g", s[0].up_95);
+				if ((rc = hydb_db_put_meta(db, NULL, 0, NULL, key, val)) < 0)
+					status = hydb_cli_fail_lib("calibrate", rc);
+			}
+		}
+	}
+	if (status == HYDB_EXIT_OK && !dry) {
+		rc_ctx.db = db;
+		rc_ctx.thr[0] = 0; /* "other" entries keep their labels */
+		rc = hydb_store_write(hydb_db_store(db), relabel_fn, &rc_ctx);
+		if (rc < 0)
+			status = hydb_cli_fail_lib("calibrate", rc);
+		else if (!json)
+			printf("re-labelled %llu entries\n", (unsigned long long)rc_ctx.changed);
+	}
+	for (int m = 0; m < 3; m++)
+		free(rad[m][0]), free(rad[m][1]);
+	hydb_close(db);
+	return status;
+}
+
+/* ---- traverse ------------------------------------------------------------- */
+
+static const char traverse_usage[] =
+	"usage: hydb traverse [DB] (IMAGE | --text \"...\") [--steps 50] [--model FILE] [--json]\n"
+	"Walk the query toward the origin along its geodesic (in the tangent space at\n"
+	"the origin, t from 1 to 0) and print the nearest text entry at each step where it\n"
+	"changes: HySAC's traversal view from unsafe content to its safe counterpart.\n";
+
+int hydb_cmd_traverse(int argc, char **argv)
+{
+	safety_args a;
+	hydb_db *db;
+	hydb_model *m;
+	float *v = NULL, *t = NULL, *x = NULL;
+	uint64_t last = 0;
+	int rc, mod, status = HYDB_EXIT_OK;
+	size_t d;
+
+	if ((status = parse_safety(argc, argv, &a, traverse_usage)))
+		return status < 0 ? HYDB_EXIT_OK : status;
+	rc = open_inputs(&a, &db, &m, 1);
+	if (rc < 0)
+		return hydb_cli_fail_lib("traverse", rc);
+	d = hydb_model_dim(m);
+	v = calloc(d, sizeof *v);
+	t = calloc(d, sizeof *t);
+	x = calloc(d, sizeof *x);
+	rc = v && t && x ? encode_input(m, a.text, a.file, v, &mod) : hydb_error_set(HYDB_ENOMEM, "out of memory");
+	if (rc == 0)
+		hydb_log_map0(t, v, d, hydb_model_curvature(m));
+	for (int s = 0; rc == 0 && s <= a.steps; s++) {
+		double frac = 1.0 - (double)s / a.steps;
+		hydb_search_options so;
+		hydb_results *res;
+		for (size_t i = 0; i < d; i++)
+			x[i] = (float)(t[i] * frac);
+		hydb_exp_map0(x, x, d, hydb_model_curvature(m));
+		hydb_search_options_init(&so);
+		so.k = 1;
+		so.exact = 1;
+		so.modality_mask = HYDB_MASK(HYDB_MOD_TEXT);
+		rc = hydb_search(db, &res, x, &so);
+		if (rc < 0)
+			break;
+		if (res->n && res->ids[0] != last) {
+			double r = hydb_lorentz_radius(x, d, hydb_model_curvature(m));
+			last = res->ids[0];
+			if (a.json) {
+				printf("{\"step\":%d,\"t\":%.4f,\"radius\":%.6f,\"key\":\"%s\",\"label\":\"%s\",\"distance\":%.6f}\n",
+				       s, frac, r, res->keys[0], hydb_cli_label_name(res->labels[0]), res->distances[0]);
+			} else {
+				printf("step %3d  t %.3f  radius %8.4f  %-7s %s", s, frac, r,
+				       hydb_cli_label_name(res->labels[0]), res->keys[0]);
+				if (res->captions[0])
+					printf("  \"%s\"", res->captions[0]);
+				putchar('\n');
+			}
+		}
+		hydb_results_free(res);
+	}
+	if (rc < 0)
+		status = hydb_cli_fail_lib("traverse", rc);
+	free(v);
+	free(t);
+	free(x);
+	hydb_model_close(m);
+	hydb_close(db);
+	return status;
+}
