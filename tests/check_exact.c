@@ -5,6 +5,7 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,6 +249,80 @@ START_TEST(test_degenerate)
 }
 END_TEST
 
+/* Through the public API on a real store: blocks, slots reused after
+ * deletes, ids; the same answers as the array scan's reference. */
+START_TEST(test_store_path)
+{
+	enum { N = 700, D = 24, K = 10, NQ = 5 };
+	char dir[] = "/tmp/hydb-check-exact-XXXXXX", key[32], cmd[64];
+	hydb_open_options opts;
+	hydb_db *db;
+	scenario sc = with_defaults((scenario){ .n = N, .nq = NQ, .dim = D, .k = K });
+	dataset d;
+	uint64_t ids[N];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	hydb_open_options_init(&opts);
+	opts.flags = HYDB_OPEN_CREATE | HYDB_OPEN_NOSYNC;
+	opts.dim = D;
+	opts.curvature = sc.c;
+	ck_assert_msg(hydb_open(&db, dir, &opts) == HYDB_OK, "%s", hydb_last_error());
+	make_dataset(&d, &sc, 77);
+	hydb_record *recs = calloc(N, sizeof *recs);
+	char (*keys)[16] = calloc(N, sizeof *keys);
+	for (size_t j = 0; j < N; j++) {
+		snprintf(keys[j], sizeof keys[j], "r%zu", j);
+		recs[j].key = keys[j];
+		recs[j].vector = d.base + j * D;
+	}
+	ck_assert_msg(hydb_put(db, recs, N, ids) == HYDB_OK, "%s", hydb_last_error());
+	for (size_t j = 0; j < N; j += 7) {
+		snprintf(key, sizeof key, "r%zu", j);
+		ck_assert_int_eq(hydb_delete_key(db, key), HYDB_OK);
+	}
+	hydb_search_options so;
+	hydb_search_options_init(&so);
+	so.k = K;
+	so.exact = 1;
+	for (size_t q = 0; q < NQ; q++) {
+		const float *qv = d.queries + q * D;
+		hydb_results *r;
+		ck_assert_msg(hydb_search(db, &r, qv, &so) == HYDB_OK, "%s",
+			      hydb_last_error());
+		/* reference over the live records */
+		hydb_hit best[K];
+		size_t nb = 0;
+		for (size_t j = 0; j < N; j++) {
+			if (j % 7 == 0)
+				continue;
+			hydb_hit h = { .id = ids[j],
+				       .key = hydb_lorentz_key(qv, d.base + j * D, D, sc.c) };
+			size_t pos = nb < K ? nb++ : K;
+			while (pos > 0 && hydb_hit_less(&h, &best[pos - 1])) {
+				if (pos < K)
+					best[pos] = best[pos - 1];
+				pos--;
+			}
+			if (pos < K)
+				best[pos] = h;
+		}
+		ck_assert_uint_eq(r->n, K);
+		for (size_t i = 0; i < K; i++) {
+			ck_assert_uint_eq(r->ids[i], best[i].id);
+			ck_assert_double_eq_tol(r->distances[i],
+						hydb_lorentz_key_to_dist(best[i].key, sc.c),
+						1e-12);
+		}
+		hydb_results_free(r);
+	}
+	hydb_close(db);
+	free(recs);
+	free(keys);
+	free_dataset(&d);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("exact");
@@ -255,6 +330,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_scenario, 0, (int)N_SCENARIOS);
 	tcase_add_test(tc, test_degenerate);
+	tcase_add_test(tc, test_store_path);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
