@@ -13,3 +13,7 @@ tests_check_model_SOURCES = tests/check_model.c
 tests_check_model_LDADD = $(TEST_LIBS)
 TESTS += tests/check_model
 endif
+
+# Converter round trip; needs Debian's python3-torch (skips without it).
+TESTS += tests/test_convert.sh
+EXTRA_DIST += tests/test_convert.sh tests/make_hf_checkpoint.py
