@@ -324,6 +324,10 @@ static int scan_begin(scan_state *s, const float *queries, size_t nq, size_t dim
 			"exact search: no queries or dimension %zu out of range", dim);
 	RETURN_ERROR_IF(!(c > 0) || !isfinite(c), HYDB_EINVAL,
 			"exact search: curvature %g is not positive", c);
+	size_t bad = hydb_first_nonfinite(queries, nq * dim);
+	RETURN_ERROR_IF(bad < nq * dim, HYDB_ENONFINITE,
+			"exact search: query %zu component %zu is not finite", bad / dim,
+			bad % dim);
 	s->nq = nq;
 	s->dim = dim;
 	s->k = k;

@@ -246,6 +246,10 @@ START_TEST(test_degenerate)
 	ck_assert_int_eq(hydb_exact_scan_array(q, 1, b, attr, 0, 2, 4, -1.0, 3, NULL,
 					       hits, nout), HYDB_EINVAL);
 	ck_assert_ptr_nonnull(strstr(hydb_last_error(), "curvature"));
+	q[2] = NAN;
+	ck_assert_int_eq(hydb_exact_scan_array(q, 1, b, attr, 0, 2, 4, 1.0, 3, NULL,
+					       hits, nout), HYDB_ENONFINITE);
+	ck_assert_ptr_nonnull(strstr(hydb_last_error(), "query 0 component 2"));
 }
 END_TEST
 
