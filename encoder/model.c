@@ -29,16 +29,16 @@
 /* ---- config ------------------------------------------------------------ */
 
 typedef struct cfg_reader {
-	const hydb_mjson_doc *doc;
+	const char *text; /* the config JSON, for exact integers */
 	const char *file;
 } cfg_reader;
 
-static int cfg_int(const cfg_reader *r, const hydb_mjson *obj, const char *sect,
+static int cfg_int(const cfg_reader *r, const hydb_json *obj, const char *sect,
 		   const char *key, long long lo, long long hi, int *out)
 {
-	const hydb_mjson *v = hydb_mjson_get(r->doc, obj, key);
+	const hydb_json *v = hydb_json_get(obj, key);
 	uint64_t x;
-	RETURN_ERROR_IF(hydb_mjson_u64(v, &x) < 0 || (long long)x < lo || (long long)x > hi ||
+	RETURN_ERROR_IF(hydb_st_u64(r->text, v, &x) < 0 || (long long)x < lo || (long long)x > hi ||
 			x > (uint64_t)hi, HYDB_EMODEL,
 			"%s: config field '%s%s' missing or not an integer in [%lld, %lld]",
 			r->file, sect, key, lo, hi);
@@ -46,11 +46,11 @@ static int cfg_int(const cfg_reader *r, const hydb_mjson *obj, const char *sect,
 	return 0;
 }
 
-static int cfg_num(const cfg_reader *r, const hydb_mjson *obj, const char *sect,
+static int cfg_num(const cfg_reader *r, const hydb_json *obj, const char *sect,
 		   const char *key, int positive, double *out)
 {
-	const hydb_mjson *v = hydb_mjson_get(r->doc, obj, key);
-	RETURN_ERROR_IF(!v || v->type != HYDB_MJSON_NUM || !isfinite(v->num) ||
+	const hydb_json *v = hydb_json_get(obj, key);
+	RETURN_ERROR_IF(!v || v->type != HYDB_JSON_NUMBER || !isfinite(v->num) ||
 			(positive && !(v->num > 0)), HYDB_EMODEL,
 			"%s: config field '%s%s' missing or not a %snumber", r->file, sect,
 			key, positive ? "positive " : "finite ");
@@ -58,15 +58,15 @@ static int cfg_num(const cfg_reader *r, const hydb_mjson *obj, const char *sect,
 	return 0;
 }
 
-static int cfg_vec3(const cfg_reader *r, const hydb_mjson *obj, const char *key,
+static int cfg_vec3(const cfg_reader *r, const hydb_json *obj, const char *key,
 		    int positive, float out[3])
 {
-	const hydb_mjson *v = hydb_mjson_get(r->doc, obj, key), *e;
-	int i = 0;
-	RETURN_ERROR_IF(!v || v->type != HYDB_MJSON_ARR || v->count != 3, HYDB_EMODEL,
+	const hydb_json *v = hydb_json_get(obj, key);
+	RETURN_ERROR_IF(!v || v->type != HYDB_JSON_ARRAY || v->n != 3, HYDB_EMODEL,
 			"%s: config field '%s' must be an array of 3 numbers", r->file, key);
-	for (e = hydb_mjson_child(r->doc, v); e; e = hydb_mjson_next(r->doc, e), i++) {
-		RETURN_ERROR_IF(e->type != HYDB_MJSON_NUM || !isfinite(e->num) ||
+	for (int i = 0; i < 3; i++) {
+		const hydb_json *e = &v->items[i];
+		RETURN_ERROR_IF(e->type != HYDB_JSON_NUMBER || !isfinite(e->num) ||
 				(positive && !(e->num > 0)), HYDB_EMODEL,
 				"%s: config field '%s' entry %d is not a %snumber", r->file,
 				key, i, positive ? "positive " : "finite ");
@@ -75,16 +75,16 @@ static int cfg_vec3(const cfg_reader *r, const hydb_mjson *obj, const char *key,
 	return 0;
 }
 
-static int cfg_section(const cfg_reader *r, const hydb_mjson *root, const char *key,
-		       const hydb_mjson **out)
+static int cfg_section(const cfg_reader *r, const hydb_json *root, const char *key,
+		       const hydb_json **out)
 {
-	*out = hydb_mjson_get(r->doc, root, key);
-	RETURN_ERROR_IF(!*out || (*out)->type != HYDB_MJSON_OBJ, HYDB_EMODEL,
+	*out = hydb_json_get(root, key);
+	RETURN_ERROR_IF(!*out || (*out)->type != HYDB_JSON_OBJECT, HYDB_EMODEL,
 			"%s: config field '%s' missing or not an object", r->file, key);
 	return 0;
 }
 
-static int cfg_tower_common(const cfg_reader *r, const hydb_mjson *t, const char *sect,
+static int cfg_tower_common(const cfg_reader *r, const hydb_json *t, const char *sect,
 			    int *width, int *layers, int *heads, int *mlp)
 {
 	FORWARD_IF_ERROR(cfg_int(r, t, sect, "width", 1, 65536, width));
@@ -97,9 +97,9 @@ static int cfg_tower_common(const cfg_reader *r, const hydb_mjson *t, const char
 	return 0;
 }
 
-static int cfg_vision(const cfg_reader *r, const hydb_mjson *root, hydb_model_config *c)
+static int cfg_vision(const cfg_reader *r, const hydb_json *root, hydb_model_config *c)
 {
-	const hydb_mjson *v;
+	const hydb_json *v;
 	FORWARD_IF_ERROR(cfg_section(r, root, "vision", &v));
 	FORWARD_IF_ERROR(cfg_tower_common(r, v, "vision.", &c->vision_width,
 					  &c->vision_layers, &c->vision_heads, &c->vision_mlp));
@@ -111,9 +111,9 @@ static int cfg_vision(const cfg_reader *r, const hydb_mjson *root, hydb_model_co
 	return 0;
 }
 
-static int cfg_text(const cfg_reader *r, const hydb_mjson *root, hydb_model_config *c)
+static int cfg_text(const cfg_reader *r, const hydb_json *root, hydb_model_config *c)
 {
-	const hydb_mjson *t;
+	const hydb_json *t;
 	FORWARD_IF_ERROR(cfg_section(r, root, "text", &t));
 	FORWARD_IF_ERROR(cfg_tower_common(r, t, "text.", &c->text_width,
 					  &c->text_layers, &c->text_heads, &c->text_mlp));
@@ -127,16 +127,16 @@ static int cfg_text(const cfg_reader *r, const hydb_mjson *root, hydb_model_conf
 
 /* Bounds are optional: a plain CLIP conversion has none, and NaN makes every
  * comparison against them false, so classification must refuse instead. */
-static int cfg_bound(const cfg_reader *r, const hydb_mjson *bounds, const char *key,
+static int cfg_bound(const cfg_reader *r, const hydb_json *bounds, const char *key,
 		     hydb_model_bounds *out)
 {
-	const hydb_mjson *b = hydb_mjson_get(r->doc, bounds, key);
+	const hydb_json *b = hydb_json_get(bounds, key);
 	char sect[16];
 	out->avg = out->low_05 = out->up_95 = NAN;
-	if (!b || b->type == HYDB_MJSON_NULL)
+	if (!b || b->type == HYDB_JSON_NULL)
 		return 0;
 	snprintf(sect, sizeof sect, "bounds.%s.", key);
-	RETURN_ERROR_IF(b->type != HYDB_MJSON_OBJ, HYDB_EMODEL,
+	RETURN_ERROR_IF(b->type != HYDB_JSON_OBJECT, HYDB_EMODEL,
 			"%s: config field 'bounds.%s' is not an object", r->file, key);
 	FORWARD_IF_ERROR(cfg_num(r, b, sect, "avg", 0, &out->avg));
 	FORWARD_IF_ERROR(cfg_num(r, b, sect, "low_05", 0, &out->low_05));
@@ -144,9 +144,9 @@ static int cfg_bound(const cfg_reader *r, const hydb_mjson *bounds, const char *
 	return 0;
 }
 
-static int cfg_scalars(const cfg_reader *r, const hydb_mjson *root, hydb_model_config *c)
+static int cfg_scalars(const cfg_reader *r, const hydb_json *root, hydb_model_config *c)
 {
-	const hydb_mjson *bounds = hydb_mjson_get(r->doc, root, "bounds");
+	const hydb_json *bounds = hydb_json_get(root, "bounds");
 	FORWARD_IF_ERROR(cfg_int(r, root, "", "embed_dim", 1, HYDB_MAX_DIM, &c->embed_dim));
 	FORWARD_IF_ERROR(cfg_num(r, root, "", "ln_eps", 1, &c->ln_eps));
 	FORWARD_IF_ERROR(cfg_num(r, root, "", "curvature", 1, &c->curvature));
@@ -154,14 +154,14 @@ static int cfg_scalars(const cfg_reader *r, const hydb_mjson *root, hydb_model_c
 	FORWARD_IF_ERROR(cfg_num(r, root, "", "textual_alpha", 1, &c->textual_alpha));
 	FORWARD_IF_ERROR(cfg_vec3(r, root, "image_mean", 0, c->image_mean));
 	FORWARD_IF_ERROR(cfg_vec3(r, root, "image_std", 1, c->image_std));
-	RETURN_ERROR_IF(bounds && bounds->type != HYDB_MJSON_OBJ &&
-			bounds->type != HYDB_MJSON_NULL, HYDB_EMODEL,
+	RETURN_ERROR_IF(bounds && bounds->type != HYDB_JSON_OBJECT &&
+			bounds->type != HYDB_JSON_NULL, HYDB_EMODEL,
 			"%s: config field 'bounds' is not an object", r->file);
 	FORWARD_IF_ERROR(cfg_bound(r, bounds, "V", &c->bound_image));
 	return cfg_bound(r, bounds, "S", &c->bound_text);
 }
 
-static int cfg_version(const cfg_reader *r, const hydb_mjson *root, hydb_model_config *c)
+static int cfg_version(const cfg_reader *r, const hydb_json *root, hydb_model_config *c)
 {
 	FORWARD_IF_ERROR(cfg_int(r, root, "", "format_version", 1, 1 << 30,
 				 &c->format_version));
@@ -171,39 +171,40 @@ static int cfg_version(const cfg_reader *r, const hydb_mjson *root, hydb_model_c
 	return 0;
 }
 
-static int cfg_parse_doc(const cfg_reader *r, hydb_model_config *c)
+static int cfg_parse_doc(const cfg_reader *r, const hydb_json *root,
+			 hydb_model_config *c)
 {
-	const hydb_mjson *root = hydb_mjson_root(r->doc), *name;
-	RETURN_ERROR_IF(root->type != HYDB_MJSON_OBJ, HYDB_EMODEL,
+	const hydb_json *name;
+	RETURN_ERROR_IF(root->type != HYDB_JSON_OBJECT, HYDB_EMODEL,
 			"%s: metadata 'hydb' is not a JSON object", r->file);
 	/* The version decides how the rest reads, so it is checked first. */
 	FORWARD_IF_ERROR(cfg_version(r, root, c));
 	FORWARD_IF_ERROR(cfg_vision(r, root, c));
 	FORWARD_IF_ERROR(cfg_text(r, root, c));
 	FORWARD_IF_ERROR(cfg_scalars(r, root, c));
-	name = hydb_mjson_get(r->doc, root, "name");
-	if (name && name->type == HYDB_MJSON_STR)
+	name = hydb_json_get(root, "name");
+	if (name && name->type == HYDB_JSON_STRING)
 		snprintf(c->name, sizeof c->name, "%s", name->str);
 	return 0;
 }
 
 static int read_config(hydb_model *m, const hydb_st_file *st)
 {
-	const hydb_mjson *fmt = hydb_st_meta(st, "format"), *text = hydb_st_meta(st, "hydb");
-	hydb_mjson_doc doc;
-	cfg_reader r = {&doc, m->path};
-	char where[sizeof m->path + 32];
+	const hydb_json *fmt = hydb_st_meta(st, "format"), *text = hydb_st_meta(st, "hydb");
+	hydb_json *root;
+	cfg_reader r = {NULL, m->path};
 	int rc;
 	RETURN_ERROR_IF(!fmt || strcmp(fmt->str, "hydb-model") != 0, HYDB_EMODEL,
 			"%s: metadata 'format' is not \"hydb-model\" (not a hydb model "
 			"file; convert it with hydb-convert)", m->path);
 	RETURN_ERROR_IF(!text, HYDB_EMODEL, "%s: metadata 'hydb' (the config) is missing",
 			m->path);
-	snprintf(where, sizeof where, "%s: metadata 'hydb'", m->path);
-	if (hydb_mjson_parse(&doc, text->str, text->len, where) < 0)
-		return HYDB_EMODEL;
-	rc = cfg_parse_doc(&r, &m->cfg);
-	hydb_mjson_free(&doc);
+	if (hydb_json_parse(&root, text->str, text->str_len) < 0)
+		return hydb_error_prefix(HYDB_EMODEL, "%s: metadata 'hydb': invalid JSON",
+					 m->path);
+	r.text = text->str;
+	rc = cfg_parse_doc(&r, root, &m->cfg);
+	hydb_json_free(root);
 	return rc;
 }
 

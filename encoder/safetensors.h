@@ -1,9 +1,9 @@
 /*
- * safetensors.h - a strict JSON reader and the safetensors container
- * (internal to encoder/).
+ * safetensors.h - the safetensors container (internal to encoder/).
  *
  * The model file is untrusted input: every number read from it is checked
  * against the file size before it is used to size or address anything.
+ * JSON parsing itself is src/json.c's.
  */
 #ifndef HYDB_SAFETENSORS_H
 #define HYDB_SAFETENSORS_H
@@ -11,52 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum hydb_mjson_type {
-	HYDB_MJSON_NULL,
-	HYDB_MJSON_BOOL,
-	HYDB_MJSON_NUM,
-	HYDB_MJSON_STR,
-	HYDB_MJSON_ARR,
-	HYDB_MJSON_OBJ
-} hydb_mjson_type;
+#include "json.h"
 
-/* Nodes live in one array; children are linked by index (-1 = none) so the
- * array can grow without invalidating links. */
-typedef struct hydb_mjson {
-	hydb_mjson_type type;
-	const char *key;   /* member name when the parent is an object */
-	const char *str;   /* unescaped string, or the raw text of a number */
-	size_t len;
-	double num;
-	int boolean;
-	long first, last, next;
-	size_t count;      /* members or elements */
-} hydb_mjson;
-
-typedef struct hydb_mjson_doc {
-	hydb_mjson *nodes;
-	size_t n, cap;
-	char *arena;       /* unescaped strings; never longer than the text */
-	size_t arena_used;
-} hydb_mjson_doc;
-
-/* Parse text (len bytes, UTF-8 checked by the caller) into doc. what names
- * the input in error messages. Errors: HYDB_EFORMAT, HYDB_ENOMEM. */
-int hydb_mjson_parse(hydb_mjson_doc *doc, const char *text, size_t len,
-		    const char *what);
-void hydb_mjson_free(hydb_mjson_doc *doc);
-static inline const hydb_mjson *hydb_mjson_root(const hydb_mjson_doc *doc)
-{
-	return doc->n ? &doc->nodes[0] : NULL;
-}
-/* First child of a container, or the next sibling; NULL at the end. */
-const hydb_mjson *hydb_mjson_child(const hydb_mjson_doc *doc, const hydb_mjson *n);
-const hydb_mjson *hydb_mjson_next(const hydb_mjson_doc *doc, const hydb_mjson *n);
-/* Member of an object by name; NULL when absent or obj is not an object. */
-const hydb_mjson *hydb_mjson_get(const hydb_mjson_doc *doc, const hydb_mjson *obj,
-			       const char *key);
-/* A non-negative integer written without sign, fraction or exponent. */
-int hydb_mjson_u64(const hydb_mjson *n, uint64_t *out);
+/* A non-negative integer written without sign, fraction or exponent, read
+ * exactly from its text (doubles lose offsets past 2^53). text is the
+ * buffer the value was parsed from. */
+int hydb_st_u64(const char *text, const hydb_json *n, uint64_t *out);
 
 typedef enum hydb_st_dtype {
 	HYDB_ST_F64, HYDB_ST_F32, HYDB_ST_F16, HYDB_ST_BF16,
@@ -78,8 +38,9 @@ typedef struct hydb_st_entry {
 
 /* A parsed safetensors header over a mapped file. Names point into doc. */
 typedef struct hydb_st_file {
-	hydb_mjson_doc doc;
-	const hydb_mjson *metadata; /* "__metadata__" object or NULL */
+	hydb_json *doc;
+	const char *text;          /* the header text doc was parsed from */
+	const hydb_json *metadata; /* "__metadata__" object or NULL */
 	hydb_st_entry *entries;
 	size_t n_entries;
 	const unsigned char *data; /* start of the data section */
@@ -96,6 +57,6 @@ void hydb_st_close(hydb_st_file *st);
 const char *hydb_st_dtype_name(hydb_st_dtype t);
 size_t hydb_st_dtype_size(hydb_st_dtype t);
 /* Metadata string value, or NULL. */
-const hydb_mjson *hydb_st_meta(const hydb_st_file *st, const char *key);
+const hydb_json *hydb_st_meta(const hydb_st_file *st, const char *key);
 
 #endif

@@ -470,7 +470,7 @@ START_TEST(deep_nesting)
 	memset(h, '[', sizeof h);
 	memcpy(h, "{\"a\":", 5);
 	write_raw_header(h, sizeof h);
-	expect_fail(HYDB_EMODEL, "nested too deeply");
+	expect_fail(HYDB_EMODEL, "nesting too deep");
 }
 END_TEST
 
