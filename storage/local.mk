@@ -1,3 +1,4 @@
 # The LMDB store: records, keys, vector blocks, radius index, free slots.
 libhydb_internal_la_SOURCES += storage/store.h storage/store.c \
-	storage/record.h storage/record.c
+	storage/record.h storage/record.c \
+	storage/keys.h storage/check.h storage/check.c

@@ -16,14 +16,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "storage/keys.h"
 #include "storage/record.h"
 
 #define HYDB_INITIAL_MAP ((size_t)256 << 20)
 #define HYDB_MAX_READERS 510
-/* Keys longer than this are stored under a prefix + 128-bit hash, well
- * inside LMDB's 511-byte key limit. */
-#define HYDB_KEY_DIRECT_MAX 400
-#define HYDB_KEY_PREFIX 350
 
 struct hydb_store {
 	MDB_env *env;
@@ -117,35 +114,6 @@ int hydb_store_mdb_error(int rc, const char *what)
 	default:
 		return hydb_error_set(HYDB_EIO, "%s: %s", what, mdb_strerror(rc));
 	}
-}
-
-/* ---- big-endian keys ---------------------------------------------------- */
-
-static void put_be32(unsigned char *p, uint32_t v)
-{
-	p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v;
-}
-static void put_be64(unsigned char *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
-static uint32_t get_be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static uint64_t get_be64(const unsigned char *p)
-{
-	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
-/* Non-negative floats order like their bit patterns. */
-static uint32_t radius_bits(double r)
-{
-	float f = r < 0 ? 0.0f : (float)r;
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	return u;
 }
 
 /* ---- transactions ------------------------------------------------------ */
@@ -763,22 +731,6 @@ int hydb_store_radius_count(hydb_store *st, MDB_txn *txn, double lo, double hi,
 }
 
 /* ---- keys --------------------------------------------------------------- */
-
-/* The LMDB key for an external key: itself, or prefix + XXH128 when long. */
-static size_t key_bytes(unsigned char *buf, const char *key, size_t len)
-{
-	XXH128_hash_t h;
-	if (len <= HYDB_KEY_DIRECT_MAX) {
-		memcpy(buf, key, len);
-		return len;
-	}
-	memcpy(buf, key, HYDB_KEY_PREFIX);
-	buf[HYDB_KEY_PREFIX] = 0; /* cannot occur in a direct (UTF-8) key */
-	h = XXH3_128bits(key, len);
-	put_be64(buf + HYDB_KEY_PREFIX + 1, h.high64);
-	put_be64(buf + HYDB_KEY_PREFIX + 9, h.low64);
-	return HYDB_KEY_PREFIX + 17;
-}
 
 int hydb_store_lookup_key(hydb_store *st, MDB_txn *txn, const char *key, uint64_t *id_out)
 {

@@ -6,3 +6,10 @@ tests_check_db_SOURCES = tests/check_db.c
 tests_check_db_LDADD = $(TEST_LIBS)
 TESTS += tests/check_db
 endif
+
+# The README's program and the example search backend, built against the
+# installed hydb.pc.
+TESTS += tests/test_example.sh
+EXTRA_DIST += tests/test_example.sh examples/search_backend.c \
+	examples/demo-captions.txt examples/demo-labels.csv tools/quickstart \
+	tools/build tools/run-tests tools/install-deps tools/debian-packages.txt

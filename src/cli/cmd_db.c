@@ -203,9 +203,11 @@ int hydb_cmd_delete(int argc, char **argv)
 /* ---- stats -------------------------------------------------------------- */
 
 static const char stats_usage[] =
-	"usage: hydb stats [DB] [--json] [--bins N]\n"
+	"usage: hydb stats [DB] [--json] [--bins N] [--plot OUT.png]\n"
 	"Counts per modality and label, radius histogram per modality and label,\n"
-	"and disk size. --json prints one object with a top-level \"count\".\n";
+	"and disk size. --json prints one object with a top-level \"count\".\n"
+	"--plot writes the histograms as a PNG: one panel per modality, bars for\n"
+	"unknown (grey), safe (green) and unsafe (red) side by side in each radius bin.\n";
 
 #define MAXBINS 64
 
@@ -355,9 +357,7 @@ int hydb_cmd_stats(int argc, char **argv)
 		}
 	}
 	if (plot) {
-		uint64_t h[3][3][MAXBINS];
-		memcpy(h, s->hist, sizeof h);
-		rc = hydb_cli_plot_histogram(plot, s->rmin, s->rmax, s->bins, &h[0][0][0]);
+		rc = hydb_cli_plot_histogram(plot, s->rmin, s->rmax, s->bins, MAXBINS, &s->hist[0][0][0]);
 		if (rc < 0) {
 			free(s);
 			hydb_close(db);

@@ -20,7 +20,6 @@
 #pragma weak hydb_cmd_stats
 #pragma weak hydb_cmd_export
 #pragma weak hydb_cmd_check
-#pragma weak hydb_cmd_demo
 #pragma weak hydb_cmd_model
 #pragma weak hydb_cmd_encode
 #pragma weak hydb_cmd_preprocess
@@ -49,7 +48,6 @@ static const struct {
 	{"classify", hydb_cmd_classify, "safe/unsafe by safety radius"},
 	{"calibrate", hydb_cmd_calibrate, "fit radius thresholds from labels"},
 	{"traverse", hydb_cmd_traverse, "walk a query toward the origin"},
-	{"demo", hydb_cmd_demo, "run the built-in end-to-end example"},
 };
 
 static void usage(FILE *f)

@@ -156,47 +156,59 @@ void hydb_cli_print_results(FILE *f, const hydb_results *r, int json, size_t que
 	}
 }
 
-/* A plain raster plot: one row of bars per (modality, label) group that has
- * data, safe in green, unsafe in red, unknown in grey, on a shared radius
- * axis, so the safe/unsafe separation is visible at a glance. */
-int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins,
+/* A plain raster plot, one panel per modality that has entries (other,
+ * image, text from top to bottom) on a shared radius axis; in each bin the
+ * unknown, safe and unsafe counts stand side by side in grey, green and red,
+ * so the safe/unsafe separation is visible at a glance. hist is
+ * [3 modality][3 label][stride]. */
+int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins, int stride,
 			    const uint64_t *hist)
 {
 	static const uint8_t colours[3][3] = {{150, 150, 150}, {40, 160, 60}, {200, 50, 40}};
-	const int W = 800, panel_h = 120, margin = 20;
-	int groups[9], ng = 0, H, rc;
+	const int W = 800, panel_h = 150, margin = 20;
+	int mods[3], nm = 0, H, rc;
 	uint8_t *img;
 
-	for (int g = 0; g < 9; g++) {
+	for (int m = 0; m < 3; m++) {
 		uint64_t sum = 0;
-		for (int b = 0; b < bins; b++)
-			sum += hist[g * bins + b];
+		for (int l = 0; l < 3; l++)
+			for (int b = 0; b < bins; b++)
+				sum += hist[(m * 3 + l) * stride + b];
 		if (sum)
-			groups[ng++] = g;
+			mods[nm++] = m;
 	}
-	if (ng == 0)
-		ng = 1, groups[0] = 0;
-	H = ng * panel_h + 2 * margin;
+	if (nm == 0)
+		mods[nm++] = 0;
+	H = nm * panel_h + 2 * margin;
 	img = malloc((size_t)W * H * 3);
 	if (!img)
 		return hydb_error_set(HYDB_ENOMEM, "%s: out of memory", path);
 	memset(img, 255, (size_t)W * H * 3);
-	for (int gi = 0; gi < ng; gi++) {
-		int g = groups[gi], y0 = margin + gi * panel_h, base = y0 + panel_h - 10;
+	for (int mi = 0; mi < nm; mi++) {
+		int m = mods[mi], base = margin + mi * panel_h + panel_h - 12;
 		uint64_t peak = 1;
-		const uint8_t *col = colours[g % 3];
-		for (int b = 0; b < bins; b++)
-			if (hist[g * bins + b] > peak)
-				peak = hist[g * bins + b];
+		for (int l = 0; l < 3; l++)
+			for (int b = 0; b < bins; b++)
+				if (hist[(m * 3 + l) * stride + b] > peak)
+					peak = hist[(m * 3 + l) * stride + b];
 		for (int b = 0; b < bins; b++) {
-			int x0 = margin + b * (W - 2 * margin) / bins, x1 = margin + (b + 1) * (W - 2 * margin) / bins - 1;
-			int h = (int)((double)(panel_h - 20) * hist[g * bins + b] / peak);
-			for (int y = base - h; y < base; y++)
-				for (int x = x0; x < x1; x++)
-					memcpy(img + ((size_t)y * W + x) * 3, col, 3);
+			int x0 = margin + b * (W - 2 * margin) / bins;
+			int bw = (W - 2 * margin) / bins / 3;
+			for (int l = 0; l < 3; l++) {
+				int h = (int)((double)(panel_h - 24) * hist[(m * 3 + l) * stride + b] / peak);
+				for (int y = base - h; y < base; y++)
+					for (int x = x0 + l * bw; x < x0 + (l + 1) * bw - 1; x++)
+						memcpy(img + ((size_t)y * W + x) * 3, colours[l], 3);
+			}
 		}
+		/* axis with a tick at every bin edge */
 		for (int x = margin; x < W - margin; x++)
 			memset(img + ((size_t)base * W + x) * 3, 0, 3);
+		for (int b = 0; b <= bins; b++) {
+			int x = margin + b * (W - 2 * margin) / bins;
+			for (int y = base; y < base + 5 && x < W; y++)
+				memset(img + ((size_t)y * W + x) * 3, 0, 3);
+		}
 	}
 	(void)rmin;
 	(void)rmax;
