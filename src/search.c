@@ -115,42 +115,77 @@ static int check_options(const hydb_search_options *o)
 	return HYDB_OK;
 }
 
-/* One query inside an open snapshot. q is the caller's copy to modify. */
-static int search_one(hydb_db *db, MDB_txn *txn, float *q, const hydb_search_options *o,
-		      const hydb_filter *f, hydb_hit *hits, hydb_results **out)
+/* Check a query and apply the redirect in place. */
+static int prepare_query(float *q, size_t dim, double c, const hydb_search_options *o,
+			 size_t i, double *r0, int *moved)
+{
+	size_t bad = hydb_first_nonfinite(q, dim);
+	RETURN_ERROR_IF(bad < dim, HYDB_ENONFINITE, "query %zu: component %zu is %s", i, bad,
+			isnan(q[bad]) ? "NaN" : "infinite");
+	*r0 = hydb_lorentz_radius(q, dim, c);
+	*moved = o->redirect ? hydb_redirect_query(q, dim, c, o->redirect, o->redirect_bound) : 0;
+	return HYDB_OK;
+}
+
+/* Search every prepared query inside one snapshot: exact search takes the
+ * whole batch in one pass (its GEMM is where batching pays), the index
+ * answers query by query. */
+static int run_queries(hydb_db *db, MDB_txn *txn, const float *qs, size_t nq,
+		       const hydb_search_options *o, const hydb_filter *f, hydb_hit *hits,
+		       size_t *nhit, const char **plans)
 {
 	hydb_store *st = hydb_db_store(db);
-	size_t dim = hydb_store_dim(st), nhit = 0;
-	double c = hydb_store_curvature(st);
-	const char *plan = "exact";
-	hydb_results *r = NULL;
-	size_t bad = hydb_first_nonfinite(q, dim);
-	double r0;
-	int moved, rc;
-
-	RETURN_ERROR_IF(bad < dim, HYDB_ENONFINITE, "query: component %zu is %s", bad,
-			isnan(q[bad]) ? "NaN" : "infinite");
-	r0 = hydb_lorentz_radius(q, dim, c);
-	moved = o->redirect ? hydb_redirect_query(q, dim, c, o->redirect, o->redirect_bound) : 0;
+	size_t dim = hydb_store_dim(st);
 	if (o->exact) {
-		rc = hydb_exact_search(st, txn, q, 1, o->k, f, hits, &nhit);
-	} else {
+		for (size_t i = 0; i < nq; i++)
+			plans[i] = "exact";
+		return hydb_exact_search(st, txn, qs, nq, o->k, f, hits, nhit);
+	}
+	for (size_t i = 0; i < nq; i++) {
 		size_t ef = o->ef ? o->ef : (o->k > 64 ? o->k : 64);
-		rc = hydb_index_search(hydb_db_index(db), txn, q, o->k, ef < o->k ? o->k : ef, f, hits,
-				       &nhit, &plan);
+		int rc = hydb_index_search(hydb_db_index(db), txn, qs + i * dim, o->k,
+					   ef < o->k ? o->k : ef, f, hits + i * o->k, &nhit[i], &plans[i]);
+		if (rc < 0)
+			return nq > 1 ? hydb_error_prefix(rc, "query %zu", i) : rc;
 	}
-	FORWARD_IF_ERROR(rc);
-	FORWARD_IF_ERROR(results_alloc(&r, nhit));
-	r->redirected = moved;
-	r->query_radius = r0;
-	r->searched_radius = moved ? hydb_lorentz_radius(q, dim, c) : r0;
-	r->plan = plan;
-	rc = resolve_hits(st, txn, hits, nhit, r);
-	if (rc < 0) {
-		hydb_results_free(r);
-		return rc;
+	return HYDB_OK;
+}
+
+typedef struct {
+	float *qs;
+	double *r0;
+	int *moved;
+	hydb_hit *hits;
+	size_t *nhit;
+	const char **plans;
+} batch_scratch;
+
+static void scratch_free(batch_scratch *b)
+{
+	free(b->qs);
+	free(b->r0);
+	free(b->moved);
+	free(b->hits);
+	free(b->nhit);
+	free(b->plans);
+}
+
+static int scratch_alloc(batch_scratch *b, size_t nq, size_t dim, size_t k)
+{
+	size_t nqk;
+	memset(b, 0, sizeof *b);
+	if (hydb_mul_size(&nqk, nq, k) < 0)
+		return hydb_error_set(HYDB_ENOMEM, "search: %zu queries x k = %zu overflows", nq, k);
+	b->qs = hydb_alloc_array(nq * dim, sizeof *b->qs, "query copies");
+	b->r0 = hydb_alloc_array(nq, sizeof *b->r0, "query radii");
+	b->moved = hydb_alloc_array(nq, sizeof *b->moved, "redirect flags");
+	b->hits = hydb_alloc_array(nqk, sizeof *b->hits, "search hits");
+	b->nhit = hydb_alloc_array(nq, sizeof *b->nhit, "hit counts");
+	b->plans = hydb_alloc_array(nq, sizeof *b->plans, "plans");
+	if (!b->qs || !b->r0 || !b->moved || !b->hits || !b->nhit || !b->plans) {
+		scratch_free(b);
+		return HYDB_ENOMEM;
 	}
-	*out = r;
 	return HYDB_OK;
 }
 
@@ -158,11 +193,11 @@ int hydb_search_batch(hydb_db *db, hydb_results ***out, const float *queries, si
 		      const hydb_search_options *opts)
 {
 	hydb_store *st;
-	size_t dim;
+	size_t dim, qbytes;
+	double c;
 	hydb_filter f;
 	hydb_results **res;
-	hydb_hit *hits;
-	float *q;
+	batch_scratch b;
 	MDB_txn *txn;
 	int rc = HYDB_OK;
 
@@ -170,33 +205,40 @@ int hydb_search_batch(hydb_db *db, hydb_results ***out, const float *queries, si
 	FORWARD_IF_ERROR(check_options(opts));
 	st = hydb_db_store(db);
 	dim = hydb_store_dim(st);
+	c = hydb_store_curvature(st);
 	f.min_radius = opts->min_radius > 0 ? opts->min_radius : 0;
 	f.max_radius = opts->max_radius;
 	f.modality_mask = opts->modality_mask;
 	f.label_mask = opts->label_mask;
-
+	RETURN_ERROR_IF(hydb_mul3_size(&qbytes, nq, dim, sizeof(float)) < 0, HYDB_ENOMEM,
+			"search: %zu queries of dimension %zu overflow", nq, dim);
+	FORWARD_IF_ERROR(scratch_alloc(&b, nq ? nq : 1, dim, opts->k));
 	res = calloc(nq ? nq : 1, sizeof *res);
-	hits = hydb_alloc_array(opts->k, sizeof *hits, "search hits");
-	q = hydb_alloc_array(dim, sizeof *q, "query copy");
-	if (!res || !hits || !q) {
-		free(res);
-		free(hits);
-		free(q);
+	if (!res) {
+		scratch_free(&b);
 		return hydb_error_set(HYDB_ENOMEM, "search: out of memory");
 	}
+	memcpy(b.qs, queries, qbytes);
+	for (size_t i = 0; rc == 0 && i < nq; i++)
+		rc = prepare_query(b.qs + i * dim, dim, c, opts, i, &b.r0[i], &b.moved[i]);
 	/* One snapshot for the whole batch: every query sees the same data. */
-	rc = hydb_store_read_begin(st, &txn);
+	if (rc == 0)
+		rc = hydb_store_read_begin(st, &txn);
 	if (rc == 0) {
+		rc = run_queries(db, txn, b.qs, nq, opts, &f, b.hits, b.nhit, b.plans);
 		for (size_t i = 0; rc == 0 && i < nq; i++) {
-			memcpy(q, queries + i * dim, dim * sizeof *q);
-			rc = search_one(db, txn, q, opts, &f, hits, &res[i]);
-			if (rc < 0 && nq > 1)
-				hydb_error_prefix(rc, "query %zu", i);
+			rc = results_alloc(&res[i], b.nhit[i]);
+			if (rc < 0)
+				break;
+			res[i]->redirected = b.moved[i];
+			res[i]->query_radius = b.r0[i];
+			res[i]->searched_radius = b.moved[i] ? hydb_lorentz_radius(b.qs + i * dim, dim, c) : b.r0[i];
+			res[i]->plan = b.plans[i];
+			rc = resolve_hits(st, txn, b.hits + i * opts->k, b.nhit[i], res[i]);
 		}
 		hydb_store_read_end(st, txn);
 	}
-	free(hits);
-	free(q);
+	scratch_free(&b);
 	if (rc < 0) {
 		hydb_results_free_batch(res, nq);
 		return rc;

@@ -13,3 +13,7 @@ TESTS += tests/test_example.sh
 EXTRA_DIST += tests/test_example.sh examples/search_backend.c \
 	examples/demo-captions.txt examples/demo-labels.csv tools/quickstart \
 	tools/build tools/run-tests tools/install-deps tools/debian-packages.txt
+
+# End to end: ingest (killed and resumed), every query flag, calibration.
+TESTS += tests/test_e2e.sh
+EXTRA_DIST += tests/test_e2e.sh tests/e2e.py
