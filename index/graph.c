@@ -120,14 +120,40 @@ static int scratch_fit(struct hnsw_scratch *sc, uint32_t slot_limit)
 			   "block pointers");
 }
 
+/* A write may spill dirty pages and free their memory (without
+ * MDB_WRITEMAP): pointers into pages dirtied by this transaction expire. */
 void hnsw_ctx_wrote(struct hnsw_ctx *cx)
 {
-	struct hnsw_scratch *sc = cx->sc;
-	if (cx->ix->stable_ptrs)
-		return;
+	if (!cx->ix->stable_ptrs)
+		cx->sc->wepoch++;
+}
+
+static void drop_cache(struct hnsw_scratch *sc)
+{
 	if (++sc->blk_epoch == 0) {
 		memset(sc->blk, 0, (size_t)sc->blk_cap * sizeof *sc->blk);
 		sc->blk_epoch = 1;
+	}
+}
+
+/* Cached pointers survive from one read transaction to the next when both
+ * see the same snapshot in the same mapping: the pages cannot have changed. */
+static void cache_for_txn(struct hnsw_ctx *cx)
+{
+	struct hnsw_scratch *sc = cx->sc;
+	MDB_envinfo info;
+	uint64_t id = mdb_txn_id(cx->txn);
+	int known = cx->ix->src.env && mdb_env_info(cx->ix->src.env, &info) == 0;
+	if (known) {
+		cx->ix->map_lo = info.me_mapaddr;
+		cx->ix->map_hi = (char *)info.me_mapaddr + info.me_mapsize;
+	}
+	/* A write transaction's id is one past the last committed. */
+	int rdonly = known && id <= info.me_last_txnid;
+	if (!rdonly || id != sc->snap_txn || info.me_mapaddr != sc->snap_map) {
+		drop_cache(sc);
+		sc->snap_txn = rdonly ? id : UINT64_MAX;
+		sc->snap_map = rdonly ? info.me_mapaddr : NULL;
 	}
 }
 
@@ -145,11 +171,7 @@ int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn)
 		hnsw_ctx_end(cx);
 		return rc;
 	}
-	/* A new transaction: no cached pointer may be trusted. */
-	int keep = cx->ix->stable_ptrs;
-	cx->ix->stable_ptrs = 0;
-	hnsw_ctx_wrote(cx);
-	cx->ix->stable_ptrs = keep;
+	cache_for_txn(cx);
 	return 0;
 }
 
@@ -188,6 +210,16 @@ int hnsw_cand_reserve(struct hnsw_cand **a, size_t *cap, size_t need)
 
 /* ---- slot data --------------------------------------------------------- */
 
+/* Pages outside the map are dirty copies private to a write txn. */
+static int in_map(const hydb_index *ix, const void *a, const void *b)
+{
+	const char *p = a, *q = b;
+	if (!ix->map_lo)
+		return 0;
+	return p >= ix->map_lo && p < ix->map_hi &&
+	       (!q || (q >= ix->map_lo && q < ix->map_hi));
+}
+
 static int blk_load(struct hnsw_ctx *cx, uint32_t b)
 {
 	hydb_index *ix = cx->ix;
@@ -210,6 +242,8 @@ static int blk_load(struct hnsw_ctx *cx, uint32_t b)
 			e->cv = v.mv_data;
 	}
 	e->epoch = cx->sc->blk_epoch;
+	e->wepoch = cx->sc->wepoch;
+	e->vol = !cx->ix->stable_ptrs && !in_map(cx->ix, e->vec, e->cv);
 	return 0;
 }
 
@@ -220,7 +254,8 @@ int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
 	if (b >= cx->sc->blk_cap)
 		FORWARD_IF_ERROR(scratch_fit(cx->sc, slot + 1));
 	struct hnsw_blk *e = &cx->sc->blk[b];
-	if (e->epoch != cx->sc->blk_epoch)
+	if (e->epoch != cx->sc->blk_epoch ||
+	    (e->vol && e->wepoch != cx->sc->wepoch))
 		FORWARD_IF_ERROR(blk_load(cx, b));
 	if (vec)
 		*vec = e->vec + (size_t)i * cx->ix->dim;

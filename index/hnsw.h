@@ -88,6 +88,9 @@ int hydb_index_open(hydb_index **out, hydb_store *st, MDB_txn *txn,
 int hydb_index_open_source(hydb_index **out, const hydb_vsource *src,
 			   MDB_txn *txn, unsigned M, unsigned efc,
 			   unsigned flags);
+/* hydb_index_open with creation flags (HYDB_HNSW_*). */
+int hydb_index_open_flags(hydb_index **out, hydb_store *st, MDB_txn *txn,
+			  unsigned M, unsigned efc, unsigned flags);
 void hydb_index_close(hydb_index *ix);
 
 /* Insert slots whose vectors and attributes are already in the blocks. */

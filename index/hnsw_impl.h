@@ -38,6 +38,7 @@ struct hydb_index {
 	size_t dim;
 	double c, level_mult;
 	int stable_ptrs; /* MDB_WRITEMAP: our writes never move block data */
+	char *map_lo, *map_hi; /* the map, as last seen */
 	pthread_mutex_t pool_lock;
 	struct hnsw_scratch *pool;
 };
@@ -49,6 +50,8 @@ struct hnsw_cand {
 
 struct hnsw_blk {
 	uint32_t epoch;
+	uint32_t wepoch; /* for volatile entries: the write count they saw */
+	int vol;         /* points at a page dirty in this write txn */
 	const float *vec;
 	const hydb_slot_attr *attr;
 	const uint16_t *cv;
@@ -61,7 +64,9 @@ struct hnsw_scratch {
 	uint32_t *visit;
 	uint32_t visit_cap, visit_epoch;
 	struct hnsw_blk *blk;
-	uint32_t blk_cap, blk_epoch;
+	uint32_t blk_cap, blk_epoch, wepoch;
+	uint64_t snap_txn;  /* snapshot the cached pointers belong to */
+	void *snap_map;
 	struct hnsw_cand *cand, *res;
 	size_t cand_cap, res_cap;
 	uint32_t links[2 * HYDB_HNSW_MAX_M + 1];

@@ -21,8 +21,8 @@ static int st_rscan(void *ctx, MDB_txn *txn, double lo, double hi,
 	return hydb_store_radius_scan(ctx, txn, lo, hi, fn, fctx);
 }
 
-int hydb_index_open(hydb_index **out, hydb_store *st, MDB_txn *txn,
-		    unsigned M, unsigned efc)
+int hydb_index_open_flags(hydb_index **out, hydb_store *st, MDB_txn *txn,
+			  unsigned M, unsigned efc, unsigned flags)
 {
 	RETURN_ERROR_IF(!st, HYDB_EINVAL, "index open: no store");
 	hydb_vsource src = {
@@ -36,5 +36,11 @@ int hydb_index_open(hydb_index **out, hydb_store *st, MDB_txn *txn,
 		.radius_count = st_rcount,
 		.radius_scan = st_rscan,
 	};
-	return hydb_index_open_source(out, &src, txn, M, efc, 0);
+	return hydb_index_open_source(out, &src, txn, M, efc, flags);
+}
+
+int hydb_index_open(hydb_index **out, hydb_store *st, MDB_txn *txn,
+		    unsigned M, unsigned efc)
+{
+	return hydb_index_open_flags(out, st, txn, M, efc, 0);
 }
