@@ -1,0 +1,342 @@
+/*
+ * gen_hysac.c - deterministic HySAC-like data for the recall bench.
+ *
+ * Four populations at increasing distance from the origin, as HySAC places
+ * them: safe text < safe image < unsafe text < unsafe image. Directions are
+ * clustered (thousands of clusters) and the cluster centres come from a
+ * 32-dimensional latent space mapped linearly into D dimensions, because
+ * real embeddings occupy a low-dimensional manifold; isotropic random
+ * centres would make every point nearly equidistant and defeat any graph
+ * index. Queries are drawn from the same distribution with another seed.
+ * Ground truth is exact: float64 keys over every point.
+ */
+#include "bench/recall_data.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "index/distance.h"
+
+#define LATENT 32
+#define CLUSTERS 4000
+
+static const double pop_radius[4] = {1.6, 2.1, 2.5, 2.9}; /* c = 1 */
+
+struct rng {
+	uint64_t s;
+};
+
+static double urand(struct rng *r)
+{
+	r->s = r->s * 6364136223846793005ull + 1442695040888963407ull;
+	return ((r->s >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double nrand(struct rng *r)
+{
+	return sqrt(-2 * log(urand(r))) * cos(6.283185307179586 * urand(r));
+}
+
+static void normalize(double *v, size_t d)
+{
+	double n = 0;
+	for (size_t i = 0; i < d; i++)
+		n += v[i] * v[i];
+	n = sqrt(n);
+	for (size_t i = 0; i < d; i++)
+		v[i] /= n;
+}
+
+/* A cluster: its latent point and a fixed isotropic offset. */
+struct gen {
+	size_t d;
+	double *w;     /* d x LATENT */
+	double *z;     /* CLUSTERS x LATENT */
+	double *iso;   /* CLUSTERS x d */
+};
+
+static void make_gen(struct gen *g, size_t d, struct rng *r)
+{
+	g->d = d;
+	g->w = malloc(d * LATENT * sizeof *g->w);
+	g->z = malloc(CLUSTERS * LATENT * sizeof *g->z);
+	g->iso = malloc(CLUSTERS * d * sizeof *g->iso);
+	for (size_t i = 0; i < d * LATENT; i++)
+		g->w[i] = nrand(r) / sqrt((double)LATENT);
+	for (size_t i = 0; i < CLUSTERS * LATENT; i++)
+		g->z[i] = nrand(r);
+	for (size_t i = 0; i < CLUSTERS * d; i++)
+		g->iso[i] = 0.15 * nrand(r);
+}
+
+static void free_gen(struct gen *g)
+{
+	free(g->w);
+	free(g->z);
+	free(g->iso);
+}
+
+/* Direction: the cluster's latent point jittered in the latent space,
+ * mapped up, plus the cluster's and a point's own isotropic offsets. */
+static void make_point(float *x, struct rd_attr *a, const struct gen *g,
+		       double c, struct rng *r)
+{
+	double v[4096], z[LATENT];
+	size_t d = g->d, k = (size_t)(urand(r) * CLUSTERS);
+	unsigned pop = (unsigned)(k % 4);
+	for (size_t j = 0; j < LATENT; j++)
+		z[j] = g->z[k * LATENT + j] + 0.3 * nrand(r);
+	for (size_t i = 0; i < d; i++) {
+		double s = g->iso[k * d + i] + 0.1 * nrand(r);
+		for (size_t j = 0; j < LATENT; j++)
+			s += g->w[i * LATENT + j] * z[j];
+		v[i] = s;
+	}
+	normalize(v, d);
+	/* Radii scale as 1/sqrt(c) so the picture holds at any curvature. */
+	double rad = (pop_radius[pop] + 0.25 * nrand(r)) / sqrt(c);
+	if (rad < 0.05)
+		rad = 0.05;
+	double s = sinh(sqrt(c) * rad) / sqrt(c);
+	for (size_t i = 0; i < d; i++)
+		x[i] = (float)(v[i] * s);
+	a->radius = (float)rad;
+	a->modality = (pop % 2) ? 1 : 2; /* image : text */
+	a->label = pop < 2 ? 1 : 2;      /* safe : unsafe */
+	a->pad = 0;
+}
+
+/* ---- ground truth ------------------------------------------------------ */
+
+struct gt_job {
+	struct rd_set *s;
+	size_t from, to;
+};
+
+static void top_k(const double *key, size_t n, const struct rd_attr *a,
+		  double bound, int32_t *out, size_t k)
+{
+	double best[RD_GT_K];
+	size_t m = 0;
+	for (size_t j = 0; j < n; j++) {
+		if (a && a[j].radius > bound)
+			continue;
+		double v = key[j];
+		if (m == k && v >= best[k - 1])
+			continue;
+		size_t i = m < k ? m++ : k - 1;
+		while (i > 0 && best[i - 1] > v) {
+			best[i] = best[i - 1];
+			out[i] = out[i - 1];
+			i--;
+		}
+		best[i] = v;
+		out[i] = (int32_t)j;
+	}
+	for (size_t i = m; i < k; i++)
+		out[i] = -1;
+}
+
+static void *gt_worker(void *arg)
+{
+	struct gt_job *j = arg;
+	struct rd_set *s = j->s;
+	double *key = malloc(s->n * sizeof *key);
+	for (size_t q = j->from; q < j->to; q++) {
+		hydb_kquery kq;
+		hydb_kquery_init(&kq, s->query + q * s->d, s->d, s->c);
+		for (size_t i = 0; i < s->n; i++)
+			key[i] = hydb_key_f32(&kq, s->base + i * s->d);
+		top_k(key, s->n, NULL, 0, s->gt + q * RD_GT_K, RD_GT_K);
+		for (int f = 0; f < RD_NSEL; f++)
+			top_k(key, s->n, s->attr, s->bound[f],
+			      s->gtf + ((size_t)f * s->nq + q) * RD_GTF_K,
+			      RD_GTF_K);
+	}
+	free(key);
+	return NULL;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+
+/* Radius bounds that keep 0.1%, 1%, 10%, 50% and 90% of the points. */
+static void pick_bounds(struct rd_set *s)
+{
+	static const double sel[RD_NSEL] = {0.001, 0.01, 0.1, 0.5, 0.9};
+	float *r = malloc(s->n * sizeof *r);
+	for (size_t i = 0; i < s->n; i++)
+		r[i] = s->attr[i].radius;
+	qsort(r, s->n, sizeof *r, cmp_float);
+	for (int f = 0; f < RD_NSEL; f++) {
+		size_t i = (size_t)(sel[f] * (double)s->n);
+		s->sel[f] = sel[f];
+		s->bound[f] = r[i ? i - 1 : 0];
+	}
+	free(r);
+}
+
+static void ground_truth(struct rd_set *s)
+{
+	pthread_t t[2];
+	struct gt_job j[2] = {{s, 0, s->nq / 2}, {s, s->nq / 2, s->nq}};
+	s->gt = malloc(s->nq * RD_GT_K * sizeof *s->gt);
+	s->gtf = malloc(RD_NSEL * s->nq * RD_GTF_K * sizeof *s->gtf);
+	pick_bounds(s);
+	pthread_create(&t[0], NULL, gt_worker, &j[0]);
+	gt_worker(&j[1]);
+	pthread_join(t[0], NULL);
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+static int put_file(const char *dir, const char *name, const void *p,
+		    size_t bytes)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(p, 1, bytes, f) != bytes || fclose(f)) {
+		fprintf(stderr, "gen_hysac: cannot write %s: %s\n", path,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void *get_file(const char *dir, const char *name, size_t bytes)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	void *p = malloc(bytes ? bytes : 1);
+	if (!f || fread(p, 1, bytes, f) != bytes) {
+		if (f)
+			fclose(f);
+		free(p);
+		return NULL;
+	}
+	fclose(f);
+	return p;
+}
+
+static int save(const struct rd_set *s, const char *dir)
+{
+	char path[4096];
+	mkdir(dir, 0755);
+	if (put_file(dir, "base.f32", s->base, s->n * s->d * 4) ||
+	    put_file(dir, "query.f32", s->query, s->nq * s->d * 4) ||
+	    put_file(dir, "attr.bin", s->attr, s->n * sizeof *s->attr) ||
+	    put_file(dir, "gt.i32", s->gt, s->nq * RD_GT_K * 4) ||
+	    put_file(dir, "gtf.i32", s->gtf, RD_NSEL * s->nq * RD_GTF_K * 4))
+		return -1;
+	snprintf(path, sizeof path, "%s/sel.txt", dir);
+	FILE *f = fopen(path, "w");
+	for (int i = 0; f && i < RD_NSEL; i++)
+		fprintf(f, "%.17g %.17g\n", s->sel[i], s->bound[i]);
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof path, "%s/info.txt", dir);
+	f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "%zu %zu %zu %.17g\n", s->n, s->d, s->nq, s->c);
+		fclose(f);
+	}
+	return f ? 0 : -1;
+}
+
+int rd_load(struct rd_set *s, const char *dir)
+{
+	char path[4096];
+	memset(s, 0, sizeof *s);
+	snprintf(path, sizeof path, "%s/info.txt", dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	int ok = fscanf(f, "%zu %zu %zu %lg", &s->n, &s->d, &s->nq, &s->c) == 4;
+	fclose(f);
+	snprintf(path, sizeof path, "%s/sel.txt", dir);
+	f = ok ? fopen(path, "r") : NULL;
+	for (int i = 0; f && i < RD_NSEL; i++)
+		ok &= fscanf(f, "%lg %lg", &s->sel[i], &s->bound[i]) == 2;
+	if (f)
+		fclose(f);
+	if (!ok || !f)
+		return -1;
+	s->base = get_file(dir, "base.f32", s->n * s->d * 4);
+	s->query = get_file(dir, "query.f32", s->nq * s->d * 4);
+	s->attr = get_file(dir, "attr.bin", s->n * sizeof *s->attr);
+	s->gt = get_file(dir, "gt.i32", s->nq * RD_GT_K * 4);
+	s->gtf = get_file(dir, "gtf.i32", RD_NSEL * s->nq * RD_GTF_K * 4);
+	if (!s->base || !s->query || !s->attr || !s->gt || !s->gtf) {
+		rd_free(s);
+		return -1;
+	}
+	return 0;
+}
+
+int rd_make(struct rd_set *s, const char *dir, size_t n, size_t d, size_t nq,
+	    double c)
+{
+	if (rd_load(s, dir) == 0 && s->n == n && s->d == d && s->nq == nq &&
+	    s->c == c)
+		return 0;
+	rd_free(s);
+	if (d > 4096)
+		return -1;
+	struct rng r = {12345};
+	s->n = n, s->d = d, s->nq = nq, s->c = c;
+	struct gen g;
+	make_gen(&g, d, &r);
+	s->base = malloc(n * d * sizeof *s->base);
+	s->query = malloc(nq * d * sizeof *s->query);
+	s->attr = malloc((n > nq ? n : nq) * sizeof *s->attr);
+	for (size_t i = 0; i < n; i++)
+		make_point(s->base + i * d, &s->attr[i], &g, c, &r);
+	struct rng rq = {987654321};
+	struct rd_attr qa;
+	for (size_t i = 0; i < nq; i++)
+		make_point(s->query + i * d, &qa, &g, c, &rq);
+	free_gen(&g);
+	ground_truth(s);
+	return save(s, dir);
+}
+
+void rd_free(struct rd_set *s)
+{
+	free(s->base);
+	free(s->query);
+	free(s->attr);
+	free(s->gt);
+	free(s->gtf);
+	memset(s, 0, sizeof *s);
+}
+
+double rd_recall(const int32_t *rows, size_t k, const int32_t *gt, size_t gk,
+		 size_t nq, size_t at)
+{
+	double sum = 0;
+	size_t counted = 0;
+	for (size_t q = 0; q < nq; q++) {
+		size_t hit = 0, want = 0;
+		for (size_t j = 0; j < at; j++)
+			want += gt[q * gk + j] >= 0;
+		for (size_t i = 0; i < at && i < k; i++)
+			for (size_t j = 0; j < at; j++)
+				hit += rows[q * k + i] >= 0 &&
+				       rows[q * k + i] == gt[q * gk + j];
+		if (want) {
+			sum += (double)hit / (double)want;
+			counted++;
+		}
+	}
+	return counted ? sum / counted : 1.0;
+}

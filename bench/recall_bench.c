@@ -1,0 +1,294 @@
+/*
+ * recall_bench.c - hydb's HNSW on HySAC-like data: recall@1/10/100 and QPS
+ * (1 and 2 threads) at several ef, build and open time, bytes per vector,
+ * and filtered search at radius selectivities 0.1% ... 90%.
+ *
+ *   recall_bench -w WORKDIR -o OUT.csv [-n N] [-q NQ] [-d D] [-c C] [-x]
+ *
+ * -x walks the float32 vectors instead of the half-precision copy. The data
+ * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C for the peers
+ * (bench/hnswlib_peer.cpp, bench/recall_faiss.py).
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench/recall_data.h"
+#include "index/distance.h"
+#include "index/hnsw.h"
+#include "storage/store.h"
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "recall_bench: %s: %s\n", what, hydb_last_error());
+	exit(1);
+}
+
+struct bench {
+	struct rd_set s;
+	hydb_store *st;
+	hydb_index *ix;
+	int32_t *slot2row;
+	uint32_t *slots;
+	size_t batch_from, batch_to;
+	unsigned flags;
+	FILE *csv;
+};
+
+/* ---- build ------------------------------------------------------------- */
+
+static int put_batch(hydb_store *st, MDB_txn *txn, void *ctx)
+{
+	struct bench *b = ctx;
+	char key[32];
+	for (size_t i = b->batch_from; i < b->batch_to; i++) {
+		hydb_record r = {.key = key, .vector = b->s.base + i * b->s.d,
+				 .modality = b->s.attr[i].modality,
+				 .label = b->s.attr[i].label};
+		uint64_t id;
+		int replaced;
+		snprintf(key, sizeof key, "p%zu", i);
+		FORWARD_IF_ERROR(hydb_store_put(st, txn, &r, b->s.attr[i].radius,
+						&id, &b->slots[i], &replaced));
+	}
+	return 0;
+}
+
+static int open_index(hydb_store *st, MDB_txn *txn, void *ctx)
+{
+	struct bench *b = ctx;
+	hydb_index_close(b->ix);
+	b->ix = NULL;
+	return hydb_index_open_flags(&b->ix, st, txn, 16, 200, b->flags);
+}
+
+static int insert_batch(hydb_store *st, MDB_txn *txn, void *ctx)
+{
+	struct bench *b = ctx;
+	return hydb_index_insert(b->ix, txn, b->slots + b->batch_from,
+				 b->batch_to - b->batch_from);
+}
+
+static void in_batches(struct bench *b, hydb_write_fn fn, size_t per,
+		       const char *what)
+{
+	for (size_t i = 0; i < b->s.n; i += per) {
+		b->batch_from = i;
+		b->batch_to = i + per < b->s.n ? i + per : b->s.n;
+		if (hydb_store_write(b->st, fn, b) < 0)
+			die(what);
+	}
+}
+
+static void open_store(struct bench *b, const char *path, int create)
+{
+	hydb_open_options o;
+	memset(&o, 0, sizeof o);
+	o.version = HYDB_OPEN_OPTIONS_VERSION;
+	o.flags = create ? HYDB_OPEN_CREATE | HYDB_OPEN_NOSYNC : 0;
+	o.dim = b->s.d;
+	o.curvature = b->s.c;
+	if (hydb_store_open(&b->st, path, &o) < 0)
+		die(path);
+}
+
+static double build(struct bench *b, const char *path)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		exit(1);
+	open_store(b, path, 1);
+	b->slots = malloc(b->s.n * sizeof *b->slots);
+	in_batches(b, put_batch, 5000, "storing records");
+	if (hydb_store_write(b->st, open_index, b) < 0)
+		die("creating the index");
+	double t0 = now();
+	in_batches(b, insert_batch, 20000, "building the index");
+	double t = now() - t0;
+	uint32_t max = 0;
+	for (size_t i = 0; i < b->s.n; i++)
+		max = b->slots[i] > max ? b->slots[i] : max;
+	b->slot2row = malloc(((size_t)max + 1) * sizeof *b->slot2row);
+	for (size_t i = 0; i < b->s.n; i++)
+		b->slot2row[b->slots[i]] = (int32_t)i;
+	return t;
+}
+
+/* ---- search ------------------------------------------------------------ */
+
+struct run {
+	struct bench *b;
+	size_t k, ef, from, to;
+	const hydb_filter *f;
+	int32_t *rows; /* nq x k result rows, -1 padded */
+	const char *plan;
+};
+
+static void *run_queries(void *arg)
+{
+	struct run *r = arg;
+	struct bench *b = r->b;
+	hydb_hit hits[RD_GT_K];
+	for (size_t q = r->from; q < r->to; q++) {
+		MDB_txn *txn;
+		size_t n;
+		if (hydb_store_read_begin(b->st, &txn) < 0 ||
+		    hydb_index_search(b->ix, txn, b->s.query + q * b->s.d, r->k,
+				      r->ef, r->f, hits, &n, &r->plan) < 0)
+			die("search");
+		hydb_store_read_end(b->st, txn);
+		for (size_t i = 0; i < r->k; i++)
+			r->rows[q * r->k + i] =
+				i < n ? b->slot2row[hits[i].slot] : -1;
+	}
+	return NULL;
+}
+
+/* Wall-clock QPS over all queries with nthreads threads. */
+static double timed(struct run *proto, int nthreads)
+{
+	pthread_t t[2];
+	struct run r[2] = {*proto, *proto};
+	size_t nq = proto->b->s.nq;
+	double t0 = now();
+	r[0].from = 0, r[0].to = nthreads > 1 ? nq / 2 : nq;
+	r[1].from = nq / 2, r[1].to = nq;
+	if (nthreads > 1)
+		pthread_create(&t[0], NULL, run_queries, &r[1]);
+	run_queries(&r[0]);
+	if (nthreads > 1)
+		pthread_join(t[0], NULL);
+	proto->plan = r[0].plan;
+	return (double)nq / (now() - t0);
+}
+
+static void unfiltered(struct bench *b, double build_s, double bpv,
+		       double open_s)
+{
+	static const size_t efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256};
+	size_t nq = b->s.nq;
+	int32_t *rows = malloc(nq * RD_GT_K * sizeof *rows);
+	for (size_t e = 0; e < sizeof efs / sizeof *efs; e++) {
+		struct run r = {b, 10, efs[e], 0, 0, NULL, rows, NULL};
+		double q1 = timed(&r, 1), q2 = timed(&r, 2);
+		double r1 = rd_recall(rows, 10, b->s.gt, RD_GT_K, nq, 1);
+		double r10 = rd_recall(rows, 10, b->s.gt, RD_GT_K, nq, 10);
+		struct run h = {b, 100, efs[e] > 100 ? efs[e] : 100, 0, nq,
+				NULL, rows, NULL};
+		run_queries(&h);
+		double r100 = rd_recall(rows, 100, b->s.gt, RD_GT_K, nq, 100);
+		fprintf(b->csv, "hydb,%zu,1,%.4f,%.4f,%.4f,%.1f,%.1f,%.3f,%.0f,%.4f\n",
+			efs[e], r1, r10, r100, q1, q2, build_s, bpv, open_s);
+		printf("hydb ef=%-4zu recall@1 %.4f @10 %.4f @100 %.4f  QPS %8.1f "
+		       "(2 threads %8.1f)\n",
+		       efs[e], r1, r10, r100, q1, q2);
+	}
+	free(rows);
+}
+
+static void filtered(struct bench *b)
+{
+	size_t nq = b->s.nq;
+	int32_t *rows = malloc(nq * 10 * sizeof *rows);
+	for (int i = 0; i < RD_NSEL; i++) {
+		hydb_filter f = {0, b->s.bound[i], 0, 0};
+		struct run r = {b, 10, 64, 0, 0, &f, rows, NULL};
+		double q1 = timed(&r, 1);
+		double r10 = rd_recall(rows, 10,
+				       b->s.gtf + (size_t)i * nq * RD_GTF_K,
+				       RD_GTF_K, nq, 10);
+		fprintf(b->csv, "hydb-filtered,64,%g,,%.4f,,%.1f,,,,\n",
+			b->s.sel[i], r10, q1);
+		printf("hydb filtered sel %5.3f%% recall@10 %.4f QPS %8.1f (%s)\n",
+		       100 * b->s.sel[i], r10, q1, r.plan);
+	}
+	free(rows);
+}
+
+/* Cold open: store, index and the first answer. */
+static double reopen(struct bench *b, const char *path)
+{
+	hydb_index_close(b->ix);
+	hydb_store_close(b->st);
+	b->ix = NULL;
+	double t0 = now();
+	MDB_txn *txn;
+	hydb_hit h[10];
+	size_t n;
+	open_store(b, path, 0);
+	if (hydb_store_read_begin(b->st, &txn) < 0 ||
+	    hydb_index_open(&b->ix, b->st, txn, 0, 0) < 0 ||
+	    hydb_index_search(b->ix, txn, b->s.query, 10, 64, NULL, h, &n,
+			      NULL) < 0)
+		die("reopen");
+	hydb_store_read_end(b->st, txn);
+	return now() - t0;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench b;
+	size_t n = 100000, nq = 1000, d = 768;
+	double c = 1.0;
+	const char *work = "bench/results", *out = NULL;
+	int opt;
+	memset(&b, 0, sizeof b);
+	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:x")) != -1) {
+		switch (opt) {
+		case 'n': n = strtoul(optarg, NULL, 10); break;
+		case 'q': nq = strtoul(optarg, NULL, 10); break;
+		case 'd': d = strtoul(optarg, NULL, 10); break;
+		case 'c': c = strtod(optarg, NULL); break;
+		case 'w': work = optarg; break;
+		case 'o': out = optarg; break;
+		case 'x': b.flags |= HYDB_HNSW_NO_COMPACT; break;
+		default:
+			fprintf(stderr, "usage: recall_bench -w DIR -o CSV [-n N] "
+					"[-q NQ] [-d D] [-c C] [-x]\n");
+			return 2;
+		}
+	}
+	char data[4096], db[4096];
+	snprintf(data, sizeof data, "%s/data-%zu-%zu-%zu-%g", work, n, d, nq, c);
+	snprintf(db, sizeof db, "%s/db-%zu%s", work, n, b.flags ? "-f32" : "");
+	double t0 = now();
+	if (rd_make(&b.s, data, n, d, nq, c) < 0)
+		return 1;
+	printf("data %s: N=%zu D=%zu queries=%zu c=%g (%.1f s), kernel %s\n",
+	       data, n, d, nq, c, now() - t0,
+	       hydb_kernel_name(hydb_kernel_level()));
+	b.csv = out ? fopen(out, "a") : stdout;
+	if (!b.csv)
+		return 1;
+	double build_s = build(&b, db);
+	MDB_txn *txn;
+	hydb_index_stats st;
+	if (hydb_store_read_begin(b.st, &txn) < 0 ||
+	    hydb_index_stats_get(b.ix, txn, &st) < 0)
+		die("stats");
+	hydb_store_read_end(b.st, txn);
+	double open_s = reopen(&b, db);
+	printf("hydb build %.2f s (M=16 efC=200, %s walk), %.0f bytes/vector "
+	       "of graph%s, open + first query %.4f s\n",
+	       build_s, st.compact ? "half-precision" : "float32",
+	       st.bytes_per_vector, st.compact ? " + half copy" : "", open_s);
+	unfiltered(&b, build_s, st.bytes_per_vector, open_s);
+	filtered(&b);
+	if (out)
+		fclose(b.csv);
+	hydb_index_close(b.ix);
+	hydb_store_close(b.st);
+	rd_free(&b.s);
+	return 0;
+}
