@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,41 +101,39 @@ hydb_index *hydb_db_index(hydb_db *db) { return db->ix; }
 
 /* ---- writes ------------------------------------------------------------- */
 
-static int check_text(const char *what, size_t i, const char *s, size_t max)
+static int check_text(const char *where, const char *what, const char *s, size_t max)
 {
 	size_t len = strlen(s);
-	RETURN_ERROR_IF(len > max, HYDB_ETOOBIG, "record %zu: %s of %zu bytes exceeds the limit of %zu",
-			i, what, len, max);
-	RETURN_ERROR_IF(hydb_utf8_valid(s, len) < 0, HYDB_EUTF8, "record %zu: %s is not valid UTF-8", i,
-			what);
+	RETURN_ERROR_IF(len > max, HYDB_ETOOBIG, "%s: %s of %zu bytes exceeds the limit of %zu", where,
+			what, len, max);
+	RETURN_ERROR_IF(hydb_utf8_valid(s, len) < 0, HYDB_EUTF8, "%s: %s is not valid UTF-8", where, what);
 	return HYDB_OK;
 }
 
-static int validate_record(const hydb_record *r, size_t i, size_t dim)
+int hydb_record_validate(const hydb_record *r, size_t dim, const char *where)
 {
 	size_t bad;
-	RETURN_ERROR_IF(!r->key || !*r->key, HYDB_EINVAL, "record %zu: key is missing", i);
-	FORWARD_IF_ERROR(check_text("key", i, r->key, HYDB_MAX_KEY));
-	RETURN_ERROR_IF(!r->vector, HYDB_EINVAL, "record %zu ('%.100s'): vector is missing", i, r->key);
+	RETURN_ERROR_IF(!r->key || !*r->key, HYDB_EINVAL, "%s: key is missing", where);
+	FORWARD_IF_ERROR(check_text(where, "key", r->key, HYDB_MAX_KEY));
+	RETURN_ERROR_IF(!r->vector, HYDB_EINVAL, "%s ('%.100s'): vector is missing", where, r->key);
 	bad = hydb_first_nonfinite(r->vector, dim);
-	RETURN_ERROR_IF(bad < dim, HYDB_ENONFINITE,
-			"record %zu ('%.100s'): component %zu is %s", i, r->key, bad,
-			isnan(r->vector[bad]) ? "NaN" : "infinite");
+	RETURN_ERROR_IF(bad < dim, HYDB_ENONFINITE, "%s ('%.100s'): component %zu is %s", where, r->key,
+			bad, isnan(r->vector[bad]) ? "NaN" : "infinite");
 	RETURN_ERROR_IF((unsigned)r->modality > HYDB_MOD_TEXT, HYDB_EINVAL,
-			"record %zu ('%.100s'): unknown modality %d", i, r->key, (int)r->modality);
+			"%s ('%.100s'): unknown modality %d", where, r->key, (int)r->modality);
 	RETURN_ERROR_IF((unsigned)r->label > HYDB_LABEL_UNSAFE, HYDB_EINVAL,
-			"record %zu ('%.100s'): unknown label %d", i, r->key, (int)r->label);
+			"%s ('%.100s'): unknown label %d", where, r->key, (int)r->label);
 	if (r->caption)
-		FORWARD_IF_ERROR(check_text("caption", i, r->caption, HYDB_MAX_CAPTION));
+		FORWARD_IF_ERROR(check_text(where, "caption", r->caption, HYDB_MAX_CAPTION));
 	if (r->meta) {
 		const char *p = r->meta;
 		size_t n = strlen(p);
-		FORWARD_IF_ERROR(check_text("metadata", i, p, HYDB_MAX_META));
+		FORWARD_IF_ERROR(check_text(where, "metadata", p, HYDB_MAX_META));
 		while (n && (p[n - 1] == ' ' || p[n - 1] == '\n' || p[n - 1] == '\t'))
 			n--;
 		p += strspn(p, " \t\n");
 		RETURN_ERROR_IF(*p != '{' || n == 0 || r->meta[n - 1] != '}', HYDB_EINVAL,
-				"record %zu ('%.100s'): metadata must be a JSON object", i, r->key);
+				"%s ('%.100s'): metadata must be a JSON object", where, r->key);
 	}
 	return HYDB_OK;
 }
@@ -196,8 +195,11 @@ int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *i
 	RETURN_ERROR_IF(!recs && n, HYDB_EINVAL, "hydb_put: records are NULL");
 	if (n == 0 && !meta_name)
 		return HYDB_OK;
-	for (size_t i = 0; i < n; i++)
-		FORWARD_IF_ERROR(validate_record(&recs[i], i, dim));
+	for (size_t i = 0; i < n; i++) {
+		char where[32];
+		snprintf(where, sizeof where, "record %zu", i);
+		FORWARD_IF_ERROR(hydb_record_validate(&recs[i], dim, where));
+	}
 	c.radii = hydb_alloc_array(n, sizeof *c.radii, "radii");
 	c.ids = ids_out ? ids_out : hydb_alloc_array(n, sizeof *c.ids, "ids");
 	c.slots = hydb_alloc_array(n, sizeof *c.slots, "slots");

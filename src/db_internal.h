@@ -12,6 +12,9 @@ struct hydb_index *hydb_db_index(hydb_db *db);
 /* hydb_put plus one metadata entry written in the same transaction. */
 int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *ids_out,
 		     const char *meta_name, const char *meta_value);
+/* Everything hydb_put checks about one record, before any write; where
+ * (e.g. "file: line 3") starts the error message. */
+int hydb_record_validate(const hydb_record *r, size_t dim, const char *where);
 int hydb_db_meta_get(hydb_db *db, const char *name, char *buf, size_t size);
 
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "db_internal.h"
 #include "json.h"
 
 #define LINE_MAX_BYTES (8u << 20)
@@ -50,10 +51,10 @@ int hydb_coords_from_time(float *out, const double *in, size_t dim, double c, co
 		out[i] = (float)in[i + 1];
 		n2 += in[i + 1] * in[i + 1];
 	}
-	RETURN_ERROR_IF(!(x0 > 0), HYDB_EINVAL, "%s: time component %g is not positive (wrong sheet)",
+	RETURN_ERROR_IF(!(x0 > 0), HYDB_EFORMAT, "%s: time component %g is not positive (wrong sheet)",
 			where, x0);
 	want = sqrt(1.0 / c + n2);
-	RETURN_ERROR_IF(fabs(x0 - want) > 1e-4 * want, HYDB_EINVAL,
+	RETURN_ERROR_IF(fabs(x0 - want) > 1e-4 * want, HYDB_EFORMAT,
 			"%s: not on the hyperboloid (x0 = %.9g, expected sqrt(1/c + |x|^2) = %.9g)", where,
 			x0, want);
 	return HYDB_OK;
@@ -64,7 +65,7 @@ int hydb_coords_from_poincare(float *out, const double *in, size_t dim, double c
 	double n2 = 0, s;
 	for (size_t i = 0; i < dim; i++)
 		n2 += in[i] * in[i];
-	RETURN_ERROR_IF(c * n2 >= 1.0, HYDB_EINVAL,
+	RETURN_ERROR_IF(c * n2 >= 1.0, HYDB_EFORMAT,
 			"%s: point is outside the Poincare ball of radius 1/sqrt(c) (|p| = %g)", where,
 			sqrt(n2));
 	s = 2.0 / (1.0 - c * n2);
@@ -457,7 +458,8 @@ static int jsonl_row(hydb_reader *r, size_t i, const char *line, size_t len)
 	r->recs[i].meta = r->metas[i];
 	r->recs[i].modality = (hydb_modality)m;
 	r->recs[i].label = (hydb_label)l;
-	rc = r->keys[i] ? HYDB_OK : hydb_error_set(HYDB_ENOMEM, "%s: out of memory", where);
+	rc = r->keys[i] ? hydb_record_validate(&r->recs[i], r->dim, where)
+			: hydb_error_set(HYDB_ENOMEM, "%s: out of memory", where);
 out:
 	hydb_json_free(j);
 	return rc;

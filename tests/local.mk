@@ -17,3 +17,7 @@ EXTRA_DIST += tests/test_example.sh examples/search_backend.c \
 # End to end: ingest (killed and resumed), every query flag, calibration.
 TESTS += tests/test_e2e.sh
 EXTRA_DIST += tests/test_e2e.sh tests/e2e.py
+
+# hydb import: formats, conversions, every bad input, resume after a kill.
+TESTS += tests/test_import.sh
+EXTRA_DIST += tests/test_import.sh tests/import_cases.py
