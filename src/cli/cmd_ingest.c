@@ -314,6 +314,8 @@ typedef struct {
 	uint64_t ingested, captions, unchanged, failed;
 	size_t done, total;
 	double t0, last_progress;
+	double t_encoder;   /* seconds inside the transformer (vision + text) */
+	double t_wait;      /* seconds waiting for the decode worker */
 } ingest;
 
 static double now_s(void)
@@ -500,7 +502,9 @@ static int queue_item(ingest *g, pending *p, const image_file *f, const float *f
 		float r, *v = p->vecs + p->n * d;
 		char key[PATH_MAX + 32];
 		hydb_record *rec;
+		double te = now_s();
 		int rc = hydb_encode_text(g->m, caps[i], v, &r, NULL);
+		g->t_encoder += now_s() - te;
 		if (rc < 0)
 			return hydb_error_prefix(rc, "%s: caption %d", f->rel, i + 1);
 		rec = &p->recs[p->n++];
@@ -574,7 +578,9 @@ static int run_batches(ingest *g, image_file **todo, size_t ntodo)
 			cur->n = n;
 			prep_run(cur);
 		} else {
+			double tw = now_s();
 			pthread_join(cur->th, NULL);
+			g->t_wait += now_s() - tw;
 			cur->running = 0;
 		}
 		/* Decode the next batch while this one runs through the model. */
@@ -597,7 +603,9 @@ static int run_batches(ingest *g, image_file **todo, size_t ntodo)
 			nok++;
 		}
 		if (nok) {
+			double te = now_s();
 			rc = hydb_vision_forward(g->m, cur->pixels, nok, feat);
+			g->t_encoder += now_s() - te;
 			if (rc < 0)
 				break;
 		}
@@ -784,6 +792,13 @@ int hydb_cmd_ingest(int argc, char **argv)
 		printf("ingested %llu images (%llu captions), skipped %llu unchanged, failed %llu\n",
 		       (unsigned long long)g.ingested, (unsigned long long)g.captions,
 		       (unsigned long long)g.unchanged, (unsigned long long)g.failed);
+	if (!g.quiet && g.ingested) {
+		double wall = now_s() - g.t0;
+		fprintf(stderr, "time: %.2fs, %.2f images/s; encoder %.1f%%, waiting for decode %.1f%%, "
+			"other (first decode, captions I/O, commits) %.1f%%\n", wall, g.ingested / wall,
+			100 * g.t_encoder / wall, 100 * g.t_wait / wall,
+			100 * (wall - g.t_encoder - g.t_wait) / wall);
+	}
 	if (status == HYDB_EXIT_OK && g.failed)
 		status = HYDB_EXIT_DATA;
 out:
