@@ -151,7 +151,7 @@ static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		m++;
 	}
 	hnsw_cand_sort(c, m);
-	FORWARD_IF_ERROR(hnsw_select(cx, c, m, mmax, links, &n));
+	FORWARD_IF_ERROR(hnsw_select(cx, c, m, mmax, 0, links, &n));
 	return hnsw_put_links(cx, w, level, links, n);
 }
 
