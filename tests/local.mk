@@ -21,3 +21,4 @@ EXTRA_DIST += tests/test_e2e.sh tests/e2e.py
 # hydb import: formats, conversions, every bad input, resume after a kill.
 TESTS += tests/test_import.sh
 EXTRA_DIST += tests/test_import.sh tests/import_cases.py
+include tests/fuzz.mk
