@@ -352,6 +352,9 @@ static int read_line(hydb_reader *r, size_t *len)
 			r->path, (unsigned long long)r->line_no, LINE_MAX_BYTES);
 	while (n > 0 && (r->line[n - 1] == '\n' || r->line[n - 1] == '\r'))
 		n--;
+	/* The blank-line test reads the line as a C string: the end must be
+	 * cut there too, or "  \n" counts as text. */
+	r->line[n] = '\0';
 	*len = (size_t)n;
 	return 0;
 }
