@@ -22,3 +22,4 @@ EXTRA_DIST += tests/test_e2e.sh tests/e2e.py
 TESTS += tests/test_import.sh
 EXTRA_DIST += tests/test_import.sh tests/import_cases.py
 include tests/fuzz.mk
+include tests/reliability.mk

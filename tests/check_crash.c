@@ -1,0 +1,740 @@
+/*
+ * check_crash.c - reliability: a writer SIGKILLed at random moments never
+ * loses an acknowledged batch nor leaves half of one; a killed reader does
+ * not block writers; default opens are durable; damaged files give errors,
+ * never crashes; threads and processes share a database safely.
+ *
+ * Every figure the issue asks for is printed on stderr ("reliability: ...")
+ * so that a test log shows what was exercised.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hydb.h"
+#include "db_internal.h"
+#include "index/hnsw.h"
+#include "internal.h"
+#include "storage/check.h"
+#include "storage/store.h"
+
+#define DIM 16
+#define KEYSPACE 256
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+typedef struct {
+	uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *r)
+{
+	r->s = mix64(r->s);
+	return r->s;
+}
+
+static double rng_unit(rng *r)
+{
+	return (rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static unsigned rng_below(rng *r, unsigned n)
+{
+	return (unsigned)(rng_next(r) % n);
+}
+
+/* A point at geodesic radius in [0.1, 3] (curvature 1), fully determined by
+ * seed, so that a verifier can rebuild any record a writer stored. */
+static void seeded_point(float *x, uint64_t seed)
+{
+	rng r = {seed};
+	double n = 0, rad = 0.1 + 2.9 * rng_unit(&r), s;
+	for (size_t i = 0; i < DIM; i++) {
+		x[i] = (float)(rng_unit(&r) * 2 - 1);
+		n += (double)x[i] * x[i];
+	}
+	s = sinh(rad) / sqrt(n + 1e-30);
+	for (size_t i = 0; i < DIM; i++)
+		x[i] = (float)(x[i] * s);
+}
+
+static char tmproot[256];
+
+static const char *make_tmpdir(const char *tag)
+{
+	snprintf(tmproot, sizeof tmproot, "/tmp/hydb-rel-%s-XXXXXX", tag);
+	ck_assert_ptr_nonnull(mkdtemp(tmproot));
+	return tmproot;
+}
+
+static hydb_db *open_db(const char *path, unsigned flags)
+{
+	hydb_open_options o;
+	hydb_db *db = NULL;
+	int rc;
+	hydb_open_options_init(&o);
+	o.flags = flags;
+	o.dim = DIM;
+	o.curvature = 1.0;
+	rc = hydb_open(&db, path, &o);
+	ck_assert_msg(rc == 0, "open %s: %s", path, hydb_last_error());
+	return db;
+}
+
+static void rm_rf(const char *path)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "reliability: could not remove %s\n", path);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sleep_us(long us)
+{
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			_exit(90);
+		c += w;
+		n -= (size_t)w;
+	}
+}
+
+static void problem_count(const char *msg, void *ctx)
+{
+	size_t *n = ctx;
+	if (*n < 5)
+		fprintf(stderr, "reliability: problem: %s\n", msg);
+	(*n)++;
+}
+
+/* Store and index checks over one snapshot; returns the problem count. */
+static size_t full_check(hydb_db *db)
+{
+	hydb_store *st = hydb_db_store(db);
+	hydb_check_stats cs;
+	size_t store_problems = 0, index_problems = 0;
+	MDB_txn *txn;
+	ck_assert_int_eq(hydb_store_read_begin(st, &txn), 0);
+	ck_assert_int_eq(hydb_store_check(st, txn, problem_count, &store_problems, &cs), 0);
+	ck_assert_int_eq(hydb_index_check(hydb_db_index(db), txn, problem_count, &index_problems,
+					  &index_problems), 0);
+	hydb_store_read_end(st, txn);
+	return store_problems + index_problems;
+}
+
+/* ---- the writer's workload, replayable by the verifier ------------------- */
+
+/* What the database must hold after a given batch: for each key, the batch
+ * that last wrote it (0 = absent) and its position in that batch. */
+typedef struct {
+	uint32_t ver[KEYSPACE];
+	uint16_t pos[KEYSPACE];
+} model;
+
+typedef struct {
+	int del;          /* a delete of keys[0] */
+	unsigned n;
+	unsigned keys[200];
+} batch_plan;
+
+/* Mostly small upsert batches, some large ones (the index insert then
+ * dominates the transaction and its worker threads run), and deletes (the
+ * index repairs neighbour lists). Keys repeat, so upserts and duplicates
+ * inside one batch are common. */
+static void plan_batch(batch_plan *p, const model *m, uint32_t b)
+{
+	rng r = {0x5eedull * b + 17};
+	unsigned kind = rng_below(&r, 10);
+	p->del = 0;
+	if (kind < 3) {
+		unsigned start = rng_below(&r, KEYSPACE);
+		for (unsigned i = 0; i < KEYSPACE; i++) {
+			unsigned k = (start + i) % KEYSPACE;
+			if (m->ver[k]) {
+				p->del = 1;
+				p->n = 1;
+				p->keys[0] = k;
+				return;
+			}
+		}
+	}
+	p->n = kind == 9 ? 64 + rng_below(&r, 136) : 1 + rng_below(&r, 12);
+	for (unsigned i = 0; i < p->n; i++)
+		p->keys[i] = rng_below(&r, KEYSPACE);
+}
+
+static void model_apply(model *m, const batch_plan *p, uint32_t b)
+{
+	if (p->del) {
+		m->ver[p->keys[0]] = 0;
+		return;
+	}
+	for (unsigned i = 0; i < p->n; i++) {
+		m->ver[p->keys[i]] = b;
+		m->pos[p->keys[i]] = (uint16_t)i;
+	}
+}
+
+static void model_at(model *m, uint32_t upto)
+{
+	batch_plan p;
+	memset(m, 0, sizeof *m);
+	for (uint32_t b = 1; b <= upto; b++) {
+		plan_batch(&p, m, b);
+		model_apply(m, &p, b);
+	}
+}
+
+typedef struct {
+	char key[32];
+	char caption[64];
+	float vec[DIM];
+	hydb_label label;
+	hydb_modality modality;
+	int has_caption;
+} expected_rec;
+
+static void expect_rec(expected_rec *e, unsigned k, uint32_t ver, unsigned pos)
+{
+	uint64_t seed = mix64(((uint64_t)ver << 32) ^ ((uint64_t)k << 8) ^ pos);
+	snprintf(e->key, sizeof e->key, "key-%u", k);
+	seeded_point(e->vec, seed);
+	e->label = (hydb_label)(seed % 3);
+	e->modality = (hydb_modality)((seed >> 8) % 3);
+	e->has_caption = (seed >> 16) % 4 != 0;
+	snprintf(e->caption, sizeof e->caption, "batch %u, position %u, key %u", ver, pos, k);
+}
+
+static int write_batch(hydb_db *db, const batch_plan *p, uint32_t b)
+{
+	static expected_rec ex[200];
+	hydb_record recs[200];
+	if (p->del) {
+		char key[32];
+		snprintf(key, sizeof key, "key-%u", p->keys[0]);
+		return hydb_delete_key(db, key);
+	}
+	memset(recs, 0, sizeof recs);
+	for (unsigned i = 0; i < p->n; i++) {
+		expect_rec(&ex[i], p->keys[i], b, i);
+		recs[i].key = ex[i].key;
+		recs[i].vector = ex[i].vec;
+		recs[i].label = ex[i].label;
+		recs[i].modality = ex[i].modality;
+		recs[i].caption = ex[i].has_caption ? ex[i].caption : NULL;
+	}
+	return hydb_put(db, recs, p->n, NULL);
+}
+
+/* Child: resume after batch `done`, acknowledge every committed batch on
+ * fd, until killed. */
+static void writer_child(const char *path, uint32_t done, int fd)
+{
+	model m;
+	batch_plan p;
+	hydb_db *db;
+	hydb_open_options o;
+	hydb_open_options_init(&o);
+	model_at(&m, done);
+	if (hydb_open(&db, path, &o) < 0) {
+		fprintf(stderr, "writer: %s\n", hydb_last_error());
+		_exit(3);
+	}
+	{
+		uint32_t opened = 0;
+		write_all(fd, &opened, sizeof opened);
+	}
+	for (uint32_t b = done + 1;; b++) {
+		plan_batch(&p, &m, b);
+		if (write_batch(db, &p, b) < 0) {
+			fprintf(stderr, "writer: batch %u: %s\n", b, hydb_last_error());
+			_exit(4);
+		}
+		model_apply(&m, &p, b);
+		write_all(fd, &b, sizeof b);
+	}
+}
+
+/* ---- the verifier -------------------------------------------------------- */
+
+#define MAX_ROUNDS 200
+
+/* The state each verification found, and which records an index search
+ * could not find then. The graph is deterministic (its level generator is
+ * persisted), so a recovered database must have exactly the reachability of
+ * the same batches written without kills. */
+typedef struct {
+	uint32_t at;
+	uint8_t unreachable[KEYSPACE];
+} round_rec;
+
+typedef struct {
+	unsigned kills, kills_writing, checked, lost, unreachable, problems, half_batches;
+	unsigned rounds;
+	round_rec rec[MAX_ROUNDS];
+} kill_stats;
+
+static int entry_matches(const hydb_entry *e, const expected_rec *x)
+{
+	if (!e || memcmp(e->vector, x->vec, sizeof x->vec) != 0 || e->label != x->label ||
+	    e->modality != x->modality)
+		return 0;
+	if (!x->has_caption)
+		return e->caption == NULL;
+	return e->caption && !strcmp(e->caption, x->caption);
+}
+
+/* Does the database hold exactly the state m? Counts mismatching keys. */
+static unsigned diff_against(hydb_db *db, const model *m, unsigned *present)
+{
+	unsigned bad = 0;
+	uint64_t count;
+	*present = 0;
+	for (unsigned k = 0; k < KEYSPACE; k++) {
+		expected_rec x;
+		hydb_entry *e = NULL;
+		int rc;
+		expect_rec(&x, k, m->ver[k], m->pos[k]);
+		rc = hydb_get_key(db, x.key, &e);
+		if (m->ver[k] == 0)
+			bad += rc != HYDB_ENOTFOUND;
+		else
+			bad += rc != 0 || !entry_matches(e, &x);
+		*present += rc == 0;
+		hydb_entry_free(e);
+	}
+	ck_assert_int_eq(hydb_count(db, &count), 0);
+	bad += count != *present;
+	return bad;
+}
+
+/* Each live record found by an index search of its own vector at
+ * distance 0 (to rounding). ef covers the whole database, so a miss means a node the
+ * graph cannot reach. */
+static unsigned unreachable_records(hydb_db *db, const model *m, uint8_t *lost_keys)
+{
+	hydb_search_options so;
+	unsigned miss = 0;
+	hydb_search_options_init(&so);
+	so.k = 1;
+	so.ef = KEYSPACE + 64;
+	for (unsigned k = 0; k < KEYSPACE; k++) {
+		expected_rec x;
+		hydb_results *r = NULL;
+		if (!m->ver[k])
+			continue;
+		expect_rec(&x, k, m->ver[k], m->pos[k]);
+		if (hydb_search(db, &r, x.vec, &so) < 0 || r->n != 1 || strcmp(r->keys[0], x.key) ||
+		    !(r->distances[0] < 1e-6) || strcmp(r->plan, "hnsw")) {
+			if (lost_keys)
+				lost_keys[k] = 1;
+			miss++;
+		}
+		hydb_results_free(r);
+	}
+	return miss;
+}
+
+/* After a kill: the store is at batch acked or acked+1 (committed, not yet
+ * acknowledged), whole. Returns the batch it is at. */
+static uint32_t verify_after_kill(const char *path, uint32_t acked, kill_stats *ks)
+{
+	static model m0, m1;
+	hydb_db *db = open_db(path, 0);
+	unsigned present, bad0, bad1;
+	uint32_t at = acked;
+	int stale = 0;
+
+	mdb_reader_check(hydb_store_env(hydb_db_store(db)), &stale);
+	model_at(&m0, acked);
+	m1 = m0;
+	{
+		batch_plan p;
+		plan_batch(&p, &m1, acked + 1);
+		model_apply(&m1, &p, acked + 1);
+	}
+	bad0 = diff_against(db, &m0, &present);
+	if (bad0) {
+		bad1 = diff_against(db, &m1, &present);
+		if (bad1 == 0) {
+			at = acked + 1;
+		} else {
+			/* Neither whole state: acknowledged data lost or a batch
+			 * applied in part. */
+			ks->lost += bad0 < bad1 ? bad0 : bad1;
+			ks->half_batches++;
+		}
+	}
+	ks->checked += present;
+	ks->problems += (unsigned)full_check(db);
+	/* A search per record with ef over the whole database is the costly
+	 * part: sample every third round. */
+	if (ks->kills % 3 == 0) {
+		round_rec *rr = &ks->rec[ks->rounds++];
+		rr->at = at;
+		memset(rr->unreachable, 0, sizeof rr->unreachable);
+		ks->unreachable += unreachable_records(db, at == acked ? &m0 : &m1, rr->unreachable);
+	}
+	hydb_close(db);
+	return at;
+}
+
+/* Acknowledgements follow the writer's 0 ("opened"), in batch order. */
+static uint32_t drain_acks(int fd, uint32_t last, int opened_read)
+{
+	uint32_t b;
+	ssize_t n;
+	while ((n = read(fd, &b, sizeof b)) == (ssize_t)sizeof b) {
+		if (!opened_read) {
+			ck_assert_uint_eq(b, 0);
+			opened_read = 1;
+			continue;
+		}
+		ck_assert_uint_eq(b, last + 1);
+		last = b;
+	}
+	return last;
+}
+
+/* A process holding the environment open for the whole run, so that the
+ * lock file outlives each killed writer: the next writer then recovers the
+ * dead writer's mutex instead of starting a fresh lock file. */
+static pid_t start_keeper(const char *path, int *ctl)
+{
+	int fds[2], rd[2];
+	pid_t pid;
+	char c;
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(pipe(rd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		hydb_open_options o;
+		hydb_db *db;
+		close(fds[1]);
+		close(rd[0]);
+		hydb_open_options_init(&o);
+		o.flags = HYDB_OPEN_RDONLY;
+		if (hydb_open(&db, path, &o) < 0)
+			_exit(3);
+		write_all(rd[1], "k", 1);
+		while (read(fds[0], &c, 1) > 0)
+			;
+		hydb_close(db);
+		_exit(0);
+	}
+	close(fds[0]);
+	close(rd[1]);
+	ck_assert_int_eq(read(rd[0], &c, 1), 1);
+	close(rd[0]);
+	*ctl = fds[1];
+	return pid;
+}
+
+static void stop_child(pid_t pid, int ctl)
+{
+	int status;
+	close(ctl);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void kill_round(const char *path, uint32_t *done, rng *r, kill_stats *ks)
+{
+	int fds[2], status, wait_open = rng_below(r, 5) != 0;
+	pid_t pid;
+	uint32_t acked, opened = 1;
+	/* One kill in five at any moment from the start (often while opening
+	 * and recovering); the others a while into the writes, so that machine
+	 * load does not decide where kills land. Some rounds run long enough
+	 * for a large batch to commit, or the run would retry it forever. */
+	long delay = (long)rng_below(r, wait_open ? 80000 : 60000);
+	if (wait_open && rng_below(r, 4) == 0)
+		delay += (long)rng_below(r, 320000);
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		writer_child(path, *done, fds[1]);
+	}
+	close(fds[1]);
+	if (wait_open)
+		ck_assert_msg(read(fds[0], &opened, sizeof opened) == sizeof opened && opened == 0,
+			      "writer failed to open the database after batch %u", *done);
+	sleep_us(delay);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "writer ended on its own (status %d) after batch %u", status, *done);
+	acked = drain_acks(fds[0], *done, wait_open);
+	ks->kills_writing += wait_open;
+	close(fds[0]);
+	ks->kills++;
+	*done = verify_after_kill(path, acked, ks);
+}
+
+/* Replay the verified rounds without kills (no fsync: durability is not
+ * in question here) and count rounds whose reachability differs. */
+static unsigned replay_differences(const char *root, const kill_stats *ks, unsigned *base_unreach)
+{
+	char path[300];
+	static model m;
+	uint8_t miss[KEYSPACE];
+	batch_plan p;
+	hydb_db *db;
+	uint32_t b = 0;
+	unsigned differ = 0;
+
+	snprintf(path, sizeof path, "%s/replay", root);
+	db = open_db(path, HYDB_OPEN_CREATE | HYDB_OPEN_NOSYNC);
+	memset(&m, 0, sizeof m);
+	*base_unreach = 0;
+	for (unsigned i = 0; i < ks->rounds; i++) {
+		for (; b < ks->rec[i].at; ) {
+			b++;
+			plan_batch(&p, &m, b);
+			ck_assert_msg(write_batch(db, &p, b) == 0, "replay batch %u: %s", b, hydb_last_error());
+			model_apply(&m, &p, b);
+		}
+		memset(miss, 0, sizeof miss);
+		*base_unreach += unreachable_records(db, &m, miss);
+		if (memcmp(miss, ks->rec[i].unreachable, sizeof miss) != 0) {
+			fprintf(stderr, "reliability: after batch %u the recovered index differs from a "
+				"replay without kills\n", b);
+			differ++;
+		}
+	}
+	hydb_close(db);
+	return differ;
+}
+
+START_TEST(test_kill_writer)
+{
+	const char *root = make_tmpdir("kill");
+	char path[300];
+	static kill_stats ks;
+	rng r = {(uint64_t)time(NULL)};
+	uint32_t done = 0;
+	unsigned rounds = SANITIZED ? 100 : 120, round;
+	double t0 = now_s(), budget = SANITIZED ? 80 : 45;
+	int ctl = -1;
+	pid_t keeper;
+
+	snprintf(path, sizeof path, "%s/db", root);
+	hydb_close(open_db(path, HYDB_OPEN_CREATE));
+	keeper = start_keeper(path, &ctl);
+	fprintf(stderr, "reliability: kill test seed %llu\n", (unsigned long long)r.s);
+	for (round = 0; round < rounds && round < MAX_ROUNDS && now_s() - t0 < budget; round++) {
+		if (round == rounds / 2) {
+			stop_child(keeper, ctl);
+			keeper = 0;
+		}
+		kill_round(path, &done, &r, &ks);
+		if (ks.lost || ks.half_batches || ks.problems)
+			break;
+	}
+	if (keeper)
+		stop_child(keeper, ctl);
+	fprintf(stderr,
+		"reliability: kills survived %u (%u after the writer opened), batches committed %u, "
+		"acknowledged records checked %u, records lost %u, half batches %u, check problems %u "
+		"(%.1f s)\n",
+		ks.kills, ks.kills_writing, done, ks.checked, ks.lost, ks.half_batches, ks.problems,
+		now_s() - t0);
+	ck_assert_uint_eq(ks.lost, 0);
+	ck_assert_uint_eq(ks.half_batches, 0);
+	ck_assert_uint_eq(ks.problems, 0);
+	{
+		unsigned base_unreach, differ = replay_differences(root, &ks, &base_unreach);
+		fprintf(stderr, "reliability: index searches missing a record: %u after kills, %u in a "
+			"replay without kills; rounds whose index differs from the replay: %u\n",
+			ks.unreachable, base_unreach, differ);
+		ck_assert_uint_eq(differ, 0);
+	}
+	ck_assert_uint_ge(ks.kills, 100);
+	rm_rf(root);
+}
+END_TEST
+
+static void put_seeded(hydb_db *db, unsigned first, unsigned n)
+{
+	hydb_record recs[64];
+	static expected_rec ex[64];
+	ck_assert_uint_le(n, 64);
+	memset(recs, 0, sizeof recs);
+	for (unsigned i = 0; i < n; i++) {
+		expect_rec(&ex[i], first + i, 1, 0);
+		recs[i].key = ex[i].key;
+		recs[i].vector = ex[i].vec;
+	}
+	ck_assert_msg(hydb_put(db, recs, n, NULL) == 0, "put: %s", hydb_last_error());
+}
+
+/* `hydb check` output: the number of stale reader slots it cleared. */
+static int cli_check_stale(const char *path)
+{
+	const char *bd = getenv("HYDB_BUILDDIR");
+	char cmd[700], line[1024];
+	int stale = -1;
+	FILE *f;
+	snprintf(cmd, sizeof cmd, "'%s/hydb' check '%s'", bd ? bd : ".", path);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof line, f)) {
+		const char *p = strstr(line, "; cleared ");
+		if (p)
+			stale = atoi(p + 10);
+	}
+	ck_assert_int_eq(pclose(f), 0);
+	return stale;
+}
+
+/* A reader killed inside a snapshot leaves its slot in the lock file. It
+ * must not block writers, and `hydb check` clears it and says so. */
+START_TEST(test_kill_reader)
+{
+	const char *root = make_tmpdir("reader");
+	char path[300], c;
+	int fds[2], status;
+	uint64_t n;
+	hydb_db *db;
+	pid_t pid;
+
+	snprintf(path, sizeof path, "%s/db", root);
+	db = open_db(path, HYDB_OPEN_CREATE);
+	put_seeded(db, 0, 20);
+	hydb_close(db);
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		hydb_open_options o;
+		MDB_txn *txn;
+		hydb_open_options_init(&o);
+		o.flags = HYDB_OPEN_RDONLY;
+		if (hydb_open(&db, path, &o) < 0 || hydb_store_read_begin(hydb_db_store(db), &txn) < 0)
+			_exit(3);
+		write_all(fds[1], "r", 1);
+		for (;;)
+			pause();
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], &c, 1), 1);
+	/* Opened while the reader lives, so the lock file keeps its slot. */
+	db = open_db(path, 0);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	for (unsigned b = 0; b < 30; b++)
+		put_seeded(db, 20 + 8 * b, 8);
+	ck_assert_int_eq(hydb_count(db, &n), 0);
+	ck_assert_uint_eq(n, 20 + 30 * 8);
+	ck_assert_int_eq(cli_check_stale(path), 1);
+	ck_assert_int_eq(cli_check_stale(path), 0);
+	fprintf(stderr, "reliability: killed reader: 240 records written past its snapshot, "
+		"hydb check cleared 1 stale reader slot\n");
+	hydb_close(db);
+	close(fds[0]);
+	rm_rf(root);
+}
+END_TEST
+
+/* Default opens are durable: every commit is synced, and writes go
+ * through write(2), not a writable map that a stray pointer could
+ * damage. */
+START_TEST(test_durable_by_default)
+{
+	const char *root = make_tmpdir("durable");
+	char path[300];
+	unsigned flags;
+	hydb_db *db;
+
+	snprintf(path, sizeof path, "%s/db", root);
+	db = open_db(path, HYDB_OPEN_CREATE);
+	ck_assert_int_eq(mdb_env_get_flags(hydb_store_env(hydb_db_store(db)), &flags), 0);
+	ck_assert_uint_eq(flags & (MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP | MDB_MAPASYNC), 0);
+	hydb_close(db);
+	db = open_db(path, 0);
+	ck_assert_int_eq(mdb_env_get_flags(hydb_store_env(hydb_db_store(db)), &flags), 0);
+	ck_assert_uint_eq(flags & (MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP | MDB_MAPASYNC), 0);
+	hydb_close(db);
+	/* The opt-out does what it says. */
+	db = open_db(path, HYDB_OPEN_NOSYNC);
+	ck_assert_int_eq(mdb_env_get_flags(hydb_store_env(hydb_db_store(db)), &flags), 0);
+	ck_assert_uint_ne(flags & MDB_NOSYNC, 0);
+	ck_assert_uint_eq(flags & MDB_WRITEMAP, 0);
+	hydb_close(db);
+	rm_rf(root);
+}
+END_TEST
+
+Suite *crash_suite(void);
+Suite *crash_suite(void)
+{
+	Suite *s = suite_create("crash");
+	TCase *tc = tcase_create("kill");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, test_durable_by_default);
+	tcase_add_test(tc, test_kill_reader);
+	tcase_add_test(tc, test_kill_writer);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(crash_suite());
+	int failed;
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
