@@ -123,6 +123,60 @@ static void linear_residual(float *x, const float *h, size_t n, size_t in,
 	hydb_sgemm(0, 1, n, out, in, 1.0f, h, in, w, in, 1.0f, x, out);
 }
 
+/* ---- exp, 16 lanes at a time ------------------------------------------ */
+
+/* libm's expf is a scalar call per element; GELU and softmax make ~50M of
+ * them per image. This is the Cephes expf (2^n times a degree-6 polynomial
+ * on [-ln2/2, ln2/2], relative error ~1e-7) in GCC vector arithmetic, so it
+ * compiles to AVX-512 or AVX2 with the clone the CPU picks. */
+typedef float hydb_v16 __attribute__((vector_size(64)));
+typedef int32_t hydb_v16i __attribute__((vector_size(64)));
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void exp16(float *y, const float *x)
+{
+	const float magic = 12582912.0f; /* 1.5 * 2^23: adds round to integer */
+	hydb_v16 v, t, n, r, p, zero = {0};
+	hydb_v16i vi, lo, hi, m;
+	memcpy(&v, x, sizeof v);
+	/* Clamp to [-87, 88] with lane masks (C has no vector ?:). */
+	t = zero - 87.0f;
+	memcpy(&lo, &t, sizeof lo);
+	t = zero + 88.0f;
+	memcpy(&hi, &t, sizeof hi);
+	memcpy(&vi, &v, sizeof vi);
+	m = v < -87.0f;
+	vi = (vi & ~m) | (lo & m);
+	m = v > 88.0f;
+	vi = (vi & ~m) | (hi & m);
+	memcpy(&v, &vi, sizeof v);
+	t = v * 1.44269504088896341f + magic;
+	n = t - magic;
+	r = v - n * 0.693359375f;
+	r = r - n * -2.12194440e-4f;
+	p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	hydb_v16i bits;
+	memcpy(&bits, &t, sizeof bits);
+	bits = (bits - 0x4B400000 + 127) << 23;
+	memcpy(&t, &bits, sizeof t);
+	p = p * t;
+	memcpy(y, &p, sizeof p);
+}
+
+static void exp_array(float *y, const float *x, size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		exp16(y + i, x + i);
+	for (; i < n; i++)
+		y[i] = expf(x[i]);
+}
+
 /* ---- quick_gelu -------------------------------------------------------- */
 
 struct gelu_ctx {
@@ -130,13 +184,21 @@ struct gelu_ctx {
 	size_t width;
 };
 
+#define GELU_CHUNK 256
+
 static void gelu_rows(void *p, size_t r0, size_t r1)
 {
 	const struct gelu_ctx *c = p;
-	float *x = c->x + r0 * c->width;
+	float *x = c->x + r0 * c->width, e[GELU_CHUNK];
 	size_t n = (r1 - r0) * c->width;
-	for (size_t i = 0; i < n; i++)
-		x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+	for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
+		size_t k = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
+		for (size_t i = 0; i < k; i++)
+			e[i] = -1.702f * x[i0 + i];
+		exp_array(e, e, k);
+		for (size_t i = 0; i < k; i++)
+			x[i0 + i] = x[i0 + i] / (1.0f + e[i]);
+	}
 }
 
 /* ---- attention --------------------------------------------------------- */
@@ -151,10 +213,11 @@ static void softmax_rows(float *s, size_t rows, size_t cols, int causal,
 		for (size_t j = 1; j < live; j++)
 			mx = row[j] > mx ? row[j] : mx;
 		float sum = 0;
-		for (size_t j = 0; j < live; j++) {
-			row[j] = expf(row[j] - mx);
+		for (size_t j = 0; j < live; j++)
+			row[j] -= mx;
+		exp_array(row, row, live);
+		for (size_t j = 0; j < live; j++)
 			sum += row[j];
-		}
 		float inv = 1.0f / sum;
 		for (size_t j = 0; j < live; j++)
 			row[j] *= inv;

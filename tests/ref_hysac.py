@@ -13,6 +13,8 @@ Subcommands:
   encode MODEL [--ids LIST]... [--pixels NPY]... [--dtype float64|float32]
         [--threads N]
         print one JSON object per input, like `hydb encode --json --features`
+  bench MODEL [--batches 1,8] [--captions N] [--threads N]
+        PyTorch's images/s and caption latency, for bench/bench_encoder.sh
   compare A.jsonl B.jsonl [--min-cos X] [--max-rel X]
         cosine and max relative error per input; exit 1 if out of bounds
 """
@@ -148,7 +150,9 @@ def random_model(size, seed, patch_bias):
     tower("vision_model", vw, vl, vm)
     t["vision_model.post_layernorm.weight"] = vec(vw, 0.1, 1.0)
     t["vision_model.post_layernorm.bias"] = vec(vw, 0.1)
-    t["visual_projection.weight"] = lin(emb, vw)
+    # Features of norm ~3.5, so that alpha * |f| stays inside exp_map0's
+    # clamp and radii differ between inputs.
+    t["visual_projection.weight"] = lin(emb, vw) * (3.5 / math.sqrt(emb))
     e = "text_model.embeddings."
     t[e + "token_embedding.weight"] = rng.standard_normal(
         (vocab, tw), np.float32) * 0.5
@@ -157,7 +161,7 @@ def random_model(size, seed, patch_bias):
     tower("text_model", tw, tl, tm)
     t["text_model.final_layer_norm.weight"] = vec(tw, 0.1, 1.0)
     t["text_model.final_layer_norm.bias"] = vec(tw, 0.1)
-    t["text_projection.weight"] = lin(emb, tw)
+    t["text_projection.weight"] = lin(emb, tw) * (3.5 / math.sqrt(emb))
     merges = fake_merges(vocab - 514).encode()
     t["tokenizer.merges"] = np.frombuffer(merges, np.uint8)
     cfg = {
@@ -310,6 +314,40 @@ def cmd_encode(a):
                           "features": f.tolist()}))
 
 
+def cmd_bench(a):
+    """Images/s at the given batch sizes and caption latency, float32."""
+    import resource
+    import time
+    import torch
+    torch.set_num_threads(a.threads)
+    tensors, meta = st_read(a.model)
+    cfg = json.loads(meta["hydb"])
+    vision, text = build(tensors, cfg, torch.float32)
+    del tensors
+    s = cfg["vision"]["image_size"]
+    tc = cfg["text"]
+    ids = [tc["bos_id"]] + [320 + 37 * i for i in range(1, 13)] + [tc["eos_id"]]
+    ids += [tc["eos_id"]] * (tc["context_length"] - len(ids))
+    with torch.no_grad():
+        for b in [int(v) for v in a.batches.split(",")]:
+            px = torch.rand(b, 3, s, s) - 0.5
+            best = 1e30
+            for _ in range(a.repeat):
+                t = time.time()
+                vision(px)
+                best = min(best, time.time() - t)
+            print("images_per_s_batch%d %.4f" % (b, b / best))
+        text(ids)
+        t = time.time()
+        for _ in range(a.captions):
+            text(ids)
+        dt = (time.time() - t) / a.captions
+        print("captions_per_s %.2f" % (1 / dt))
+        print("caption_ms %.2f" % (dt * 1e3))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print("peak_rss_mb %.0f" % (rss / 1024))
+
+
 def cmd_make(a):
     t, meta = random_model(a.size, a.seed, a.patch_bias)
     st_write(a.out, t, meta)
@@ -365,13 +403,19 @@ def main():
     e.add_argument("--pixels", action="append", default=[])
     e.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     e.add_argument("--threads", type=int, default=1)
+    b = sub.add_parser("bench")
+    b.add_argument("model")
+    b.add_argument("--batches", default="1,8")
+    b.add_argument("--captions", type=int, default=20)
+    b.add_argument("--repeat", type=int, default=2)
+    b.add_argument("--threads", type=int, default=2)
     c = sub.add_parser("compare")
     c.add_argument("got")
     c.add_argument("ref")
     c.add_argument("--min-cos", type=float, default=0.99999)
     c.add_argument("--max-rel", type=float, default=1e-4)
     a = ap.parse_args()
-    return {"make": cmd_make, "encode": cmd_encode,
+    return {"make": cmd_make, "encode": cmd_encode, "bench": cmd_bench,
             "compare": cmd_compare}[a.cmd](a) or 0
 
 
