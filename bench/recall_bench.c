@@ -4,6 +4,7 @@
  * and filtered search at radius selectivities 0.1% ... 90%.
  *
  *   recall_bench -w WORKDIR -o OUT.csv [-n N] [-q NQ] [-d D] [-c C] [-x]
+ *                [-t BUILD_THREADS]
  *
  * -x walks the float32 vectors instead of the half-precision copy. The data
  * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C for the peers
@@ -28,6 +29,15 @@ static double now(void)
 	return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+static double cpu_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double build_cpu;
+
 static void die(const char *what)
 {
 	fprintf(stderr, "recall_bench: %s: %s\n", what, hydb_last_error());
@@ -41,7 +51,7 @@ struct bench {
 	int32_t *slot2row;
 	uint32_t *slots;
 	size_t batch_from, batch_to;
-	unsigned flags;
+	unsigned flags, threads;
 	FILE *csv;
 };
 
@@ -113,9 +123,12 @@ static double build(struct bench *b, const char *path)
 	in_batches(b, put_batch, 5000, "storing records");
 	if (hydb_store_write(b->st, open_index, b) < 0)
 		die("creating the index");
-	double t0 = now();
+	if (b->threads)
+		hydb_index_set_threads(b->ix, b->threads);
+	double t0 = now(), c0 = cpu_now();
 	in_batches(b, insert_batch, 20000, "building the index");
 	double t = now() - t0;
+	build_cpu = cpu_now() - c0;
 	uint32_t max = 0;
 	for (size_t i = 0; i < b->s.n; i++)
 		max = b->slots[i] > max ? b->slots[i] : max;
@@ -244,7 +257,7 @@ int main(int argc, char **argv)
 	const char *work = "bench/results", *out = NULL;
 	int opt;
 	memset(&b, 0, sizeof b);
-	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:x")) != -1) {
+	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:xt:")) != -1) {
 		switch (opt) {
 		case 'n': n = strtoul(optarg, NULL, 10); break;
 		case 'q': nq = strtoul(optarg, NULL, 10); break;
@@ -253,6 +266,7 @@ int main(int argc, char **argv)
 		case 'w': work = optarg; break;
 		case 'o': out = optarg; break;
 		case 'x': b.flags |= HYDB_HNSW_NO_COMPACT; break;
+		case 't': b.threads = (unsigned)strtoul(optarg, NULL, 10); break;
 		default:
 			fprintf(stderr, "usage: recall_bench -w DIR -o CSV [-n N] "
 					"[-q NQ] [-d D] [-c C] [-x]\n");
@@ -279,9 +293,9 @@ int main(int argc, char **argv)
 		die("stats");
 	hydb_store_read_end(b.st, txn);
 	double open_s = reopen(&b, db);
-	printf("hydb build %.2f s (M=16 efC=200, %s walk), %.0f bytes/vector "
-	       "of graph%s, open + first query %.4f s\n",
-	       build_s, st.compact ? "half-precision" : "float32",
+	printf("hydb build %.2f s wall, %.2f s CPU (M=16 efC=200, %s walk), "
+	       "%.0f bytes/vector of graph%s, open + first query %.4f s\n",
+	       build_s, build_cpu, st.compact ? "half-precision" : "float32",
 	       st.bytes_per_vector, st.compact ? " + half copy" : "", open_s);
 	unfiltered(&b, build_s, st.bytes_per_vector, open_s);
 	filtered(&b);

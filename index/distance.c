@@ -1,11 +1,12 @@
 /*
  * distance.c - Lorentz ranking-key kernels, dispatched on the CPU's flags.
  *
- * A kernel makes one pass over both vectors and returns three float64 sums:
- * |x-y|^2, x.y and |y|^2; hydb_key_* turn them into the key. Converting each
- * float to double before multiplying keeps the sums exact to double rounding
- * whatever the dimension, at the price of two conversions per eight lanes,
- * which the memory traffic of a graph walk hides.
+ * A kernel makes one pass over both vectors and returns two sums over
+ * d = y - x: |d|^2 and x.d; hydb_key_* turn them into the key with the
+ * query's |x|^2. Small differences are summed directly, so nothing large
+ * cancels. The float32 kernels widen every float to double before
+ * multiplying; the half-precision walk kernel sums float32 products over
+ * 64 lanes and then in double (it only steers the beam).
  */
 #include "index/distance.h"
 
@@ -19,9 +20,9 @@
 #endif
 
 typedef void (*sums_f32_fn)(const float *x, const float *y, size_t n,
-			    double s[3]);
+			    double s[2]);
 typedef void (*sums_f16_fn)(const float *x, const uint16_t *y, size_t n,
-			    double s[3]);
+			    double s[2]);
 
 /* ---- half precision ---------------------------------------------------- */
 
@@ -77,35 +78,41 @@ void hydb_f32_to_f16(uint16_t *out, const float *in, size_t n)
 /* ---- scalar ------------------------------------------------------------ */
 
 static void sums_f32_scalar(const float *x, const float *y, size_t n,
-			    double s[3])
+			    double s[2])
 {
-	double dd = 0, xy = 0, yy = 0;
+	double dd = 0, xd = 0;
 	for (size_t i = 0; i < n; i++) {
-		double a = x[i], b = y[i], d = a - b;
+		double a = x[i], d = (double)y[i] - a;
 		dd += d * d;
-		xy += a * b;
-		yy += b * b;
+		xd += a * d;
 	}
-	s[0] = dd, s[1] = xy, s[2] = yy;
+	s[0] = dd, s[1] = xd;
 }
 
 static void sums_f16_scalar(const float *x, const uint16_t *y, size_t n,
-			    double s[3])
+			    double s[2])
 {
-	double dd = 0, xy = 0, yy = 0;
+	double dd = 0, xd = 0;
 	for (size_t i = 0; i < n; i++) {
-		double a = x[i], b = hydb_f16_to_f32(y[i]), d = a - b;
+		double a = x[i], d = (double)hydb_f16_to_f32(y[i]) - a;
 		dd += d * d;
-		xy += a * b;
-		yy += b * b;
+		xd += a * d;
 	}
-	s[0] = dd, s[1] = xy, s[2] = yy;
+	s[0] = dd, s[1] = xd;
+}
+
+static double norm_scalar(const float *x, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)x[i] * x[i];
+	return s;
 }
 
 #ifdef HYDB_X86
 /* The scalar remainder past the last full vector step. */
 static void sums_tail(const float *x, const void *yv, int half, size_t i,
-		      size_t n, double t[3])
+		      size_t n, double t[2])
 {
 	if (half)
 		sums_f16_scalar(x + i, (const uint16_t *)yv + i, n - i, t);
@@ -116,12 +123,12 @@ static void sums_tail(const float *x, const void *yv, int half, size_t i,
 /* The float32 and half entry points of one instruction set. */
 #define SUMS_ENTRY_POINTS(isa)                                              \
 	static void sums_f32_##isa(const float *x, const float *y, size_t n, \
-				   double s[3])                              \
+				   double s[2])                              \
 	{                                                                   \
 		sums_##isa(x, y, 0, n, s);                                  \
 	}                                                                   \
 	static void sums_f16_##isa(const float *x, const uint16_t *y,       \
-				   size_t n, double s[3])                    \
+				   size_t n, double s[2])                    \
 	{                                                                   \
 		sums_##isa(x, y, 1, n, s);                                  \
 	}
@@ -131,12 +138,11 @@ static void sums_tail(const float *x, const void *yv, int half, size_t i,
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
 AVX2_TARGET static inline void acc4(__m256d a, __m256d b, __m256d *dd,
-				    __m256d *xy, __m256d *yy)
+				    __m256d *xd)
 {
-	__m256d d = _mm256_sub_pd(a, b);
+	__m256d d = _mm256_sub_pd(b, a);
 	*dd = _mm256_fmadd_pd(d, d, *dd);
-	*xy = _mm256_fmadd_pd(a, b, *xy);
-	*yy = _mm256_fmadd_pd(b, b, *yy);
+	*xd = _mm256_fmadd_pd(a, d, *xd);
 }
 
 AVX2_TARGET static double hsum4(__m256d v)
@@ -149,10 +155,9 @@ AVX2_TARGET static double hsum4(__m256d v)
 /* Eight lanes per step: x and y as float32 (y from half precision when
  * half is set), widened to two double quads each. */
 AVX2_TARGET static void sums_avx2(const float *x, const void *yv, int half,
-				  size_t n, double s[3])
+				  size_t n, double s[2])
 {
-	__m256d dd0 = _mm256_setzero_pd(), xy0 = dd0, yy0 = dd0;
-	__m256d dd1 = dd0, xy1 = dd0, yy1 = dd0;
+	__m256d dd0 = _mm256_setzero_pd(), xd0 = dd0, dd1 = dd0, xd1 = dd0;
 	size_t i = 0;
 	for (; i + 8 <= n; i += 8) {
 		__m256 xf = _mm256_loadu_ps(x + i);
@@ -160,17 +165,14 @@ AVX2_TARGET static void sums_avx2(const float *x, const void *yv, int half,
 					   (const __m128i *)((const uint16_t *)yv + i)))
 				 : _mm256_loadu_ps((const float *)yv + i);
 		acc4(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)),
-		     _mm256_cvtps_pd(_mm256_castps256_ps128(yf)), &dd0, &xy0,
-		     &yy0);
+		     _mm256_cvtps_pd(_mm256_castps256_ps128(yf)), &dd0, &xd0);
 		acc4(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)),
-		     _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1)), &dd1, &xy1,
-		     &yy1);
+		     _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1)), &dd1, &xd1);
 	}
-	double t[3];
+	double t[2];
 	sums_tail(x, yv, half, i, n, t);
 	s[0] = hsum4(_mm256_add_pd(dd0, dd1)) + t[0];
-	s[1] = hsum4(_mm256_add_pd(xy0, xy1)) + t[1];
-	s[2] = hsum4(_mm256_add_pd(yy0, yy1)) + t[2];
+	s[1] = hsum4(_mm256_add_pd(xd0, xd1)) + t[1];
 }
 
 SUMS_ENTRY_POINTS(avx2)
@@ -180,12 +182,11 @@ SUMS_ENTRY_POINTS(avx2)
 #define AVX512_TARGET __attribute__((target("avx512f,avx2,fma,f16c")))
 
 AVX512_TARGET static inline void acc8(__m512d a, __m512d b, __m512d *dd,
-				      __m512d *xy, __m512d *yy)
+				      __m512d *xd)
 {
-	__m512d d = _mm512_sub_pd(a, b);
+	__m512d d = _mm512_sub_pd(b, a);
 	*dd = _mm512_fmadd_pd(d, d, *dd);
-	*xy = _mm512_fmadd_pd(a, b, *xy);
-	*yy = _mm512_fmadd_pd(b, b, *yy);
+	*xd = _mm512_fmadd_pd(a, d, *xd);
 }
 
 AVX512_TARGET static inline __m256 load8(const void *yv, int half, size_t i)
@@ -199,25 +200,79 @@ AVX512_TARGET static inline __m256 load8(const void *yv, int half, size_t i)
 /* Sixteen lanes per step in two independent chains, so that the FMA latency
  * does not serialise the loop. */
 AVX512_TARGET static void sums_avx512(const float *x, const void *yv,
-				      int half, size_t n, double s[3])
+				      int half, size_t n, double s[2])
 {
-	__m512d dd0 = _mm512_setzero_pd(), xy0 = dd0, yy0 = dd0;
-	__m512d dd1 = dd0, xy1 = dd0, yy1 = dd0;
+	__m512d dd0 = _mm512_setzero_pd(), xd0 = dd0, dd1 = dd0, xd1 = dd0;
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
 		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)),
-		     _mm512_cvtps_pd(load8(yv, half, i)), &dd0, &xy0, &yy0);
+		     _mm512_cvtps_pd(load8(yv, half, i)), &dd0, &xd0);
 		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)),
-		     _mm512_cvtps_pd(load8(yv, half, i + 8)), &dd1, &xy1, &yy1);
+		     _mm512_cvtps_pd(load8(yv, half, i + 8)), &dd1, &xd1);
 	}
-	double t[3];
+	double t[2];
 	sums_tail(x, yv, half, i, n, t);
 	s[0] = _mm512_reduce_add_pd(_mm512_add_pd(dd0, dd1)) + t[0];
-	s[1] = _mm512_reduce_add_pd(_mm512_add_pd(xy0, xy1)) + t[1];
-	s[2] = _mm512_reduce_add_pd(_mm512_add_pd(yy0, yy1)) + t[2];
+	s[1] = _mm512_reduce_add_pd(_mm512_add_pd(xd0, xd1)) + t[1];
 }
 
-SUMS_ENTRY_POINTS(avx512)
+AVX512_TARGET static double norm_avx512(const float *x, size_t n)
+{
+	__m512d a = _mm512_setzero_pd(), b = a;
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512d u = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+		__m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+		a = _mm512_fmadd_pd(u, u, a);
+		b = _mm512_fmadd_pd(v, v, b);
+	}
+	return _mm512_reduce_add_pd(_mm512_add_pd(a, b)) + norm_scalar(x + i, n - i);
+}
+
+/* Eight float32 lanes of each half of v, widened and added to acc. */
+AVX512_TARGET static inline __m512d widen_add(__m512d acc, __m512 v)
+{
+	__m256 lo = _mm512_castps512_ps256(v);
+	__m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+	return _mm512_add_pd(acc, _mm512_add_pd(_mm512_cvtps_pd(lo),
+						 _mm512_cvtps_pd(hi)));
+}
+
+/* The walk's kernel: half-precision points are only steering the beam
+ * (final candidates are re-ranked with float32 and float64 sums), so
+ * products accumulate in float32 over 64 lanes at a time and then in
+ * float64: a third of the instructions of the exact kernel. */
+AVX512_TARGET static void sums_f16_avx512_walk(const float *x,
+					       const uint16_t *y, size_t n,
+					       double s[2])
+{
+	__m512d dd = _mm512_setzero_pd(), xd = dd;
+	size_t i = 0;
+	while (i + 16 <= n) {
+		__m512 fdd = _mm512_setzero_ps(), fxd = fdd;
+		for (size_t e = i + 64 <= n ? i + 64 : i + 16; i < e; i += 16) {
+			__m512 a = _mm512_loadu_ps(x + i);
+			__m512 b = _mm512_cvtph_ps(
+				_mm256_loadu_si256((const __m256i *)(y + i)));
+			__m512 d = _mm512_sub_ps(b, a);
+			fdd = _mm512_fmadd_ps(d, d, fdd);
+			fxd = _mm512_fmadd_ps(a, d, fxd);
+		}
+		dd = widen_add(dd, fdd);
+		xd = widen_add(xd, fxd);
+	}
+	double t[2] = {0, 0};
+	if (i < n)
+		sums_f16_scalar(x + i, y + i, n - i, t);
+	s[0] = _mm512_reduce_add_pd(dd) + t[0];
+	s[1] = _mm512_reduce_add_pd(xd) + t[1];
+}
+
+static void sums_f32_avx512(const float *x, const float *y, size_t n,
+			    double s[2])
+{
+	sums_avx512(x, y, 0, n, s);
+}
 #endif /* HYDB_X86 */
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -226,11 +281,12 @@ static const struct kernel_impl {
 	const char *name;
 	sums_f32_fn f32;
 	sums_f16_fn f16;
+	double (*norm)(const float *x, size_t n);
 } impls[] = {
-	{"scalar", sums_f32_scalar, sums_f16_scalar},
+	{"scalar", sums_f32_scalar, sums_f16_scalar, norm_scalar},
 #ifdef HYDB_X86
-	{"avx2", sums_f32_avx2, sums_f16_avx2},
-	{"avx512", sums_f32_avx512, sums_f16_avx512},
+	{"avx2", sums_f32_avx2, sums_f16_avx2, norm_scalar},
+	{"avx512", sums_f32_avx512, sums_f16_avx512_walk, norm_avx512},
 #endif
 };
 
@@ -274,9 +330,7 @@ const char *hydb_kernel_name(int level)
 
 void hydb_kquery_init(hydb_kquery *q, const float *x, size_t dim, double c)
 {
-	double xx = 0;
-	for (size_t i = 0; i < dim; i++)
-		xx += (double)x[i] * x[i];
+	double xx = impls[hydb_kernel_level()].norm(x, dim);
 	q->x = x;
 	q->dim = dim;
 	q->c = c;
@@ -285,27 +339,32 @@ void hydb_kquery_init(hydb_kquery *q, const float *x, size_t dim, double c)
 	q->x0 = sqrt(q->inv_c + xx);
 }
 
-/* s = {|x-y|^2, x.y, |y|^2}. The wedge |x|^2|y|^2 - (x.y)^2 is >= 0 in exact
- * arithmetic; the clamp removes rounding below zero. */
-static double key_from_sums(const hydb_kquery *q, const double s[3])
+/* s = {|d|^2, x.d} for d = y - x. Then x.y = |x|^2 + x.d,
+ * |y|^2 = |x|^2 + 2 x.d + |d|^2 and the wedge |x^y|^2 = |x|^2|d|^2 - (x.d)^2,
+ * which only cancels when d is radial, where |d|^2 dominates the key: no
+ * large terms are subtracted anywhere. The clamp removes rounding below 0. */
+static double key_from_sums(const hydb_kquery *q, const double s[2])
 {
-	double wedge = q->xx * s[2] - s[1] * s[1];
+	double xy = q->xx + s[1], yy = q->xx + 2 * s[1] + s[0];
+	double wedge = q->xx * s[0] - s[1] * s[1];
 	if (wedge < 0)
 		wedge = 0;
-	double y0 = sqrt(q->inv_c + s[2]);
-	return (s[0] + q->c * wedge) / (q->x0 * y0 + s[1] + q->inv_c);
+	if (yy < 0)
+		yy = 0;
+	double y0 = sqrt(q->inv_c + yy);
+	return (s[0] + q->c * wedge) / (q->x0 * y0 + xy + q->inv_c);
 }
 
 double hydb_key_f32(const hydb_kquery *q, const float *y)
 {
-	double s[3];
+	double s[2];
 	impls[hydb_kernel_level()].f32(q->x, y, q->dim, s);
 	return key_from_sums(q, s);
 }
 
 double hydb_key_f16(const hydb_kquery *q, const uint16_t *y)
 {
-	double s[3];
+	double s[2];
 	impls[hydb_kernel_level()].f16(q->x, y, q->dim, s);
 	return key_from_sums(q, s);
 }

@@ -5,7 +5,9 @@
  * Written as (|x-y|^2 + c|x^y|^2) / (x0 y0 + x.y + 1/c) it has no
  * cancellation between the two large terms x0 y0 and x.y that the textbook
  * form c(x0 y0 - x.y) - 1 subtracts, so nearby points far from the origin
- * keep their order. Sums are accumulated in float64.
+ * keep their order; the wedge |x^y|^2 is taken as |x|^2|d|^2 - (x.d)^2 with
+ * d = y - x for the same reason. Sums are accumulated in float64 (the
+ * half-precision walk kernel: float32 within 64 lanes, then float64).
  *
  * Three implementations (scalar, AVX2+FMA+F16C, AVX-512F) are chosen once at
  * run time from the CPU's flags; they agree to rounding (tests/check_hnsw.c).

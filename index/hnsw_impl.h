@@ -128,6 +128,11 @@ void hnsw_cand_sort(struct hnsw_cand *c, size_t n);
 
 /* insert.c */
 unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m);
+void hnsw_count_attr(struct hnsw_meta *m, const hydb_slot_attr *a, int d);
+int hnsw_insert_serial(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);
+
+/* insert_par.c */
+int hnsw_insert_parallel(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);
 
 /* remove.c */
 int hnsw_remove_in(struct hnsw_ctx *cx, uint32_t slot);

@@ -20,7 +20,7 @@ unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m)
 	return l >= HYDB_HNSW_MAX_LEVEL ? HYDB_HNSW_MAX_LEVEL : (unsigned)l;
 }
 
-static void count_attr(struct hnsw_meta *m, const hydb_slot_attr *a, int d)
+void hnsw_count_attr(struct hnsw_meta *m, const hydb_slot_attr *a, int d)
 {
 	if (a->modality < 3 && a->label < 3)
 		m->counts[a->modality][a->label] += (uint64_t)(int64_t)d;
@@ -76,7 +76,7 @@ static int insert_one(struct hnsw_ctx *cx, uint32_t slot, float *qbuf)
 	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, &a, NULL));
 	RETURN_ERROR_IF(!a->live, HYDB_EINVAL,
 			"index: insert of slot %u, which holds no record", slot);
-	count_attr(m, a, 1);
+	hnsw_count_attr(m, a, 1);
 	/* Our own writes may move the block this pointer came from. */
 	memcpy(qbuf, v, ix->dim * sizeof *qbuf);
 	level = hnsw_random_level(ix, m);
@@ -131,8 +131,16 @@ int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 	int rc = hnsw_visit_reset(&cx);
 	if (rc == 0)
 		rc = hnsw_compact_write(&cx, slots, n);
+	/* A graph too small to search well is grown serially first. */
+	size_t serial = 0;
+	if (ix->threads > 1 && cx.meta.nodes < 4 * 64)
+		serial = 4 * 64 - (size_t)cx.meta.nodes;
+	if (ix->threads <= 1 || serial > n)
+		serial = n;
 	if (rc == 0)
-		rc = hnsw_insert_serial(&cx, slots, n);
+		rc = hnsw_insert_serial(&cx, slots, serial);
+	if (rc == 0 && serial < n)
+		rc = hnsw_insert_parallel(&cx, slots + serial, n - serial);
 	if (rc == 0)
 		rc = hnsw_meta_save(ix, wtxn, &cx.meta);
 	hnsw_ctx_end(&cx);

@@ -2,7 +2,7 @@
 libhydb_internal_la_SOURCES += index/distance.c index/distance.h \
 	index/hnsw.h index/hnsw_impl.h index/graph.c index/walk.c \
 	index/insert.c index/remove.c index/hnsw.c \
-	index/hnsw_store.c
+	index/hnsw_store.c index/insert_par.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_hnsw

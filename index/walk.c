@@ -233,6 +233,9 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 	unsigned k = 0;
 	uint32_t pruned[4 * HYDB_HNSW_MAX_M];
 	size_t np = 0;
+	/* Kept neighbours act as queries (the key is symmetric), so each
+	 * candidate costs one pass per kept neighbour and no norm of its own. */
+	hydb_kquery kept[2 * HYDB_HNSW_MAX_M];
 	if (n <= mmax) {
 		for (size_t i = 0; i < n; i++)
 			out[i] = c[i].slot;
@@ -240,20 +243,20 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 		return 0;
 	}
 	for (size_t i = 0; i < n && k < mmax; i++) {
-		const float *v;
-		hydb_kquery q;
 		int keep = 1;
-		FORWARD_IF_ERROR(hnsw_slot_data(cx, c[i].slot, &v, NULL, NULL));
-		hydb_kquery_init(&q, v, cx->ix->dim, cx->ix->c);
 		for (unsigned j = 0; j < k && keep; j++) {
 			double d;
-			FORWARD_IF_ERROR(hnsw_walk_key(cx, &q, out[j], &d));
+			FORWARD_IF_ERROR(hnsw_walk_key(cx, &kept[j], c[i].slot, &d));
 			keep = d >= c[i].key;
 		}
-		if (keep)
+		if (keep) {
+			const float *v;
+			FORWARD_IF_ERROR(hnsw_slot_data(cx, c[i].slot, &v, NULL, NULL));
+			hydb_kquery_init(&kept[k], v, cx->ix->dim, cx->ix->c);
 			out[k++] = c[i].slot;
-		else if (np < 4 * HYDB_HNSW_MAX_M)
+		} else if (np < 4 * HYDB_HNSW_MAX_M) {
 			pruned[np++] = c[i].slot;
+		}
 	}
 	if (fill)
 		for (size_t i = 0; i < np && k < mmax; i++)
