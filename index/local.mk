@@ -1,4 +1,5 @@
 # The HNSW index.
+EXTRA_DIST += index/README.md
 libhydb_internal_la_SOURCES += index/distance.c index/distance.h \
 	index/hnsw.h index/hnsw_impl.h index/graph.c index/walk.c \
 	index/insert.c index/remove.c index/hnsw.c \
