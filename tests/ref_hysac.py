@@ -11,7 +11,7 @@ Subcommands:
   make OUT [--size tiny|vit-l] [--seed N] [--patch-bias]
         write a random model file in hydb's format (safetensors + config)
   encode MODEL [--ids LIST]... [--pixels NPY]... [--dtype float64|float32]
-        [--threads N]
+        [--threads N] [--hysac hysac_model.pth]
         print one JSON object per input, like `hydb encode --json --features`
   bench MODEL [--batches 1,8] [--captions N] [--threads N]
         PyTorch's images/s and caption latency, for bench/bench_encoder.sh
@@ -181,9 +181,33 @@ def random_model(size, seed, patch_bias):
 
 # ---- the reference model ---------------------------------------------------
 
-def build(tensors, cfg, dtype):
+def build(tensors, cfg, dtype, lora=None):
+    """lora: {module name: (A, B)} applied unmerged, scaled by 1/r (HySAC's
+    LoRA alpha of 1), on top of the base weights in tensors."""
     import torch
     from torch import nn
+    from torch.nn import functional as F
+    lora = lora or {}
+
+    class LoRA(nn.Module):
+        def __init__(self, base, a, b):
+            super().__init__()
+            self.base, self.a, self.b = base, a.to(dtype), b.to(dtype)
+            self.scale = 1.0 / a.shape[0]
+
+        def forward(self, x):
+            if isinstance(self.base, nn.Conv2d):
+                d = F.conv2d(x, self.a, stride=self.base.stride)
+                d = F.conv2d(d, self.b)
+            else:
+                d = F.linear(F.linear(x, self.a), self.b)
+            return self.base(x) + self.scale * d
+
+    def wrap(mod, name):
+        if name not in lora:
+            return mod
+        a, b = lora[name]
+        return LoRA(mod, torch.from_numpy(np.array(a)), torch.from_numpy(np.array(b)))
 
     class Block(nn.Module):
         def __init__(self, w, heads, mlp, eps):
@@ -213,12 +237,14 @@ def build(tensors, cfg, dtype):
             return x + self.fc2(m * torch.sigmoid(1.702 * m))
 
     def load_block(blk, pfx):
-        for mod, name in ((blk.ln1, "layer_norm1"), (blk.ln2, "layer_norm2"),
-                          (blk.q, "self_attn.q_proj"), (blk.k, "self_attn.k_proj"),
-                          (blk.v, "self_attn.v_proj"), (blk.o, "self_attn.out_proj"),
-                          (blk.fc1, "mlp.fc1"), (blk.fc2, "mlp.fc2")):
+        for attr, name in (("ln1", "layer_norm1"), ("ln2", "layer_norm2"),
+                           ("q", "self_attn.q_proj"), ("k", "self_attn.k_proj"),
+                           ("v", "self_attn.v_proj"), ("o", "self_attn.out_proj"),
+                           ("fc1", "mlp.fc1"), ("fc2", "mlp.fc2")):
+            mod = getattr(blk, attr)
             mod.weight.data = T(pfx + name + ".weight")
             mod.bias.data = T(pfx + name + ".bias")
+            setattr(blk, attr, wrap(mod, pfx + name))
 
     def T(name):
         return torch.from_numpy(np.array(tensors[name])).to(dtype)
@@ -248,7 +274,7 @@ def build(tensors, cfg, dtype):
     conv.weight.data = T("vision_model.embeddings.patch_embedding.weight")
     if bias_name in tensors:
         conv.bias.data = T(bias_name)
-    V = dict(conv=conv, cls=T("vision_model.embeddings.class_embedding"),
+    V = dict(conv=wrap(conv, "vision_model.embeddings.patch_embedding"), cls=T("vision_model.embeddings.class_embedding"),
              pos=T("vision_model.embeddings.position_embedding.weight"),
              pre=ln("vision_model.pre_layrnorm", vw),
              blocks=tower("vision_model", vc),
@@ -288,13 +314,43 @@ def lift(f, alpha, c):
     return x, r
 
 
+def hysac_checkpoint(path):
+    """A HySAC state dict as HF-named base weights and unmerged LoRA pairs,
+    in either peft key layout (0.4: lora_A.weight; 0.7: base_layer and
+    lora_A.default.weight)."""
+    import torch
+    sd = torch.load(path, map_location="cpu")
+    base, lora = {}, {}
+    for k, v in sd.items():
+        for prefix in ("visual.base_model.model.", "textual.base_model.model."):
+            if k.startswith(prefix):
+                break
+        else:
+            continue
+        name = k[len(prefix):].replace(".base_layer.", ".")
+        v = v.float().numpy()
+        for tag, which in ((".lora_A.weight", 0), (".lora_A.default.weight", 0),
+                           (".lora_B.weight", 1), (".lora_B.default.weight", 1)):
+            if name.endswith(tag):
+                pair = lora.setdefault(name[:-len(tag)], [None, None])
+                pair[which] = v
+                break
+        else:
+            base[name] = v
+    return base, {m: tuple(ab) for m, ab in lora.items()}
+
+
 def cmd_encode(a):
     import torch
     torch.set_num_threads(a.threads)
     tensors, meta = st_read(a.model)
     cfg = json.loads(meta["hydb"])
     dtype = getattr(torch, a.dtype)
-    vision, text = build(tensors, cfg, dtype)
+    lora = None
+    if a.hysac:
+        # Config from the converted model, weights from the checkpoint.
+        tensors, lora = hysac_checkpoint(a.hysac)
+    vision, text = build(tensors, cfg, dtype, lora)
     c = cfg["curvature"]
     out = []
     with torch.no_grad():
@@ -403,6 +459,8 @@ def main():
     e.add_argument("--pixels", action="append", default=[])
     e.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--hysac", help="weights from this HySAC checkpoint "
+                   "(hysac_model.pth), LoRA unmerged; MODEL gives the config")
     b = sub.add_parser("bench")
     b.add_argument("model")
     b.add_argument("--batches", default="1,8")

@@ -2,8 +2,8 @@
 # The C forward pass against the PyTorch reference (tests/ref_hysac.py) on
 # small random models: captions (as token ids) and images, Euclidean
 # features and hyperboloid points, with and without a patch bias, in one
-# batch and one image at a time. Bounds: cosine >= 0.99999, max relative
-# error <= 1e-4.
+# batch and one image at a time, and converted HySAC checkpoints against
+# their unmerged LoRA. Bounds: cosine >= 0.99999, max relative error <= 1e-4.
 set -eu
 PY=/usr/bin/python3
 SRC=${HYDB_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -63,7 +63,7 @@ check() { # name model [hydb encode options]
 	"$HYDB" encode --model "$model" --json --features "$@" \
 		--ids $IDS1 --ids $IDS2 --ids $IDS3 --image $IMAGES >"$T/c.jsonl"
 	# shellcheck disable=SC2086
-	$PY "$REF" encode "$model" --ids $IDS1 --ids $IDS2 --ids $IDS3 \
+	$PY "$REF" encode "$model" ${REFX:-} --ids $IDS1 --ids $IDS2 --ids $IDS3 \
 		$pix >"$T/r.jsonl"
 	echo "== $name"
 	$PY "$REF" compare "$T/c.jsonl" "$T/r.jsonl" || status=1
@@ -72,15 +72,21 @@ check() { # name model [hydb encode options]
 $PY "$REF" make "$T/tiny.st" --seed 11
 $PY "$REF" make "$T/tiny-bias.st" --seed 12 --patch-bias
 check "tiny, batch of 3" "$T/tiny.st"
-check "tiny, one image per batch" "$T/tiny.st" --batch 1
-check "tiny with patch bias" "$T/tiny-bias.st" --batch 2
+check "tiny with patch bias, one image per batch" "$T/tiny-bias.st" --batch 1
 
-# Models from the converter, in both LoRA key layouts, once it exists.
-if "$SRC/tools/hydb-convert" --help 2>/dev/null | grep -q -- --tiny; then
+# HySAC checkpoints in both peft key layouts, converted (LoRA merged) by
+# hydb-convert, against the reference running the checkpoint's LoRA
+# unmerged: the merge must not change what the model computes.
+if [ -f "$SRC/tests/make_hf_checkpoint.py" ]; then
 	for layout in peft04 peft07; do
-		"$SRC/tools/hydb-convert" --tiny "$T/conv-$layout.st" \
+		d=$T/$layout
+		HYDB_SRCDIR=$SRC $PY "$SRC/tests/make_hf_checkpoint.py" write "$d" \
 			--layout $layout --seed 5 >/dev/null
-		check "hydb-convert --tiny --layout $layout" "$T/conv-$layout.st"
+		$PY "$SRC/tools/hydb-convert" --clip "$d/clip" --hysac \
+			"$d/hysac_model.pth" --bounds "$d/hysac_bounds.json" \
+			-o "$d.hydb" >/dev/null
+		REFX="--hysac $d/hysac_model.pth" check \
+			"HySAC $layout checkpoint, LoRA unmerged in the reference" "$d.hydb"
 	done
 fi
 
