@@ -145,8 +145,8 @@ static void cache_for_txn(struct hnsw_ctx *cx)
 	uint64_t id = mdb_txn_id(cx->txn);
 	int known = cx->ix->src.env && mdb_env_info(cx->ix->src.env, &info) == 0;
 	if (known) {
-		cx->ix->map_lo = info.me_mapaddr;
-		cx->ix->map_hi = (char *)info.me_mapaddr + info.me_mapsize;
+		sc->map_lo = info.me_mapaddr;
+		sc->map_hi = (char *)info.me_mapaddr + info.me_mapsize;
 	}
 	/* A write transaction's id is one past the last committed. */
 	int rdonly = known && id <= info.me_last_txnid;
@@ -211,13 +211,13 @@ int hnsw_cand_reserve(struct hnsw_cand **a, size_t *cap, size_t need)
 /* ---- slot data --------------------------------------------------------- */
 
 /* Pages outside the map are dirty copies private to a write txn. */
-static int in_map(const hydb_index *ix, const void *a, const void *b)
+static int in_map(const struct hnsw_scratch *sc, const void *a, const void *b)
 {
 	const char *p = a, *q = b;
-	if (!ix->map_lo)
+	if (!sc->map_lo)
 		return 0;
-	return p >= ix->map_lo && p < ix->map_hi &&
-	       (!q || (q >= ix->map_lo && q < ix->map_hi));
+	return p >= sc->map_lo && p < sc->map_hi &&
+	       (!q || (q >= sc->map_lo && q < sc->map_hi));
 }
 
 static int blk_load(struct hnsw_ctx *cx, uint32_t b)
@@ -243,7 +243,7 @@ static int blk_load(struct hnsw_ctx *cx, uint32_t b)
 	}
 	e->epoch = cx->sc->blk_epoch;
 	e->wepoch = cx->sc->wepoch;
-	e->vol = !cx->ix->stable_ptrs && !in_map(cx->ix, e->vec, e->cv);
+	e->vol = !cx->ix->stable_ptrs && !in_map(cx->sc, e->vec, e->cv);
 	return 0;
 }
 

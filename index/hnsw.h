@@ -40,7 +40,8 @@
  * transaction. A large insert computes neighbour candidates on two threads
  * that only read the write transaction while the caller's thread waits;
  * all links are written afterwards by the caller's thread alone (see
- * index/insert.c).
+ * index/insert_par.c). The handle may be shared by threads: per-operation
+ * state lives in scratch taken from a mutex-guarded pool.
  */
 #ifndef HYDB_INDEX_HNSW_H
 #define HYDB_INDEX_HNSW_H

@@ -38,7 +38,6 @@ struct hydb_index {
 	size_t dim;
 	double c, level_mult;
 	int stable_ptrs; /* MDB_WRITEMAP: our writes never move block data */
-	char *map_lo, *map_hi; /* the map, as last seen */
 	pthread_mutex_t pool_lock;
 	struct hnsw_scratch *pool;
 };
@@ -67,6 +66,7 @@ struct hnsw_scratch {
 	uint32_t blk_cap, blk_epoch, wepoch;
 	uint64_t snap_txn;  /* snapshot the cached pointers belong to */
 	void *snap_map;
+	char *map_lo, *map_hi; /* the map, as this operation saw it */
 	struct hnsw_cand *cand, *res;
 	size_t cand_cap, res_cap;
 	uint32_t links[2 * HYDB_HNSW_MAX_M + 1];
