@@ -100,6 +100,13 @@ int hydb_rec_verify(const void *buf, size_t len, uint64_t id)
 	RETURN_ERROR_IF(h.version > HYDB_REC_VERSION, HYDB_EVERSION,
 			"record %llu: record version %u is newer than this hydb",
 			(unsigned long long)id, h.version);
+	/* Every write is validated against these, so a record beyond them is
+	 * damaged or forged; decoding would size buffers from them. */
+	RETURN_ERROR_IF(h.key_len > HYDB_MAX_KEY || h.caption_len > HYDB_MAX_CAPTION ||
+			h.meta_len > HYDB_MAX_META || h.modality > HYDB_MOD_TEXT ||
+			h.label > HYDB_LABEL_UNSAFE, HYDB_ECORRUPT,
+			"record %llu: length, modality or label out of range",
+			(unsigned long long)id);
 	need = sizeof h + (size_t)h.key_len + h.caption_zlen + h.meta_zlen;
 	RETURN_ERROR_IF(need != len || h.id != id, HYDB_ECORRUPT,
 			"record %llu: inconsistent lengths or id", (unsigned long long)id);

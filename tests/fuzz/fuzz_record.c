@@ -39,6 +39,7 @@ static void check_entry(const hydb_entry *e, const hydb_rec_hdr *h)
 	FUZZ_CHECK(!(h->flags & HYDB_REC_HAS_CAPTION) || e->caption);
 	FUZZ_CHECK(!(h->flags & HYDB_REC_HAS_META) || e->meta);
 	FUZZ_CHECK(e->vector == NULL && e->dim == h->dim);
+	FUZZ_CHECK(e->modality <= HYDB_MOD_TEXT && e->label <= HYDB_LABEL_UNSAFE);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
