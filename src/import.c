@@ -453,7 +453,9 @@ static int jsonl_row(hydb_reader *r, size_t i, const char *line, size_t len)
 		r->metas[i] = strndup(line + meta->raw_start, meta->raw_end - meta->raw_start);
 	}
 	item = hydb_json_get(j, "item");
-	r->recs[i].item = item && item->type == HYDB_JSON_NUMBER && item->num >= 0 ? (uint64_t)item->num : 0;
+	/* Out of uint64 range like negative: converting it would be undefined. */
+	r->recs[i].item = item && item->type == HYDB_JSON_NUMBER && item->num >= 0 &&
+				  item->num < 0x1p64 ? (uint64_t)item->num : 0;
 	r->keys[i] = dup_json_string(key);
 	r->recs[i].key = r->keys[i];
 	r->recs[i].vector = r->vecs + i * r->dim;
