@@ -90,6 +90,15 @@ if [ -f "$SRC/tests/make_hf_checkpoint.py" ]; then
 	done
 fi
 
+# An image from standard input (hydb_encode_image_memory) encodes like
+# the same file.
+"$HYDB" encode --model "$T/tiny.st" --json --image "$T/flip.jpg" --batch 1 |
+	sed 's/^{"input":"[^"]*"//' >"$T/file.json"
+"$HYDB" encode --model "$T/tiny.st" --json --image - <"$T/flip.jpg" |
+	sed 's/^{"input":"[^"]*"//' >"$T/stdin.json"
+cmp -s "$T/file.json" "$T/stdin.json" || { echo "FAIL: --image - differs"; status=1; }
+[ -s "$T/stdin.json" ] || { echo "FAIL: --image - printed nothing"; status=1; }
+
 # Errors: token outside the vocabulary, missing image -> exit 2.
 if "$HYDB" encode --model "$T/tiny.st" --ids 598,600,599 2>"$T/err"; then
 	echo "FAIL: token id 600 accepted"; status=1

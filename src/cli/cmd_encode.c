@@ -16,6 +16,7 @@
 
 #include "cli/cli.h"
 #include "encoder/forward.h"
+#include "encoder/image.h"
 #include "hydb.h"
 
 #define CMD "encode"
@@ -28,7 +29,8 @@ static void usage(FILE *f)
 		"point's space components and its radius (distance from the origin).\n\n"
 		"  -m, --model FILE   model (default: $HYDB_MODEL)\n"
 		"  -t, --text TEXT    a caption; may be repeated\n"
-		"  -i, --image FILE   an image; every further argument is one too\n"
+		"  -i, --image FILE   an image; every further argument is one too;\n"
+		"                     - reads one image from standard input\n"
 		"      --ids LIST     token ids (comma-separated) instead of a caption\n"
 		"      --json         one JSON object per input per line\n"
 		"      --features     also print the Euclidean features (before the\n"
@@ -241,6 +243,59 @@ static int encode_caption(const struct opts *o, hydb_model *m,
 	return 0;
 }
 
+static int read_stdin(unsigned char **out, size_t *len)
+{
+	size_t cap = 1 << 16, n = 0;
+	unsigned char *buf = malloc(cap);
+	while (buf) {
+		n += fread(buf + n, 1, cap - n, stdin);
+		if (n < cap || cap >= HYDB_IMAGE_MAX_BYTES)
+			break;
+		unsigned char *p = realloc(buf, cap * 2);
+		if (!p) {
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		buf = p;
+		cap *= 2;
+	}
+	if (!buf)
+		return hydb_cli_fail(CMD, HYDB_EXIT_DATA, "standard input: out of memory");
+	if (ferror(stdin) || (n == cap && cap >= HYDB_IMAGE_MAX_BYTES)) {
+		free(buf);
+		return hydb_cli_fail(CMD, HYDB_EXIT_DATA, "standard input: %s",
+				     ferror(stdin) ? "read error" :
+				     "image over the size limit");
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* "-": one image from standard input, through hydb_encode_image_memory. */
+static int encode_stdin_image(const struct opts *o, hydb_model *m, float *emb,
+			      float *feat)
+{
+	unsigned char *data = NULL;
+	size_t len = 0;
+	float r;
+	int rc = read_stdin(&data, &len);
+	if (rc)
+		return rc;
+	int lrc = hydb_encode_image_memory(m, data, len, emb, &r, feat);
+	free(data);
+	if (lrc < 0)
+		return hydb_cli_fail_lib(CMD, lrc);
+	print_result(o, "-", emb, r, feat, hydb_model_dim(m));
+	return 0;
+}
+
+static int is_stdin(const struct input *in)
+{
+	return in->kind == IN_IMAGE && !strcmp(in->arg, "-");
+}
+
 /* A run of consecutive image inputs [i0, i1), encoded o->batch at a time. */
 static int encode_images(const struct opts *o, hydb_model *m, size_t i0,
 			 size_t i1)
@@ -283,15 +338,18 @@ static int run(const struct opts *o, hydb_model *m)
 	if (!emb || !feat)
 		rc = hydb_cli_fail(CMD, HYDB_EXIT_DATA, "out of memory");
 	for (size_t i = 0; rc == 0 && i < o->n_in;) {
-		if (o->in[i].kind == IN_IMAGE) {
+		if (o->tokens && o->in[i].kind == IN_IMAGE) {
+			rc = hydb_cli_fail(CMD, HYDB_EXIT_USAGE,
+					   "--tokens applies to --text only");
+		} else if (is_stdin(&o->in[i])) {
+			rc = encode_stdin_image(o, m, emb, o->features ? feat : NULL);
+			i++;
+		} else if (o->in[i].kind == IN_IMAGE) {
 			size_t j = i;
-			while (j < o->n_in && o->in[j].kind == IN_IMAGE)
+			while (j < o->n_in && o->in[j].kind == IN_IMAGE &&
+			       !is_stdin(&o->in[j]))
 				j++;
-			if (o->tokens)
-				rc = hydb_cli_fail(CMD, HYDB_EXIT_USAGE,
-						   "--tokens applies to --text only");
-			else
-				rc = encode_images(o, m, i, j);
+			rc = encode_images(o, m, i, j);
 			i = j;
 		} else {
 			rc = encode_caption(o, m, &o->in[i],
