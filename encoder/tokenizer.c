@@ -58,7 +58,8 @@ static void cp_push(cpbuf *b, uint32_t c)
 
 static void cp_push_n(cpbuf *b, const uint32_t *c, size_t n)
 {
-	if (cp_reserve(b, n) == 0) {
+	/* An empty buffer has no storage yet, and NULL + 0 is undefined. */
+	if (n > 0 && cp_reserve(b, n) == 0) {
 		memcpy(b->v + b->n, c, n * sizeof *c);
 		b->n += n;
 	}
