@@ -525,7 +525,18 @@ int hydb_store_open(hydb_store **out, const char *path,
 
 	st = calloc(1, sizeof *st);
 	RETURN_ERROR_IF(!st, HYDB_ENOMEM, "%s: out of memory", path);
-	pthread_rwlock_init(&st->growlock, NULL);
+	{
+		/* Writer-preferring: with the default reader preference, threads
+		 * that search back to back keep the lock shared forever and a
+		 * write that must grow the map never gets it. No hydb call holds
+		 * a transaction while it opens another, so no thread re-enters
+		 * the read side while growth waits. */
+		pthread_rwlockattr_t ra;
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&st->growlock, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 	snprintf(st->path, sizeof st->path, "%s", path);
 	st->readonly = !!(opts->flags & HYDB_OPEN_RDONLY);
 	if (st->readonly)
