@@ -7,3 +7,6 @@ tests_check_crash_SOURCES = tests/check_crash.c
 tests_check_crash_LDADD = $(TEST_LIBS)
 TESTS += tests/check_crash
 endif
+
+TESTS += tests/test_fulldisk.sh
+EXTRA_DIST += tests/test_fulldisk.sh
