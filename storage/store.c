@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -174,6 +176,26 @@ void hydb_store_read_end(hydb_store *st, MDB_txn *txn)
 	pthread_rwlock_unlock(&st->growlock);
 }
 
+/* LMDB reports a short write as EIO; tell a full disk or a file-size limit
+ * apart from a real I/O error so the user knows what to do. */
+static int out_of_space(hydb_store *st)
+{
+	struct statvfs vs;
+	struct rlimit rl;
+	struct stat sb;
+	char datafile[PATH_MAX + 16];
+	/* a commit writes at least a few pages beyond the current end */
+	unsigned long long need = 4ull << 20;
+
+	snprintf(datafile, sizeof datafile, "%s/data.mdb", st->path);
+	if (statvfs(st->path, &vs) == 0 && (unsigned long long)vs.f_bavail * vs.f_frsize < need)
+		return 1;
+	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && stat(datafile, &sb) == 0 &&
+	    (unsigned long long)sb.st_size + need > (unsigned long long)rl.rlim_cur)
+		return 1;
+	return 0;
+}
+
 int hydb_store_write(hydb_store *st, hydb_write_fn fn, void *ctx)
 {
 	RETURN_ERROR_IF(st->readonly, HYDB_EREADONLY,
@@ -185,7 +207,11 @@ int hydb_store_write(hydb_store *st, hydb_write_fn fn, void *ctx)
 		rc = fn(st, txn, ctx);
 		if (rc == 0) {
 			rc = mdb_txn_commit(txn);
-			if (rc)
+			if (rc == EIO && out_of_space(st))
+				rc = hydb_error_set(HYDB_ENOSPC,
+						    "%s: no space left for the commit (disk full or file size limit); "
+						    "nothing of this batch was written", st->path);
+			else if (rc)
 				rc = hydb_store_mdb_error(rc, st->path);
 		} else {
 			mdb_txn_abort(txn);

@@ -19,6 +19,7 @@ awk 'BEGIN { srand(7); for (i = 0; i < 6000; i++) {
 rc=$?
 [ "$rc" -eq 2 ] || fail "import under the limit exited $rc, expected 2"
 [ "$(wc -l < "$T/err")" -eq 1 ] || fail "expected one error line, got: $(cat "$T/err")"
+grep -q "no space left" "$T/err" || fail "the error does not say the disk is full: $(cat "$T/err")"
 echo "test_fulldisk: limited import stopped with: $(cat "$T/err")"
 
 "$H" check "$T/db" > "$T/check" || fail "check after the failed import: $(cat "$T/check")"
