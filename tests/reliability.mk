@@ -10,3 +10,6 @@ endif
 
 TESTS += tests/test_fulldisk.sh
 EXTRA_DIST += tests/test_fulldisk.sh
+
+TESTS += tests/test_modes.sh
+EXTRA_DIST += tests/test_modes.sh
