@@ -312,7 +312,7 @@ typedef struct {
 	size_t batch;
 	double thr_image, thr_text;
 	uint64_t ingested, captions, unchanged, failed;
-	size_t done, total;
+	size_t done, total, printed_done;
 	double t0, last_progress;
 	double t_encoder;   /* seconds inside the transformer (vision + text) */
 	double t_wait;      /* seconds waiting for the decode worker */
@@ -331,6 +331,9 @@ static void progress(ingest *g, int final)
 	double eta = rate > 0 ? (g->total - g->done) / rate : 0;
 	if (g->quiet || (!final && now_s() - g->last_progress < (g->tty ? 0.2 : 2.0)))
 		return;
+	if (final && !g->tty && g->printed_done == g->done)
+		return; /* the last line already said it */
+	g->printed_done = g->done;
 	g->last_progress = now_s();
 	if (g->tty) {
 		int bar = g->total ? (int)(30.0 * g->done / g->total) : 30;
