@@ -252,7 +252,7 @@ static int filtered_query(struct hnsw_ctx *cx, const float *x, size_t k,
 {
 	hydb_index *ix = cx->ix;
 	double n = (double)cx->meta.nodes;
-	double limit = sqrt(32.0 * (double)ef * n);
+	double limit = sqrt(4.0 * (double)ef * n);
 	double frac = mask_fraction(&cx->meta, f);
 	int radius = f->min_radius > 0 || !isinf(f->max_radius);
 	if (radius && ix->src.radius_count && ix->src.radius_scan) {

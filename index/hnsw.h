@@ -25,7 +25,7 @@
  *   - estimate the matches m: the radius range is counted on the store's
  *     radius index (counting stops past a limit), the masks by the
  *     per-modality/label counts kept in hnsw_meta.
- *   - brute force the matches exactly when m^2 <= 32 ef N: a filtered
+ *   - brute force the matches exactly when m^2 <= 4 ef N: a filtered
  *     graph walk must visit about ef/s nodes for s = m/N, so below this line
  *     scanning the m matches is cheaper, and it is exact. Plan
  *     "brute-filtered" (radius-index scan, or a block scan for mask-only
