@@ -15,6 +15,10 @@ seconds=${FUZZ_SECONDS:-60}
 targets=${FUZZ_TARGETS:-"npy fvecs jsonl json model safetensors tokenize tokenizer_new image record"}
 out=fuzz-out
 flags="-std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+command -v "$cc" >/dev/null || {
+	echo "make fuzz needs $cc with libFuzzer: apt-get install clang libclang-rt-14-dev" >&2
+	exit 1
+}
 mkdir -p "$out/obj" || exit 1
 
 # Objects are rebuilt when their source or any header is newer. A library
