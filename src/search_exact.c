@@ -366,7 +366,8 @@ static int scan_end(scan_state *s, hydb_hit *out, size_t *nout)
 		scan_query *qs = &s->qs[q];
 		drop_above_tau(qs);
 		make_exact(s, qs);
-		qsort(qs->cand, qs->ncand, sizeof *qs->cand, cand_less);
+		if (qs->ncand > 1) /* qsort(NULL, 0) is undefined */
+			qsort(qs->cand, qs->ncand, sizeof *qs->cand, cand_less);
 		size_t n = qs->ncand < s->k ? qs->ncand : s->k;
 		for (size_t i = 0; i < n; i++) {
 			hydb_hit *h = &out[q * s->k + i];

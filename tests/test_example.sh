@@ -14,7 +14,8 @@ export PKG_CONFIG_PATH="$root/lib/pkgconfig"
 test -f "$root/include/hydb.h"
 test -x "$root/bin/hydb"
 test -f "$root/share/man/man1/hydb.1"
-cc=${CC:-cc}
+# In a sanitizer build the programs must link the sanitizer runtimes too.
+cc="${CC:-cc} ${HYDB_SAN_LDFLAGS:-}"
 
 # The README's example, extracted so that the two never drift apart.
 sed -n '/^```c$/,/^```$/p' "$HYDB_SRCDIR/README.md" | sed '1d;$d' > "$tmp/readme.c"
