@@ -137,23 +137,24 @@ static void drop_cache(struct hnsw_scratch *sc)
 }
 
 /* Cached pointers survive from one read transaction to the next when both
- * see the same snapshot in the same mapping: the pages cannot have changed. */
+ * see the same snapshot through the same mapping: the pages cannot have
+ * changed. Growth may move the map (mdb_env_set_mapsize remaps it), hence
+ * the generation; MDB_envinfo.me_mapaddr cannot tell, it is only set for
+ * MDB_FIXEDMAP. */
 static void cache_for_txn(struct hnsw_ctx *cx)
 {
 	struct hnsw_scratch *sc = cx->sc;
+	const hydb_vsource *src = &cx->ix->src;
 	MDB_envinfo info;
 	uint64_t id = mdb_txn_id(cx->txn);
-	int known = cx->ix->src.env && mdb_env_info(cx->ix->src.env, &info) == 0;
-	if (known) {
-		sc->map_lo = info.me_mapaddr;
-		sc->map_hi = (char *)info.me_mapaddr + info.me_mapsize;
-	}
+	uint64_t gen = src->map_generation ? src->map_generation(src->ctx) : 0;
 	/* A write transaction's id is one past the last committed. */
-	int rdonly = known && id <= info.me_last_txnid;
-	if (!rdonly || id != sc->snap_txn || info.me_mapaddr != sc->snap_map) {
+	int rdonly = src->env && mdb_env_info(src->env, &info) == 0 &&
+		     id <= info.me_last_txnid;
+	if (!rdonly || id != sc->snap_txn || gen != sc->snap_gen) {
 		drop_cache(sc);
 		sc->snap_txn = rdonly ? id : UINT64_MAX;
-		sc->snap_map = rdonly ? info.me_mapaddr : NULL;
+		sc->snap_gen = gen;
 	}
 }
 
@@ -210,16 +211,6 @@ int hnsw_cand_reserve(struct hnsw_cand **a, size_t *cap, size_t need)
 
 /* ---- slot data --------------------------------------------------------- */
 
-/* Pages outside the map are dirty copies private to a write txn. */
-static int in_map(const struct hnsw_scratch *sc, const void *a, const void *b)
-{
-	const char *p = a, *q = b;
-	if (!sc->map_lo)
-		return 0;
-	return p >= sc->map_lo && p < sc->map_hi &&
-	       (!q || (q >= sc->map_lo && q < sc->map_hi));
-}
-
 static int blk_load(struct hnsw_ctx *cx, uint32_t b)
 {
 	hydb_index *ix = cx->ix;
@@ -243,7 +234,8 @@ static int blk_load(struct hnsw_ctx *cx, uint32_t b)
 	}
 	e->epoch = cx->sc->blk_epoch;
 	e->wepoch = cx->sc->wepoch;
-	e->vol = !cx->ix->stable_ptrs && !in_map(cx->sc, e->vec, e->cv);
+	/* Without MDB_WRITEMAP a later put may spill the page under it. */
+	e->vol = !cx->ix->stable_ptrs;
 	return 0;
 }
 

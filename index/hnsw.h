@@ -74,6 +74,10 @@ typedef struct hydb_vsource {
 			    uint64_t limit, uint64_t *out);
 	int (*radius_scan)(void *ctx, MDB_txn *txn, double lo, double hi,
 			   hydb_slot_fn fn, void *fctx);
+	/* Changes whenever the map may have moved; block pointers are kept
+	 * across read transactions only while it stays the same. NULL: the
+	 * map never moves. */
+	uint64_t (*map_generation)(void *ctx);
 } hydb_vsource;
 
 /* Creation options beyond M and efConstruction. */

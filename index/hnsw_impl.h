@@ -65,8 +65,7 @@ struct hnsw_scratch {
 	struct hnsw_blk *blk;
 	uint32_t blk_cap, blk_epoch, wepoch;
 	uint64_t snap_txn;  /* snapshot the cached pointers belong to */
-	void *snap_map;
-	char *map_lo, *map_hi; /* the map, as this operation saw it */
+	uint64_t snap_gen;  /* and the map generation they were read in */
 	struct hnsw_cand *cand, *res;
 	size_t cand_cap, res_cap;
 	uint32_t links[2 * HYDB_HNSW_MAX_M + 1];

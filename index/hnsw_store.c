@@ -21,6 +21,11 @@ static int st_rscan(void *ctx, MDB_txn *txn, double lo, double hi,
 	return hydb_store_radius_scan(ctx, txn, lo, hi, fn, fctx);
 }
 
+static uint64_t st_mapgen(void *ctx)
+{
+	return hydb_store_map_generation(ctx);
+}
+
 int hydb_index_open_flags(hydb_index **out, hydb_store *st, MDB_txn *txn,
 			  unsigned M, unsigned efc, unsigned flags)
 {
@@ -35,6 +40,7 @@ int hydb_index_open_flags(hydb_index **out, hydb_store *st, MDB_txn *txn,
 		.block = st_block,
 		.radius_count = st_rcount,
 		.radius_scan = st_rscan,
+		.map_generation = st_mapgen,
 	};
 	return hydb_index_open_source(out, &src, txn, M, efc, flags);
 }

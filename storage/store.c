@@ -35,6 +35,9 @@ struct hydb_store {
 	/* Shared by every transaction of this process, exclusive for map
 	 * growth: LMDB forbids mdb_env_set_mapsize under an open txn. */
 	pthread_rwlock_t growlock;
+	/* Bumped under growlock whenever the map may have moved, so that
+	 * pointers cached from an older mapping can be told apart. */
+	uint64_t mapgen;
 	dev_t dev;
 	ino_t ino;
 	char path[PATH_MAX];
@@ -127,6 +130,7 @@ static int grow_map(hydb_store *st)
 	pthread_rwlock_wrlock(&st->growlock);
 	want = st->mapsize * 2;
 	rc = mdb_env_set_mapsize(st->env, want);
+	__atomic_add_fetch(&st->mapgen, 1, __ATOMIC_RELEASE);
 	if (rc == 0)
 		st->mapsize = want;
 	pthread_rwlock_unlock(&st->growlock);
@@ -140,6 +144,7 @@ static int adopt_map(hydb_store *st)
 	int rc;
 	pthread_rwlock_wrlock(&st->growlock);
 	rc = mdb_env_set_mapsize(st->env, 0);
+	__atomic_add_fetch(&st->mapgen, 1, __ATOMIC_RELEASE);
 	if (rc == 0 && mdb_env_info(st->env, &info) == 0)
 		st->mapsize = info.me_mapsize;
 	pthread_rwlock_unlock(&st->growlock);
@@ -624,6 +629,11 @@ size_t hydb_store_dim(const hydb_store *st) { return st->dim; }
 double hydb_store_curvature(const hydb_store *st) { return st->curvature; }
 int hydb_store_readonly(const hydb_store *st) { return st->readonly; }
 MDB_env *hydb_store_env(hydb_store *st) { return st->env; }
+
+uint64_t hydb_store_map_generation(const hydb_store *st)
+{
+	return __atomic_load_n(&st->mapgen, __ATOMIC_ACQUIRE);
+}
 MDB_dbi hydb_store_dbi(const hydb_store *st, enum hydb_dbi_id which) { return st->dbi[which]; }
 size_t hydb_store_block_bytes(const hydb_store *st) { return st->block_bytes; }
 

@@ -88,6 +88,9 @@ size_t hydb_store_dim(const hydb_store *st);
 double hydb_store_curvature(const hydb_store *st);
 int hydb_store_readonly(const hydb_store *st);
 MDB_env *hydb_store_env(hydb_store *st);
+/* Changes whenever the map may have moved (growth, or adopting another
+ * process's size); stable while any transaction of the process is open. */
+uint64_t hydb_store_map_generation(const hydb_store *st);
 MDB_dbi hydb_store_dbi(const hydb_store *st, enum hydb_dbi_id which);
 size_t hydb_store_block_bytes(const hydb_store *st);
 
