@@ -357,9 +357,13 @@ static int read_header(hydb_store *st)
 	return rc;
 }
 
-static size_t block_bytes_for(size_t dim)
+/* A block must be bigger than LMDB's largest in-page value so that it is
+ * stored on its own overflow pages: only there is a value aligned (16 bytes
+ * from a page start); inside a leaf page LMDB aligns values to 2 bytes. */
+static size_t block_bytes_for(size_t dim, size_t psize)
 {
-	return HYDB_BLOCK_VEC_OFFSET + (size_t)HYDB_BLOCK_SLOTS * dim * sizeof(float);
+	size_t b = HYDB_BLOCK_VEC_OFFSET + (size_t)HYDB_BLOCK_SLOTS * dim * sizeof(float);
+	return b > psize ? b : psize + 64;
 }
 
 /* ---- LMDB meta pages: checked before LMDB maps the file ----------------- */
@@ -600,7 +604,15 @@ int hydb_store_open(hydb_store **out, const char *path,
 				    path, st->dim, st->curvature, opts->dim, opts->curvature);
 	if (rc < 0)
 		goto fail_reg;
-	st->block_bytes = block_bytes_for(st->dim);
+	{
+		MDB_stat ms;
+		rc = mdb_env_stat(st->env, &ms);
+		if (rc) {
+			rc = hydb_store_mdb_error(rc, st->path);
+			goto fail_reg;
+		}
+		st->block_bytes = block_bytes_for(st->dim, ms.ms_psize);
+	}
 	*out = st;
 	return HYDB_OK;
 
