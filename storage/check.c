@@ -97,39 +97,47 @@ static int check_records(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check
 }
 
 /* Vector blocks: every live slot's record exists and points back. */
+struct block_check_ctx {
+	hydb_store *st;
+	MDB_txn *txn;
+	reporter *rep;
+	hydb_check_stats *cs;
+};
+
+static int check_block(uint32_t b, const hydb_block *blk, void *vctx)
+{
+	struct block_check_ctx *c = vctx;
+	unsigned live = 0;
+	if (!blk) {
+		problem(c->rep, "%s", hydb_last_error());
+		return HYDB_OK;
+	}
+	for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
+		uint32_t slot = b * HYDB_BLOCK_SLOTS + i, rslot;
+		if (!blk->attr[i].live)
+			continue;
+		live++;
+		c->cs->live_slots++;
+		if (hydb_store_record_slot(c->st, c->txn, blk->attr[i].id, &rslot) < 0)
+			problem(c->rep, "slot %u: its record %llu is missing or corrupt", slot,
+				(unsigned long long)blk->attr[i].id);
+		else if (rslot != slot)
+			problem(c->rep, "slot %u: record %llu lives in slot %u", slot,
+				(unsigned long long)blk->attr[i].id, rslot);
+	}
+	if (live != blk->hdr->n_live)
+		problem(c->rep, "vector block %u: header counts %u live slots, found %u", b, blk->hdr->n_live, live);
+	return HYDB_OK;
+}
+
 static int check_blocks(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_stats *cs,
 			uint32_t *slot_end)
 {
+	struct block_check_ctx c = {st, txn, rep, cs};
 	uint32_t nb;
 	FORWARD_IF_ERROR(hydb_store_block_count(st, txn, &nb));
 	*slot_end = nb * HYDB_BLOCK_SLOTS;
-	for (uint32_t b = 0; b < nb; b++) {
-		hydb_block blk;
-		unsigned live = 0;
-		int rc = hydb_store_block_get(st, txn, b, &blk);
-		if (rc == HYDB_ENOTFOUND)
-			continue;
-		if (rc < 0) {
-			problem(rep, "%s", hydb_last_error());
-			continue;
-		}
-		for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
-			uint32_t slot = b * HYDB_BLOCK_SLOTS + i, rslot;
-			if (!blk.attr[i].live)
-				continue;
-			live++;
-			cs->live_slots++;
-			if (hydb_store_record_slot(st, txn, blk.attr[i].id, &rslot) < 0)
-				problem(rep, "slot %u: its record %llu is missing or corrupt", slot,
-					(unsigned long long)blk.attr[i].id);
-			else if (rslot != slot)
-				problem(rep, "slot %u: record %llu lives in slot %u", slot,
-					(unsigned long long)blk.attr[i].id, rslot);
-		}
-		if (live != blk.hdr->n_live)
-			problem(rep, "vector block %u: header counts %u live slots, found %u", b, blk.hdr->n_live, live);
-	}
-	return HYDB_OK;
+	return hydb_store_each_block(st, txn, check_block, &c);
 }
 
 /* Keys, radius and free tables: every entry points at something live. */

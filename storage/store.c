@@ -699,6 +699,22 @@ int hydb_store_block_count(hydb_store *st, MDB_txn *txn, uint32_t *out)
 	return HYDB_OK;
 }
 
+int hydb_store_each_block(hydb_store *st, MDB_txn *txn, hydb_block_fn fn, void *ctx)
+{
+	uint32_t nb;
+	FORWARD_IF_ERROR(hydb_store_block_count(st, txn, &nb));
+	for (uint32_t b = 0; b < nb; b++) {
+		hydb_block blk;
+		int rc = hydb_store_block_get(st, txn, b, &blk);
+		if (rc == HYDB_ENOTFOUND)
+			continue;
+		rc = fn(b, rc == 0 ? &blk : NULL, ctx);
+		if (rc)
+			return rc;
+	}
+	return HYDB_OK;
+}
+
 int hydb_store_slot(hydb_store *st, MDB_txn *txn, uint32_t slot,
 		    const float **vec, const hydb_slot_attr **attr)
 {

@@ -120,6 +120,13 @@ int hydb_store_block_get(hydb_store *st, MDB_txn *txn, uint32_t block_no,
 			 hydb_block *out);
 /* Highest block number + 1 (0 if empty). */
 int hydb_store_block_count(hydb_store *st, MDB_txn *txn, uint32_t *out);
+/* Visit every existing block in order (missing block numbers are skipped).
+ * A block that fails validation is passed as NULL with the reason in
+ * hydb_last_error(), so that a checker can report it and go on. A non-zero
+ * return from fn stops the walk and is returned. */
+typedef int (*hydb_block_fn)(uint32_t block_no, const hydb_block *b, void *ctx);
+int hydb_store_each_block(hydb_store *st, MDB_txn *txn, hydb_block_fn fn,
+			  void *ctx);
 /* Vector and attributes of one slot. */
 int hydb_store_slot(hydb_store *st, MDB_txn *txn, uint32_t slot,
 		    const float **vec, const hydb_slot_attr **attr);

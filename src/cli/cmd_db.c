@@ -218,35 +218,43 @@ struct stats {
 	int bins;
 };
 
-static int stats_pass(hydb_store *st, MDB_txn *txn, struct stats *s, int pass)
+struct stats_ctx {
+	struct stats *s;
+	int pass;
+};
+
+/* Pass 0 counts and finds the radius range; pass 1 fills the histograms. */
+static int stats_block(uint32_t block_no, const hydb_block *blk, void *vctx)
 {
-	uint32_t nb;
-	FORWARD_IF_ERROR(hydb_store_block_count(st, txn, &nb));
-	for (uint32_t b = 0; b < nb; b++) {
-		hydb_block blk;
-		int rc = hydb_store_block_get(st, txn, b, &blk);
-		if (rc == HYDB_ENOTFOUND)
+	struct stats_ctx *c = vctx;
+	struct stats *s = c->s;
+	(void)block_no;
+	if (!blk)
+		return HYDB_ECORRUPT;
+	for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
+		const hydb_slot_attr *a = &blk->attr[i];
+		unsigned m = a->modality < 3 ? a->modality : 0, l = a->label < 3 ? a->label : 0;
+		if (!a->live)
 			continue;
-		FORWARD_IF_ERROR(rc);
-		for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
-			const hydb_slot_attr *a = &blk.attr[i];
-			unsigned m = a->modality < 3 ? a->modality : 0, l = a->label < 3 ? a->label : 0;
-			if (!a->live)
-				continue;
-			if (pass == 0) {
-				s->count++;
-				s->by[m][l]++;
-				if (a->radius < s->rmin) s->rmin = a->radius;
-				if (a->radius > s->rmax) s->rmax = a->radius;
-			} else {
-				double w = (s->rmax - s->rmin) / s->bins;
-				int bin = w > 0 ? (int)((a->radius - s->rmin) / w) : 0;
-				if (bin >= s->bins) bin = s->bins - 1;
-				s->hist[m][l][bin]++;
-			}
+		if (c->pass == 0) {
+			s->count++;
+			s->by[m][l]++;
+			if (a->radius < s->rmin) s->rmin = a->radius;
+			if (a->radius > s->rmax) s->rmax = a->radius;
+		} else {
+			double w = (s->rmax - s->rmin) / s->bins;
+			int bin = w > 0 ? (int)((a->radius - s->rmin) / w) : 0;
+			if (bin >= s->bins) bin = s->bins - 1;
+			s->hist[m][l][bin]++;
 		}
 	}
 	return HYDB_OK;
+}
+
+static int stats_pass(hydb_store *st, MDB_txn *txn, struct stats *s, int pass)
+{
+	struct stats_ctx c = {s, pass};
+	return hydb_store_each_block(st, txn, stats_block, &c);
 }
 
 static uint64_t dir_bytes(const char *path)

@@ -240,42 +240,48 @@ struct relabel_ctx {
 	uint64_t changed;
 };
 
+struct relabel_block_ctx {
+	struct relabel_ctx *c;
+	hydb_store *st;
+	MDB_txn *txn;
+};
+
+static int relabel_block(uint32_t block_no, const hydb_block *blk, void *vctx)
+{
+	struct relabel_block_ctx *rb = vctx;
+	uint64_t ids[HYDB_BLOCK_SLOTS];
+	hydb_label want[HYDB_BLOCK_SLOTS];
+	size_t n = 0;
+	(void)block_no;
+	if (!blk)
+		return HYDB_ECORRUPT;
+	/* collect first: relabelling rewrites this block */
+	for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
+		const hydb_slot_attr *a = &blk->attr[i];
+		double t;
+		hydb_label l;
+		if (!a->live || a->modality > 2)
+			continue;
+		t = rb->c->thr[a->modality];
+		if (!(t > 0))
+			continue;
+		l = a->radius <= t ? HYDB_LABEL_SAFE : HYDB_LABEL_UNSAFE;
+		if (l != a->label) {
+			ids[n] = a->id;
+			want[n++] = l;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		FORWARD_IF_ERROR(hydb_store_set_label(rb->st, rb->txn, ids[i], want[i]));
+	rb->c->changed += n;
+	return HYDB_OK;
+}
+
 static int relabel_fn(hydb_store *st, MDB_txn *txn, void *vctx)
 {
-	struct relabel_ctx *c = vctx;
-	uint32_t nb;
-	c->changed = 0;
-	FORWARD_IF_ERROR(hydb_store_block_count(st, txn, &nb));
-	for (uint32_t b = 0; b < nb; b++) {
-		hydb_block blk;
-		uint64_t ids[HYDB_BLOCK_SLOTS];
-		hydb_label want[HYDB_BLOCK_SLOTS];
-		size_t n = 0;
-		int rc = hydb_store_block_get(st, txn, b, &blk);
-		if (rc == HYDB_ENOTFOUND)
-			continue;
-		FORWARD_IF_ERROR(rc);
-		/* collect first: relabelling rewrites this block */
-		for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
-			const hydb_slot_attr *a = &blk.attr[i];
-			double t;
-			hydb_label l;
-			if (!a->live || a->modality > 2)
-				continue;
-			t = c->thr[a->modality];
-			if (!(t > 0))
-				continue;
-			l = a->radius <= t ? HYDB_LABEL_SAFE : HYDB_LABEL_UNSAFE;
-			if (l != a->label) {
-				ids[n] = a->id;
-				want[n++] = l;
-			}
-		}
-		for (size_t i = 0; i < n; i++)
-			FORWARD_IF_ERROR(hydb_store_set_label(st, txn, ids[i], want[i]));
-		c->changed += n;
-	}
-	return HYDB_OK;
+	struct relabel_block_ctx rb = {vctx, st, txn};
+	rb.c->changed = 0;
+	return hydb_store_each_block(st, txn, relabel_block, &rb);
 }
 
 int hydb_cmd_calibrate(int argc, char **argv)
