@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/glyphs.h"
 #include "cli/output.h"
 #include "encoder/image.h"
 #include "internal.h"
@@ -165,7 +166,10 @@ int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins
 			    const uint64_t *hist)
 {
 	static const uint8_t colours[3][3] = {{150, 150, 150}, {40, 160, 60}, {200, 50, 40}};
-	const int W = 800, panel_h = 150, margin = 20;
+	static const uint8_t black[3] = {0, 0, 0};
+	static const char *const mod_label[] = {"other", "image", "text"};
+	static const char *const lab_label[] = {"unknown", "safe", "unsafe"};
+	const int W = 800, panel_h = 150, margin = 30, top = 30, S = 2;
 	int mods[3], nm = 0, H, rc;
 	uint8_t *img;
 
@@ -179,14 +183,23 @@ int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins
 	}
 	if (nm == 0)
 		mods[nm++] = 0;
-	H = nm * panel_h + 2 * margin;
+	H = top + nm * panel_h + 40;
 	img = malloc((size_t)W * H * 3);
 	if (!img)
 		return hydb_error_set(HYDB_ENOMEM, "%s: out of memory", path);
 	memset(img, 255, (size_t)W * H * 3);
+	/* legend: a swatch and the name of each label */
+	for (int l = 0, x = margin; l < 3; l++) {
+		for (int y = 10; y < 24; y++)
+			for (int xx = x; xx < x + 14; xx++)
+				memcpy(img + ((size_t)y * W + xx) * 3, colours[l], 3);
+		hydb_draw_text(img, W, H, x + 20, 10, lab_label[l], black, S);
+		x += 20 + 6 * S * (int)strlen(lab_label[l]) + 30;
+	}
 	for (int mi = 0; mi < nm; mi++) {
-		int m = mods[mi], base = margin + mi * panel_h + panel_h - 12;
+		int m = mods[mi], base = top + mi * panel_h + panel_h - 12;
 		uint64_t peak = 1;
+		char num[32];
 		for (int l = 0; l < 3; l++)
 			for (int b = 0; b < bins; b++)
 				if (hist[(m * 3 + l) * stride + b] > peak)
@@ -195,13 +208,13 @@ int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins
 			int x0 = margin + b * (W - 2 * margin) / bins;
 			int bw = (W - 2 * margin) / bins / 3;
 			for (int l = 0; l < 3; l++) {
-				int h = (int)((double)(panel_h - 24) * hist[(m * 3 + l) * stride + b] / peak);
+				int h = (int)((double)(panel_h - 40) * hist[(m * 3 + l) * stride + b] / peak);
 				for (int y = base - h; y < base; y++)
 					for (int x = x0 + l * bw; x < x0 + (l + 1) * bw - 1; x++)
 						memcpy(img + ((size_t)y * W + x) * 3, colours[l], 3);
 			}
 		}
-		/* axis with a tick at every bin edge */
+		/* axis with a tick at every bin edge; modality and peak count */
 		for (int x = margin; x < W - margin; x++)
 			memset(img + ((size_t)base * W + x) * 3, 0, 3);
 		for (int b = 0; b <= bins; b++) {
@@ -209,9 +222,19 @@ int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins
 			for (int y = base; y < base + 5 && x < W; y++)
 				memset(img + ((size_t)y * W + x) * 3, 0, 3);
 		}
+		snprintf(num, sizeof num, "%s  max %llu", mod_label[m], (unsigned long long)peak);
+		hydb_draw_text(img, W, H, W - margin - 6 * S * (int)strlen(num), base - (panel_h - 22), num, black, S);
 	}
-	(void)rmin;
-	(void)rmax;
+	{
+		/* radius range under the last axis */
+		char lo[32], hi[32];
+		int y = top + nm * panel_h + 4;
+		snprintf(lo, sizeof lo, "%.3f", rmin);
+		snprintf(hi, sizeof hi, "%.3f", rmax);
+		hydb_draw_text(img, W, H, margin, y, lo, black, S);
+		hydb_draw_text(img, W, H, W / 2 - 6 * S * 3, y, "radius", black, S);
+		hydb_draw_text(img, W, H, W - margin - 6 * S * (int)strlen(hi), y, hi, black, S);
+	}
 	rc = hydb_png_write(path, img, W, H);
 	free(img);
 	return rc;
