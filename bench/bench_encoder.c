@@ -2,11 +2,16 @@
  * bench_encoder.c - encoder throughput against the machine's sgemm peak.
  *
  * usage: bench_encoder MODEL [--batches 1,8] [--captions N] [--threads N]
+ *                      [--ab FLAGS] [--rounds N]
  *
  * Prints one "key value" line per figure so that bench/bench_encoder.sh can
  * put them next to PyTorch's: the BLAS core, sgemm GFLOP/s on a GEMM shaped
  * like the vision MLP, images/s per batch size with the share of that peak
  * the whole vision forward reaches, captions/s, and peak RSS.
+ *
+ * --ab FLAGS times the forward with hydb_forward_legacy = FLAGS and = 0
+ * alternately, --rounds times each, and prints both medians: on a shared
+ * machine only runs interleaved in one process compare fairly.
  */
 #include "config.h"
 
@@ -129,6 +134,57 @@ static int bench_images(hydb_model *m, size_t batch)
 	return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define AB_MAX_ROUNDS 64
+
+/* Images/s of the legacy and current code paths, interleaved. */
+static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
+{
+	const hydb_model_config *c = &m->cfg;
+	size_t px = 3 * (size_t)c->image_size * c->image_size;
+	float *pixels = random_floats(batch * px, 3);
+	float *f = malloc(batch * c->embed_dim * sizeof *f);
+	double t_old[AB_MAX_ROUNDS], t_new[AB_MAX_ROUNDS];
+	int rc = hydb_vision_forward(m, pixels, batch, f); /* warm-up */
+	rounds = rounds > AB_MAX_ROUNDS ? AB_MAX_ROUNDS : rounds;
+	for (int r = 0; r < rounds && rc == 0; r++) {
+		for (int v = 0; v < 2 && rc == 0; v++) {
+			/* Alternate which goes first so drift hits both. */
+			int old = (v + r) % 2;
+			hydb_forward_legacy = old ? flags : 0;
+			double t = now();
+			rc = hydb_vision_forward(m, pixels, batch, f);
+			(old ? t_old : t_new)[r] = batch / (now() - t);
+		}
+	}
+	hydb_forward_legacy = 0;
+	free(pixels);
+	free(f);
+	if (rc < 0) {
+		fprintf(stderr, "bench_encoder: %s\n", hydb_last_error());
+		return 2;
+	}
+	double peak = peak_gflops(c), fl = vision_flops(c) / 1e9;
+	double mo = median(t_old, rounds), mn = median(t_new, rounds);
+	printf("ab_legacy%d_images_per_s_batch%zu %.3f\n", flags, batch, mo);
+	printf("ab_current_images_per_s_batch%zu %.3f\n", batch, mn);
+	printf("ab_legacy%d_peak_fraction_batch%zu %.3f\n", flags, batch,
+	       mo * fl / peak);
+	printf("ab_current_peak_fraction_batch%zu %.3f\n", batch, mn * fl / peak);
+	return 0;
+}
+
 static int bench_captions(hydb_model *m, int n)
 {
 	/* A 14-token caption: BOS, 12 words, EOS. */
@@ -160,10 +216,11 @@ static int bench_captions(hydb_model *m, int n)
 int main(int argc, char **argv)
 {
 	const char *batches = "1,8";
-	int captions = 20, threads = 0;
+	int captions = 20, threads = 0, ab = -1, rounds = 5;
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench_encoder MODEL [--batches 1,8] "
-				"[--captions N] [--threads N]\n");
+				"[--captions N] [--threads N] [--ab FLAGS] "
+				"[--rounds N]\n");
 		return 1;
 	}
 	for (int i = 2; i + 1 < argc; i += 2) {
@@ -173,6 +230,10 @@ int main(int argc, char **argv)
 			captions = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--threads"))
 			threads = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--ab"))
+			ab = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--rounds"))
+			rounds = atoi(argv[i + 1]) > 0 ? atoi(argv[i + 1]) : 1;
 	}
 	hydb_model *m;
 	if (hydb_model_open(&m, argv[1]) < 0 || hydb_blas_init() < 0) {
@@ -187,7 +248,8 @@ int main(int argc, char **argv)
 		char *end;
 		size_t b = strtoul(p, &end, 10);
 		if (b > 0)
-			rc = bench_images(m, b);
+			rc = ab >= 0 ? bench_ab(m, b, ab, rounds)
+				     : bench_images(m, b);
 		p = *end ? end + 1 : end;
 	}
 	if (rc == 0 && captions > 0)

@@ -226,31 +226,82 @@ static void softmax_rows(float *s, size_t rows, size_t cols, int causal,
 	}
 }
 
+struct attn_ctx {
+	float *o;
+	const float *q, *k, *v;
+	size_t seq, width, d, heads, tasks;
+	float scale;
+	int causal;
+	size_t next; /* next (sequence, head) task, taken atomically */
+};
+
+/* One head of one sequence; scores is seq x seq of the thread's own. */
+static void attn_head(const struct attn_ctx *c, size_t task, float *scores)
+{
+	size_t s = task / c->heads, h = task % c->heads;
+	size_t off = s * c->seq * c->width + h * c->d;
+	hydb_sgemm(0, 1, c->seq, c->seq, c->d, c->scale, c->q + off, c->width,
+		   c->k + off, c->width, 0.0f, scores, c->seq);
+	softmax_rows(scores, c->seq, c->seq, c->causal, 0);
+	hydb_sgemm(0, 0, c->seq, c->d, c->seq, 1.0f, scores, c->seq, c->v + off,
+		   c->width, 0.0f, c->o + off, c->width);
+}
+
+struct attn_worker {
+	struct attn_ctx *c;
+	float *scores;
+};
+
+/* Tasks are handed out one at a time: causal heads differ in cost and the
+ * other core may be busy with another process. */
+static void *attn_worker(void *arg)
+{
+	struct attn_worker *w = arg;
+	size_t t;
+	while ((t = __atomic_fetch_add(&w->c->next, 1, __ATOMIC_RELAXED)) <
+	       w->c->tasks)
+		attn_head(w->c, t, w->scores);
+	return NULL;
+}
+
+/* Below this many multiply-adds per head, a second thread costs more than
+ * it saves (a 77-token caption head is ~0.4M). */
+#define ATTN_PARALLEL_MIN (1u << 21)
+
+int hydb_forward_legacy;
+
 /* o = softmax(q k^T / sqrt(d)) v for every sequence and head. q, k, v, o
- * are [n_seq * seq, width] with head h in columns [h*d, (h+1)*d). */
+ * are [n_seq * seq, width] with head h in columns [h*d, (h+1)*d). The
+ * per-head GEMMs are small: two threads of ours each run whole heads with
+ * single-threaded GEMMs rather than OpenBLAS splitting each one, which
+ * left its threads spinning between the many short calls. scores holds
+ * two seq x seq matrices. */
 static void attention(float *o, const float *q, const float *k,
 		      const float *v, float *scores, size_t n_seq, size_t seq,
 		      size_t width, size_t heads, int causal)
 {
-	size_t d = width / heads;
-	float scale = (float)(1.0 / sqrt((double)d));
-	for (size_t s = 0; s < n_seq; s++) {
-		size_t base = s * seq * width;
-		for (size_t h = 0; h < heads; h++) {
-			size_t off = base + h * d;
-			hydb_sgemm(0, 1, seq, seq, d, scale, q + off, width,
-				   k + off, width, 0.0f, scores, seq);
-			softmax_rows(scores, seq, seq, causal, 0);
-			hydb_sgemm(0, 0, seq, d, seq, 1.0f, scores, seq, v + off,
-				   width, 0.0f, o + off, width);
-		}
+	struct attn_ctx c = {o, q, k, v, seq, width, width / heads, heads,
+			     n_seq * heads, 0.0f, causal, 0};
+	c.scale = (float)(1.0 / sqrt((double)c.d));
+	struct attn_worker mine = {&c, scores}, other = {&c, scores + seq * seq};
+	pthread_t th;
+	if ((hydb_forward_legacy & HYDB_FWD_OLD_ATTENTION) || seq * seq * c.d < ATTN_PARALLEL_MIN ||
+	    c.tasks < 2) {
+		attn_worker(&mine);
+		return;
 	}
+	hydb_blas_serial_begin();
+	int spawned = pthread_create(&th, NULL, attn_worker, &other) == 0;
+	attn_worker(&mine);
+	if (spawned)
+		pthread_join(th, NULL);
+	hydb_blas_serial_end();
 }
 
 /* ---- one block --------------------------------------------------------- */
 
-/* h | q | k | v | o, the MLP's hidden layer reusing q onwards, then one
- * head's attention scores. */
+/* h | q | k | v | o, the MLP's hidden layer reusing q onwards, then two
+ * heads' attention scores (one per thread). */
 static size_t scratch_per_row(const hydb_tower *t)
 {
 	size_t four = 4 * t->width;
@@ -263,7 +314,8 @@ int hydb_block_scratch(size_t *out, const hydb_tower *t, size_t n_seq,
 	size_t n, sq;
 	if (hydb_mul_size(&n, n_seq, seq) < 0 ||
 	    hydb_mul_size(&n, n, scratch_per_row(t)) < 0 ||
-	    hydb_mul_size(&sq, seq, seq) < 0 || hydb_add_size(out, n, sq) < 0)
+	    hydb_mul3_size(&sq, 2, seq, seq) < 0 ||
+	    hydb_add_size(out, n, sq) < 0)
 		return hydb_error_set(HYDB_ENOMEM, "encoder scratch: %zu x %zu "
 				      "tokens overflow", n_seq, seq);
 	return HYDB_OK;

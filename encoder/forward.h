@@ -49,6 +49,16 @@ typedef struct hydb_encoder {
 /* Longest token context the encoder accepts (CLIP's is 77). */
 #define HYDB_ENCODE_MAX_CONTEXT 512
 
+/* Earlier ways of running parts of the forward pass, kept so that
+ * bench/bench_encoder can time old and new in one process (the machine's
+ * load changes too much between runs to compare across them). Same
+ * results either way. Not for concurrent use with encodes. */
+enum {
+	HYDB_FWD_OLD_ATTENTION = 1, /* every head through OpenBLAS's threads */
+	HYDB_FWD_UNFUSED = 2,       /* separate bias, GELU and LN passes */
+};
+extern int hydb_forward_legacy;
+
 /* The encoder state of m, resolving every tensor on first use (thread-safe).
  * Errors: HYDB_EMODEL naming the missing or misshapen tensor. */
 int hydb_encoder_get(hydb_encoder **out, struct hydb_model *m);

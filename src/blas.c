@@ -39,7 +39,9 @@ static struct {
 	int preloaded;          /* OpenBLAS was in the process before us */
 	char name[160];         /* what hydb_blas_corename reports */
 	int threads;
-} blas = {.once = PTHREAD_ONCE_INIT};
+	pthread_mutex_t serial_lock;
+	int serial;             /* open hydb_blas_serial_begin sections */
+} blas = {.once = PTHREAD_ONCE_INIT, .serial_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *const sonames[] = {
 	"libopenblas.so.0", "libopenblasp.so.0", "libopenblaso.so.0",
@@ -184,14 +186,40 @@ const char *hydb_blas_wanted_core(void)
 	return blas.wanted;
 }
 
+/* OpenBLAS takes 0 as "its default" (the pool it started with). */
+static void apply_threads(int n)
+{
+	if (blas.set_threads)
+		blas.set_threads(n > 0 ? n : 0);
+}
+
 void hydb_blas_set_threads(int n)
 {
 	pthread_once(&blas.once, init_once);
-	if (n == blas.threads)
-		return;
-	blas.threads = n;
-	if (blas.set_threads)
-		blas.set_threads(n > 0 ? n : 0);
+	pthread_mutex_lock(&blas.serial_lock);
+	if (n != blas.threads) {
+		blas.threads = n;
+		if (!blas.serial)
+			apply_threads(n);
+	}
+	pthread_mutex_unlock(&blas.serial_lock);
+}
+
+void hydb_blas_serial_begin(void)
+{
+	pthread_once(&blas.once, init_once);
+	pthread_mutex_lock(&blas.serial_lock);
+	if (blas.serial++ == 0 && blas.set_threads)
+		blas.set_threads(1);
+	pthread_mutex_unlock(&blas.serial_lock);
+}
+
+void hydb_blas_serial_end(void)
+{
+	pthread_mutex_lock(&blas.serial_lock);
+	if (blas.serial > 0 && --blas.serial == 0)
+		apply_threads(blas.threads);
+	pthread_mutex_unlock(&blas.serial_lock);
 }
 
 static float at(const float *p, size_t ld, int trans, size_t i, size_t j)

@@ -29,4 +29,13 @@ const char *hydb_blas_wanted_core(void);
 /* Number of threads OpenBLAS may use (0 = its default). */
 void hydb_blas_set_threads(int n);
 
+/* Between these, hydb_sgemm runs on the calling thread only, so that
+ * callers can run many small GEMMs on threads of their own instead of
+ * waking OpenBLAS's pool for each. OpenBLAS 0.3.21 has only a process-wide
+ * thread count, so sections of concurrent callers are counted and the count
+ * is restored when the last one ends; other threads' GEMMs run serial
+ * meanwhile (slower, still correct). Every begin needs one end. */
+void hydb_blas_serial_begin(void);
+void hydb_blas_serial_end(void);
+
 #endif

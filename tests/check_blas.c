@@ -9,7 +9,9 @@
 #include "config.h"
 
 #include <check.h>
+#include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +124,115 @@ START_TEST(test_zero_sized_is_noop)
 	float a[1] = {0}, b[1] = {0};
 	hydb_sgemm(0, 0, 2, 2, 0, 1.0f, a, 1, b, 2, 0.5f, c, 2);
 	ck_assert(c[0] == 0.5f && c[3] == 2.0f);
+}
+END_TEST
+
+/* The thread count OpenBLAS itself reports, or -1 if it is not loaded. */
+static int openblas_threads(void)
+{
+	void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+	int (*get)(void) = h ? (int (*)(void))dlsym(h, "openblas_get_num_threads")
+			     : NULL;
+	int n = get ? get() : -1;
+	if (h)
+		dlclose(h);
+	return n;
+}
+
+START_TEST(test_serial_sections_nest_and_restore)
+{
+	ck_assert_int_eq(hydb_blas_init(), HYDB_OK);
+	if (openblas_threads() < 0)
+		return; /* plain loops: nothing to switch */
+	hydb_blas_set_threads(2);
+	ck_assert_int_eq(openblas_threads(), 2);
+	hydb_blas_serial_begin();
+	hydb_blas_serial_begin();
+	ck_assert_int_eq(openblas_threads(), 1);
+	/* A change asked for inside a section waits for its end. */
+	hydb_blas_set_threads(3);
+	ck_assert_int_eq(openblas_threads(), 1);
+	hydb_blas_serial_end();
+	ck_assert_int_eq(openblas_threads(), 1);
+	hydb_blas_serial_end();
+	ck_assert_int_eq(openblas_threads(), 3);
+	/* An unmatched end does not go below zero sections. */
+	hydb_blas_serial_end();
+	hydb_blas_serial_begin();
+	ck_assert_int_eq(openblas_threads(), 1);
+	hydb_blas_serial_end();
+	ck_assert_int_eq(openblas_threads(), 3);
+}
+END_TEST
+
+/* Attention-shaped products (scores = q k^T, then scores v) run by two
+ * threads at once inside a serial section, as the encoder does. */
+struct concurrent_job {
+	const float *q, *k;
+	float *s, *o;
+};
+
+enum { SEQ = 257, HEAD = 64, ROUNDS = 20 };
+
+static void *concurrent_gemms(void *arg)
+{
+	struct concurrent_job *j = arg;
+	for (int r = 0; r < ROUNDS; r++) {
+		hydb_sgemm(0, 1, SEQ, SEQ, HEAD, 0.125f, j->q, HEAD, j->k, HEAD,
+			   0.0f, j->s, SEQ);
+		hydb_sgemm(0, 0, SEQ, HEAD, SEQ, 1.0f, j->s, SEQ, j->k, HEAD,
+			   0.0f, j->o, HEAD);
+	}
+	return NULL;
+}
+
+/* Worst relative error of o = (0.125 q k^T) k against doubles. */
+static double concurrent_error(const struct concurrent_job *j)
+{
+	double worst = 0;
+	double *s = malloc(SEQ * sizeof *s);
+	for (size_t i = 0; i < SEQ; i += 16) {
+		for (size_t c = 0; c < SEQ; c++) {
+			double t = 0;
+			for (size_t l = 0; l < HEAD; l++)
+				t += (double)j->q[i * HEAD + l] * j->k[c * HEAD + l];
+			s[c] = 0.125 * t;
+		}
+		for (size_t c = 0; c < HEAD; c++) {
+			double t = 0, scale = 1e-30;
+			for (size_t l = 0; l < SEQ; l++) {
+				t += s[l] * j->k[l * HEAD + c];
+				scale += fabs(s[l] * j->k[l * HEAD + c]);
+			}
+			double e = fabs(j->o[i * HEAD + c] - t) / scale;
+			worst = e > worst ? e : worst;
+		}
+	}
+	free(s);
+	return worst;
+}
+
+START_TEST(test_concurrent_serial_gemms)
+{
+	ck_assert_int_eq(hydb_blas_init(), HYDB_OK);
+	hydb_blas_set_threads(2);
+	struct concurrent_job j[2];
+	for (int t = 0; t < 2; t++) {
+		j[t].q = rand_matrix(SEQ * HEAD);
+		j[t].k = rand_matrix(SEQ * HEAD);
+		j[t].s = malloc(SEQ * SEQ * sizeof(float));
+		j[t].o = malloc(SEQ * HEAD * sizeof(float));
+	}
+	pthread_t th;
+	hydb_blas_serial_begin();
+	ck_assert_int_eq(pthread_create(&th, NULL, concurrent_gemms, &j[1]), 0);
+	concurrent_gemms(&j[0]);
+	pthread_join(th, NULL);
+	hydb_blas_serial_end();
+	for (int t = 0; t < 2; t++) {
+		double e = concurrent_error(&j[t]);
+		ck_assert_msg(e < TOLERANCE, "thread %d: relative error %g", t, e);
+	}
 }
 END_TEST
 
@@ -247,6 +358,8 @@ static Suite *blas_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_sgemm_matches_double);
 	tcase_add_test(tc, test_zero_sized_is_noop);
+	tcase_add_test(tc, test_serial_sections_nest_and_restore);
+	tcase_add_test(tc, test_concurrent_serial_gemms);
 	tcase_add_test(tc, test_wanted_core_follows_cpu);
 	tcase_add_loop_test(tc, test_each_core_is_correct, 0,
 			    sizeof cores / sizeof cores[0]);
