@@ -59,7 +59,9 @@ static void parallel_rows(rows_fn fn, void *ctx, size_t rows, size_t width)
 
 struct ln_ctx {
 	float *out;
-	const float *x, *w, *b;
+	float *x;           /* written only when add is set */
+	const float *w, *b;
+	const float *add;   /* a bias to add to x first, or NULL */
 	size_t width;
 	double eps;
 };
@@ -69,9 +71,12 @@ static void ln_rows(void *p, size_t r0, size_t r1)
 	const struct ln_ctx *c = p;
 	size_t w = c->width;
 	for (size_t r = r0; r < r1; r++) {
-		const float *x = c->x + r * w;
+		float *x = c->x + r * w;
 		float *o = c->out + r * w;
 		double mean = 0, var = 0;
+		if (c->add)
+			for (size_t i = 0; i < w; i++)
+				x[i] += c->add[i];
 		for (size_t i = 0; i < w; i++)
 			mean += x[i];
 		mean /= (double)w;
@@ -89,7 +94,17 @@ static void ln_rows(void *p, size_t r0, size_t r1)
 void hydb_layer_norm(float *out, const float *x, size_t rows, size_t width,
 		     const float *w, const float *b, double eps)
 {
-	struct ln_ctx c = {out, x, w, b, width, eps};
+	struct ln_ctx c = {out, (float *)x, w, b, NULL, width, eps};
+	parallel_rows(ln_rows, &c, rows, width);
+}
+
+/* x += bias, then out = LayerNorm(x): the residual's bias costs no pass of
+ * its own. */
+static void bias_layer_norm(float *out, float *x, const float *bias,
+			    size_t rows, size_t width, const float *w,
+			    const float *b, double eps)
+{
+	struct ln_ctx c = {out, x, w, b, bias, width, eps};
 	parallel_rows(ln_rows, &c, rows, width);
 }
 
@@ -181,23 +196,52 @@ static void exp_array(float *y, const float *x, size_t n)
 
 struct gelu_ctx {
 	float *x;
+	const float *bias; /* added first, or NULL */
 	size_t width;
 };
 
 #define GELU_CHUNK 256
 
+/* x = quick_gelu(x + bias) on k values, bias possibly NULL. */
+static void gelu_chunk(float *x, const float *bias, size_t k)
+{
+	float e[GELU_CHUNK];
+	if (bias)
+		for (size_t i = 0; i < k; i++)
+			x[i] += bias[i];
+	for (size_t i = 0; i < k; i++)
+		e[i] = -1.702f * x[i];
+	exp_array(e, e, k);
+	for (size_t i = 0; i < k; i++)
+		x[i] = x[i] / (1.0f + e[i]);
+}
+
 static void gelu_rows(void *p, size_t r0, size_t r1)
 {
 	const struct gelu_ctx *c = p;
-	float *x = c->x + r0 * c->width, e[GELU_CHUNK];
-	size_t n = (r1 - r0) * c->width;
-	for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
-		size_t k = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
-		for (size_t i = 0; i < k; i++)
-			e[i] = -1.702f * x[i0 + i];
-		exp_array(e, e, k);
-		for (size_t i = 0; i < k; i++)
-			x[i0 + i] = x[i0 + i] / (1.0f + e[i]);
+	for (size_t r = r0; r < r1; r++) {
+		float *x = c->x + r * c->width;
+		for (size_t i0 = 0; i0 < c->width; i0 += GELU_CHUNK) {
+			size_t k = c->width - i0 < GELU_CHUNK ? c->width - i0
+							      : GELU_CHUNK;
+			gelu_chunk(x + i0, c->bias ? c->bias + i0 : NULL, k);
+		}
+	}
+}
+
+struct bias_ctx {
+	float *x;
+	const float *bias;
+	size_t width;
+};
+
+static void bias_rows(void *p, size_t r0, size_t r1)
+{
+	const struct bias_ctx *c = p;
+	for (size_t r = r0; r < r1; r++) {
+		float *x = c->x + r * c->width;
+		for (size_t i = 0; i < c->width; i++)
+			x[i] += c->bias[i];
 	}
 }
 
@@ -334,14 +378,28 @@ void hydb_block_forward(const hydb_tower *t, const hydb_block_w *b, float *x,
 	linear(k, h, n, w, w, b->k_w, b->k_b);
 	linear(v, h, n, w, w, b->v_w, b->v_b);
 	attention(o, q, k, v, scores, n_seq, seq, w, t->heads, causal);
-	linear_residual(x, o, n, w, w, b->o_w, b->o_b);
-
 	float *mid = q;
-	hydb_layer_norm(h, x, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
-	linear(mid, h, n, w, t->mlp, b->fc1_w, b->fc1_b);
-	struct gelu_ctx g = {mid, t->mlp};
+	if (hydb_forward_legacy & HYDB_FWD_UNFUSED) {
+		linear_residual(x, o, n, w, w, b->o_w, b->o_b);
+		hydb_layer_norm(h, x, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
+		linear(mid, h, n, w, t->mlp, b->fc1_w, b->fc1_b);
+		struct gelu_ctx g = {mid, NULL, t->mlp};
+		parallel_rows(gelu_rows, &g, n, t->mlp);
+		linear_residual(x, mid, n, t->mlp, w, b->fc2_w, b->fc2_b);
+		return;
+	}
+	/* Biases join the element-wise pass that follows each GEMM rather
+	 * than taking a pass over the rows of their own. */
+	hydb_sgemm(0, 1, n, w, w, 1.0f, o, w, b->o_w, w, 1.0f, x, w);
+	bias_layer_norm(h, x, b->o_b, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
+	hydb_sgemm(0, 1, n, t->mlp, w, 1.0f, h, w, b->fc1_w, w, 0.0f, mid,
+		   t->mlp);
+	struct gelu_ctx g = {mid, b->fc1_b, t->mlp};
 	parallel_rows(gelu_rows, &g, n, t->mlp);
-	linear_residual(x, mid, n, t->mlp, w, b->fc2_w, b->fc2_b);
+	hydb_sgemm(0, 1, n, w, t->mlp, 1.0f, mid, t->mlp, b->fc2_w, t->mlp,
+		   1.0f, x, w);
+	struct bias_ctx fb = {x, b->fc2_b, w};
+	parallel_rows(bias_rows, &fb, n, w);
 }
 
 /* ---- resolving tensors ------------------------------------------------- */
