@@ -20,6 +20,22 @@ void hnsw_node_key(uint8_t key[8], uint32_t tag, uint32_t num)
 	}
 }
 
+uint32_t hnsw_key_num(const MDB_val *k)
+{
+	const uint8_t *p = k->mv_data;
+	return k->mv_size != 8 ? HYDB_NO_SLOT
+			       : (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 |
+					 (uint32_t)p[6] << 8 | p[7];
+}
+
+uint32_t hnsw_key_tag(const MDB_val *k)
+{
+	const uint8_t *p = k->mv_data;
+	return k->mv_size != 8 ? 0
+			       : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+					 (uint32_t)p[2] << 8 | p[3];
+}
+
 static int mdb_fail(int rc, const char *what)
 {
 	if (rc == MDB_MAP_FULL)

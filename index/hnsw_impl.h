@@ -99,6 +99,8 @@ int hnsw_compact_write(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);
 void hnsw_scratch_free(struct hnsw_scratch *sc);
 int hnsw_cand_reserve(struct hnsw_cand **a, size_t *cap, size_t need);
 void hnsw_node_key(uint8_t key[8], uint32_t tag, uint32_t num);
+uint32_t hnsw_key_num(const MDB_val *k);
+uint32_t hnsw_key_tag(const MDB_val *k);
 
 static inline int hnsw_visited(struct hnsw_scratch *sc, uint32_t slot)
 {
@@ -124,6 +126,20 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 int hnsw_connect(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		 const uint32_t *nb, unsigned n);
 void hnsw_cand_sort(struct hnsw_cand *c, size_t n);
+
+/* reach.c: old[0..nold) was owner's list on the layer, links[0..*n) is
+ * its re-selection, not yet written. Dropped nodes left with no in-link
+ * are kept (room permitting) or linked from elsewhere. */
+int hnsw_keep_dropped(struct hnsw_ctx *cx, uint32_t owner, unsigned level,
+		      const uint32_t *old, unsigned nold, uint32_t *links,
+		      unsigned *n, int thorough);
+/* Give x an in-link if none of its neighbours but skip has one to it. */
+int hnsw_rescue(struct hnsw_ctx *cx, uint32_t x, unsigned level,
+		uint32_t skip);
+
+/* A new top node e, entry from now on, must reach the old entry point. */
+int hnsw_keep_entry(struct hnsw_ctx *cx, uint32_t e, uint32_t old_entry,
+		    unsigned level);
 
 /* insert.c */
 unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m);

@@ -91,6 +91,8 @@ static int insert_one(struct hnsw_ctx *cx, uint32_t slot, float *qbuf)
 	hydb_kquery_init(&q, qbuf, ix->dim, ix->c);
 	FORWARD_IF_ERROR(link_layers(cx, slot, level, &q));
 	if (level > m->max_level) {
+		FORWARD_IF_ERROR(
+			hnsw_keep_entry(cx, slot, m->entry, 0));
 		m->entry = slot;
 		m->max_level = level;
 	}

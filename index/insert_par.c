@@ -135,6 +135,8 @@ static int link_node(struct hnsw_ctx *cx, struct pnode *nodes, size_t i,
 		FORWARD_IF_ERROR(hnsw_connect(cx, p->slot, (unsigned)l, sel, ns));
 	}
 	if (p->level > m->max_level) {
+		FORWARD_IF_ERROR(
+			hnsw_keep_entry(cx, p->slot, m->entry, 0));
 		m->entry = p->slot;
 		m->max_level = p->level;
 	}

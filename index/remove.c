@@ -9,8 +9,6 @@
  */
 #include "index/hnsw_impl.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,27 +49,12 @@ static int has_link(const uint8_t *p, unsigned n, uint32_t slot)
 	return 0;
 }
 
-static uint32_t key_num(const MDB_val *k)
-{
-	const uint8_t *p = k->mv_data;
-	return (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 |
-	       (uint32_t)p[6] << 8 | p[7];
-}
-
-static uint32_t key_tag(const MDB_val *k)
-{
-	const uint8_t *p = k->mv_data;
-	return k->mv_size != 8 ? 0
-			       : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-					 (uint32_t)p[2] << 8 | p[3];
-}
-
 /* One record: which of its layers link to slot. */
 static int scan_record(struct hnsw_ctx *cx, uint32_t tag, const MDB_val *k,
 		       const MDB_val *v, uint32_t slot, struct fixes *fx)
 {
 	hydb_index *ix = cx->ix;
-	uint32_t w = key_num(k);
+	uint32_t w = hnsw_key_num(k);
 	const uint8_t *p = v->mv_data;
 	if (w == slot)
 		return 0;
@@ -103,7 +86,7 @@ static int scan_tag(struct hnsw_ctx *cx, MDB_cursor *cur, uint32_t tag,
 	hnsw_node_key(key, tag, 0);
 	MDB_val k = {8, key}, v;
 	int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (rc == 0 && key_tag(&k) == tag) {
+	while (rc == 0 && hnsw_key_tag(&k) == tag) {
 		FORWARD_IF_ERROR(scan_record(cx, tag, &k, &v, slot, fx));
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -151,7 +134,11 @@ static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		m++;
 	}
 	hnsw_cand_sort(c, m);
+	uint32_t old[4 * HYDB_HNSW_MAX_M];
+	for (unsigned i = 0; i < m; i++)
+		old[i] = c[i].slot;
 	FORWARD_IF_ERROR(hnsw_select(cx, c, m, mmax, 0, links, &n));
+	FORWARD_IF_ERROR(hnsw_keep_dropped(cx, w, level, old, m, links, &n, 1));
 	return hnsw_put_links(cx, w, level, links, n);
 }
 
@@ -167,6 +154,41 @@ static int repair_all(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 			FORWARD_IF_ERROR(hnsw_get_links(cx, slot, l, gl, &gn));
 		FORWARD_IF_ERROR(repair(cx, fx->a[i].slot, l, slot, gl, gn));
 	}
+	/* Nodes only the removed one linked to. */
+	for (unsigned l = 0; l <= level; l++) {
+		FORWARD_IF_ERROR(hnsw_get_links(cx, slot, l, gl, &gn));
+		for (unsigned i = 0; i < gn; i++)
+			FORWARD_IF_ERROR(hnsw_rescue(cx, gl[i], l, slot));
+	}
+	return 0;
+}
+
+/* The entry point goes: its successor is its nearest neighbour on the
+ * highest layer it has any, and takes over its lists as repair candidates
+ * on every layer, so that whatever the old entry reached, the new one
+ * reaches (each of them kept, or reached through a kept link). */
+static int move_entry(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		      uint32_t fallback, unsigned fallback_level)
+{
+	struct hnsw_meta *m = &cx->meta;
+	uint32_t gl[2 * HYDB_HNSW_MAX_M];
+	unsigned gn = 0, el;
+	int l = (int)level;
+	for (; l >= 0 && gn == 0; l--)
+		FORWARD_IF_ERROR(hnsw_get_links(cx, slot, (unsigned)l, gl, &gn));
+	if (gn == 0) {
+		m->entry = fallback;
+		m->max_level = fallback == HYDB_NO_SLOT ? 0 : fallback_level;
+		return 0;
+	}
+	uint32_t e = gl[0];
+	FORWARD_IF_ERROR(hnsw_get_level(cx, e, &el));
+	for (unsigned k = 0; k <= el && k <= level; k++) {
+		FORWARD_IF_ERROR(hnsw_get_links(cx, slot, k, gl, &gn));
+		FORWARD_IF_ERROR(repair(cx, e, k, slot, gl, gn));
+	}
+	m->entry = e;
+	m->max_level = el;
 	return 0;
 }
 
@@ -182,15 +204,14 @@ int hnsw_remove_in(struct hnsw_ctx *cx, uint32_t slot)
 		rc = repair_all(cx, slot, level, &fx);
 	free(fx.a);
 	FORWARD_IF_ERROR(rc);
+	if (m->entry == slot)
+		FORWARD_IF_ERROR(move_entry(cx, slot, level, fx.best,
+					    fx.best_level));
 	FORWARD_IF_ERROR(hnsw_node_delete(cx, slot));
 	if (hnsw_slot_data(cx, slot, NULL, &a, NULL) == 0 && a->modality < 3 &&
 	    a->label < 3 && m->counts[a->modality][a->label])
 		m->counts[a->modality][a->label]--;
 	m->nodes--;
-	if (m->entry == slot) {
-		m->entry = fx.best;
-		m->max_level = fx.best == HYDB_NO_SLOT ? 0 : fx.best_level;
-	}
 	return 0;
 }
 
@@ -203,150 +224,5 @@ int hydb_index_remove(hydb_index *ix, MDB_txn *wtxn, uint32_t slot)
 	if (rc == 0)
 		rc = hnsw_meta_save(ix, wtxn, &cx.meta);
 	hnsw_ctx_end(&cx);
-	return rc;
-}
-
-/* ---- check ------------------------------------------------------------- */
-
-struct report {
-	hydb_index_problem_fn fn;
-	void *ctx;
-	size_t n;
-};
-
-static void problem(struct report *r, const char *fmt, ...)
-	HYDB_PRINTF(2, 3);
-
-static void problem(struct report *r, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	r->n++;
-	if (r->fn)
-		r->fn(msg, r->ctx);
-}
-
-static uint64_t slot_id(struct hnsw_ctx *cx, uint32_t slot)
-{
-	const hydb_slot_attr *a;
-	return hnsw_slot_data(cx, slot, NULL, &a, NULL) == 0 ? a->id : 0;
-}
-
-static void check_list(struct hnsw_ctx *cx, uint32_t w, unsigned level,
-		       struct report *r)
-{
-	uint32_t links[2 * HYDB_HNSW_MAX_M];
-	unsigned n, tl;
-	if (hnsw_get_links(cx, w, level, links, &n) < 0) {
-		problem(r, "slot %u (id %llu): layer %u unreadable: %s", w,
-			(unsigned long long)slot_id(cx, w), level,
-			hydb_last_error());
-		return;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		const hydb_slot_attr *a;
-		uint32_t t = links[i];
-		int bad = t == w || hnsw_get_level(cx, t, &tl) < 0 ||
-			  tl < level ||
-			  hnsw_slot_data(cx, t, NULL, &a, NULL) < 0 || !a->live;
-		for (unsigned j = 0; j < i && !bad; j++)
-			bad = links[j] == t;
-		if (bad)
-			problem(r,
-				"slot %u (id %llu): layer %u links to slot %u, "
-				"which is itself, repeated, free or not on "
-				"that layer",
-				w, (unsigned long long)slot_id(cx, w), level, t);
-	}
-}
-
-static void check_node(struct hnsw_ctx *cx, uint32_t w, unsigned level,
-		       struct report *r)
-{
-	const hydb_slot_attr *a;
-	if (hnsw_slot_data(cx, w, NULL, &a, NULL) < 0 || !a->live)
-		problem(r, "slot %u is a graph node but holds no record", w);
-	if (level > cx->meta.max_level)
-		problem(r, "slot %u (id %llu): level %u above the top %u", w,
-			(unsigned long long)slot_id(cx, w), level,
-			cx->meta.max_level);
-	for (unsigned l = 0; l <= level; l++)
-		check_list(cx, w, l, r);
-}
-
-static int check_nodes(struct hnsw_ctx *cx, struct report *r)
-{
-	MDB_cursor *cur;
-	uint8_t key[8];
-	uint64_t count = 0;
-	int rc = mdb_cursor_open(cx->txn, cx->ix->src.nodes, &cur);
-	RETURN_ERROR_IF(rc, HYDB_EIO, "index: cursor: %s", mdb_strerror(rc));
-	hnsw_node_key(key, HNSW_TAG_L0, 0);
-	MDB_val k = {8, key}, v;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (rc == 0 && key_tag(&k) == HNSW_TAG_L0) {
-		uint32_t w = key_num(&k);
-		unsigned level = ((const uint8_t *)v.mv_data)[0];
-		count++;
-		/* check_node reads other records: the cursor must not be
-		 * used across them in a write txn, so step first. */
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-		check_node(cx, w, level, r);
-	}
-	mdb_cursor_close(cur);
-	RETURN_ERROR_IF(rc && rc != MDB_NOTFOUND, HYDB_EIO,
-			"index: scanning nodes: %s", mdb_strerror(rc));
-	if (count != cx->meta.nodes)
-		problem(r, "graph has %llu nodes, its header says %llu",
-			(unsigned long long)count,
-			(unsigned long long)cx->meta.nodes);
-	return 0;
-}
-
-/* Every live slot must be a node. */
-static void check_live(struct hnsw_ctx *cx, struct report *r)
-{
-	hydb_index *ix = cx->ix;
-	for (uint32_t b = 0;; b++) {
-		hydb_block blk;
-		if (ix->src.block(ix->src.ctx, cx->txn, b, &blk) < 0)
-			break;
-		for (uint32_t i = 0; i < HYDB_BLOCK_SLOTS; i++) {
-			uint32_t s = b * HYDB_BLOCK_SLOTS + i;
-			unsigned l;
-			if (blk.attr[i].live && hnsw_get_level(cx, s, &l) < 0)
-				problem(r,
-					"slot %u (id %llu) holds a record but "
-					"is not in the graph",
-					s, (unsigned long long)blk.attr[i].id);
-		}
-	}
-}
-
-int hydb_index_check(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
-		     void *ctx, size_t *nproblems)
-{
-	RETURN_ERROR_IF(!ix || !rtxn, HYDB_EINVAL, "index check: NULL argument");
-	struct report r = {fn, ctx, 0};
-	struct hnsw_ctx cx;
-	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, rtxn));
-	int rc = check_nodes(&cx, &r);
-	if (rc == 0) {
-		check_live(&cx, &r);
-		unsigned l;
-		if (cx.meta.entry != HYDB_NO_SLOT &&
-		    (hnsw_get_level(&cx, cx.meta.entry, &l) < 0 ||
-		     l != cx.meta.max_level))
-			problem(&r, "entry point slot %u is not a top-level node",
-				cx.meta.entry);
-		if (cx.meta.entry == HYDB_NO_SLOT && cx.meta.nodes)
-			problem(&r, "graph has nodes but no entry point");
-	}
-	hnsw_ctx_end(&cx);
-	if (nproblems)
-		*nproblems = r.n;
 	return rc;
 }

@@ -290,7 +290,11 @@ static int link_back(struct hnsw_ctx *cx, uint32_t nb, uint32_t slot,
 		FORWARD_IF_ERROR(hnsw_walk_key(cx, &q, links[i], &c[i].key));
 	}
 	hnsw_cand_sort(c, n);
+	uint32_t old[2 * HYDB_HNSW_MAX_M + 1];
+	unsigned nold = n;
+	memcpy(old, links, n * sizeof *old);
 	FORWARD_IF_ERROR(hnsw_select(cx, c, n, mmax, 0, links, &n));
+	FORWARD_IF_ERROR(hnsw_keep_dropped(cx, nb, level, old, nold, links, &n, 0));
 	return hnsw_put_links(cx, nb, level, links, n);
 }
 
@@ -300,5 +304,5 @@ int hnsw_connect(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	FORWARD_IF_ERROR(hnsw_put_links(cx, slot, level, nb, n));
 	for (unsigned i = 0; i < n; i++)
 		FORWARD_IF_ERROR(link_back(cx, nb[i], slot, level));
-	return 0;
+	return n ? hnsw_rescue(cx, slot, level, HYDB_NO_SLOT) : 0;
 }

@@ -474,6 +474,106 @@ START_TEST(delete_reinsert)
 }
 END_TEST
 
+/* The database's upsert: the old slot leaves the graph, the store frees it
+ * and allocates one (the most recently freed first, so often the same
+ * slot) for the new vector, and the batch's new slots are inserted at the
+ * end, all in one transaction. */
+struct churn {
+	struct fx *f;
+	uint64_t s;
+	double *centres;
+	uint32_t free[N], nfree;
+	uint32_t batch[N], nbatch;
+	uint8_t touched[N];
+};
+
+static void churn_remove(struct churn *c, MDB_txn *txn, uint32_t slot)
+{
+	int rc = hydb_index_remove(c->f->ix, txn, slot);
+	ck_assert_msg(rc == 0, "remove %u: %s", slot, hydb_last_error());
+	c->f->mem.attr[slot].live = 0;
+	c->free[c->nfree++] = slot;
+}
+
+static void churn_write(struct churn *c)
+{
+	struct memsrc *m = &c->f->mem;
+	uint32_t slot = c->free[--c->nfree];
+	make_point(m->vec + (size_t)slot * DIM, &m->attr[slot], DIM, CURV,
+		   &c->s, c->centres, 100000 + c->s % 1000000);
+	c->touched[slot] = 1;
+	c->batch[c->nbatch++] = slot;
+}
+
+static void churn_batch(struct churn *c, unsigned ops)
+{
+	MDB_txn *txn;
+	memset(c->touched, 0, sizeof c->touched);
+	c->nbatch = 0;
+	ck_assert_int_eq(mdb_txn_begin(c->f->env, NULL, 0, &txn), 0);
+	for (unsigned i = 0; i < ops; i++) {
+		uint32_t slot = (uint32_t)(urand(&c->s) * N);
+		double u = urand(&c->s);
+		if (c->touched[slot])
+			continue;
+		if (c->f->mem.attr[slot].live) {
+			churn_remove(c, txn, slot);
+			if (u < 0.8)
+				churn_write(c);
+		} else if (c->nfree) {
+			churn_write(c);
+		}
+	}
+	int rc = hydb_index_insert(c->f->ix, txn, c->batch, c->nbatch);
+	ck_assert_msg(rc == 0, "insert: %s", hydb_last_error());
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+}
+
+/* With ef as large as the graph, a record's own vector must find it. */
+static size_t lost_records(struct fx *f)
+{
+	MDB_txn *txn;
+	hydb_hit hits[10];
+	size_t lost = 0;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), 0);
+	for (uint32_t s = 0; s < N; s++) {
+		size_t n, found = 0;
+		if (!f->mem.attr[s].live)
+			continue;
+		ck_assert_int_eq(hydb_index_search(f->ix, txn,
+						   f->mem.vec + (size_t)s * DIM,
+						   10, N, NULL, hits, &n, NULL),
+				 0);
+		for (size_t i = 0; i < n; i++)
+			found |= hits[i].slot == s;
+		lost += !found;
+	}
+	mdb_txn_abort(txn);
+	return lost;
+}
+
+START_TEST(upserts_keep_every_node_reachable)
+{
+	struct fx f;
+	static struct churn c;
+	uint64_t cs = 5;
+	fx_init(&f, 0, 0);
+	insert_range(&f, 0, 2000);
+	memset(&c, 0, sizeof c);
+	c.f = &f;
+	c.s = 1234;
+	c.centres = make_centres(DIM, &cs);
+	for (uint32_t s = N; s-- > 2000;)
+		c.free[c.nfree++] = s;
+	for (unsigned b = 0; b < 12; b++)
+		churn_batch(&c, 160);
+	free(c.centres);
+	ck_assert_uint_eq(problems(&f), 0);
+	ck_assert_uint_eq(lost_records(&f), 0);
+	fx_free(&f);
+}
+END_TEST
+
 START_TEST(delete_everything)
 {
 	struct fx f;
@@ -604,6 +704,7 @@ static Suite *suite(void)
 	tcase_add_test(t, recall_float32_walk_serial);
 	tcase_add_test(t, delete_reinsert);
 	tcase_add_test(t, delete_everything);
+	tcase_add_test(t, upserts_keep_every_node_reachable);
 	tcase_add_test(t, recall_filtered);
 	tcase_add_test(t, persists);
 	tcase_add_test(t, check_finds_damage);

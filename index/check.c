@@ -1,0 +1,248 @@
+/*
+ * check.c - the graph's invariant check (hydb_index_check).
+ *
+ * Besides the per-list invariants, every live node must be reachable from
+ * the entry point on layer 0: a node that no path leads to is invisible to
+ * every search however large ef is, and nothing else reports it.
+ */
+#include "index/hnsw_impl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct report {
+	hydb_index_problem_fn fn;
+	void *ctx;
+	size_t n;
+};
+
+static void problem(struct report *r, const char *fmt, ...)
+	HYDB_PRINTF(2, 3);
+
+static void problem(struct report *r, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	r->n++;
+	if (r->fn)
+		r->fn(msg, r->ctx);
+}
+
+static uint64_t slot_id(struct hnsw_ctx *cx, uint32_t slot)
+{
+	const hydb_slot_attr *a;
+	return hnsw_slot_data(cx, slot, NULL, &a, NULL) == 0 ? a->id : 0;
+}
+
+static void check_list(struct hnsw_ctx *cx, uint32_t w, unsigned level,
+		       struct report *r)
+{
+	uint32_t links[2 * HYDB_HNSW_MAX_M];
+	unsigned n, tl;
+	if (hnsw_get_links(cx, w, level, links, &n) < 0) {
+		problem(r, "slot %u (id %llu): layer %u unreadable: %s", w,
+			(unsigned long long)slot_id(cx, w), level,
+			hydb_last_error());
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const hydb_slot_attr *a;
+		uint32_t t = links[i];
+		int bad = t == w || hnsw_get_level(cx, t, &tl) < 0 ||
+			  tl < level ||
+			  hnsw_slot_data(cx, t, NULL, &a, NULL) < 0 || !a->live;
+		for (unsigned j = 0; j < i && !bad; j++)
+			bad = links[j] == t;
+		if (bad)
+			problem(r,
+				"slot %u (id %llu): layer %u links to slot %u, "
+				"which is itself, repeated, free or not on "
+				"that layer",
+				w, (unsigned long long)slot_id(cx, w), level, t);
+	}
+}
+
+static void check_node(struct hnsw_ctx *cx, uint32_t w, unsigned level,
+		       struct report *r)
+{
+	const hydb_slot_attr *a;
+	if (hnsw_slot_data(cx, w, NULL, &a, NULL) < 0 || !a->live)
+		problem(r, "slot %u is a graph node but holds no record", w);
+	if (level > cx->meta.max_level)
+		problem(r, "slot %u (id %llu): level %u above the top %u", w,
+			(unsigned long long)slot_id(cx, w), level,
+			cx->meta.max_level);
+	for (unsigned l = 0; l <= level; l++)
+		check_list(cx, w, l, r);
+}
+
+/* fn(cx, slot, level, arg) for every node record, in slot order. The
+ * cursor steps before fn runs: fn reads other records. */
+typedef void (*node_fn)(struct hnsw_ctx *cx, uint32_t w, unsigned level,
+			void *arg);
+
+static int each_node(struct hnsw_ctx *cx, node_fn fn, void *arg,
+		     uint64_t *count)
+{
+	MDB_cursor *cur;
+	uint8_t key[8];
+	*count = 0;
+	int rc = mdb_cursor_open(cx->txn, cx->ix->src.nodes, &cur);
+	RETURN_ERROR_IF(rc, HYDB_EIO, "index: cursor: %s", mdb_strerror(rc));
+	hnsw_node_key(key, HNSW_TAG_L0, 0);
+	MDB_val k = {8, key}, v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && hnsw_key_tag(&k) == HNSW_TAG_L0) {
+		uint32_t w = hnsw_key_num(&k);
+		unsigned level = v.mv_size ? ((const uint8_t *)v.mv_data)[0] : 0;
+		(*count)++;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		fn(cx, w, level, arg);
+	}
+	mdb_cursor_close(cur);
+	RETURN_ERROR_IF(rc && rc != MDB_NOTFOUND, HYDB_EIO,
+			"index: scanning nodes: %s", mdb_strerror(rc));
+	return 0;
+}
+
+static void node_visit(struct hnsw_ctx *cx, uint32_t w, unsigned level,
+		       void *arg)
+{
+	check_node(cx, w, level, arg);
+}
+
+static int check_nodes(struct hnsw_ctx *cx, struct report *r)
+{
+	uint64_t count;
+	FORWARD_IF_ERROR(each_node(cx, node_visit, r, &count));
+	if (count != cx->meta.nodes)
+		problem(r, "graph has %llu nodes, its header says %llu",
+			(unsigned long long)count,
+			(unsigned long long)cx->meta.nodes);
+	return 0;
+}
+
+/* Every live slot must be a node. */
+static void check_live(struct hnsw_ctx *cx, struct report *r)
+{
+	hydb_index *ix = cx->ix;
+	for (uint32_t b = 0;; b++) {
+		hydb_block blk;
+		if (ix->src.block(ix->src.ctx, cx->txn, b, &blk) < 0)
+			break;
+		for (uint32_t i = 0; i < HYDB_BLOCK_SLOTS; i++) {
+			uint32_t s = b * HYDB_BLOCK_SLOTS + i;
+			unsigned l;
+			if (blk.attr[i].live && hnsw_get_level(cx, s, &l) < 0)
+				problem(r,
+					"slot %u (id %llu) holds a record but "
+					"is not in the graph",
+					s, (unsigned long long)blk.attr[i].id);
+		}
+	}
+}
+
+/* ---- reachability ------------------------------------------------------ */
+
+struct reach {
+	uint8_t *seen; /* slot_limit flags */
+	uint32_t *queue;
+	size_t head, tail;
+	struct report *r;
+};
+
+static void reach_push(struct hnsw_ctx *cx, struct reach *re, uint32_t s)
+{
+	if (s >= cx->meta.slot_limit || re->seen[s])
+		return;
+	re->seen[s] = 1;
+	re->queue[re->tail++] = s;
+}
+
+/* Breadth first over layer 0: searches reach the bottom through the upper
+ * layers but walk only layer 0 there, so a node counts as reachable only
+ * if a layer-0 path from the entry point leads to it. */
+static void reach_walk(struct hnsw_ctx *cx, struct reach *re)
+{
+	uint32_t links[2 * HYDB_HNSW_MAX_M];
+	unsigned n;
+	reach_push(cx, re, cx->meta.entry);
+	while (re->head < re->tail) {
+		uint32_t w = re->queue[re->head++];
+		if (hnsw_get_links(cx, w, 0, links, &n) < 0)
+			continue;
+		for (unsigned i = 0; i < n; i++)
+			reach_push(cx, re, links[i]);
+	}
+}
+
+static void reach_report(struct hnsw_ctx *cx, uint32_t w, unsigned level,
+			 void *arg)
+{
+	struct reach *re = arg;
+	(void)level;
+	if (w < cx->meta.slot_limit && re->seen[w])
+		return;
+	problem(re->r,
+		"slot %u (id %llu) cannot be reached from the entry point "
+		"on layer 0",
+		w, (unsigned long long)slot_id(cx, w));
+}
+
+static int check_reach(struct hnsw_ctx *cx, struct report *r)
+{
+	uint64_t count;
+	if (cx->meta.entry == HYDB_NO_SLOT)
+		return 0;
+	struct reach re = {.r = r};
+	size_t lim = cx->meta.slot_limit;
+	re.seen = calloc(lim ? lim : 1, 1);
+	re.queue = hydb_alloc_array(lim ? lim : 1, sizeof *re.queue,
+				    "reachability queue");
+	int rc = re.seen && re.queue ? 0 : HYDB_ENOMEM;
+	if (!re.seen)
+		hydb_error_set(rc, "index check: no memory for %zu flags", lim);
+	if (rc == 0) {
+		reach_walk(cx, &re);
+		rc = each_node(cx, reach_report, &re, &count);
+	}
+	free(re.seen);
+	free(re.queue);
+	return rc;
+}
+
+static void check_entry(struct hnsw_ctx *cx, struct report *r)
+{
+	unsigned l;
+	if (cx->meta.entry != HYDB_NO_SLOT &&
+	    (hnsw_get_level(cx, cx->meta.entry, &l) < 0 ||
+	     l != cx->meta.max_level))
+		problem(r, "entry point slot %u is not a top-level node",
+			cx->meta.entry);
+	if (cx->meta.entry == HYDB_NO_SLOT && cx->meta.nodes)
+		problem(r, "graph has nodes but no entry point");
+}
+
+int hydb_index_check(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
+		     void *ctx, size_t *nproblems)
+{
+	RETURN_ERROR_IF(!ix || !rtxn, HYDB_EINVAL, "index check: NULL argument");
+	struct report r = {fn, ctx, 0};
+	struct hnsw_ctx cx;
+	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, rtxn));
+	int rc = check_nodes(&cx, &r);
+	if (rc == 0) {
+		check_live(&cx, &r);
+		check_entry(&cx, &r);
+		rc = check_reach(&cx, &r);
+	}
+	hnsw_ctx_end(&cx);
+	if (nproblems)
+		*nproblems = r.n;
+	return rc;
+}
