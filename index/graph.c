@@ -174,12 +174,37 @@ static void cache_for_txn(struct hnsw_ctx *cx)
 	}
 }
 
+/* The header sizes the per-operation arrays: a damaged one must be refused
+ * before it is used, not allocate gigabytes. The last slot it claims must
+ * lie in a block the store holds. */
+static int meta_sane(struct hnsw_ctx *cx)
+{
+	const struct hnsw_meta *m = &cx->meta;
+	hydb_index *ix = cx->ix;
+	hydb_block blk;
+	int bad = m->max_level > HYDB_HNSW_MAX_LEVEL ||
+		  m->nodes > m->slot_limit ||
+		  (m->entry != HYDB_NO_SLOT && m->entry >= m->slot_limit) ||
+		  (m->entry == HYDB_NO_SLOT && m->nodes);
+	if (!bad && m->slot_limit &&
+	    ix->src.block(ix->src.ctx, cx->txn,
+			  (m->slot_limit - 1) / HYDB_BLOCK_SLOTS, &blk) < 0)
+		bad = 1;
+	RETURN_ERROR_IF(bad, HYDB_ECORRUPT,
+			"index: hnsw_meta is damaged (slot limit %u, %llu nodes, "
+			"entry %u, top level %u)",
+			m->slot_limit, (unsigned long long)m->nodes, m->entry,
+			m->max_level);
+	return 0;
+}
+
 int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn)
 {
 	cx->ix = ix;
 	cx->txn = txn;
 	cx->sc = NULL;
 	FORWARD_IF_ERROR(hnsw_meta_load(ix, txn, &cx->meta));
+	FORWARD_IF_ERROR(meta_sane(cx));
 	cx->sc = scratch_get(ix);
 	if (!cx->sc)
 		return HYDB_ENOMEM;
@@ -322,6 +347,21 @@ int hnsw_get_level(struct hnsw_ctx *cx, uint32_t slot, unsigned *level)
 			"index: node of slot %u has %zu bytes", slot,
 			v.mv_size);
 	*level = ((const uint8_t *)v.mv_data)[0];
+	RETURN_ERROR_IF(*level > HYDB_HNSW_MAX_LEVEL, HYDB_ECORRUPT,
+			"index: node of slot %u has level %u", slot, *level);
+	return 0;
+}
+
+/* A link past the header's slot limit would size arrays from a damaged
+ * value. */
+static int links_sane(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		      const uint32_t *links, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		RETURN_ERROR_IF(links[i] >= cx->meta.slot_limit, HYDB_ECORRUPT,
+				"index: slot %u layer %u links to slot %u, past "
+				"the limit %u", slot, level, links[i],
+				cx->meta.slot_limit);
 	return 0;
 }
 
@@ -341,7 +381,7 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 				"index: node of slot %u is malformed", slot);
 		memcpy(links, p + 4, (size_t)cnt * 4);
 		*n = cnt;
-		return 0;
+		return links_sane(cx, slot, level, links, cnt);
 	}
 	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_UP, slot, &v));
 	size_t off = (size_t)(level - 1) * up_stride(ix);
@@ -354,7 +394,7 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 			cnt);
 	memcpy(links, (const uint8_t *)v.mv_data + off + 4, (size_t)cnt * 4);
 	*n = cnt;
-	return 0;
+	return links_sane(cx, slot, level, links, cnt);
 }
 
 int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <lmdb.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "index/distance.h"
 #include "index/hnsw.h"
+#include "index/hnsw_impl.h"
 
 /* ---- in-memory vector source ------------------------------------------ */
 
@@ -678,6 +680,49 @@ START_TEST(persists)
 }
 END_TEST
 
+/* Damaged sizes in the graph's header or records are refused with
+ * HYDB_ECORRUPT before anything is sized from them. */
+static int search_after_damage(struct fx *f, size_t field, uint32_t value)
+{
+	MDB_txn *txn;
+	MDB_val k = {4, "hnsw"}, v;
+	struct hnsw_meta m;
+	hydb_hit h[10];
+	size_t n;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_get(txn, f->vs.meta, &k, &v), 0);
+	memcpy(&m, v.mv_data, sizeof m);
+	memcpy((char *)&m + field, &value, sizeof value);
+	v.mv_data = &m;
+	ck_assert_int_eq(mdb_put(txn, f->vs.meta, &k, &v, 0), 0);
+	int rc = hydb_index_search(f->ix, txn, f->q, 10, 0, NULL, h, &n, NULL);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+START_TEST(damaged_sizes_are_refused)
+{
+	struct fx f;
+	fx_init(&f, 0, 0);
+	insert_range(&f, 0, 300);
+	ck_assert_int_eq(search_after_damage(&f, offsetof(struct hnsw_meta,
+							  slot_limit),
+					     0xfffffff0u),
+			 HYDB_ECORRUPT);
+	ck_assert_int_eq(search_after_damage(&f, offsetof(struct hnsw_meta,
+							  max_level), 200),
+			 HYDB_ECORRUPT);
+	ck_assert_int_eq(search_after_damage(&f, offsetof(struct hnsw_meta,
+							  entry), 100000),
+			 HYDB_ECORRUPT);
+	/* A slot limit below the nodes' links: a link past it is refused. */
+	ck_assert_int_eq(search_after_damage(&f, offsetof(struct hnsw_meta,
+							  slot_limit), 150),
+			 HYDB_ECORRUPT);
+	fx_free(&f);
+}
+END_TEST
+
 START_TEST(check_finds_damage)
 {
 	struct fx f;
@@ -708,6 +753,7 @@ static Suite *suite(void)
 	tcase_add_test(t, recall_filtered);
 	tcase_add_test(t, persists);
 	tcase_add_test(t, check_finds_damage);
+	tcase_add_test(t, damaged_sizes_are_refused);
 	suite_add_tcase(s, t);
 	return s;
 }
