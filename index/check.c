@@ -12,27 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct report {
-	hydb_index_problem_fn fn;
-	void *ctx;
-	size_t n;
-};
-
-static void problem(struct report *r, const char *fmt, ...)
-	HYDB_PRINTF(2, 3);
-
-static void problem(struct report *r, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	r->n++;
-	if (r->fn)
-		r->fn(msg, r->ctx);
-}
-
 static uint64_t slot_id(struct hnsw_ctx *cx, uint32_t slot)
 {
 	const hydb_slot_attr *a;
@@ -40,12 +19,12 @@ static uint64_t slot_id(struct hnsw_ctx *cx, uint32_t slot)
 }
 
 static void check_list(struct hnsw_ctx *cx, uint32_t w, unsigned level,
-		       struct report *r)
+		       hydb_reporter *r)
 {
 	uint32_t links[2 * HYDB_HNSW_MAX_M];
 	unsigned n, tl;
 	if (hnsw_get_links(cx, w, level, links, &n) < 0) {
-		problem(r, "slot %u (id %llu): layer %u unreadable: %s", w,
+		hydb_report(r, "slot %u (id %llu): layer %u unreadable: %s", w,
 			(unsigned long long)slot_id(cx, w), level,
 			hydb_last_error());
 		return;
@@ -59,7 +38,7 @@ static void check_list(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		for (unsigned j = 0; j < i && !bad; j++)
 			bad = links[j] == t;
 		if (bad)
-			problem(r,
+			hydb_report(r,
 				"slot %u (id %llu): layer %u links to slot %u, "
 				"which is itself, repeated, free or not on "
 				"that layer",
@@ -68,13 +47,13 @@ static void check_list(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 }
 
 static void check_node(struct hnsw_ctx *cx, uint32_t w, unsigned level,
-		       struct report *r)
+		       hydb_reporter *r)
 {
 	const hydb_slot_attr *a;
 	if (hnsw_slot_data(cx, w, NULL, &a, NULL) < 0 || !a->live)
-		problem(r, "slot %u is a graph node but holds no record", w);
+		hydb_report(r, "slot %u is a graph node but holds no record", w);
 	if (level > cx->meta.max_level)
-		problem(r, "slot %u (id %llu): level %u above the top %u", w,
+		hydb_report(r, "slot %u (id %llu): level %u above the top %u", w,
 			(unsigned long long)slot_id(cx, w), level,
 			cx->meta.max_level);
 	for (unsigned l = 0; l <= level; l++)
@@ -116,19 +95,19 @@ static void node_visit(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 	check_node(cx, w, level, arg);
 }
 
-static int check_nodes(struct hnsw_ctx *cx, struct report *r)
+static int check_nodes(struct hnsw_ctx *cx, hydb_reporter *r)
 {
 	uint64_t count;
 	FORWARD_IF_ERROR(each_node(cx, node_visit, r, &count));
 	if (count != cx->meta.nodes)
-		problem(r, "graph has %llu nodes, its header says %llu",
+		hydb_report(r, "graph has %llu nodes, its header says %llu",
 			(unsigned long long)count,
 			(unsigned long long)cx->meta.nodes);
 	return 0;
 }
 
 /* Every live slot must be a node. */
-static void check_live(struct hnsw_ctx *cx, struct report *r)
+static void check_live(struct hnsw_ctx *cx, hydb_reporter *r)
 {
 	hydb_index *ix = cx->ix;
 	for (uint32_t b = 0;; b++) {
@@ -139,7 +118,7 @@ static void check_live(struct hnsw_ctx *cx, struct report *r)
 			uint32_t s = b * HYDB_BLOCK_SLOTS + i;
 			unsigned l;
 			if (blk.attr[i].live && hnsw_get_level(cx, s, &l) < 0)
-				problem(r,
+				hydb_report(r,
 					"slot %u (id %llu) holds a record but "
 					"is not in the graph",
 					s, (unsigned long long)blk.attr[i].id);
@@ -153,7 +132,7 @@ struct reach {
 	uint8_t *seen; /* slot_limit flags */
 	uint32_t *queue;
 	size_t head, tail;
-	struct report *r;
+	hydb_reporter *r;
 };
 
 static void reach_push(struct hnsw_ctx *cx, struct reach *re, uint32_t s)
@@ -188,13 +167,13 @@ static void reach_report(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 	(void)level;
 	if (w < cx->meta.slot_limit && re->seen[w])
 		return;
-	problem(re->r,
+	hydb_report(re->r,
 		"slot %u (id %llu) cannot be reached from the entry point "
 		"on layer 0",
 		w, (unsigned long long)slot_id(cx, w));
 }
 
-static int check_reach(struct hnsw_ctx *cx, struct report *r)
+static int check_reach(struct hnsw_ctx *cx, hydb_reporter *r)
 {
 	uint64_t count;
 	if (cx->meta.entry == HYDB_NO_SLOT)
@@ -216,23 +195,23 @@ static int check_reach(struct hnsw_ctx *cx, struct report *r)
 	return rc;
 }
 
-static void check_entry(struct hnsw_ctx *cx, struct report *r)
+static void check_entry(struct hnsw_ctx *cx, hydb_reporter *r)
 {
 	unsigned l;
 	if (cx->meta.entry != HYDB_NO_SLOT &&
 	    (hnsw_get_level(cx, cx->meta.entry, &l) < 0 ||
 	     l != cx->meta.max_level))
-		problem(r, "entry point slot %u is not a top-level node",
+		hydb_report(r, "entry point slot %u is not a top-level node",
 			cx->meta.entry);
 	if (cx->meta.entry == HYDB_NO_SLOT && cx->meta.nodes)
-		problem(r, "graph has nodes but no entry point");
+		hydb_report(r, "graph has nodes but no entry point");
 }
 
 int hydb_index_check(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
 		     void *ctx, size_t *nproblems)
 {
 	RETURN_ERROR_IF(!ix || !rtxn, HYDB_EINVAL, "index check: NULL argument");
-	struct report r = {fn, ctx, 0};
+	hydb_reporter r = {fn, ctx, 0};
 	struct hnsw_ctx cx;
 	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, rtxn));
 	int rc = check_nodes(&cx, &r);

@@ -64,6 +64,16 @@ static inline int hydb_mul3_size(size_t *out, size_t a, size_t b, size_t c)
  * naming what on failure. */
 void *hydb_alloc_array(size_t n, size_t size, const char *what);
 
+/* Collects the problems a checker finds: each is counted and passed, as
+ * one formatted line, to fn (which may be NULL). */
+typedef void (*hydb_problem_fn)(const char *msg, void *ctx);
+typedef struct hydb_reporter {
+	hydb_problem_fn fn;
+	void *ctx;
+	size_t n;
+} hydb_reporter;
+void hydb_report(hydb_reporter *r, const char *fmt, ...) HYDB_PRINTF(2, 3);
+
 /* Returns index of the first non-finite value in v[0..n), or n if none. */
 size_t hydb_first_nonfinite(const float *v, size_t n);
 

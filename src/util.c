@@ -2,6 +2,8 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 void *hydb_alloc_array(size_t n, size_t size, const char *what)
@@ -63,4 +65,16 @@ int hydb_utf8_valid(const char *str, size_t len)
 		i += n + 1;
 	}
 	return 0;
+}
+
+void hydb_report(hydb_reporter *r, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	r->n++;
+	if (r->fn)
+		r->fn(msg, r->ctx);
 }

@@ -15,28 +15,9 @@
 #include "storage/keys.h"
 #include "storage/record.h"
 
-typedef struct {
-	hydb_check_problem_fn fn;
-	void *ctx;
-	size_t n;
-} reporter;
-
-static void problem(reporter *r, const char *fmt, ...) HYDB_PRINTF(2, 3);
-static void problem(reporter *r, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	r->n++;
-	if (r->fn)
-		r->fn(msg, r->ctx);
-}
-
 /* Records: checksum, key table, slot back-pointer, vector checksum, radius
  * table entry, radius consistent with the vector. */
-static int check_records(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_stats *cs,
+static int check_records(hydb_store *st, MDB_txn *txn, hydb_reporter *rep, hydb_check_stats *cs,
 			 uint64_t *max_id)
 {
 	MDB_cursor *c;
@@ -57,7 +38,7 @@ static int check_records(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check
 		MDB_val rv, rkv = {8, rk};
 
 		if (k.mv_size != 8) {
-			problem(rep, "record table: key of %zu bytes (expected 8)", k.mv_size);
+			hydb_report(rep, "record table: key of %zu bytes (expected 8)", k.mv_size);
 			continue;
 		}
 		id = get_be64(k.mv_data);
@@ -65,31 +46,31 @@ static int check_records(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check
 		if (id > *max_id)
 			*max_id = id;
 		if (hydb_rec_decode(&e, v.mv_data, v.mv_size, id) < 0) {
-			problem(rep, "%s", hydb_last_error());
+			hydb_report(rep, "%s", hydb_last_error());
 			continue;
 		}
 		hydb_rec_header(&h, v.mv_data);
 		if (hydb_store_lookup_key(st, txn, e->key, &kid) < 0 || kid != id)
-			problem(rep, "record %llu: key '%.100s' does not map back to it", (unsigned long long)id, e->key);
+			hydb_report(rep, "record %llu: key '%.100s' does not map back to it", (unsigned long long)id, e->key);
 		if (hydb_store_slot(st, txn, h.slot, &vec, &attr) < 0) {
-			problem(rep, "record %llu: vector slot %u is missing", (unsigned long long)id, h.slot);
+			hydb_report(rep, "record %llu: vector slot %u is missing", (unsigned long long)id, h.slot);
 		} else if (!attr->live || attr->id != id) {
-			problem(rep, "record %llu: vector slot %u belongs to %s", (unsigned long long)id, h.slot,
+			hydb_report(rep, "record %llu: vector slot %u belongs to %s", (unsigned long long)id, h.slot,
 				attr->live ? "another record" : "nobody (free)");
 		} else {
 			double r = hydb_lorentz_radius(vec, dim, curv);
 			if (hydb_vec_hash(vec, dim) != h.vec_hash)
-				problem(rep, "record %llu: vector checksum mismatch (slot %u)", (unsigned long long)id, h.slot);
+				hydb_report(rep, "record %llu: vector checksum mismatch (slot %u)", (unsigned long long)id, h.slot);
 			else if (fabs(r - h.radius) > 1e-4 * (1 + r) || attr->radius != h.radius)
-				problem(rep, "record %llu: stored radius %.6g does not match its vector (%.6g)",
+				hydb_report(rep, "record %llu: stored radius %.6g does not match its vector (%.6g)",
 					(unsigned long long)id, h.radius, r);
 			if (attr->label != h.label || attr->modality != h.modality)
-				problem(rep, "record %llu: slot attributes disagree with the record", (unsigned long long)id);
+				hydb_report(rep, "record %llu: slot attributes disagree with the record", (unsigned long long)id);
 		}
 		put_be32(rk, radius_bits(h.radius));
 		put_be32(rk + 4, h.slot);
 		if (mdb_get(txn, hydb_store_dbi(st, HYDB_DBI_RADIUS), &rkv, &rv) != 0)
-			problem(rep, "record %llu: missing from the radius table", (unsigned long long)id);
+			hydb_report(rep, "record %llu: missing from the radius table", (unsigned long long)id);
 		hydb_entry_free(e);
 	}
 	mdb_cursor_close(c);
@@ -100,7 +81,7 @@ static int check_records(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check
 struct block_check_ctx {
 	hydb_store *st;
 	MDB_txn *txn;
-	reporter *rep;
+	hydb_reporter *rep;
 	hydb_check_stats *cs;
 };
 
@@ -109,7 +90,7 @@ static int check_block(uint32_t b, const hydb_block *blk, void *vctx)
 	struct block_check_ctx *c = vctx;
 	unsigned live = 0;
 	if (!blk) {
-		problem(c->rep, "%s", hydb_last_error());
+		hydb_report(c->rep, "%s", hydb_last_error());
 		return HYDB_OK;
 	}
 	for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
@@ -119,18 +100,18 @@ static int check_block(uint32_t b, const hydb_block *blk, void *vctx)
 		live++;
 		c->cs->live_slots++;
 		if (hydb_store_record_slot(c->st, c->txn, blk->attr[i].id, &rslot) < 0)
-			problem(c->rep, "slot %u: its record %llu is missing or corrupt", slot,
+			hydb_report(c->rep, "slot %u: its record %llu is missing or corrupt", slot,
 				(unsigned long long)blk->attr[i].id);
 		else if (rslot != slot)
-			problem(c->rep, "slot %u: record %llu lives in slot %u", slot,
+			hydb_report(c->rep, "slot %u: record %llu lives in slot %u", slot,
 				(unsigned long long)blk->attr[i].id, rslot);
 	}
 	if (live != blk->hdr->n_live)
-		problem(c->rep, "vector block %u: header counts %u live slots, found %u", b, blk->hdr->n_live, live);
+		hydb_report(c->rep, "vector block %u: header counts %u live slots, found %u", b, blk->hdr->n_live, live);
 	return HYDB_OK;
 }
 
-static int check_blocks(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_stats *cs,
+static int check_blocks(hydb_store *st, MDB_txn *txn, hydb_reporter *rep, hydb_check_stats *cs,
 			uint32_t *slot_end)
 {
 	struct block_check_ctx c = {st, txn, rep, cs};
@@ -141,7 +122,7 @@ static int check_blocks(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_
 }
 
 /* Keys, radius and free tables: every entry points at something live. */
-static int check_tables(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_stats *cs)
+static int check_tables(hydb_store *st, MDB_txn *txn, hydb_reporter *rep, hydb_check_stats *cs)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -153,7 +134,7 @@ static int check_tables(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_
 		uint32_t slot;
 		cs->keys++;
 		if (v.mv_size != 8 || hydb_store_record_slot(st, txn, get_be64(v.mv_data), &slot) < 0)
-			problem(rep, "key table: entry '%.*s' points at no record", (int)(k.mv_size > 100 ? 100 : k.mv_size),
+			hydb_report(rep, "key table: entry '%.*s' points at no record", (int)(k.mv_size > 100 ? 100 : k.mv_size),
 				(const char *)k.mv_data);
 	}
 	mdb_cursor_close(c);
@@ -164,13 +145,13 @@ static int check_tables(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_
 		uint32_t slot;
 		cs->radius_entries++;
 		if (k.mv_size != 8) {
-			problem(rep, "radius table: key of %zu bytes", k.mv_size);
+			hydb_report(rep, "radius table: key of %zu bytes", k.mv_size);
 			continue;
 		}
 		slot = get_be32((const unsigned char *)k.mv_data + 4);
 		if (hydb_store_slot(st, txn, slot, NULL, &a) < 0 || !a->live ||
 		    radius_bits(a->radius) != get_be32(k.mv_data))
-			problem(rep, "radius table: entry for slot %u does not match a live slot", slot);
+			hydb_report(rep, "radius table: entry for slot %u does not match a live slot", slot);
 	}
 	mdb_cursor_close(c);
 	if ((rc = mdb_cursor_open(txn, hydb_store_dbi(st, HYDB_DBI_FREE), &c)))
@@ -179,7 +160,7 @@ static int check_tables(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_
 		const hydb_slot_attr *a;
 		uint32_t slot = k.mv_size == 4 ? get_be32(k.mv_data) : HYDB_NO_SLOT;
 		if (slot != HYDB_NO_SLOT && hydb_store_slot(st, txn, slot, NULL, &a) == 0 && a->live)
-			problem(rep, "free slots: slot %u is listed free but holds record %llu", slot,
+			hydb_report(rep, "free slots: slot %u is listed free but holds record %llu", slot,
 				(unsigned long long)a->id);
 	}
 	mdb_cursor_close(c);
@@ -189,7 +170,7 @@ static int check_tables(hydb_store *st, MDB_txn *txn, reporter *rep, hydb_check_
 int hydb_store_check(hydb_store *st, MDB_txn *txn, hydb_check_problem_fn fn, void *ctx,
 		     hydb_check_stats *cs)
 {
-	reporter rep = {fn, ctx, 0};
+	hydb_reporter rep = {fn, ctx, 0};
 	uint64_t max_id = 0, count = 0, next_id = 0, next_slot = 0;
 	uint32_t slot_end = 0;
 	char buf[64];
@@ -199,23 +180,23 @@ int hydb_store_check(hydb_store *st, MDB_txn *txn, hydb_check_problem_fn fn, voi
 	FORWARD_IF_ERROR(check_blocks(st, txn, &rep, cs, &slot_end));
 	FORWARD_IF_ERROR(check_tables(st, txn, &rep, cs));
 	if (hydb_store_count(st, txn, &count) < 0 || count != cs->records)
-		problem(&rep, "metadata: count says %llu records, found %llu", (unsigned long long)count,
+		hydb_report(&rep, "metadata: count says %llu records, found %llu", (unsigned long long)count,
 			(unsigned long long)cs->records);
 	if (cs->live_slots != cs->records)
-		problem(&rep, "metadata: %llu live slots for %llu records", (unsigned long long)cs->live_slots,
+		hydb_report(&rep, "metadata: %llu live slots for %llu records", (unsigned long long)cs->live_slots,
 			(unsigned long long)cs->records);
 	if (cs->keys != cs->records)
-		problem(&rep, "metadata: %llu keys for %llu records", (unsigned long long)cs->keys,
+		hydb_report(&rep, "metadata: %llu keys for %llu records", (unsigned long long)cs->keys,
 			(unsigned long long)cs->records);
 	if (hydb_store_meta_get(st, txn, "next_id", buf, sizeof buf) == 0)
 		next_id = strtoull(buf, NULL, 10);
 	if (cs->records && next_id <= max_id)
-		problem(&rep, "metadata: next id %llu is not above the largest id %llu",
+		hydb_report(&rep, "metadata: next id %llu is not above the largest id %llu",
 			(unsigned long long)next_id, (unsigned long long)max_id);
 	if (hydb_store_meta_get(st, txn, "next_slot", buf, sizeof buf) == 0)
 		next_slot = strtoull(buf, NULL, 10);
 	if (next_slot < slot_end - (slot_end ? HYDB_BLOCK_SLOTS : 0))
-		problem(&rep, "metadata: next slot %llu lies inside the used blocks", (unsigned long long)next_slot);
+		hydb_report(&rep, "metadata: next slot %llu lies inside the used blocks", (unsigned long long)next_slot);
 	cs->problems = rep.n;
 	return HYDB_OK;
 }
