@@ -218,10 +218,23 @@ int hydb_index_check(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
 	if (rc == 0) {
 		check_live(&cx, &r);
 		check_entry(&cx, &r);
-		rc = check_reach(&cx, &r);
 	}
 	hnsw_ctx_end(&cx);
 	if (nproblems)
 		*nproblems = r.n;
+	return rc;
+}
+
+int hydb_index_unreachable(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
+			   void *ctx, size_t *nunreachable)
+{
+	RETURN_ERROR_IF(!ix || !rtxn, HYDB_EINVAL, "index check: NULL argument");
+	hydb_reporter r = {fn, ctx, 0};
+	struct hnsw_ctx cx;
+	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, rtxn));
+	int rc = check_reach(&cx, &r);
+	hnsw_ctx_end(&cx);
+	if (nunreachable)
+		*nunreachable = r.n;
 	return rc;
 }

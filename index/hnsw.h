@@ -118,6 +118,12 @@ int hydb_index_search(hydb_index *ix, MDB_txn *rtxn, const float *q, size_t k,
 typedef void (*hydb_index_problem_fn)(const char *msg, void *ctx);
 int hydb_index_check(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
 		     void *ctx, size_t *nproblems);
+/* Live nodes that no layer-0 path from the entry point reaches: index
+ * searches cannot return them (exact search still does). This is a quality
+ * defect of the graph, not damage, so it is reported apart from
+ * hydb_index_check's invariants. */
+int hydb_index_unreachable(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
+			   void *ctx, size_t *nunreachable);
 
 /* Figures for benches and the CLI. */
 typedef struct hydb_index_stats {

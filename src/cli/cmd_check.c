@@ -24,13 +24,22 @@ static const char check_usage[] =
 	"slots and the radius table agree, the metadata, and the HNSW invariants (every\n"
 	"live slot is a node, no link to a free slot, degree bounds). Clears reader\n"
 	"slots left by crashed processes. Prints each problem with the record id or\n"
-	"slot; exit 0 if none, 2 otherwise.\n";
+	"slot; exit 0 if none, 2 otherwise. Index nodes that no search path reaches\n"
+	"are listed as warnings (a graph-quality defect, not damage).\n";
 
 static void print_problem(const char *msg, void *ctx)
 {
 	size_t *n = ctx;
 	if (*n < 1000)
 		fprintf(stdout, "problem: %s\n", msg);
+	(*n)++;
+}
+
+static void print_warning(const char *msg, void *ctx)
+{
+	size_t *n = ctx;
+	if (*n < 100)
+		fprintf(stdout, "warning: %s\n", msg);
 	(*n)++;
 }
 
@@ -43,7 +52,7 @@ int hydb_cmd_check(int argc, char **argv)
 	hydb_db *db;
 	hydb_store *st;
 	MDB_txn *txn;
-	size_t problems = 0, index_problems = 0;
+	size_t problems = 0, index_problems = 0, unreachable = 0;
 	hydb_check_stats cs = {0};
 	int stale = 0;
 
@@ -64,6 +73,8 @@ int hydb_cmd_check(int argc, char **argv)
 		rc = hydb_store_check(st, txn, print_problem, &problems, &cs);
 		if (rc == 0)
 			rc = hydb_index_check(hydb_db_index(db), txn, print_problem, &index_problems, &index_problems);
+		if (rc == 0)
+			rc = hydb_index_unreachable(hydb_db_index(db), txn, print_warning, &unreachable, &unreachable);
 		hydb_store_read_end(st, txn);
 	}
 	hydb_close(db);
@@ -75,6 +86,9 @@ int hydb_cmd_check(int argc, char **argv)
 		       (unsigned long long)cs.records, (unsigned long long)cs.live_slots,
 		       (unsigned long long)cs.keys, (unsigned long long)cs.radius_entries, problems,
 		       index_problems, stale, stale == 1 ? "" : "s");
+	if (unreachable)
+		printf("warning: %zu index node%s cannot be reached from the entry point: index searches miss "
+		       "them, --exact finds them\n", unreachable, unreachable == 1 ? "" : "s");
 	return problems || index_problems ? HYDB_EXIT_DATA : HYDB_EXIT_OK;
 }
 
