@@ -284,8 +284,12 @@ int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
 		   const hydb_slot_attr **attr, const uint16_t **cv)
 {
 	uint32_t b = slot / HYDB_BLOCK_SLOTS, i = slot % HYDB_BLOCK_SLOTS;
+	/* A damaged link can name any slot, HYDB_NO_SLOT included (slot + 1
+	 * would wrap and leave the table short). */
+	RETURN_ERROR_IF(slot == HYDB_NO_SLOT, HYDB_ECORRUPT, "index: link to slot %u", slot);
 	if (b >= cx->sc->blk_cap)
 		FORWARD_IF_ERROR(scratch_fit(cx->sc, slot + 1));
+	RETURN_ERROR_IF(b >= cx->sc->blk_cap, HYDB_ECORRUPT, "index: slot %u is out of range", slot);
 	struct hnsw_blk *e = &cx->sc->blk[b];
 	if (e->epoch != cx->sc->blk_epoch ||
 	    (e->vol && e->wepoch != cx->sc->wepoch))
