@@ -411,22 +411,18 @@ int hydb_exact_scan_array(const float *queries, size_t nq, const float *base,
 	return rc;
 }
 
+static int scan_one_block(uint32_t b, const hydb_block *blk, void *ctx)
+{
+	if (!blk)
+		return HYDB_ECORRUPT;
+	if (blk->hdr->n_live == 0)
+		return HYDB_OK;
+	return scan_block(ctx, blk->vec, blk->attr, b * HYDB_BLOCK_SLOTS, HYDB_BLOCK_SLOTS);
+}
+
 static int scan_store(scan_state *s, hydb_store *st, MDB_txn *txn)
 {
-	uint32_t nblocks;
-	FORWARD_IF_ERROR(hydb_store_block_count(st, txn, &nblocks));
-	for (uint32_t b = 0; b < nblocks; b++) {
-		hydb_block blk;
-		int rc = hydb_store_block_get(st, txn, b, &blk);
-		if (rc == HYDB_ENOTFOUND)
-			continue;
-		FORWARD_IF_ERROR(rc);
-		if (blk.hdr->n_live == 0)
-			continue;
-		FORWARD_IF_ERROR(scan_block(s, blk.vec, blk.attr, b * HYDB_BLOCK_SLOTS,
-					    HYDB_BLOCK_SLOTS));
-	}
-	return HYDB_OK;
+	return hydb_store_each_block(st, txn, scan_one_block, s);
 }
 
 int hydb_exact_search(hydb_store *st, MDB_txn *txn, const float *queries,
