@@ -2,9 +2,12 @@
  * forward.c - encoder state and the transformer block shared by the
  * vision and text towers.
  *
- * Every matrix product goes through hydb_sgemm (OpenBLAS threads it); the
- * element-wise parts are split over two threads when large enough to pay
- * for it, since they would otherwise leave the second core idle.
+ * A forward pass runs on a pool of hydb's own threads (encoder/pool.h):
+ * every large GEMM is cut into blocks of output rows or columns, each a
+ * single-threaded OpenBLAS call, and the element-wise work after a GEMM is
+ * done on its block while it is still in cache. OpenBLAS's own threads
+ * stay asleep meanwhile; they used to spin between the calls of a block,
+ * a tenth of the CPU time.
  */
 #include "config.h"
 
@@ -17,42 +20,161 @@
 
 #include "blas.h"
 #include "encoder/forward.h"
+#include "encoder/pool.h"
 #include "internal.h"
 
-/* ---- element-wise work on two threads --------------------------------- */
+int hydb_forward_legacy;
+
+int hydb_fwd_begin(hydb_fwd *f)
+{
+	f->legacy = hydb_forward_legacy;
+	f->split = !(f->legacy & HYDB_FWD_BLAS_THREADS);
+	FORWARD_IF_ERROR(hydb_pool_new(&f->pool, 0));
+	if (f->split)
+		hydb_blas_serial_begin();
+	return HYDB_OK;
+}
+
+void hydb_fwd_end(hydb_fwd *f)
+{
+	if (f->split)
+		hydb_blas_serial_end();
+	hydb_pool_free(f->pool);
+	f->pool = NULL;
+}
+
+static hydb_pool *pool_of(const hydb_fwd *f)
+{
+	return f ? f->pool : NULL;
+}
+
+/* ---- row passes on the pool ------------------------------------------- */
 
 typedef void (*rows_fn)(void *ctx, size_t r0, size_t r1);
 
-struct rows_job {
+struct rows_step {
 	rows_fn fn;
 	void *ctx;
-	size_t r0, r1;
+	size_t rows, parts;
 };
 
-static void *rows_thread(void *arg)
+static void rows_task(void *p, size_t i, size_t thread)
 {
-	struct rows_job *j = arg;
-	j->fn(j->ctx, j->r0, j->r1);
-	return NULL;
+	const struct rows_step *s = p;
+	s->fn(s->ctx, s->rows * i / s->parts, s->rows * (i + 1) / s->parts);
 }
 
-/* Below this many elements a thread costs more than it saves. */
-#define PARALLEL_MIN_WORK (1u << 18)
+/* Below this many elements a pass is not worth waking the pool for. */
+#define PARALLEL_MIN_WORK (1u << 16)
+/* Tasks per thread in a step: more even out a core shared with another
+ * process, fewer cost less per task (each GEMM block packs its inputs). */
+#define PARTS_PER_THREAD 2
 
-static void parallel_rows(rows_fn fn, void *ctx, size_t rows, size_t width)
+static void parallel_rows(const hydb_fwd *f, rows_fn fn, void *ctx,
+			  size_t rows, size_t width)
 {
-	pthread_t th;
-	if (rows < 2 || rows * width < PARALLEL_MIN_WORK) {
-		fn(ctx, 0, rows);
-		return;
-	}
-	struct rows_job j = {fn, ctx, rows / 2, rows};
-	if (pthread_create(&th, NULL, rows_thread, &j) != 0) {
-		fn(ctx, 0, rows);
-		return;
-	}
-	fn(ctx, 0, rows / 2);
-	pthread_join(th, NULL);
+	size_t parts = PARTS_PER_THREAD * hydb_pool_threads(pool_of(f));
+	if (rows * width < PARALLEL_MIN_WORK)
+		parts = 1;
+	parts = parts > rows ? rows : parts;
+	struct rows_step s = {fn, ctx, rows, parts};
+	hydb_pool_run(pool_of(f), parts, rows_task, &s);
+}
+
+/* ---- 16 lanes at a time ------------------------------------------------ */
+
+/* GCC vector arithmetic: inlined into the target_clones functions below,
+ * it compiles to AVX-512, AVX2 or SSE2 for the CPU the clone is picked
+ * for. 64-byte vectors are passed by value only between always_inline
+ * functions, so no ABI question arises. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float hydb_v16 __attribute__((vector_size(64)));
+typedef int32_t hydb_v16i __attribute__((vector_size(64)));
+#define V16_INLINE static inline __attribute__((always_inline))
+#define V16_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+V16_INLINE hydb_v16 v16_load(const float *p)
+{
+	hydb_v16 v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+V16_INLINE void v16_store(float *p, hydb_v16 v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+V16_INLINE hydb_v16 v16_splat(float f)
+{
+	return (hydb_v16){0} + f;
+}
+
+/* Lanes of a where m is set, else of b (C has no vector ?:). */
+V16_INLINE hydb_v16 v16_select(hydb_v16i m, hydb_v16 a, hydb_v16 b)
+{
+	hydb_v16i ia, ib;
+	memcpy(&ia, &a, sizeof ia);
+	memcpy(&ib, &b, sizeof ib);
+	ia = (ia & m) | (ib & ~m);
+	memcpy(&a, &ia, sizeof a);
+	return a;
+}
+
+V16_INLINE hydb_v16 v16_max(hydb_v16 a, hydb_v16 b)
+{
+	return v16_select(a > b, a, b);
+}
+
+V16_INLINE double v16_sum(hydb_v16 v)
+{
+	double s = 0;
+	for (int i = 0; i < 16; i++)
+		s += v[i];
+	return s;
+}
+
+V16_INLINE float v16_hmax(hydb_v16 v)
+{
+	float m = v[0];
+	for (int i = 1; i < 16; i++)
+		m = v[i] > m ? v[i] : m;
+	return m;
+}
+
+/* libm's expf is a scalar call per element; GELU and softmax make ~50M of
+ * them per image. This is the Cephes expf (2^n times a degree-6 polynomial
+ * on [-ln2/2, ln2/2], relative error ~1e-7). */
+V16_INLINE hydb_v16 v16_exp(hydb_v16 v)
+{
+	const float magic = 12582912.0f; /* 1.5 * 2^23: adds round to integer */
+	v = v16_select(v < -87.0f, v16_splat(-87.0f), v);
+	v = v16_select(v > 88.0f, v16_splat(88.0f), v);
+	hydb_v16 t = v * 1.44269504088896341f + magic;
+	hydb_v16 n = t - magic;
+	hydb_v16 r = v - n * 0.693359375f;
+	r = r - n * -2.12194440e-4f;
+	hydb_v16 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	hydb_v16i bits;
+	memcpy(&bits, &t, sizeof bits);
+	bits = (bits - 0x4B400000 + 127) << 23;
+	memcpy(&t, &bits, sizeof t);
+	return p * t;
+}
+
+V16_CLONES
+static void exp_array(float *y, const float *x, size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		v16_store(y + i, v16_exp(v16_load(x + i)));
+	for (; i < n; i++)
+		y[i] = expf(x[i]);
 }
 
 /* ---- LayerNorm --------------------------------------------------------- */
@@ -64,342 +186,452 @@ struct ln_ctx {
 	const float *add;   /* a bias to add to x first, or NULL */
 	size_t width;
 	double eps;
+	int scalar;         /* HYDB_FWD_SCALAR */
 };
+
+/* The row, x += add first when add is set; the sums are kept per lane and
+ * added in double. */
+V16_CLONES
+static void ln_row(float *o, float *x, const float *add, const float *w,
+		   const float *b, size_t width, double eps)
+{
+	size_t n16 = width / 16 * 16, i;
+	hydb_v16 acc = {0};
+	double sum = 0, var = 0;
+	for (i = 0; i < n16; i += 16) {
+		hydb_v16 v = v16_load(x + i);
+		if (add) {
+			v += v16_load(add + i);
+			v16_store(x + i, v);
+		}
+		acc += v;
+	}
+	for (; i < width; i++) {
+		if (add)
+			x[i] += add[i];
+		sum += x[i];
+	}
+	float m = (float)((sum + v16_sum(acc)) / (double)width);
+	hydb_v16 vm = v16_splat(m);
+	acc = (hydb_v16){0};
+	for (i = 0; i < n16; i += 16) {
+		hydb_v16 d = v16_load(x + i) - vm;
+		acc += d * d;
+	}
+	for (; i < width; i++)
+		var += (double)(x[i] - m) * (x[i] - m);
+	var += v16_sum(acc);
+	float inv = (float)(1.0 / sqrt(var / (double)width + eps));
+	for (i = 0; i < n16; i += 16)
+		v16_store(o + i, (v16_load(x + i) - vm) * inv * v16_load(w + i) +
+				 v16_load(b + i));
+	for (; i < width; i++)
+		o[i] = (x[i] - m) * inv * w[i] + b[i];
+}
+
+/* The scalar rows of before ln_row, for bench/bench_encoder --ab. */
+static void ln_row_scalar(float *o, float *x, const float *add,
+			  const float *w, const float *b, size_t width,
+			  double eps)
+{
+	double mean = 0, var = 0;
+	if (add)
+		for (size_t i = 0; i < width; i++)
+			x[i] += add[i];
+	for (size_t i = 0; i < width; i++)
+		mean += x[i];
+	mean /= (double)width;
+	for (size_t i = 0; i < width; i++) {
+		double d = x[i] - mean;
+		var += d * d;
+	}
+	float inv = (float)(1.0 / sqrt(var / (double)width + eps));
+	float m = (float)mean;
+	for (size_t i = 0; i < width; i++)
+		o[i] = (x[i] - m) * inv * w[i] + b[i];
+}
 
 static void ln_rows(void *p, size_t r0, size_t r1)
 {
 	const struct ln_ctx *c = p;
 	size_t w = c->width;
-	for (size_t r = r0; r < r1; r++) {
-		float *x = c->x + r * w;
-		float *o = c->out + r * w;
-		double mean = 0, var = 0;
-		if (c->add)
-			for (size_t i = 0; i < w; i++)
-				x[i] += c->add[i];
-		for (size_t i = 0; i < w; i++)
-			mean += x[i];
-		mean /= (double)w;
-		for (size_t i = 0; i < w; i++) {
-			double d = x[i] - mean;
-			var += d * d;
-		}
-		float inv = (float)(1.0 / sqrt(var / (double)w + c->eps));
-		float m = (float)mean;
-		for (size_t i = 0; i < w; i++)
-			o[i] = (x[i] - m) * inv * c->w[i] + c->b[i];
-	}
+	for (size_t r = r0; r < r1; r++)
+		(c->scalar ? ln_row_scalar : ln_row)(c->out + r * w,
+						     c->x + r * w, c->add, c->w,
+						     c->b, w, c->eps);
 }
 
-void hydb_layer_norm(float *out, const float *x, size_t rows, size_t width,
-		     const float *w, const float *b, double eps)
+static int scalar_mode(const hydb_fwd *f)
 {
-	struct ln_ctx c = {out, (float *)x, w, b, NULL, width, eps};
-	parallel_rows(ln_rows, &c, rows, width);
+	return f ? f->legacy & HYDB_FWD_SCALAR : 0;
+}
+
+void hydb_layer_norm(const hydb_fwd *f, float *out, const float *x,
+		     size_t rows, size_t width, const float *w, const float *b,
+		     double eps)
+{
+	struct ln_ctx c = {out, (float *)x, w, b, NULL, width, eps,
+			   scalar_mode(f)};
+	parallel_rows(f, ln_rows, &c, rows, width);
 }
 
 /* x += bias, then out = LayerNorm(x): the residual's bias costs no pass of
  * its own. */
-static void bias_layer_norm(float *out, float *x, const float *bias,
-			    size_t rows, size_t width, const float *w,
-			    const float *b, double eps)
+static void bias_layer_norm(const hydb_fwd *f, float *out, float *x,
+			    const float *bias, size_t rows, size_t width,
+			    const float *w, const float *b, double eps)
 {
-	struct ln_ctx c = {out, x, w, b, bias, width, eps};
-	parallel_rows(ln_rows, &c, rows, width);
-}
-
-/* ---- linear layers ----------------------------------------------------- */
-
-static void fill_bias(float *y, size_t rows, const float *b, size_t width)
-{
-	for (size_t r = 0; r < rows; r++)
-		memcpy(y + r * width, b, width * sizeof *y);
-}
-
-/* y[n, out] = x[n, in] W^T + b; the bias seeds C so the GEMM adds to it. */
-static void linear(float *y, const float *x, size_t n, size_t in, size_t out,
-		   const float *w, const float *b)
-{
-	if (b)
-		fill_bias(y, n, b, out);
-	hydb_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y,
-		   out);
-}
-
-/* x[n, out] += h[n, in] W^T + b: the residual add costs nothing extra. */
-static void linear_residual(float *x, const float *h, size_t n, size_t in,
-			    size_t out, const float *w, const float *b)
-{
-	for (size_t r = 0; r < n; r++) {
-		float *row = x + r * out;
-		for (size_t i = 0; i < out; i++)
-			row[i] += b[i];
-	}
-	hydb_sgemm(0, 1, n, out, in, 1.0f, h, in, w, in, 1.0f, x, out);
-}
-
-/* ---- exp, 16 lanes at a time ------------------------------------------ */
-
-/* libm's expf is a scalar call per element; GELU and softmax make ~50M of
- * them per image. This is the Cephes expf (2^n times a degree-6 polynomial
- * on [-ln2/2, ln2/2], relative error ~1e-7) in GCC vector arithmetic, so it
- * compiles to AVX-512 or AVX2 with the clone the CPU picks. */
-typedef float hydb_v16 __attribute__((vector_size(64)));
-typedef int32_t hydb_v16i __attribute__((vector_size(64)));
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void exp16(float *y, const float *x)
-{
-	const float magic = 12582912.0f; /* 1.5 * 2^23: adds round to integer */
-	hydb_v16 v, t, n, r, p, zero = {0};
-	hydb_v16i vi, lo, hi, m;
-	memcpy(&v, x, sizeof v);
-	/* Clamp to [-87, 88] with lane masks (C has no vector ?:). */
-	t = zero - 87.0f;
-	memcpy(&lo, &t, sizeof lo);
-	t = zero + 88.0f;
-	memcpy(&hi, &t, sizeof hi);
-	memcpy(&vi, &v, sizeof vi);
-	m = v < -87.0f;
-	vi = (vi & ~m) | (lo & m);
-	m = v > 88.0f;
-	vi = (vi & ~m) | (hi & m);
-	memcpy(&v, &vi, sizeof v);
-	t = v * 1.44269504088896341f + magic;
-	n = t - magic;
-	r = v - n * 0.693359375f;
-	r = r - n * -2.12194440e-4f;
-	p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	hydb_v16i bits;
-	memcpy(&bits, &t, sizeof bits);
-	bits = (bits - 0x4B400000 + 127) << 23;
-	memcpy(&t, &bits, sizeof t);
-	p = p * t;
-	memcpy(y, &p, sizeof p);
-}
-
-static void exp_array(float *y, const float *x, size_t n)
-{
-	size_t i = 0;
-	for (; i + 16 <= n; i += 16)
-		exp16(y + i, x + i);
-	for (; i < n; i++)
-		y[i] = expf(x[i]);
+	struct ln_ctx c = {out, x, w, b, bias, width, eps, scalar_mode(f)};
+	parallel_rows(f, ln_rows, &c, rows, width);
 }
 
 /* ---- quick_gelu -------------------------------------------------------- */
 
-struct gelu_ctx {
-	float *x;
-	const float *bias; /* added first, or NULL */
-	size_t width;
-};
+/* x = quick_gelu(x + bias) = (x + bias) * sigmoid(1.702 (x + bias)). */
+V16_CLONES
+static void gelu_span(float *x, const float *bias, size_t k)
+{
+	size_t i = 0;
+	for (; i + 16 <= k; i += 16) {
+		hydb_v16 v = v16_load(x + i) + v16_load(bias + i);
+		v16_store(x + i, v / (1.0f + v16_exp(v * -1.702f)));
+	}
+	for (; i < k; i++) {
+		float v = x[i] + bias[i];
+		x[i] = v / (1.0f + expf(-1.702f * v));
+	}
+}
 
 #define GELU_CHUNK 256
 
-/* x = quick_gelu(x + bias) on k values, bias possibly NULL. */
-static void gelu_chunk(float *x, const float *bias, size_t k)
+/* The GELU of before gelu_span, for bench/bench_encoder --ab. */
+static void gelu_span_chunked(float *x, const float *bias, size_t n)
 {
 	float e[GELU_CHUNK];
-	if (bias)
-		for (size_t i = 0; i < k; i++)
-			x[i] += bias[i];
-	for (size_t i = 0; i < k; i++)
-		e[i] = -1.702f * x[i];
-	exp_array(e, e, k);
-	for (size_t i = 0; i < k; i++)
-		x[i] = x[i] / (1.0f + e[i]);
-}
-
-static void gelu_rows(void *p, size_t r0, size_t r1)
-{
-	const struct gelu_ctx *c = p;
-	for (size_t r = r0; r < r1; r++) {
-		float *x = c->x + r * c->width;
-		for (size_t i0 = 0; i0 < c->width; i0 += GELU_CHUNK) {
-			size_t k = c->width - i0 < GELU_CHUNK ? c->width - i0
-							      : GELU_CHUNK;
-			gelu_chunk(x + i0, c->bias ? c->bias + i0 : NULL, k);
+	for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
+		size_t k = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
+		float *xs = x + i0;
+		for (size_t i = 0; i < k; i++) {
+			xs[i] += bias[i0 + i];
+			e[i] = -1.702f * xs[i];
 		}
+		exp_array(e, e, k);
+		for (size_t i = 0; i < k; i++)
+			xs[i] = xs[i] / (1.0f + e[i]);
 	}
 }
 
-struct bias_ctx {
-	float *x;
-	const float *bias;
-	size_t width;
+V16_CLONES
+static void add_span(float *x, const float *bias, size_t k)
+{
+	for (size_t i = 0; i < k; i++)
+		x[i] += bias[i];
+}
+
+/* ---- linear layers ----------------------------------------------------- */
+
+/* After a linear layer's GEMM, on each block of its output: */
+enum lin_post {
+	POST_NONE,
+	POST_BIAS,      /* y += bias */
+	POST_GELU,      /* y = quick_gelu(y + bias) */
 };
 
-static void bias_rows(void *p, size_t r0, size_t r1)
+/* y[n, out] = x[n, in] W^T + beta y, then post; W is [out, in] as
+ * nn.Linear stores it. The GEMM is cut into parts blocks of rows or of
+ * columns. */
+struct lin {
+	float *y;
+	const float *x, *w, *bias;
+	size_t n, in, out;
+	float beta;
+	enum lin_post post;
+	int scalar;             /* HYDB_FWD_SCALAR */
+	size_t parts;
+	int by_rows;
+};
+
+static struct lin lin_make(float *y, const float *x, const float *w,
+			   const float *bias, size_t n, size_t in, size_t out,
+			   float beta, enum lin_post post)
 {
-	const struct bias_ctx *c = p;
+	struct lin l = {.y = y, .x = x, .w = w, .bias = bias, .n = n,
+			.in = in, .out = out, .beta = beta, .post = post};
+	return l;
+}
+
+/* A block's columns start at multiples of 16 so that no block splits a
+ * register tile of the kernels. */
+static size_t col_edge(const struct lin *l, size_t i)
+{
+	return i >= l->parts ? l->out : (l->out * i / l->parts) & ~(size_t)15;
+}
+
+static void lin_post_rows(const struct lin *l, size_t r0, size_t r1,
+			  size_t c0, size_t c1)
+{
 	for (size_t r = r0; r < r1; r++) {
-		float *x = c->x + r * c->width;
-		for (size_t i = 0; i < c->width; i++)
-			x[i] += c->bias[i];
+		float *y = l->y + r * l->out + c0;
+		if (l->post == POST_BIAS)
+			add_span(y, l->bias + c0, c1 - c0);
+		else if (l->post == POST_GELU)
+			(l->scalar ? gelu_span_chunked : gelu_span)(
+				y, l->bias + c0, c1 - c0);
 	}
+}
+
+static void lin_block(const struct lin *l, size_t part)
+{
+	size_t r0 = 0, r1 = l->n, c0 = 0, c1 = l->out;
+	if (l->by_rows) {
+		r0 = l->n * part / l->parts;
+		r1 = l->n * (part + 1) / l->parts;
+	} else {
+		c0 = col_edge(l, part);
+		c1 = col_edge(l, part + 1);
+	}
+	if (r0 == r1 || c0 == c1)
+		return;
+	hydb_sgemm(0, 1, r1 - r0, c1 - c0, l->in, 1.0f, l->x + r0 * l->in,
+		   l->in, l->w + c0 * l->in, l->in, l->beta,
+		   l->y + r0 * l->out + c0, l->out);
+	lin_post_rows(l, r0, r1, c0, c1);
+}
+
+/* Below this many multiply-adds a GEMM runs whole on one thread. */
+#define SPLIT_MIN_MACS (1u << 22)
+
+/* Each extra block packs again the operand it shares with the others:
+ * row blocks all of W, column blocks all of x. Cut the other one. */
+static void lin_plan(struct lin *l, size_t parts)
+{
+	l->by_rows = l->n > l->out;
+	size_t most = l->by_rows ? l->n : l->out / 16;
+	if ((double)l->n * l->in * l->out < SPLIT_MIN_MACS)
+		parts = 1;
+	parts = parts > most ? most : parts;
+	l->parts = parts ? parts : 1;
+}
+
+struct lin_step {
+	struct lin *l;
+	size_t nl;
+};
+
+static void lin_task(void *p, size_t i, size_t thread)
+{
+	const struct lin_step *s = p;
+	size_t k = 0;
+	while (i >= s->l[k].parts)
+		i -= s->l[k++].parts;
+	lin_block(&s->l[k], i);
+}
+
+struct post_ctx {
+	const struct lin *l;
+};
+
+static void post_rows(void *p, size_t r0, size_t r1)
+{
+	const struct lin *l = ((const struct post_ctx *)p)->l;
+	lin_post_rows(l, r0, r1, 0, l->out);
+}
+
+/* The linear layers of l (independent of each other) in one step: their
+ * blocks go to the pool together. With HYDB_FWD_BLAS_THREADS, each GEMM
+ * is one call on OpenBLAS's threads as before, its post a pass of its own. */
+static void run_linears(const hydb_fwd *f, struct lin *l, size_t nl)
+{
+	size_t threads = hydb_pool_threads(pool_of(f)), tasks = 0;
+	int legacy = !f || !f->split;
+	size_t per = (PARTS_PER_THREAD * threads + nl - 1) / nl;
+	for (size_t k = 0; k < nl; k++) {
+		l[k].scalar = scalar_mode(f);
+		lin_plan(&l[k], legacy ? 1 : per);
+		tasks += l[k].parts;
+	}
+	if (!legacy) {
+		struct lin_step s = {l, nl};
+		hydb_pool_run(pool_of(f), tasks, lin_task, &s);
+		return;
+	}
+	for (size_t k = 0; k < nl; k++) {
+		enum lin_post post = l[k].post;
+		l[k].post = POST_NONE;
+		lin_block(&l[k], 0);
+		l[k].post = post;
+		struct post_ctx pc = {&l[k]};
+		if (post != POST_NONE)
+			parallel_rows(f, post_rows, &pc, l[k].n, l[k].out);
+	}
+}
+
+void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
+		   size_t in, size_t out, const float *w)
+{
+	struct lin l = lin_make(y, x, w, NULL, n, in, out, 0.0f, POST_NONE);
+	run_linears(f, &l, 1);
 }
 
 /* ---- attention --------------------------------------------------------- */
 
-static void softmax_rows(float *s, size_t rows, size_t cols, int causal,
-			 size_t row0)
+/* Softmax of row[0, live), zeros after: max, exp and sum, scale. */
+V16_CLONES
+static void softmax_row(float *row, size_t live, size_t cols)
 {
-	for (size_t r = 0; r < rows; r++) {
-		float *row = s + r * cols;
-		size_t live = causal ? row0 + r + 1 : cols;
-		float mx = row[0];
-		for (size_t j = 1; j < live; j++)
-			mx = row[j] > mx ? row[j] : mx;
-		float sum = 0;
-		for (size_t j = 0; j < live; j++)
-			row[j] -= mx;
-		exp_array(row, row, live);
-		for (size_t j = 0; j < live; j++)
-			sum += row[j];
-		float inv = 1.0f / sum;
-		for (size_t j = 0; j < live; j++)
-			row[j] *= inv;
-		for (size_t j = live; j < cols; j++)
-			row[j] = 0.0f;
+	size_t n16 = live / 16 * 16, j;
+	float mx = row[0];
+	if (n16) {
+		hydb_v16 m = v16_load(row);
+		for (j = 16; j < n16; j += 16)
+			m = v16_max(m, v16_load(row + j));
+		mx = v16_hmax(m);
 	}
+	for (j = n16; j < live; j++)
+		mx = row[j] > mx ? row[j] : mx;
+	hydb_v16 vmx = v16_splat(mx), acc = {0};
+	for (j = 0; j < n16; j += 16) {
+		hydb_v16 e = v16_exp(v16_load(row + j) - vmx);
+		v16_store(row + j, e);
+		acc += e;
+	}
+	double sum = v16_sum(acc);
+	for (j = n16; j < live; j++) {
+		row[j] = expf(row[j] - mx);
+		sum += row[j];
+	}
+	float inv = (float)(1.0 / sum);
+	for (j = 0; j < n16; j += 16)
+		v16_store(row + j, v16_load(row + j) * inv);
+	for (j = n16; j < live; j++)
+		row[j] *= inv;
+	for (j = live; j < cols; j++)
+		row[j] = 0.0f;
+}
+
+/* The loops of before softmax_row, for bench/bench_encoder --ab. */
+static void softmax_row_scalar(float *row, size_t live, size_t cols)
+{
+	float mx = row[0];
+	for (size_t j = 1; j < live; j++)
+		mx = row[j] > mx ? row[j] : mx;
+	float sum = 0;
+	for (size_t j = 0; j < live; j++)
+		row[j] -= mx;
+	exp_array(row, row, live);
+	for (size_t j = 0; j < live; j++)
+		sum += row[j];
+	float inv = 1.0f / sum;
+	for (size_t j = 0; j < live; j++)
+		row[j] *= inv;
+	for (size_t j = live; j < cols; j++)
+		row[j] = 0.0f;
 }
 
 struct attn_ctx {
 	float *o;
 	const float *q, *k, *v;
-	size_t seq, width, d, heads, tasks;
+	float *scores;  /* seq x seq per thread */
+	size_t seq, width, d, heads;
 	float scale;
-	int causal;
-	size_t next; /* next (sequence, head) task, taken atomically */
+	int causal, scalar;
 };
 
-/* One head of one sequence; scores is seq x seq of the thread's own. */
-static void attn_head(const struct attn_ctx *c, size_t task, float *scores)
+/* One head of one sequence. */
+static void attn_task(void *p, size_t task, size_t thread)
 {
+	const struct attn_ctx *c = p;
 	size_t s = task / c->heads, h = task % c->heads;
 	size_t off = s * c->seq * c->width + h * c->d;
+	float *scores = c->scores + thread * c->seq * c->seq;
 	hydb_sgemm(0, 1, c->seq, c->seq, c->d, c->scale, c->q + off, c->width,
 		   c->k + off, c->width, 0.0f, scores, c->seq);
-	softmax_rows(scores, c->seq, c->seq, c->causal, 0);
+	for (size_t r = 0; r < c->seq; r++)
+		(c->scalar ? softmax_row_scalar : softmax_row)(
+			scores + r * c->seq, c->causal ? r + 1 : c->seq, c->seq);
 	hydb_sgemm(0, 0, c->seq, c->d, c->seq, 1.0f, scores, c->seq, c->v + off,
 		   c->width, 0.0f, c->o + off, c->width);
 }
 
-struct attn_worker {
-	struct attn_ctx *c;
-	float *scores;
-};
-
-/* Tasks are handed out one at a time: causal heads differ in cost and the
- * other core may be busy with another process. */
-static void *attn_worker(void *arg)
-{
-	struct attn_worker *w = arg;
-	size_t t;
-	while ((t = __atomic_fetch_add(&w->c->next, 1, __ATOMIC_RELAXED)) <
-	       w->c->tasks)
-		attn_head(w->c, t, w->scores);
-	return NULL;
-}
-
-/* Below this many multiply-adds per head, a second thread costs more than
- * it saves (a 77-token caption head is ~0.4M). */
+/* Below this many multiply-adds per head, other threads cost more than
+ * they save (a 77-token caption head is ~0.4M). */
 #define ATTN_PARALLEL_MIN (1u << 21)
-
-int hydb_forward_legacy;
 
 /* o = softmax(q k^T / sqrt(d)) v for every sequence and head. q, k, v, o
  * are [n_seq * seq, width] with head h in columns [h*d, (h+1)*d). The
- * per-head GEMMs are small: two threads of ours each run whole heads with
- * single-threaded GEMMs rather than OpenBLAS splitting each one, which
- * left its threads spinning between the many short calls. scores holds
- * two seq x seq matrices. */
-static void attention(float *o, const float *q, const float *k,
-		      const float *v, float *scores, size_t n_seq, size_t seq,
-		      size_t width, size_t heads, int causal)
+ * per-head GEMMs are small: the pool's threads each run whole heads with
+ * single-threaded GEMMs rather than OpenBLAS splitting each one. */
+static void attention(const hydb_fwd *f, float *o, const float *q,
+		      const float *k, const float *v, float *scores,
+		      size_t n_seq, size_t seq, size_t width, size_t heads,
+		      int causal)
 {
-	struct attn_ctx c = {o, q, k, v, seq, width, width / heads, heads,
-			     n_seq * heads, 0.0f, causal, 0};
+	struct attn_ctx c = {o, q, k, v, scores, seq, width, width / heads,
+			     heads, 0.0f, causal, scalar_mode(f)};
 	c.scale = (float)(1.0 / sqrt((double)c.d));
-	struct attn_worker mine = {&c, scores}, other = {&c, scores + seq * seq};
-	pthread_t th;
-	if ((hydb_forward_legacy & HYDB_FWD_OLD_ATTENTION) || seq * seq * c.d < ATTN_PARALLEL_MIN ||
-	    c.tasks < 2) {
-		attn_worker(&mine);
+	size_t tasks = n_seq * heads;
+	if (seq * seq * c.d < ATTN_PARALLEL_MIN) {
+		for (size_t t = 0; t < tasks; t++)
+			attn_task(&c, t, 0);
 		return;
 	}
 	hydb_blas_serial_begin();
-	int spawned = pthread_create(&th, NULL, attn_worker, &other) == 0;
-	attn_worker(&mine);
-	if (spawned)
-		pthread_join(th, NULL);
+	hydb_pool_run(pool_of(f), tasks, attn_task, &c);
 	hydb_blas_serial_end();
 }
 
 /* ---- one block --------------------------------------------------------- */
 
-/* h | q | k | v | o, the MLP's hidden layer reusing q onwards, then two
- * heads' attention scores (one per thread). */
+/* h | q | k | v | o, the MLP's hidden layer reusing q onwards, then one
+ * seq x seq matrix of attention scores per thread. */
 static size_t scratch_per_row(const hydb_tower *t)
 {
 	size_t four = 4 * t->width;
 	return t->width + (four > t->mlp ? four : t->mlp);
 }
 
-int hydb_block_scratch(size_t *out, const hydb_tower *t, size_t n_seq,
-		       size_t seq)
+int hydb_block_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
+		       size_t n_seq, size_t seq)
 {
 	size_t n, sq;
+	size_t threads = hydb_pool_threads(pool_of(f));
 	if (hydb_mul_size(&n, n_seq, seq) < 0 ||
 	    hydb_mul_size(&n, n, scratch_per_row(t)) < 0 ||
-	    hydb_mul3_size(&sq, 2, seq, seq) < 0 ||
+	    hydb_mul3_size(&sq, threads, seq, seq) < 0 ||
 	    hydb_add_size(out, n, sq) < 0)
 		return hydb_error_set(HYDB_ENOMEM, "encoder scratch: %zu x %zu "
 				      "tokens overflow", n_seq, seq);
 	return HYDB_OK;
 }
 
-void hydb_block_forward(const hydb_tower *t, const hydb_block_w *b, float *x,
-			size_t n_seq, size_t seq, int causal, float *scratch)
+void hydb_block_forward(const hydb_fwd *f, const hydb_tower *t,
+			const hydb_block_w *b, float *x, size_t n_seq,
+			size_t seq, int causal, float *scratch)
 {
 	size_t n = n_seq * seq, w = t->width;
 	float *h = scratch;
 	float *q = h + n * w, *k = q + n * w, *v = k + n * w, *o = v + n * w;
 	float *scores = h + n * scratch_per_row(t);
 
-	hydb_layer_norm(h, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
-	linear(q, h, n, w, w, b->q_w, b->q_b);
-	linear(k, h, n, w, w, b->k_w, b->k_b);
-	linear(v, h, n, w, w, b->v_w, b->v_b);
-	attention(o, q, k, v, scores, n_seq, seq, w, t->heads, causal);
+	hydb_layer_norm(f, h, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
+	struct lin qkv[3] = {
+		lin_make(q, h, b->q_w, b->q_b, n, w, w, 0.0f, POST_BIAS),
+		lin_make(k, h, b->k_w, b->k_b, n, w, w, 0.0f, POST_BIAS),
+		lin_make(v, h, b->v_w, b->v_b, n, w, w, 0.0f, POST_BIAS),
+	};
+	run_linears(f, qkv, 3);
+	attention(f, o, q, k, v, scores, n_seq, seq, w, t->heads, causal);
+	/* out_proj's bias joins the LayerNorm pass that follows. */
+	struct lin out = lin_make(x, o, b->o_w, NULL, n, w, w, 1.0f, POST_NONE);
+	run_linears(f, &out, 1);
+	bias_layer_norm(f, h, x, b->o_b, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
 	float *mid = q;
-	if (hydb_forward_legacy & HYDB_FWD_UNFUSED) {
-		linear_residual(x, o, n, w, w, b->o_w, b->o_b);
-		hydb_layer_norm(h, x, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
-		linear(mid, h, n, w, t->mlp, b->fc1_w, b->fc1_b);
-		struct gelu_ctx g = {mid, NULL, t->mlp};
-		parallel_rows(gelu_rows, &g, n, t->mlp);
-		linear_residual(x, mid, n, t->mlp, w, b->fc2_w, b->fc2_b);
-		return;
-	}
-	/* Biases join the element-wise pass that follows each GEMM rather
-	 * than taking a pass over the rows of their own. */
-	hydb_sgemm(0, 1, n, w, w, 1.0f, o, w, b->o_w, w, 1.0f, x, w);
-	bias_layer_norm(h, x, b->o_b, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
-	hydb_sgemm(0, 1, n, t->mlp, w, 1.0f, h, w, b->fc1_w, w, 0.0f, mid,
-		   t->mlp);
-	struct gelu_ctx g = {mid, b->fc1_b, t->mlp};
-	parallel_rows(gelu_rows, &g, n, t->mlp);
-	hydb_sgemm(0, 1, n, w, t->mlp, 1.0f, mid, t->mlp, b->fc2_w, t->mlp,
-		   1.0f, x, w);
-	struct bias_ctx fb = {x, b->fc2_b, w};
-	parallel_rows(bias_rows, &fb, n, w);
+	struct lin fc1 = lin_make(mid, h, b->fc1_w, b->fc1_b, n, w, t->mlp,
+				  0.0f, POST_GELU);
+	run_linears(f, &fc1, 1);
+	struct lin fc2 = lin_make(x, mid, b->fc2_w, b->fc2_b, n, t->mlp, w,
+				  1.0f, POST_BIAS);
+	run_linears(f, &fc2, 1);
 }
 
 /* ---- resolving tensors ------------------------------------------------- */

@@ -52,12 +52,31 @@ typedef struct hydb_encoder {
 /* Earlier ways of running parts of the forward pass, kept so that
  * bench/bench_encoder can time old and new in one process (the machine's
  * load changes too much between runs to compare across them). Same
- * results either way. Not for concurrent use with encodes. */
+ * results either way. Read when a pass begins. */
 enum {
-	HYDB_FWD_OLD_ATTENTION = 1, /* every head through OpenBLAS's threads */
-	HYDB_FWD_UNFUSED = 2,       /* separate bias, GELU and LN passes */
+	/* each GEMM one call on OpenBLAS's threads, its bias or GELU a pass
+	 * of its own, instead of blocks on the pool's threads */
+	HYDB_FWD_BLAS_THREADS = 1,
+	/* scalar loops for the softmax and LayerNorm, GELU in chunks */
+	HYDB_FWD_SCALAR = 2,
 };
 extern int hydb_forward_legacy;
+
+/* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
+ * single-threaded from hydb_fwd_begin to hydb_fwd_end, the pool's threads
+ * taking its place. A NULL hydb_fwd runs everything on the caller. */
+typedef struct hydb_fwd {
+	struct hydb_pool *pool;
+	int split;              /* GEMMs cut into blocks for the pool */
+	int legacy;             /* hydb_forward_legacy at hydb_fwd_begin */
+} hydb_fwd;
+
+/* Errors: HYDB_ENOMEM. */
+int hydb_fwd_begin(hydb_fwd *f);
+void hydb_fwd_end(hydb_fwd *f);
+/* y[n, out] = x[n, in] W^T with W [out, in], on the pass's threads. */
+void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
+		   size_t in, size_t out, const float *w);
 
 /* The encoder state of m, resolving every tensor on first use (thread-safe).
  * Errors: HYDB_EMODEL naming the missing or misshapen tensor. */
@@ -79,15 +98,17 @@ int hydb_encode_ids(struct hydb_model *m, const int32_t *ids, size_t n,
 		    float *out, float *radius, float *features);
 
 /* Floats of scratch hydb_block_forward needs for n_seq x seq tokens. */
-int hydb_block_scratch(size_t *out, const hydb_tower *t, size_t n_seq,
-		       size_t seq);
+int hydb_block_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
+		       size_t n_seq, size_t seq);
 /* Run one block in place on x [n_seq * seq, width]: n_seq independent
  * sequences of seq tokens. causal: token i attends to tokens <= i. */
-void hydb_block_forward(const hydb_tower *t, const hydb_block_w *b, float *x,
-			size_t n_seq, size_t seq, int causal, float *scratch);
+void hydb_block_forward(const hydb_fwd *f, const hydb_tower *t,
+			const hydb_block_w *b, float *x, size_t n_seq,
+			size_t seq, int causal, float *scratch);
 /* Row-wise LayerNorm: out may alias x. */
-void hydb_layer_norm(float *out, const float *x, size_t rows, size_t width,
-		     const float *w, const float *b, double eps);
+void hydb_layer_norm(const hydb_fwd *f, float *out, const float *x,
+		     size_t rows, size_t width, const float *w, const float *b,
+		     double eps);
 
 /* pixels: n images, CHW float, image_size^2 each, already normalised.
  * features: n * embed_dim. */

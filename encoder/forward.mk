@@ -2,6 +2,7 @@
 # BLAS loader (src/blas.c) and the HySAC transformer forward pass.
 libhydb_internal_la_SOURCES += src/blas.h src/blas.c \
 	encoder/forward.h encoder/forward.c encoder/vision.c encoder/text.c \
+	encoder/pool.h encoder/pool.c \
 	encoder/encode.c
 hydb_SOURCES += src/cli/cmd_encode.c
 

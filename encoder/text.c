@@ -26,15 +26,8 @@ static size_t pool_position(const int32_t *ids, size_t n, int32_t eos)
 	return best;
 }
 
-int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
-		      float *features)
+static int check_ids(const hydb_encoder *e, const int32_t *ids, size_t len)
 {
-	hydb_encoder *e;
-	FORWARD_IF_ERROR(hydb_encoder_get(&e, m));
-	RETURN_ERROR_IF(n_ids == 0, HYDB_EINVAL, "text: no tokens");
-	const hydb_tower *t = &e->text;
-	size_t w = t->width;
-	size_t len = pool_position(ids, n_ids, m->cfg.eos_id) + 1;
 	RETURN_ERROR_IF(len > e->context, HYDB_ETOOBIG,
 			"text: %zu tokens, the model's context is %zu", len,
 			e->context);
@@ -42,15 +35,16 @@ int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
 		RETURN_ERROR_IF(ids[i] < 0 || (size_t)ids[i] >= e->vocab,
 				HYDB_EINVAL, "text: token %zu id %d outside "
 				"vocabulary of %zu", i, (int)ids[i], e->vocab);
-	size_t scratch;
-	FORWARD_IF_ERROR(hydb_block_scratch(&scratch, t, 1, len));
-	float *x = hydb_alloc_array(len + 1, w * sizeof(float), "text tokens");
-	float *s = x ? hydb_alloc_array(scratch, sizeof(float),
-					"encoder scratch") : NULL;
-	if (!s) {
-		free(x);
-		return HYDB_ENOMEM;
-	}
+	return HYDB_OK;
+}
+
+/* x has len + 1 rows: the tokens, then the pooled one. */
+static void text_run(const hydb_fwd *f, const hydb_encoder *e,
+		     const int32_t *ids, size_t len, float *x, float *s,
+		     float *features)
+{
+	const hydb_tower *t = &e->text;
+	size_t w = t->width;
 	for (size_t i = 0; i < len; i++) {
 		const float *tok = e->tok_emb + (size_t)ids[i] * w;
 		const float *pos = e->txt_pos + i * w;
@@ -58,13 +52,35 @@ int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
 			x[i * w + j] = tok[j] + pos[j];
 	}
 	for (size_t l = 0; l < t->layers; l++)
-		hydb_block_forward(t, &t->blocks[l], x, 1, len, 1, s);
+		hydb_block_forward(f, t, &t->blocks[l], x, 1, len, 1, s);
 	float *pooled = x + len * w;
-	hydb_layer_norm(pooled, x + (len - 1) * w, 1, w, t->final_ln_w,
+	hydb_layer_norm(NULL, pooled, x + (len - 1) * w, 1, w, t->final_ln_w,
 			t->final_ln_b, t->ln_eps);
-	hydb_sgemm(0, 1, 1, e->embed_dim, w, 1.0f, pooled, w, t->proj, w, 0.0f,
-		   features, e->embed_dim);
+	hydb_fwd_gemm(f, features, pooled, 1, w, e->embed_dim, t->proj);
+}
+
+int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
+		      float *features)
+{
+	hydb_encoder *e;
+	hydb_fwd f;
+	FORWARD_IF_ERROR(hydb_encoder_get(&e, m));
+	RETURN_ERROR_IF(n_ids == 0, HYDB_EINVAL, "text: no tokens");
+	size_t len = pool_position(ids, n_ids, m->cfg.eos_id) + 1;
+	FORWARD_IF_ERROR(check_ids(e, ids, len));
+	FORWARD_IF_ERROR(hydb_fwd_begin(&f));
+	size_t scratch, w = e->text.width;
+	int rc = hydb_block_scratch(&scratch, &f, &e->text, 1, len);
+	float *x = rc ? NULL : hydb_alloc_array(len + 1, w * sizeof(float),
+						"text tokens");
+	float *s = x ? hydb_alloc_array(scratch, sizeof(float),
+					"encoder scratch") : NULL;
+	if (s)
+		text_run(&f, e, ids, len, x, s, features);
+	else if (rc == 0)
+		rc = HYDB_ENOMEM;
 	free(s);
 	free(x);
-	return HYDB_OK;
+	hydb_fwd_end(&f);
+	return rc;
 }

@@ -33,14 +33,13 @@ static void im2col(float *rows, const float *img, size_t grid, size_t p)
 }
 
 /* Tokens of one image: class embedding, then patches, plus positions. */
-static void embed_image(const hydb_encoder *e, float *x, const float *img,
-			float *patches)
+static void embed_image(const hydb_fwd *f, const hydb_encoder *e, float *x,
+			const float *img, float *patches)
 {
 	size_t w = e->vision.width, g2 = e->grid * e->grid;
 	size_t k = 3 * e->patch * e->patch;
 	im2col(patches, img, e->grid, e->patch);
-	hydb_sgemm(0, 1, g2, w, k, 1.0f, patches, k, e->patch_w, k, 0.0f,
-		   x + w, w);
+	hydb_fwd_gemm(f, x + w, patches, g2, k, w, e->patch_w);
 	memcpy(x, e->class_emb, w * sizeof *x);
 	for (size_t t = 0; t < e->n_pos; t++) {
 		float *row = x + t * w;
@@ -65,15 +64,16 @@ static void vision_buf_free(struct vision_buf *b)
 	free(b->pooled);
 }
 
-static int vision_buf_alloc(struct vision_buf *b, const hydb_encoder *e,
-			    size_t n)
+static int vision_buf_alloc(struct vision_buf *b, const hydb_fwd *f,
+			    const hydb_encoder *e, size_t n)
 {
 	size_t w = e->vision.width, tokens, scratch;
 	size_t k = 3 * e->patch * e->patch;
 	memset(b, 0, sizeof *b);
 	RETURN_ERROR_IF(hydb_mul_size(&tokens, n, e->n_pos) < 0, HYDB_ENOMEM,
 			"image batch of %zu overflows", n);
-	FORWARD_IF_ERROR(hydb_block_scratch(&scratch, &e->vision, n, e->n_pos));
+	FORWARD_IF_ERROR(hydb_block_scratch(&scratch, f, &e->vision, n,
+					     e->n_pos));
 	b->x = hydb_alloc_array(tokens, w * sizeof(float), "image tokens");
 	b->patches = hydb_alloc_array(e->grid * e->grid, k * sizeof(float),
 				      "image patches");
@@ -86,30 +86,41 @@ static int vision_buf_alloc(struct vision_buf *b, const hydb_encoder *e,
 	return HYDB_OK;
 }
 
+static void vision_run(const hydb_fwd *f, const hydb_encoder *e,
+		       struct vision_buf *b, const float *pixels, size_t n,
+		       float *features)
+{
+	const hydb_tower *t = &e->vision;
+	size_t w = t->width, side = e->grid * e->patch;
+	for (size_t i = 0; i < n; i++)
+		embed_image(f, e, b->x + i * e->n_pos * w,
+			    pixels + i * 3 * side * side, b->patches);
+	hydb_layer_norm(f, b->x, b->x, n * e->n_pos, w, e->pre_ln_w,
+			e->pre_ln_b, t->ln_eps);
+	for (size_t l = 0; l < t->layers; l++)
+		hydb_block_forward(f, t, &t->blocks[l], b->x, n, e->n_pos, 0,
+				   b->scratch);
+	for (size_t i = 0; i < n; i++)
+		hydb_layer_norm(NULL, b->pooled + i * w, b->x + i * e->n_pos * w,
+				1, w, t->final_ln_w, t->final_ln_b, t->ln_eps);
+	hydb_fwd_gemm(f, features, b->pooled, n, w, e->embed_dim, t->proj);
+}
+
 int hydb_vision_forward(struct hydb_model *m, const float *pixels, size_t n,
 			float *features)
 {
 	hydb_encoder *e;
+	hydb_fwd f;
 	struct vision_buf b;
 	if (n == 0)
 		return HYDB_OK;
 	FORWARD_IF_ERROR(hydb_encoder_get(&e, m));
-	FORWARD_IF_ERROR(vision_buf_alloc(&b, e, n));
-	const hydb_tower *t = &e->vision;
-	size_t w = t->width, side = e->grid * e->patch;
-	for (size_t i = 0; i < n; i++)
-		embed_image(e, b.x + i * e->n_pos * w,
-			    pixels + i * 3 * side * side, b.patches);
-	hydb_layer_norm(b.x, b.x, n * e->n_pos, w, e->pre_ln_w, e->pre_ln_b,
-			t->ln_eps);
-	for (size_t l = 0; l < t->layers; l++)
-		hydb_block_forward(t, &t->blocks[l], b.x, n, e->n_pos, 0,
-				   b.scratch);
-	for (size_t i = 0; i < n; i++)
-		hydb_layer_norm(b.pooled + i * w, b.x + i * e->n_pos * w, 1, w,
-				t->final_ln_w, t->final_ln_b, t->ln_eps);
-	hydb_sgemm(0, 1, n, e->embed_dim, w, 1.0f, b.pooled, w, t->proj, w,
-		   0.0f, features, e->embed_dim);
-	vision_buf_free(&b);
-	return HYDB_OK;
+	FORWARD_IF_ERROR(hydb_fwd_begin(&f));
+	int rc = vision_buf_alloc(&b, &f, e, n);
+	if (rc == 0) {
+		vision_run(&f, e, &b, pixels, n, features);
+		vision_buf_free(&b);
+	}
+	hydb_fwd_end(&f);
+	return rc;
 }
