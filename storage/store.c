@@ -40,6 +40,7 @@ struct hydb_store {
 	uint64_t mapgen;
 	dev_t dev;
 	ino_t ino;
+	hydb_lmdb_verify_stats verified; /* the data file as opened */
 	char path[PATH_MAX];
 };
 
@@ -366,90 +367,6 @@ static size_t block_bytes_for(size_t dim, size_t psize)
 	return b > psize ? b : psize + 64;
 }
 
-/* ---- LMDB meta pages: checked before LMDB maps the file ----------------- */
-
-/* LMDB trusts its file: a truncated data file makes it touch pages past the
- * end of the map (SIGBUS). Its two meta pages say how far the file must
- * reach, so the newer valid one is read here first. Layout of LMDB 0.9 on
- * 64-bit: a 16-byte page header, then magic, version, address, mapsize,
- * two 48-byte DB records (the first one's pad holds the page size), the last
- * page number and the transaction id. */
-#define LMDB_MAGIC 0xBEEFC0DEu
-#define LMDB_PAGEHDR 16u
-#define LMDB_META_BYTES (LMDB_PAGEHDR + 136u)
-
-typedef struct {
-	uint32_t psize;
-	uint64_t last_pg, txnid, roots[2];
-} lmdb_meta;
-
-static uint64_t le_u64(const unsigned char *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static int meta_parse(lmdb_meta *m, const unsigned char *pg)
-{
-	const unsigned char *mm = pg + LMDB_PAGEHDR;
-	uint32_t magic, version;
-	memcpy(&magic, mm, 4);
-	memcpy(&version, mm + 4, 4);
-	memcpy(&m->psize, mm + 24, 4);
-	m->roots[0] = le_u64(mm + 24 + 40);
-	m->roots[1] = le_u64(mm + 72 + 40);
-	m->last_pg = le_u64(mm + 120);
-	m->txnid = le_u64(mm + 128);
-	return magic == LMDB_MAGIC && version == 1 && m->psize >= 512 && m->psize <= 65536 &&
-	       (m->psize & (m->psize - 1)) == 0 && m->last_pg >= 1;
-}
-
-static int meta_precheck_once(const char *path, const char *datafile)
-{
-	unsigned char buf[LMDB_META_BYTES];
-	lmdb_meta m[2], *best = NULL;
-	struct stat sb;
-	FILE *f = fopen(datafile, "rb");
-	int ok[2] = {0, 0};
-
-	if (!f)
-		return HYDB_OK; /* mdb_env_open reports it */
-	if (fstat(fileno(f), &sb) == 0 && fread(buf, 1, sizeof buf, f) == sizeof buf) {
-		ok[0] = meta_parse(&m[0], buf);
-		if (ok[0] && fseeko(f, (off_t)m[0].psize, SEEK_SET) == 0 &&
-		    fread(buf, 1, sizeof buf, f) == sizeof buf)
-			ok[1] = meta_parse(&m[1], buf) && m[1].psize == m[0].psize;
-	}
-	fclose(f);
-	RETURN_ERROR_IF(!ok[0] && !ok[1], HYDB_ECORRUPT,
-			"%s: data file has no valid LMDB meta page (not a database, or damaged)", path);
-	for (int i = 0; i < 2; i++)
-		if (ok[i] && (!best || m[i].txnid > best->txnid))
-			best = &m[i];
-	for (int i = 0; i < 2; i++)
-		RETURN_ERROR_IF(best->roots[i] != UINT64_MAX && best->roots[i] > best->last_pg, HYDB_ECORRUPT,
-				"%s: data file meta page names root page %llu past its last page %llu",
-				path, (unsigned long long)best->roots[i], (unsigned long long)best->last_pg);
-	RETURN_ERROR_IF((uint64_t)sb.st_size / best->psize <= best->last_pg, HYDB_ECORRUPT,
-			"%s: data file is truncated (%lld bytes; its last page %llu needs %llu)", path,
-			(long long)sb.st_size, (unsigned long long)best->last_pg,
-			(unsigned long long)((best->last_pg + 1) * best->psize));
-	return HYDB_OK;
-}
-
-/* A writer in another process may be rewriting a meta page as it is read:
- * only a verdict that holds on a second look counts. */
-static int meta_precheck(const char *path, const char *datafile)
-{
-	int rc = meta_precheck_once(path, datafile);
-	for (int i = 0; i < 2 && rc < 0; i++) {
-		usleep(20000);
-		rc = meta_precheck_once(path, datafile);
-	}
-	return rc;
-}
-
 static int env_setup(hydb_store *st, unsigned flags)
 {
 	struct stat sb;
@@ -465,7 +382,8 @@ static int env_setup(hydb_store *st, unsigned flags)
 	}
 	snprintf(datafile, sizeof datafile, "%s/data.mdb", st->path);
 	if (stat(datafile, &sb) == 0) {
-		FORWARD_IF_ERROR(meta_precheck(st->path, datafile));
+		/* LMDB trusts its file; damage must be an error, not a crash */
+		FORWARD_IF_ERROR(hydb_lmdb_verify(&st->verified, st->path, datafile));
 		/* Start at twice the file so that a big database does not grow
 		 * in many small steps. */
 		while (map < (size_t)sb.st_size * 2)
@@ -648,6 +566,7 @@ uint64_t hydb_store_map_generation(const hydb_store *st)
 }
 MDB_dbi hydb_store_dbi(const hydb_store *st, enum hydb_dbi_id which) { return st->dbi[which]; }
 size_t hydb_store_block_bytes(const hydb_store *st) { return st->block_bytes; }
+const hydb_lmdb_verify_stats *hydb_store_verified(const hydb_store *st) { return &st->verified; }
 
 /* ---- vector blocks ------------------------------------------------------ */
 

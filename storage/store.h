@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "storage/lmdb_verify.h"
 
 #define HYDB_BLOCK_SLOTS 64u
 #define HYDB_BLOCK_MAGIC 0x4b4c4248u /* "HBLK" */
@@ -93,6 +94,9 @@ MDB_env *hydb_store_env(hydb_store *st);
 uint64_t hydb_store_map_generation(const hydb_store *st);
 MDB_dbi hydb_store_dbi(const hydb_store *st, enum hydb_dbi_id which);
 size_t hydb_store_block_bytes(const hydb_store *st);
+/* What the structural check of the data file found when it was opened
+ * (all zero for a database created by this open). */
+const hydb_lmdb_verify_stats *hydb_store_verified(const hydb_store *st);
 
 /*
  * Transactions. A write transaction runs a callback so that the store can

@@ -67,6 +67,21 @@ int hydb_cmd_check(int argc, char **argv)
 	if ((rc = hydb_cli_open(&db, path, 1)) < 0)
 		return hydb_cli_fail_lib("check", rc);
 	st = hydb_db_store(db);
+	if (!quiet) {
+		/* the open itself verified LMDB's structure */
+		const hydb_lmdb_verify_stats *v = hydb_store_verified(st);
+		printf("LMDB structure of transaction %llu verified: %llu tables, %llu branch, %llu leaf, "
+		       "%llu overflow and %llu free pages\n", (unsigned long long)v->txnid,
+		       (unsigned long long)v->tables, (unsigned long long)v->branch_pages,
+		       (unsigned long long)v->leaf_pages, (unsigned long long)v->overflow_pages,
+		       (unsigned long long)v->free_pages);
+		if (v->unaccounted)
+			printf("warning: %llu LMDB pages are neither used nor free (space leaked, data "
+			       "intact)\n", (unsigned long long)v->unaccounted);
+		if (v->count_mismatches)
+			printf("warning: %llu LMDB tables store page or entry counts that differ from "
+			       "their trees (statistics only)\n", (unsigned long long)v->count_mismatches);
+	}
 	mdb_reader_check(hydb_store_env(st), &stale);
 	rc = hydb_store_read_begin(st, &txn);
 	if (rc == 0) {
