@@ -4,9 +4,13 @@
  * and filtered search at radius selectivities 0.1% ... 90%.
  *
  *   recall_bench -w WORKDIR -o OUT.csv [-n N] [-q NQ] [-d D] [-c C] [-x]
- *                [-t BUILD_THREADS]
+ *                [-t BUILD_THREADS] [-r] [-e EF,EF,...] [-F]
  *
- * -x walks the float32 vectors instead of the half-precision copy. The data
+ * -x walks the float32 vectors instead of the half-precision copy. -r reuses
+ * the database WORKDIR/db-N left by an earlier run instead of building it
+ * (for measuring search on one graph), -e replaces the list of ef values,
+ * -F skips the filtered searches. Nodes no layer-0 path reaches are
+ * counted after the build: they cap recall whatever ef is. The data
  * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C for the peers
  * (bench/hnswlib_peer.cpp, bench/recall_faiss.py).
  */
@@ -53,6 +57,7 @@ struct bench {
 	size_t batch_from, batch_to;
 	unsigned flags, threads;
 	FILE *csv;
+	size_t efs[32], nef;
 };
 
 /* ---- build ------------------------------------------------------------- */
@@ -138,6 +143,42 @@ static double build(struct bench *b, const char *path)
 	return t;
 }
 
+/* Rows of an existing database: the bench stores row i under key "p<i>". */
+static void map_rows(struct bench *b)
+{
+	MDB_txn *txn;
+	char key[32];
+	uint32_t max = 0;
+	b->slots = malloc(b->s.n * sizeof *b->slots);
+	if (hydb_store_read_begin(b->st, &txn) < 0)
+		die("reading the database");
+	for (size_t i = 0; i < b->s.n; i++) {
+		uint64_t id;
+		snprintf(key, sizeof key, "p%zu", i);
+		if (hydb_store_lookup_key(b->st, txn, key, &id) < 0 ||
+		    hydb_store_record_slot(b->st, txn, id, &b->slots[i]) < 0)
+			die(key);
+		max = b->slots[i] > max ? b->slots[i] : max;
+	}
+	if (hydb_index_open(&b->ix, b->st, txn, 0, 0) < 0)
+		die("opening the index");
+	hydb_store_read_end(b->st, txn);
+	b->slot2row = malloc(((size_t)max + 1) * sizeof *b->slot2row);
+	for (size_t i = 0; i < b->s.n; i++)
+		b->slot2row[b->slots[i]] = (int32_t)i;
+}
+
+static size_t unreachable(struct bench *b)
+{
+	MDB_txn *txn;
+	size_t n = 0;
+	if (hydb_store_read_begin(b->st, &txn) < 0 ||
+	    hydb_index_unreachable(b->ix, txn, NULL, NULL, &n) < 0)
+		die("reachability");
+	hydb_store_read_end(b->st, txn);
+	return n;
+}
+
 /* ---- search ------------------------------------------------------------ */
 
 struct run {
@@ -189,10 +230,10 @@ static double timed(struct run *proto, int nthreads)
 static void unfiltered(struct bench *b, double build_s, double bpv,
 		       double open_s)
 {
-	static const size_t efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256};
+	const size_t *efs = b->efs;
 	size_t nq = b->s.nq;
 	int32_t *rows = malloc(nq * RD_GT_K * sizeof *rows);
-	for (size_t e = 0; e < sizeof efs / sizeof *efs; e++) {
+	for (size_t e = 0; e < b->nef; e++) {
 		struct run r = {b, 10, efs[e], 0, 0, NULL, rows, NULL};
 		double q1 = timed(&r, 1), q2 = timed(&r, 2);
 		double r1 = rd_recall(rows, 10, b->s.gt, RD_GT_K, nq, 1);
@@ -255,9 +296,13 @@ int main(int argc, char **argv)
 	size_t n = 100000, nq = 1000, d = 768;
 	double c = 1.0;
 	const char *work = "bench/results", *out = NULL;
-	int opt;
+	int opt, reuse = 0, nofilter = 0;
+	static const size_t def_efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192,
+					 256, 512};
 	memset(&b, 0, sizeof b);
-	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:xt:")) != -1) {
+	b.nef = sizeof def_efs / sizeof *def_efs;
+	memcpy(b.efs, def_efs, sizeof def_efs);
+	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:xt:re:F")) != -1) {
 		switch (opt) {
 		case 'n': n = strtoul(optarg, NULL, 10); break;
 		case 'q': nq = strtoul(optarg, NULL, 10); break;
@@ -267,9 +312,17 @@ int main(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'x': b.flags |= HYDB_HNSW_NO_COMPACT; break;
 		case 't': b.threads = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'r': reuse = 1; break;
+		case 'F': nofilter = 1; break;
+		case 'e':
+			b.nef = 0;
+			for (char *p = optarg; *p && b.nef < 32; p += *p == ',')
+				b.efs[b.nef++] = strtoul(p, &p, 10);
+			break;
 		default:
 			fprintf(stderr, "usage: recall_bench -w DIR -o CSV [-n N] "
-					"[-q NQ] [-d D] [-c C] [-x]\n");
+					"[-q NQ] [-d D] [-c C] [-x] [-t T] [-r] "
+					"[-e EF,...] [-F]\n");
 			return 2;
 		}
 	}
@@ -285,7 +338,13 @@ int main(int argc, char **argv)
 	b.csv = out ? fopen(out, "a") : stdout;
 	if (!b.csv)
 		return 1;
-	double build_s = build(&b, db);
+	double build_s = 0;
+	if (reuse) {
+		open_store(&b, db, 0);
+		map_rows(&b);
+	} else {
+		build_s = build(&b, db);
+	}
 	MDB_txn *txn;
 	hydb_index_stats st;
 	if (hydb_store_read_begin(b.st, &txn) < 0 ||
@@ -297,8 +356,11 @@ int main(int argc, char **argv)
 	       "%.0f bytes/vector of graph%s, open + first query %.4f s\n",
 	       build_s, build_cpu, st.compact ? "half-precision" : "float32",
 	       st.bytes_per_vector, st.compact ? " + half copy" : "", open_s);
+	printf("hydb graph: %zu of %zu nodes unreachable from the entry "
+	       "point\n", unreachable(&b), b.s.n);
 	unfiltered(&b, build_s, st.bytes_per_vector, open_s);
-	filtered(&b);
+	if (!nofilter)
+		filtered(&b);
 	if (out)
 		fclose(b.csv);
 	hydb_index_close(b.ix);

@@ -56,6 +56,10 @@ static void check_node(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		hydb_report(r, "slot %u (id %llu): level %u above the top %u", w,
 			(unsigned long long)slot_id(cx, w), level,
 			cx->meta.max_level);
+	struct hnsw_l0 rec;
+	if (hnsw_l0_get(cx, w, &rec) < 0)
+		hydb_report(r, "slot %u (id %llu): layer-0 record: %s", w,
+			(unsigned long long)slot_id(cx, w), hydb_last_error());
 	for (unsigned l = 0; l <= level; l++)
 		check_list(cx, w, l, r);
 }

@@ -308,7 +308,14 @@ int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
 
 /* ---- links ------------------------------------------------------------- */
 
+/* Format 2 appends the node's rank in the reachability tree (reach.c);
+ * format 1 records end after the links. */
 static size_t l0_size(const hydb_index *ix)
+{
+	return 4 + 4 * (size_t)ix->M0 + (ix->legacy ? 0 : 4);
+}
+
+static size_t rank_off(const hydb_index *ix)
 {
 	return 4 + 4 * (size_t)ix->M0;
 }
@@ -369,6 +376,49 @@ static int links_sane(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	return 0;
 }
 
+/* The whole layer-0 record: level, tree links (the first prot of the
+ * list), links, rank. */
+int hnsw_l0_get(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
+{
+	hydb_index *ix = cx->ix;
+	MDB_val v;
+	uint16_t cnt;
+	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
+	const uint8_t *p = v.mv_data;
+	RETURN_ERROR_IF(v.mv_size != l0_size(ix), HYDB_ECORRUPT,
+			"index: node of slot %u has %zu bytes", slot, v.mv_size);
+	memcpy(&cnt, p + 2, 2);
+	r->level = p[0];
+	r->prot = p[1];
+	r->n = cnt;
+	r->rank = 0;
+	if (!ix->legacy)
+		memcpy(&r->rank, p + rank_off(ix), 4);
+	RETURN_ERROR_IF(cnt > ix->M0 || r->prot > cnt ||
+				r->level > HYDB_HNSW_MAX_LEVEL,
+			HYDB_ECORRUPT, "index: node of slot %u is malformed",
+			slot);
+	memcpy(r->links, p + 4, (size_t)cnt * 4);
+	return links_sane(cx, slot, 0, r->links, cnt);
+}
+
+int hnsw_l0_put(struct hnsw_ctx *cx, uint32_t slot, const struct hnsw_l0 *r)
+{
+	hydb_index *ix = cx->ix;
+	uint8_t buf[8 + 4 * 2 * HYDB_HNSW_MAX_M];
+	uint16_t cnt = (uint16_t)r->n;
+	RETURN_ERROR_IF(ix->legacy, HYDB_EVERSION,
+			"index: graph format 1 is read-only; rebuild the "
+			"index to change it");
+	buf[0] = (uint8_t)r->level;
+	buf[1] = (uint8_t)r->prot;
+	memcpy(buf + 2, &cnt, 2);
+	memset(buf + 4, 0xff, 4 * (size_t)ix->M0);
+	memcpy(buf + 4, r->links, (size_t)r->n * 4);
+	memcpy(buf + rank_off(ix), &r->rank, 4);
+	return node_put(cx, HNSW_TAG_L0, slot, buf, l0_size(ix));
+}
+
 /* Values sit at 2-byte alignment in LMDB leaf pages: copy, never cast. */
 int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		   uint32_t *links, unsigned *n)
@@ -405,16 +455,16 @@ int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		   const uint32_t *links, unsigned n)
 {
 	hydb_index *ix = cx->ix;
-	uint8_t buf[4 + 4 * 2 * HYDB_HNSW_MAX_M];
 	MDB_val v;
 	if (level == 0) {
-		FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
-		memcpy(buf, v.mv_data, 4);
-		uint16_t cnt = (uint16_t)n;
-		memcpy(buf + 2, &cnt, 2);
-		memset(buf + 4, 0xff, 4 * (size_t)ix->M0);
-		memcpy(buf + 4, links, (size_t)n * 4);
-		return node_put(cx, HNSW_TAG_L0, slot, buf, l0_size(ix));
+		struct hnsw_l0 r;
+		FORWARD_IF_ERROR(hnsw_l0_get(cx, slot, &r));
+		memcpy(r.links, links, (size_t)n * 4);
+		r.n = n;
+		RETURN_ERROR_IF(r.prot > n, HYDB_EINVAL,
+				"index: slot %u: list of %u drops tree links",
+				slot, n);
+		return hnsw_l0_put(cx, slot, &r);
 	}
 	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_UP, slot, &v));
 	size_t off = (size_t)(level - 1) * up_stride(ix), size = v.mv_size;
@@ -434,7 +484,7 @@ int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 int hnsw_node_create(struct hnsw_ctx *cx, uint32_t slot, unsigned level)
 {
 	hydb_index *ix = cx->ix;
-	uint8_t buf[4 + 4 * 2 * HYDB_HNSW_MAX_M] = {0};
+	uint8_t buf[8 + 4 * 2 * HYDB_HNSW_MAX_M] = {0};
 	buf[0] = (uint8_t)level;
 	memset(buf + 4, 0xff, 4 * (size_t)ix->M0);
 	FORWARD_IF_ERROR(node_put(cx, HNSW_TAG_L0, slot, buf, l0_size(ix)));

@@ -43,6 +43,7 @@ static int setup(hydb_index *ix, const struct hnsw_meta *m)
 	ix->M0 = 2 * m->M;
 	ix->efc = m->efc ? m->efc : HYDB_HNSW_DEFAULT_EFC;
 	ix->compact = !(m->flags & HYDB_HNSW_NO_COMPACT);
+	ix->legacy = m->version < 2;
 	ix->dim = ix->src.dim;
 	ix->c = ix->src.c;
 	ix->level_mult = 1.0 / log((double)m->M);

@@ -8,7 +8,9 @@
  *   hnsw_meta  "hnsw" -> struct hnsw_meta: parameters, entry point, top
  *                        level, node count, per modality/label counts
  *   hnsw_nodes (tag u32 BE, number u32 BE) ->
- *                "L0", slot  : level (u8), pad, degree (u16), 2M links (u32)
+ *                "L0", slot  : level (u8), tree links (u8), degree (u16),
+ *                              2M links (u32; the tree links first), rank
+ *                              (i32) in the spanning tree (index/reach.c)
  *                "UP", slot  : for levels 1..level: degree (u32), M links
  *                "CV", block : the block's 64 vectors in IEEE half
  *                              precision, the compact copy walked during

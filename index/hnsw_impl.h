@@ -10,7 +10,9 @@
 #include "index/hnsw.h"
 
 #define HNSW_META_MAGIC 0x57534e48u /* "HNSW" */
-#define HNSW_META_VERSION 1u
+/* 2: layer-0 records carry the reachability tree (index/reach.c). Format 1
+ * graphs are searched but not changed. */
+#define HNSW_META_VERSION 2u
 #define HNSW_TAG_L0 0x4c300000u /* "L0" */
 #define HNSW_TAG_UP 0x55500000u /* "UP" */
 #define HNSW_TAG_CV 0x43560000u /* "CV" */
@@ -35,6 +37,7 @@ struct hydb_index {
 	hydb_vsource src;
 	unsigned M, M0, efc, threads;
 	int compact;
+	int legacy; /* format 1: no tree, read-only */
 	size_t dim;
 	double c, level_mult;
 	int stable_ptrs; /* MDB_WRITEMAP: our writes never move block data */
@@ -79,7 +82,16 @@ struct hnsw_ctx {
 	struct hnsw_meta meta;
 };
 
+/* A layer-0 record. Its first prot links are tree links (reach.c). */
+struct hnsw_l0 {
+	uint32_t links[2 * HYDB_HNSW_MAX_M];
+	unsigned n, prot, level;
+	int32_t rank;
+};
+
 /* graph.c: persistence and access */
+int hnsw_l0_get(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r);
+int hnsw_l0_put(struct hnsw_ctx *cx, uint32_t slot, const struct hnsw_l0 *r);
 int hnsw_meta_load(hydb_index *ix, MDB_txn *txn, struct hnsw_meta *m);
 int hnsw_meta_save(hydb_index *ix, MDB_txn *txn, const struct hnsw_meta *m);
 int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn);
@@ -127,19 +139,17 @@ int hnsw_connect(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		 const uint32_t *nb, unsigned n);
 void hnsw_cand_sort(struct hnsw_cand *c, size_t n);
 
-/* reach.c: old[0..nold) was owner's list on the layer, links[0..*n) is
- * its re-selection, not yet written. Dropped nodes left with no in-link
- * are kept (room permitting) or linked from elsewhere. */
-int hnsw_keep_dropped(struct hnsw_ctx *cx, uint32_t owner, unsigned level,
-		      const uint32_t *old, unsigned nold, uint32_t *links,
-		      unsigned *n, int thorough);
-/* Give x an in-link if none of its neighbours but skip has one to it. */
-int hnsw_rescue(struct hnsw_ctx *cx, uint32_t x, unsigned level,
-		uint32_t skip);
-
-/* A new top node e, entry from now on, must reach the old entry point. */
-int hnsw_keep_entry(struct hnsw_ctx *cx, uint32_t e, uint32_t old_entry,
-		    unsigned level);
+/* reach.c: the spanning tree that keeps layer 0 reachable. x, just linked
+ * on layer 0 with candidates c (nearest first), gets a parent, or becomes
+ * the root when its level is above the top. */
+int hnsw_tree_join(struct hnsw_ctx *cx, uint32_t x, unsigned level,
+		   const struct hnsw_cand *c, size_t n);
+/* gone, whose layer-0 record was g, is being deleted and the entry point
+ * is settled: its tree children get new parents. */
+int hnsw_tree_orphans(struct hnsw_ctx *cx, uint32_t gone,
+		      const struct hnsw_l0 *g);
+/* e succeeds a deleted root of that rank. */
+int hnsw_tree_succeed(struct hnsw_ctx *cx, uint32_t e, int32_t rank);
 
 /* insert.c */
 unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m);

@@ -59,6 +59,8 @@ static int link_layers(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		rc = hnsw_select(cx, w, nw, ix->M, 1, sel, &ns);
 		if (rc == 0)
 			rc = hnsw_connect(cx, slot, (unsigned)l, sel, ns);
+		if (rc == 0 && l == 0)
+			rc = hnsw_tree_join(cx, slot, level, w, nw);
 	}
 	free(w);
 	return rc;
@@ -91,8 +93,6 @@ static int insert_one(struct hnsw_ctx *cx, uint32_t slot, float *qbuf)
 	hydb_kquery_init(&q, qbuf, ix->dim, ix->c);
 	FORWARD_IF_ERROR(link_layers(cx, slot, level, &q));
 	if (level > m->max_level) {
-		FORWARD_IF_ERROR(
-			hnsw_keep_entry(cx, slot, m->entry, 0));
 		m->entry = slot;
 		m->max_level = level;
 	}
@@ -116,6 +116,9 @@ int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 {
 	RETURN_ERROR_IF(!ix || !wtxn || (!slots && n), HYDB_EINVAL,
 			"index insert: NULL argument");
+	RETURN_ERROR_IF(ix->legacy, HYDB_EVERSION,
+			"index insert: graph format 1 is read-only; rebuild "
+			"the index to change it");
 	if (n == 0)
 		return 0;
 	struct hnsw_ctx cx;

@@ -133,10 +133,11 @@ static int link_node(struct hnsw_ctx *cx, struct pnode *nodes, size_t i,
 		hnsw_cand_sort(buf, nc);
 		FORWARD_IF_ERROR(hnsw_select(cx, buf, nc, ix->M, 1, sel, &ns));
 		FORWARD_IF_ERROR(hnsw_connect(cx, p->slot, (unsigned)l, sel, ns));
+		if (l == 0)
+			FORWARD_IF_ERROR(
+				hnsw_tree_join(cx, p->slot, p->level, buf, nc));
 	}
 	if (p->level > m->max_level) {
-		FORWARD_IF_ERROR(
-			hnsw_keep_entry(cx, p->slot, m->entry, 0));
 		m->entry = p->slot;
 		m->max_level = p->level;
 	}

@@ -108,38 +108,61 @@ static int scan_links_to(struct hnsw_ctx *cx, uint32_t slot,
 	return rc;
 }
 
-/* w lost its link to gone on a layer: re-select from what it has left and
- * what gone linked to. */
+/* Candidate c[*m] for w's list: s unless it is gone, w, kept or listed. */
+static int add_cand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t w,
+		    uint32_t gone, const uint32_t *kept, unsigned nkept,
+		    uint32_t s, struct hnsw_cand *c, unsigned *m)
+{
+	int dup = s == gone || s == w;
+	for (unsigned j = 0; j < nkept && !dup; j++)
+		dup = kept[j] == s;
+	for (unsigned j = 0; j < *m && !dup; j++)
+		dup = c[j].slot == s;
+	if (dup)
+		return 0;
+	c[*m].slot = s;
+	FORWARD_IF_ERROR(hnsw_walk_key(cx, q, s, &c[*m].key));
+	(*m)++;
+	return 0;
+}
+
+/* w lost its link to gone on a layer: re-select its ordinary links from
+ * what it has left and what gone linked to; its tree links stay, but for
+ * gone's. */
 static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		  uint32_t gone, const uint32_t *gl, unsigned gn)
 {
 	hydb_index *ix = cx->ix;
-	unsigned mmax = level ? ix->M : ix->M0, n, m = 0;
-	uint32_t links[2 * HYDB_HNSW_MAX_M];
+	unsigned mmax = level ? ix->M : ix->M0, prot = 0, m = 0, ns;
+	struct hnsw_l0 r;
 	struct hnsw_cand c[4 * HYDB_HNSW_MAX_M];
-	FORWARD_IF_ERROR(hnsw_get_links(cx, w, level, links, &n));
+	uint32_t links[2 * HYDB_HNSW_MAX_M];
+	if (level == 0) {
+		FORWARD_IF_ERROR(hnsw_l0_get(cx, w, &r));
+	} else {
+		FORWARD_IF_ERROR(hnsw_get_links(cx, w, level, r.links, &r.n));
+		r.prot = 0;
+	}
+	for (unsigned i = 0; i < r.prot; i++)
+		if (r.links[i] != gone)
+			links[prot++] = r.links[i];
 	const float *v;
 	hydb_kquery q;
 	FORWARD_IF_ERROR(hnsw_slot_data(cx, w, &v, NULL, NULL));
 	hydb_kquery_init(&q, v, ix->dim, ix->c);
-	for (unsigned i = 0; i < n + gn; i++) {
-		uint32_t s = i < n ? links[i] : gl[i - n];
-		int dup = s == gone || s == w;
-		for (unsigned j = 0; j < m && !dup; j++)
-			dup = c[j].slot == s;
-		if (dup)
-			continue;
-		c[m].slot = s;
-		FORWARD_IF_ERROR(hnsw_walk_key(cx, &q, s, &c[m].key));
-		m++;
-	}
+	for (unsigned i = r.prot; i < r.n + gn; i++)
+		FORWARD_IF_ERROR(add_cand(cx, &q, w, gone, links, prot,
+					  i < r.n ? r.links[i] : gl[i - r.n],
+					  c, &m));
 	hnsw_cand_sort(c, m);
-	uint32_t old[4 * HYDB_HNSW_MAX_M];
-	for (unsigned i = 0; i < m; i++)
-		old[i] = c[i].slot;
-	FORWARD_IF_ERROR(hnsw_select(cx, c, m, mmax, 0, links, &n));
-	FORWARD_IF_ERROR(hnsw_keep_dropped(cx, w, level, old, m, links, &n, 1));
-	return hnsw_put_links(cx, w, level, links, n);
+	FORWARD_IF_ERROR(hnsw_select(cx, c, m, mmax - prot, 0, links + prot,
+				     &ns));
+	if (level > 0)
+		return hnsw_put_links(cx, w, level, links, prot + ns);
+	memcpy(r.links, links, (prot + ns) * sizeof *links);
+	r.n = prot + ns;
+	r.prot = prot;
+	return hnsw_l0_put(cx, w, &r);
 }
 
 static int repair_all(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
@@ -154,21 +177,14 @@ static int repair_all(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 			FORWARD_IF_ERROR(hnsw_get_links(cx, slot, l, gl, &gn));
 		FORWARD_IF_ERROR(repair(cx, fx->a[i].slot, l, slot, gl, gn));
 	}
-	/* Nodes only the removed one linked to. */
-	for (unsigned l = 0; l <= level; l++) {
-		FORWARD_IF_ERROR(hnsw_get_links(cx, slot, l, gl, &gn));
-		for (unsigned i = 0; i < gn; i++)
-			FORWARD_IF_ERROR(hnsw_rescue(cx, gl[i], l, slot));
-	}
 	return 0;
 }
 
 /* The entry point goes: its successor is its nearest neighbour on the
- * highest layer it has any, and takes over its lists as repair candidates
- * on every layer, so that whatever the old entry reached, the new one
- * reaches (each of them kept, or reached through a kept link). */
+ * highest layer it has any, takes over its lists as repair candidates on
+ * every layer and its place as the root of the tree. */
 static int move_entry(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
-		      uint32_t fallback, unsigned fallback_level)
+		      int32_t rank, uint32_t fallback, unsigned fallback_level)
 {
 	struct hnsw_meta *m = &cx->meta;
 	uint32_t gl[2 * HYDB_HNSW_MAX_M];
@@ -179,7 +195,7 @@ static int move_entry(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	if (gn == 0) {
 		m->entry = fallback;
 		m->max_level = fallback == HYDB_NO_SLOT ? 0 : fallback_level;
-		return 0;
+		return hnsw_tree_succeed(cx, fallback, rank);
 	}
 	uint32_t e = gl[0];
 	FORWARD_IF_ERROR(hnsw_get_level(cx, e, &el));
@@ -189,7 +205,7 @@ static int move_entry(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	}
 	m->entry = e;
 	m->max_level = el;
-	return 0;
+	return hnsw_tree_succeed(cx, e, rank);
 }
 
 int hnsw_remove_in(struct hnsw_ctx *cx, uint32_t slot)
@@ -197,7 +213,9 @@ int hnsw_remove_in(struct hnsw_ctx *cx, uint32_t slot)
 	struct hnsw_meta *m = &cx->meta;
 	unsigned level;
 	const hydb_slot_attr *a;
-	FORWARD_IF_ERROR(hnsw_get_level(cx, slot, &level));
+	struct hnsw_l0 g;
+	FORWARD_IF_ERROR(hnsw_l0_get(cx, slot, &g));
+	level = g.level;
 	struct fixes fx = {.best = HYDB_NO_SLOT};
 	int rc = scan_links_to(cx, slot, &fx);
 	if (rc == 0)
@@ -205,8 +223,9 @@ int hnsw_remove_in(struct hnsw_ctx *cx, uint32_t slot)
 	free(fx.a);
 	FORWARD_IF_ERROR(rc);
 	if (m->entry == slot)
-		FORWARD_IF_ERROR(move_entry(cx, slot, level, fx.best,
+		FORWARD_IF_ERROR(move_entry(cx, slot, level, g.rank, fx.best,
 					    fx.best_level));
+	FORWARD_IF_ERROR(hnsw_tree_orphans(cx, slot, &g));
 	FORWARD_IF_ERROR(hnsw_node_delete(cx, slot));
 	if (hnsw_slot_data(cx, slot, NULL, &a, NULL) == 0 && a->modality < 3 &&
 	    a->label < 3 && m->counts[a->modality][a->label])
@@ -218,6 +237,9 @@ int hnsw_remove_in(struct hnsw_ctx *cx, uint32_t slot)
 int hydb_index_remove(hydb_index *ix, MDB_txn *wtxn, uint32_t slot)
 {
 	RETURN_ERROR_IF(!ix || !wtxn, HYDB_EINVAL, "index remove: NULL argument");
+	RETURN_ERROR_IF(ix->legacy, HYDB_EVERSION,
+			"index remove: graph format 1 is read-only; rebuild "
+			"the index to change it");
 	struct hnsw_ctx cx;
 	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, wtxn));
 	int rc = hnsw_remove_in(&cx, slot);

@@ -266,14 +266,22 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 }
 
 /* Add slot to nb's list on a layer; a full list is re-selected from its
- * links plus the newcomer. */
+ * ordinary links plus the newcomer, its tree links (reach.c) staying. */
 static int link_back(struct hnsw_ctx *cx, uint32_t nb, uint32_t slot,
 		     unsigned level)
 {
 	hydb_index *ix = cx->ix;
-	unsigned mmax = level ? ix->M : ix->M0, n;
+	unsigned mmax = level ? ix->M : ix->M0, n, prot = 0, ns;
 	uint32_t links[2 * HYDB_HNSW_MAX_M + 1];
-	FORWARD_IF_ERROR(hnsw_get_links(cx, nb, level, links, &n));
+	struct hnsw_l0 r;
+	if (level == 0) {
+		FORWARD_IF_ERROR(hnsw_l0_get(cx, nb, &r));
+		memcpy(links, r.links, r.n * sizeof *links);
+		n = r.n;
+		prot = r.prot;
+	} else {
+		FORWARD_IF_ERROR(hnsw_get_links(cx, nb, level, links, &n));
+	}
 	for (unsigned i = 0; i < n; i++)
 		if (links[i] == slot)
 			return 0;
@@ -285,17 +293,14 @@ static int link_back(struct hnsw_ctx *cx, uint32_t nb, uint32_t slot,
 	hydb_kquery q;
 	FORWARD_IF_ERROR(hnsw_slot_data(cx, nb, &v, NULL, NULL));
 	hydb_kquery_init(&q, v, ix->dim, ix->c);
-	for (unsigned i = 0; i < n; i++) {
-		c[i].slot = links[i];
-		FORWARD_IF_ERROR(hnsw_walk_key(cx, &q, links[i], &c[i].key));
+	for (unsigned i = prot; i < n; i++) {
+		c[i - prot].slot = links[i];
+		FORWARD_IF_ERROR(hnsw_walk_key(cx, &q, links[i], &c[i - prot].key));
 	}
-	hnsw_cand_sort(c, n);
-	uint32_t old[2 * HYDB_HNSW_MAX_M + 1];
-	unsigned nold = n;
-	memcpy(old, links, n * sizeof *old);
-	FORWARD_IF_ERROR(hnsw_select(cx, c, n, mmax, 0, links, &n));
-	FORWARD_IF_ERROR(hnsw_keep_dropped(cx, nb, level, old, nold, links, &n, 0));
-	return hnsw_put_links(cx, nb, level, links, n);
+	hnsw_cand_sort(c, n - prot);
+	FORWARD_IF_ERROR(hnsw_select(cx, c, n - prot, mmax - prot, 0,
+				     links + prot, &ns));
+	return hnsw_put_links(cx, nb, level, links, prot + ns);
 }
 
 int hnsw_connect(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
@@ -304,5 +309,5 @@ int hnsw_connect(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	FORWARD_IF_ERROR(hnsw_put_links(cx, slot, level, nb, n));
 	for (unsigned i = 0; i < n; i++)
 		FORWARD_IF_ERROR(link_back(cx, nb[i], slot, level));
-	return n ? hnsw_rescue(cx, slot, level, HYDB_NO_SLOT) : 0;
+	return 0;
 }

@@ -191,29 +191,42 @@ static void insert_range(struct fx *f, uint32_t from, uint32_t to)
 	free(slots);
 }
 
-static void fx_init(struct fx *f, unsigned flags, int build)
+/* A directory and room for n vectors of dim; the points come next. */
+static struct memsrc *fx_alloc(struct fx *f, size_t n, size_t dim)
 {
-	uint64_t s = 42;
 	memset(f, 0, sizeof *f);
 	strcpy(f->dir, "/tmp/check_hnsw.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	struct memsrc *m = &f->mem;
-	m->dim = DIM;
+	m->dim = dim;
 	m->c = CURV;
-	m->nslots = (N + HYDB_BLOCK_SLOTS - 1) / HYDB_BLOCK_SLOTS * HYDB_BLOCK_SLOTS;
+	m->nslots = (n + HYDB_BLOCK_SLOTS - 1) / HYDB_BLOCK_SLOTS * HYDB_BLOCK_SLOTS;
 	m->attr = calloc(m->nslots, sizeof *m->attr);
-	m->vec = calloc(m->nslots * DIM, sizeof *m->vec);
+	m->vec = calloc(m->nslots * dim, sizeof *m->vec);
+	return m;
+}
+
+/* The points are made: the environment and an empty index. */
+static void fx_open(struct fx *f, unsigned flags)
+{
+	f->vs = (hydb_vsource){.ctx = &f->mem, .dim = f->mem.dim, .c = CURV,
+			       .block = mem_block, .radius_count = mem_rcount,
+			       .radius_scan = mem_rscan};
+	env_open(f);
+	index_open(f, flags);
+}
+
+static void fx_init(struct fx *f, unsigned flags, int build)
+{
+	uint64_t s = 42;
+	struct memsrc *m = fx_alloc(f, N, DIM);
 	double *cs = make_centres(DIM, &s);
 	for (size_t i = 0; i < N; i++)
 		make_point(m->vec + i * DIM, &m->attr[i], DIM, CURV, &s, cs, i + 1);
 	for (size_t i = 0; i < NQ; i++)
 		make_point(f->q + i * DIM, NULL, DIM, CURV, &s, cs, 0);
 	free(cs);
-	f->vs = (hydb_vsource){.ctx = m, .dim = DIM, .c = CURV,
-			       .block = mem_block, .radius_count = mem_rcount,
-			       .radius_scan = mem_rscan};
-	env_open(f);
-	index_open(f, flags);
+	fx_open(f, flags);
 	for (size_t i = 0; i < m->nslots; i++)
 		m->attr[i].live = 0;
 	if (build)
@@ -582,6 +595,84 @@ START_TEST(upserts_keep_every_node_reachable)
 }
 END_TEST
 
+/* ---- reachability on isotropic data ----------------------------------- */
+
+#define ISO_DIM 13
+
+/* n points of an isotropic Gaussian in the tangent space at the origin,
+ * spread so that radii run from near 0 to about 3: the points near the
+ * origin are close to everything and prune the lists of those above them,
+ * the case that used to leave about 1% of a plain build unreachable. */
+static void iso_init(struct fx *f, size_t n, uint64_t seed)
+{
+	uint64_t s = seed;
+	double v[ISO_DIM];
+	struct memsrc *m = fx_alloc(f, n, ISO_DIM);
+	for (size_t i = 0; i < n; i++) {
+		float *x = m->vec + i * ISO_DIM;
+		for (size_t j = 0; j < ISO_DIM; j++)
+			v[j] = 0.6 * nrand(&s);
+		expmap(x, v, ISO_DIM, CURV);
+		m->attr[i] = (hydb_slot_attr){.id = i + 1, .live = 0,
+			.radius = (float)radius_of(x, ISO_DIM, CURV),
+			.modality = 1, .label = 1};
+	}
+	fx_open(f, 0);
+}
+
+static size_t unreachable(struct fx *f)
+{
+	MDB_txn *txn;
+	size_t nu;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(hydb_index_unreachable(f->ix, txn, NULL, NULL, &nu), 0);
+	mdb_txn_abort(txn);
+	return nu;
+}
+
+#define ISO_N 8000
+
+START_TEST(isotropic_build_reaches_every_node)
+{
+	struct fx f;
+	iso_init(&f, ISO_N, 3);
+	/* one batch grown serially, then one on two threads */
+	hydb_index_set_threads(f.ix, 1);
+	insert_range(&f, 0, ISO_N / 2);
+	ck_assert_uint_eq(unreachable(&f), 0);
+	hydb_index_set_threads(f.ix, 2);
+	insert_range(&f, ISO_N / 2, ISO_N);
+	ck_assert_uint_eq(problems(&f), 0);
+	fx_free(&f);
+}
+END_TEST
+
+/* Deleting the nodes nearest the origin (about 16%), the hubs most tree
+ * links hang from, and the entry point: their children find new parents. */
+START_TEST(isotropic_hub_deletes_keep_every_node_reachable)
+{
+	struct fx f;
+	uint32_t gone[ISO_N / 4 + 1];
+	size_t ng = 0;
+	iso_init(&f, ISO_N / 4, 11);
+	insert_range(&f, 0, ISO_N / 4);
+	MDB_txn *txn;
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	struct hnsw_meta m;
+	MDB_val k = {4, "hnsw"}, v;
+	ck_assert_int_eq(mdb_get(txn, f.vs.meta, &k, &v), 0);
+	memcpy(&m, v.mv_data, sizeof m);
+	mdb_txn_abort(txn);
+	for (uint32_t i = 0; i < ISO_N / 4; i++)
+		if (f.mem.attr[i].radius < 1.7f || i == m.entry)
+			gone[ng++] = i;
+	ck_assert_uint_gt(ng, 100);
+	remove_slots(&f, gone, ng);
+	ck_assert_uint_eq(problems(&f), 0);
+	fx_free(&f);
+}
+END_TEST
+
 START_TEST(delete_everything)
 {
 	struct fx f;
@@ -729,6 +820,75 @@ START_TEST(damaged_sizes_are_refused)
 }
 END_TEST
 
+/* Rewrite a graph as format 1 wrote it: layer-0 records without the tree
+ * (no tree links, no rank). */
+static void make_format1(struct fx *f)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k = {4, "hnsw"}, v;
+	struct hnsw_meta m;
+	uint8_t key[8];
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(mdb_get(txn, f->vs.meta, &k, &v), 0);
+	memcpy(&m, v.mv_data, sizeof m);
+	m.version = 1;
+	v.mv_data = &m;
+	ck_assert_int_eq(mdb_put(txn, f->vs.meta, &k, &v, 0), 0);
+	/* Collected first: a put of another size under a cursor moves it. */
+	static uint8_t recs[300][1024];
+	static size_t sizes[300];
+	uint32_t slots[300], nr = 0;
+	ck_assert_int_eq(mdb_cursor_open(txn, f->vs.nodes, &cur), 0);
+	hnsw_node_key(key, HNSW_TAG_L0, 0);
+	k = (MDB_val){8, key};
+	int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (; rc == 0 && hnsw_key_tag(&k) == HNSW_TAG_L0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		ck_assert(nr < 300 && v.mv_size <= sizeof recs[0]);
+		slots[nr] = hnsw_key_num(&k);
+		memcpy(recs[nr], v.mv_data, v.mv_size);
+		recs[nr][1] = 0;
+		sizes[nr++] = v.mv_size - 4;
+	}
+	mdb_cursor_close(cur);
+	for (uint32_t i = 0; i < nr; i++) {
+		hnsw_node_key(key, HNSW_TAG_L0, slots[i]);
+		k = (MDB_val){8, key};
+		v = (MDB_val){sizes[i], recs[i]};
+		ck_assert_int_eq(mdb_put(txn, f->vs.nodes, &k, &v, 0), 0);
+	}
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+}
+
+START_TEST(format1_is_searched_not_changed)
+{
+	struct fx f;
+	hydb_hit h[10];
+	size_t n;
+	MDB_txn *txn;
+	uint32_t slot = 299;
+	fx_init(&f, 0, 0);
+	insert_range(&f, 0, 299);
+	make_format1(&f);
+	hydb_index_close(f.ix);
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(hydb_index_open_source(&f.ix, &f.vs, txn, 0, 0, 0), 0);
+	int rc = hydb_index_search(f.ix, txn, f.q, 10, 50, NULL, h, &n, NULL);
+	ck_assert_msg(rc == 0, "search: %s", hydb_last_error());
+	ck_assert_uint_eq(n, 10);
+	mdb_txn_abort(txn);
+	ck_assert_uint_eq(problems(&f), 0);
+	f.mem.attr[slot].live = 1;
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, 0, &txn), 0);
+	ck_assert_int_eq(hydb_index_insert(f.ix, txn, &slot, 1), HYDB_EVERSION);
+	ck_assert_int_eq(hydb_index_remove(f.ix, txn, 5), HYDB_EVERSION);
+	ck_assert(strstr(hydb_last_error(), "format 1"));
+	mdb_txn_abort(txn);
+	fx_free(&f);
+}
+END_TEST
+
 START_TEST(check_finds_damage)
 {
 	struct fx f;
@@ -756,9 +916,12 @@ static Suite *suite(void)
 	tcase_add_test(t, delete_reinsert);
 	tcase_add_test(t, delete_everything);
 	tcase_add_test(t, upserts_keep_every_node_reachable);
+	tcase_add_test(t, isotropic_build_reaches_every_node);
+	tcase_add_test(t, isotropic_hub_deletes_keep_every_node_reachable);
 	tcase_add_test(t, recall_filtered);
 	tcase_add_test(t, persists);
 	tcase_add_test(t, check_finds_damage);
+	tcase_add_test(t, format1_is_searched_not_changed);
 	tcase_add_test(t, damaged_sizes_are_refused);
 	suite_add_tcase(s, t);
 	return s;
