@@ -10,11 +10,13 @@
  * the whole vision forward reaches, captions/s, and peak RSS.
  *
  * --ab FLAGS times the forward with hydb_forward_legacy = FLAGS and = 0
- * alternately, --rounds times each, and prints both medians: on a shared
- * machine only runs interleaved in one process compare fairly.
+ * alternately (encoder/forward.h lists the flags), --rounds times each,
+ * and prints both medians and how far apart their features are: on a
+ * shared machine only runs interleaved in one process compare fairly.
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,13 +150,27 @@ static double median(double *v, int n)
 
 #define AB_MAX_ROUNDS 64
 
+/* Largest difference between the two paths' features, relative to the
+ * largest feature: they differ only in rounding. */
+static double max_rel_diff(const float *a, const float *b, size_t n)
+{
+	double d = 0, scale = 0;
+	for (size_t i = 0; i < n; i++) {
+		double e = fabs((double)a[i] - b[i]), s = fabs((double)b[i]);
+		d = e > d ? e : d;
+		scale = s > scale ? s : scale;
+	}
+	return scale > 0 ? d / scale : d;
+}
+
 /* Images/s of the legacy and current code paths, interleaved. */
 static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 {
 	const hydb_model_config *c = &m->cfg;
 	size_t px = 3 * (size_t)c->image_size * c->image_size;
 	float *pixels = random_floats(batch * px, 3);
-	float *f = malloc(batch * c->embed_dim * sizeof *f);
+	size_t nf = batch * c->embed_dim;
+	float *f = malloc(2 * nf * sizeof *f);
 	double t_old[AB_MAX_ROUNDS], t_new[AB_MAX_ROUNDS];
 	int rc = hydb_vision_forward(m, pixels, batch, f); /* warm-up */
 	rounds = rounds > AB_MAX_ROUNDS ? AB_MAX_ROUNDS : rounds;
@@ -164,17 +180,20 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 			int old = (v + r) % 2;
 			hydb_forward_legacy = old ? flags : 0;
 			double t = now();
-			rc = hydb_vision_forward(m, pixels, batch, f);
+			rc = hydb_vision_forward(m, pixels, batch,
+						 f + (old ? nf : 0));
 			(old ? t_old : t_new)[r] = batch / (now() - t);
 		}
 	}
 	hydb_forward_legacy = 0;
+	double diff = max_rel_diff(f + nf, f, nf);
 	free(pixels);
 	free(f);
 	if (rc < 0) {
 		fprintf(stderr, "bench_encoder: %s\n", hydb_last_error());
 		return 2;
 	}
+	printf("ab_max_rel_diff_batch%zu %.2e\n", batch, diff);
 	double peak = peak_gflops(c), fl = vision_flops(c) / 1e9;
 	double mo = median(t_old, rounds), mn = median(t_new, rounds);
 	printf("ab_legacy%d_images_per_s_batch%zu %.3f\n", flags, batch, mo);

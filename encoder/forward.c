@@ -66,9 +66,11 @@ static void rows_task(void *p, size_t i, size_t thread)
 
 /* Below this many elements a pass is not worth waking the pool for. */
 #define PARALLEL_MIN_WORK (1u << 16)
-/* Tasks per thread in a step: more even out a core shared with another
- * process, fewer cost less per task (each GEMM block packs its inputs). */
-#define PARTS_PER_THREAD 2
+/* Tasks per thread in a step. More would even out a core shared with
+ * another process, but each GEMM block packs again the operand it shares
+ * with the others: 2 per thread was 5% slower at batch 1 than 1 per
+ * thread and no faster at batch 8 on a loaded machine (bench_encoder). */
+#define PARTS_PER_THREAD 1
 
 static void parallel_rows(const hydb_fwd *f, rows_fn fn, void *ctx,
 			  size_t rows, size_t width)
@@ -287,34 +289,30 @@ static void bias_layer_norm(const hydb_fwd *f, float *out, float *x,
 
 /* ---- quick_gelu -------------------------------------------------------- */
 
-/* x = quick_gelu(x + bias) = (x + bias) * sigmoid(1.702 (x + bias)). */
+/* x = quick_gelu(x) = x * sigmoid(1.702 x). */
 V16_CLONES
-static void gelu_span(float *x, const float *bias, size_t k)
+static void gelu_span(float *x, size_t k)
 {
 	size_t i = 0;
 	for (; i + 16 <= k; i += 16) {
-		hydb_v16 v = v16_load(x + i) + v16_load(bias + i);
+		hydb_v16 v = v16_load(x + i);
 		v16_store(x + i, v / (1.0f + v16_exp(v * -1.702f)));
 	}
-	for (; i < k; i++) {
-		float v = x[i] + bias[i];
-		x[i] = v / (1.0f + expf(-1.702f * v));
-	}
+	for (; i < k; i++)
+		x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
 
 #define GELU_CHUNK 256
 
 /* The GELU of before gelu_span, for bench/bench_encoder --ab. */
-static void gelu_span_chunked(float *x, const float *bias, size_t n)
+static void gelu_span_chunked(float *x, size_t n)
 {
 	float e[GELU_CHUNK];
 	for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
 		size_t k = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
 		float *xs = x + i0;
-		for (size_t i = 0; i < k; i++) {
-			xs[i] += bias[i0 + i];
+		for (size_t i = 0; i < k; i++)
 			e[i] = -1.702f * xs[i];
-		}
 		exp_array(e, e, k);
 		for (size_t i = 0; i < k; i++)
 			xs[i] = xs[i] / (1.0f + e[i]);
@@ -339,7 +337,9 @@ enum lin_post {
 
 /* y[n, out] = x[n, in] W^T + beta y, then post; W is [out, in] as
  * nn.Linear stores it. The GEMM is cut into parts blocks of rows or of
- * columns. */
+ * columns. When beta is 0, the bias is written into y before the GEMM,
+ * which then adds to it: OpenBLAS would otherwise clear y in a pass of its
+ * own, and the bias take another. */
 struct lin {
 	float *y;
 	const float *x, *w, *bias;
@@ -347,6 +347,7 @@ struct lin {
 	float beta;
 	enum lin_post post;
 	int scalar;             /* HYDB_FWD_SCALAR */
+	int post_apart;         /* post left to a pass of its own */
 	size_t parts;
 	int by_rows;
 };
@@ -367,16 +368,20 @@ static size_t col_edge(const struct lin *l, size_t i)
 	return i >= l->parts ? l->out : (l->out * i / l->parts) & ~(size_t)15;
 }
 
+static int lin_seeded(const struct lin *l)
+{
+	return l->bias && l->post != POST_NONE && l->beta == 0.0f;
+}
+
 static void lin_post_rows(const struct lin *l, size_t r0, size_t r1,
 			  size_t c0, size_t c1)
 {
 	for (size_t r = r0; r < r1; r++) {
 		float *y = l->y + r * l->out + c0;
-		if (l->post == POST_BIAS)
+		if (l->post == POST_BIAS && !lin_seeded(l))
 			add_span(y, l->bias + c0, c1 - c0);
 		else if (l->post == POST_GELU)
-			(l->scalar ? gelu_span_chunked : gelu_span)(
-				y, l->bias + c0, c1 - c0);
+			(l->scalar ? gelu_span_chunked : gelu_span)(y, c1 - c0);
 	}
 }
 
@@ -392,10 +397,18 @@ static void lin_block(const struct lin *l, size_t part)
 	}
 	if (r0 == r1 || c0 == c1)
 		return;
+	float beta = l->beta;
+	if (lin_seeded(l)) {
+		for (size_t r = r0; r < r1; r++)
+			memcpy(l->y + r * l->out + c0, l->bias + c0,
+			       (c1 - c0) * sizeof *l->y);
+		beta = 1.0f;
+	}
 	hydb_sgemm(0, 1, r1 - r0, c1 - c0, l->in, 1.0f, l->x + r0 * l->in,
-		   l->in, l->w + c0 * l->in, l->in, l->beta,
+		   l->in, l->w + c0 * l->in, l->in, beta,
 		   l->y + r0 * l->out + c0, l->out);
-	lin_post_rows(l, r0, r1, c0, c1);
+	if (!l->post_apart)
+		lin_post_rows(l, r0, r1, c0, c1);
 }
 
 /* Below this many multiply-adds a GEMM runs whole on one thread. */
@@ -444,7 +457,7 @@ static void run_linears(const hydb_fwd *f, struct lin *l, size_t nl)
 {
 	size_t threads = hydb_pool_threads(pool_of(f)), tasks = 0;
 	int legacy = !f || !f->split;
-	size_t per = (PARTS_PER_THREAD * threads + nl - 1) / nl;
+	size_t per = PARTS_PER_THREAD * threads;
 	for (size_t k = 0; k < nl; k++) {
 		l[k].scalar = scalar_mode(f);
 		lin_plan(&l[k], legacy ? 1 : per);
@@ -456,12 +469,10 @@ static void run_linears(const hydb_fwd *f, struct lin *l, size_t nl)
 		return;
 	}
 	for (size_t k = 0; k < nl; k++) {
-		enum lin_post post = l[k].post;
-		l[k].post = POST_NONE;
+		l[k].post_apart = 1;
 		lin_block(&l[k], 0);
-		l[k].post = post;
 		struct post_ctx pc = {&l[k]};
-		if (post != POST_NONE)
+		if (l[k].post != POST_NONE)
 			parallel_rows(f, post_rows, &pc, l[k].n, l[k].out);
 	}
 }
