@@ -442,17 +442,38 @@ static int walk_snapshot(walker *w, const meta_rec *m)
 	return HYDB_OK;
 }
 
-/* Returns the transaction verified in *TXNID (0 if no meta was usable). */
-static int verify_once(hydb_lmdb_verify_stats *out, const char *path, const char *datafile,
-		       uint64_t *txnid)
+int hydb_lmdb_verify_bytes(hydb_lmdb_verify_stats *out, const char *path,
+			   const unsigned char *data, size_t size)
 {
-	walker w = {.path = path};
+	walker w = {.path = path, .map = data};
 	meta_rec m;
+	int rc;
+
+	if (out)
+		memset(out, 0, sizeof *out);
+	FORWARD_IF_ERROR(pick_meta(&w, &m, size));
+	if (out)
+		out->txnid = m.txnid;
+	w.psize = m.psize;
+	w.last_pg = m.last_pg;
+	w.st.psize = m.psize;
+	w.st.txnid = m.txnid;
+	w.st.last_pg = m.last_pg;
+	w.used = calloc((size_t)(m.last_pg >> 3) + 1, 1);
+	RETURN_ERROR_IF(!w.used, HYDB_ENOMEM, "%s: out of memory verifying the data file", path);
+	rc = walk_snapshot(&w, &m);
+	free(w.used);
+	if (out)
+		*out = w.st;
+	return rc;
+}
+
+static int verify_file(hydb_lmdb_verify_stats *out, const char *path, const char *datafile)
+{
 	struct stat sb;
 	void *map;
 	int fd = open(datafile, O_RDONLY | O_CLOEXEC), rc;
 
-	*txnid = 0;
 	if (fd < 0)
 		return HYDB_OK; /* LMDB reports why it cannot open the file */
 	if (fstat(fd, &sb) != 0 || sb.st_size < 0) {
@@ -461,7 +482,7 @@ static int verify_once(hydb_lmdb_verify_stats *out, const char *path, const char
 	}
 	if (sb.st_size == 0) {
 		close(fd);
-		return damaged(&w, NULL, 0, "the file is empty");
+		return hydb_error_set(HYDB_ECORRUPT, "%s: data file is empty", path);
 	}
 	map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
@@ -470,23 +491,8 @@ static int verify_once(hydb_lmdb_verify_stats *out, const char *path, const char
 	/* Only branch and leaf pages and run headers are read: no readahead
 	 * of the vector blocks in between. */
 	(void)madvise(map, (size_t)sb.st_size, MADV_RANDOM);
-	w.map = map;
-	rc = pick_meta(&w, &m, (size_t)sb.st_size);
-	if (rc == 0) {
-		*txnid = m.txnid;
-		w.psize = m.psize;
-		w.last_pg = m.last_pg;
-		w.st.psize = m.psize;
-		w.st.txnid = m.txnid;
-		w.st.last_pg = m.last_pg;
-		w.used = calloc((size_t)(m.last_pg >> 3) + 1, 1);
-		rc = w.used ? walk_snapshot(&w, &m)
-			    : hydb_error_set(HYDB_ENOMEM, "%s: out of memory verifying the data file", path);
-		free(w.used);
-	}
+	rc = hydb_lmdb_verify_bytes(out, path, map, (size_t)sb.st_size);
 	munmap(map, (size_t)sb.st_size);
-	if (rc == 0 && out)
-		*out = w.st;
 	return rc;
 }
 
@@ -512,22 +518,26 @@ static uint64_t current_txnid(const char *datafile)
 
 int hydb_lmdb_verify(hydb_lmdb_verify_stats *out, const char *path, const char *datafile)
 {
+	hydb_lmdb_verify_stats st = {0};
 	int rc = HYDB_OK;
 
 	for (int attempt = 0; attempt < 4; attempt++) {
-		uint64_t txnid, now;
-		rc = verify_once(out, path, datafile, &txnid);
+		uint64_t now;
+		rc = verify_file(&st, path, datafile);
 		if (rc != HYDB_ECORRUPT)
-			return rc;
+			break;
 		/* LMDB reuses a snapshot's pages only from the third
 		 * transaction after it on, so a damaged verdict stands unless
 		 * a writer in another process has committed twice since. A
-		 * meta page being rewritten gets a short pause. */
+		 * meta page that did not parse but does now was being
+		 * rewritten: look again after a pause. */
 		now = current_txnid(datafile);
-		if (txnid && now < txnid + 2)
-			return rc;
-		if (!txnid)
+		if (st.txnid ? now < st.txnid + 2 : now == 0)
+			break;
+		if (!st.txnid)
 			usleep(20000);
 	}
+	if (rc == 0 && out)
+		*out = st;
 	return rc;
 }

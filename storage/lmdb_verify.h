@@ -28,6 +28,7 @@
 #ifndef HYDB_LMDB_VERIFY_H
 #define HYDB_LMDB_VERIFY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct hydb_lmdb_verify_stats {
@@ -52,5 +53,13 @@ typedef struct hydb_lmdb_verify_stats {
  * HYDB_OK (there is nothing for LMDB to trust yet). OUT may be NULL.
  */
 int hydb_lmdb_verify(hydb_lmdb_verify_stats *out, const char *path, const char *datafile);
+
+/*
+ * The same check on a data file already in memory (DATA, SIZE bytes), once,
+ * with no allowance for a concurrent writer. On failure OUT holds the
+ * transaction id of the snapshot walked (0 if no meta page was usable).
+ */
+int hydb_lmdb_verify_bytes(hydb_lmdb_verify_stats *out, const char *path,
+			   const unsigned char *data, size_t size);
 
 #endif

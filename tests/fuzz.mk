@@ -5,7 +5,7 @@
 # FUZZ_SECONDS (FUZZ_TARGETS picks a subset).
 FUZZ_SECONDS = 60
 FUZZ_CC = clang
-FUZZ_TARGETS = npy fvecs jsonl json model safetensors tokenize tokenizer_new image record
+FUZZ_TARGETS = npy fvecs jsonl json model safetensors tokenize tokenizer_new image record lmdb
 
 fuzz:
 	@FUZZ_CC='$(FUZZ_CC)' FUZZ_SECONDS='$(FUZZ_SECONDS)' \
@@ -17,7 +17,7 @@ fuzz:
 FUZZ_REPLAYS = tests/fuzz/replay_npy tests/fuzz/replay_fvecs tests/fuzz/replay_jsonl \
 	tests/fuzz/replay_json tests/fuzz/replay_model tests/fuzz/replay_safetensors \
 	tests/fuzz/replay_tokenize tests/fuzz/replay_tokenizer_new tests/fuzz/replay_image \
-	tests/fuzz/replay_record
+	tests/fuzz/replay_record tests/fuzz/replay_lmdb
 check_PROGRAMS += $(FUZZ_REPLAYS)
 TESTS += $(FUZZ_REPLAYS)
 FUZZ_REPLAY = tests/fuzz/replay.c tests/fuzz/fuzz.h
@@ -47,5 +47,7 @@ tests_fuzz_replay_image_SOURCES = $(FUZZ_REPLAY) tests/fuzz/fuzz_image.c
 tests_fuzz_replay_image_LDADD = $(TEST_LIBS)
 tests_fuzz_replay_record_SOURCES = $(FUZZ_REPLAY) tests/fuzz/fuzz_record.c
 tests_fuzz_replay_record_LDADD = $(TEST_LIBS)
+tests_fuzz_replay_lmdb_SOURCES = $(FUZZ_REPLAY) tests/fuzz/fuzz_lmdb.c tests/fuzz/fuzz_file.c
+tests_fuzz_replay_lmdb_LDADD = $(TEST_LIBS)
 
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/fuzz.sh tests/fuzz/make_seeds.py

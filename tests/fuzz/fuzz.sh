@@ -12,7 +12,7 @@ srcdir=$1
 shift
 cc=${FUZZ_CC:-clang}
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"npy fvecs jsonl json model safetensors tokenize tokenizer_new image record"}
+targets=${FUZZ_TARGETS:-"npy fvecs jsonl json model safetensors tokenize tokenizer_new image record lmdb"}
 out=fuzz-out
 flags="-std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 command -v "$cc" >/dev/null || {
@@ -57,6 +57,7 @@ sources_of() {
 	fvecs) echo "-DHYDB_FUZZ_FMT=HYDB_FMT_FVECS $f/fuzz_import.c $f/fuzz_file.c" ;;
 	jsonl) echo "-DHYDB_FUZZ_FMT=HYDB_FMT_JSONL $f/fuzz_import.c $f/fuzz_file.c" ;;
 	model) echo "$f/fuzz_model.c $f/fuzz_file.c" ;;
+	lmdb) echo "$f/fuzz_lmdb.c $f/fuzz_file.c" ;;
 	*) echo "$f/fuzz_$1.c" ;;
 	esac
 }

@@ -5,7 +5,9 @@ Seeds are tiny valid (and a few nearly valid) inputs of each format, so
 that the fuzzers start past the magic bytes. Regression inputs from past
 findings live next to them as regress-* and are never rewritten here.
 
-Usage: make_seeds.py [SRCDIR]   (default: the tree this script is in)
+Usage: [HYDB=path/to/hydb] make_seeds.py [SRCDIR]
+(default SRCDIR: the tree this script is in; the lmdb seeds are real data
+files written by the hydb program named by HYDB)
 """
 import ctypes
 import json
@@ -241,8 +243,42 @@ def record_seeds():
     put("record", "key-only", b"\x01" + record(b"x"))
 
 
+def lmdb_seeds(hydb):
+    """Small real data files: a new database, one with records, and one
+    after deletes and re-inserts (so that LMDB's free list has entries)."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as t:
+        def run(*args, stdin=None):
+            subprocess.run([hydb] + list(args), input=stdin, check=True,
+                           stdout=subprocess.DEVNULL)
+        def rows(first, n):
+            return "".join(json.dumps({"key": "k%d" % i, "vector": [0.1 * (i % 7), -0.05 * (i % 5)],
+                                       "caption": "c%d" % i}) + "\n"
+                           for i in range(first, first + n)).encode()
+        db = os.path.join(t, "db")
+        run("init", db, "--dim", "2")
+        shutil.copy(os.path.join(db, "data.mdb"), os.path.join(t, "empty"))
+        with open(os.path.join(t, "a.jsonl"), "wb") as f:
+            f.write(rows(0, 40))
+        run("import", db, os.path.join(t, "a.jsonl"), "--quiet")
+        shutil.copy(os.path.join(db, "data.mdb"), os.path.join(t, "records"))
+        for i in range(0, 40, 3):
+            run("delete", db, "k%d" % i)
+        with open(os.path.join(t, "b.jsonl"), "wb") as f:
+            f.write(rows(30, 20))
+        run("import", db, os.path.join(t, "b.jsonl"), "--quiet")
+        shutil.copy(os.path.join(db, "data.mdb"), os.path.join(t, "churn"))
+        for name in ("empty", "records", "churn"):
+            with open(os.path.join(t, name), "rb") as f:
+                put("lmdb", name, f.read())
+
+
 def main():
+    hydb = os.environ.get("HYDB")
     for d in os.listdir(CORPUS) if os.path.isdir(CORPUS) else []:
+        if d == "lmdb" and not hydb:
+            continue  # its seeds need the hydb program
         for f in os.listdir(os.path.join(CORPUS, d)):
             if f.startswith("seed-"):
                 os.remove(os.path.join(CORPUS, d, f))
@@ -252,6 +288,10 @@ def main():
     tokenizer_seeds()
     image_seeds()
     record_seeds()
+    if hydb:
+        lmdb_seeds(hydb)
+    else:
+        print("HYDB (the built hydb program) not set: lmdb seeds left as they are")
 
 
 if __name__ == "__main__":
