@@ -172,6 +172,7 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 	size_t nf = batch * c->embed_dim;
 	float *f = malloc(2 * nf * sizeof *f);
 	double t_old[AB_MAX_ROUNDS], t_new[AB_MAX_ROUNDS];
+	double c_old[AB_MAX_ROUNDS], c_new[AB_MAX_ROUNDS];
 	int rc = hydb_vision_forward(m, pixels, batch, f); /* warm-up */
 	rounds = rounds > AB_MAX_ROUNDS ? AB_MAX_ROUNDS : rounds;
 	for (int r = 0; r < rounds && rc == 0; r++) {
@@ -179,10 +180,11 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 			/* Alternate which goes first so drift hits both. */
 			int old = (v + r) % 2;
 			hydb_forward_legacy = old ? flags : 0;
-			double t = now();
+			double t = now(), cpu = cpu_now();
 			rc = hydb_vision_forward(m, pixels, batch,
 						 f + (old ? nf : 0));
 			(old ? t_old : t_new)[r] = batch / (now() - t);
+			(old ? c_old : c_new)[r] = batch / (cpu_now() - cpu);
 		}
 	}
 	hydb_forward_legacy = 0;
@@ -201,18 +203,61 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 	printf("ab_legacy%d_peak_fraction_batch%zu %.3f\n", flags, batch,
 	       mo * fl / peak);
 	printf("ab_current_peak_fraction_batch%zu %.3f\n", batch, mn * fl / peak);
+	/* Per CPU second, against the sgemm's best per CPU second: less
+	 * skewed by other processes, but blind to a thread waiting. */
+	mo = median(c_old, rounds);
+	mn = median(c_new, rounds);
+	printf("ab_legacy%d_cpu_fraction_batch%zu %.3f\n", flags, batch,
+	       mo * fl / cpu_peak);
+	printf("ab_current_cpu_fraction_batch%zu %.3f\n", batch,
+	       mn * fl / cpu_peak);
+	return 0;
+}
+
+/* A 14-token caption: BOS, 12 words, EOS. */
+static void caption_ids(const hydb_model *m, int32_t ids[14])
+{
+	ids[0] = m->cfg.bos_id;
+	for (int i = 1; i < 13; i++)
+		ids[i] = 320 + 37 * i;
+	ids[13] = m->cfg.eos_id;
+}
+
+/* Milliseconds per caption of the legacy and current code paths, n
+ * captions a round, interleaved like bench_ab. */
+static int bench_captions_ab(hydb_model *m, int n, int flags, int rounds)
+{
+	int32_t ids[14];
+	float *out = malloc(m->cfg.embed_dim * sizeof *out), r;
+	double t_old[AB_MAX_ROUNDS], t_new[AB_MAX_ROUNDS];
+	caption_ids(m, ids);
+	int rc = hydb_encode_ids(m, ids, 14, out, &r, NULL); /* warm-up */
+	rounds = rounds > AB_MAX_ROUNDS ? AB_MAX_ROUNDS : rounds;
+	for (int k = 0; k < rounds && rc == 0; k++)
+		for (int v = 0; v < 2 && rc == 0; v++) {
+			int old = (v + k) % 2;
+			hydb_forward_legacy = old ? flags : 0;
+			double t = now();
+			for (int i = 0; i < n && rc == 0; i++)
+				rc = hydb_encode_ids(m, ids, 14, out, &r, NULL);
+			(old ? t_old : t_new)[k] = (now() - t) / n * 1e3;
+		}
+	hydb_forward_legacy = 0;
+	free(out);
+	if (rc < 0) {
+		fprintf(stderr, "bench_encoder: %s\n", hydb_last_error());
+		return 2;
+	}
+	printf("ab_legacy%d_caption_ms %.2f\n", flags, median(t_old, rounds));
+	printf("ab_current_caption_ms %.2f\n", median(t_new, rounds));
 	return 0;
 }
 
 static int bench_captions(hydb_model *m, int n)
 {
-	/* A 14-token caption: BOS, 12 words, EOS. */
 	int32_t ids[14];
 	float *out = malloc(m->cfg.embed_dim * sizeof *out), r;
-	ids[0] = m->cfg.bos_id;
-	for (int i = 1; i < 13; i++)
-		ids[i] = 320 + 37 * i;
-	ids[13] = m->cfg.eos_id;
+	caption_ids(m, ids);
 	int rc = hydb_encode_ids(m, ids, 14, out, &r, NULL); /* warm-up */
 	double t = now(), cpu = cpu_now();
 	for (int i = 0; i < n && rc == 0; i++)
@@ -272,7 +317,8 @@ int main(int argc, char **argv)
 		p = *end ? end + 1 : end;
 	}
 	if (rc == 0 && captions > 0)
-		rc = bench_captions(m, captions);
+		rc = ab >= 0 ? bench_captions_ab(m, captions, ab, rounds)
+			     : bench_captions(m, captions);
 	printf("sgemm_peak_gflops %.1f\n", peak_gflops(&m->cfg));
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
