@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
 #include "encoder/forward.h"
 #include "internal.h"
 
