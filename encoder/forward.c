@@ -87,8 +87,9 @@ static void parallel_rows(const hydb_fwd *f, rows_fn fn, void *ctx,
 
 /* GCC vector arithmetic: inlined into the target_clones functions below,
  * it compiles to AVX-512, AVX2 or SSE2 for the CPU the clone is picked
- * for. 64-byte vectors are passed by value only between always_inline
- * functions, so no ABI question arises. */
+ * for. The helpers are always inlined, so their vector ABI never
+ * matters: GCC's warning about returns is silenced, and vectors go in by
+ * pointer because its note about parameters cannot be. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float hydb_v16 __attribute__((vector_size(64)));
 typedef int32_t hydb_v16i __attribute__((vector_size(64)));
@@ -102,9 +103,9 @@ V16_INLINE hydb_v16 v16_load(const float *p)
 	return v;
 }
 
-V16_INLINE void v16_store(float *p, hydb_v16 v)
+V16_INLINE void v16_store(float *p, const hydb_v16 *v)
 {
-	memcpy(p, &v, sizeof v);
+	memcpy(p, v, sizeof *v);
 }
 
 V16_INLINE hydb_v16 v16_splat(float f)
@@ -113,45 +114,51 @@ V16_INLINE hydb_v16 v16_splat(float f)
 }
 
 /* Lanes of a where m is set, else of b (C has no vector ?:). */
-V16_INLINE hydb_v16 v16_select(hydb_v16i m, hydb_v16 a, hydb_v16 b)
+V16_INLINE hydb_v16 v16_select(const hydb_v16i *m, const hydb_v16 *a,
+			       const hydb_v16 *b)
 {
 	hydb_v16i ia, ib;
-	memcpy(&ia, &a, sizeof ia);
-	memcpy(&ib, &b, sizeof ib);
-	ia = (ia & m) | (ib & ~m);
-	memcpy(&a, &ia, sizeof a);
-	return a;
+	hydb_v16 r;
+	memcpy(&ia, a, sizeof ia);
+	memcpy(&ib, b, sizeof ib);
+	ia = (ia & *m) | (ib & ~*m);
+	memcpy(&r, &ia, sizeof r);
+	return r;
 }
 
-V16_INLINE hydb_v16 v16_max(hydb_v16 a, hydb_v16 b)
+V16_INLINE hydb_v16 v16_max(const hydb_v16 *a, const hydb_v16 *b)
 {
-	return v16_select(a > b, a, b);
+	hydb_v16i m = *a > *b;
+	return v16_select(&m, a, b);
 }
 
-V16_INLINE double v16_sum(hydb_v16 v)
+V16_INLINE double v16_sum(const hydb_v16 *v)
 {
 	double s = 0;
 	for (int i = 0; i < 16; i++)
-		s += v[i];
+		s += (*v)[i];
 	return s;
 }
 
-V16_INLINE float v16_hmax(hydb_v16 v)
+V16_INLINE float v16_hmax(const hydb_v16 *v)
 {
-	float m = v[0];
+	float m = (*v)[0];
 	for (int i = 1; i < 16; i++)
-		m = v[i] > m ? v[i] : m;
+		m = (*v)[i] > m ? (*v)[i] : m;
 	return m;
 }
 
 /* libm's expf is a scalar call per element; GELU and softmax make ~50M of
  * them per image. This is the Cephes expf (2^n times a degree-6 polynomial
  * on [-ln2/2, ln2/2], relative error ~1e-7). */
-V16_INLINE hydb_v16 v16_exp(hydb_v16 v)
+V16_INLINE hydb_v16 v16_exp(const hydb_v16 *x)
 {
 	const float magic = 12582912.0f; /* 1.5 * 2^23: adds round to integer */
-	v = v16_select(v < -87.0f, v16_splat(-87.0f), v);
-	v = v16_select(v > 88.0f, v16_splat(88.0f), v);
+	hydb_v16 lo = v16_splat(-87.0f), hi = v16_splat(88.0f), v = *x;
+	hydb_v16i m = v < lo;
+	v = v16_select(&m, &lo, &v);
+	m = v > hi;
+	v = v16_select(&m, &hi, &v);
 	hydb_v16 t = v * 1.44269504088896341f + magic;
 	hydb_v16 n = t - magic;
 	hydb_v16 r = v - n * 0.693359375f;
@@ -173,8 +180,10 @@ V16_CLONES
 static void exp_array(float *y, const float *x, size_t n)
 {
 	size_t i = 0;
-	for (; i + 16 <= n; i += 16)
-		v16_store(y + i, v16_exp(v16_load(x + i)));
+	for (; i + 16 <= n; i += 16) {
+		hydb_v16 v = v16_load(x + i), e = v16_exp(&v);
+		v16_store(y + i, &e);
+	}
 	for (; i < n; i++)
 		y[i] = expf(x[i]);
 }
@@ -204,7 +213,7 @@ static void ln_row(float *o, float *x, const float *add, const float *w,
 		hydb_v16 v = v16_load(x + i);
 		if (add) {
 			v += v16_load(add + i);
-			v16_store(x + i, v);
+			v16_store(x + i, &v);
 		}
 		acc += v;
 	}
@@ -213,7 +222,7 @@ static void ln_row(float *o, float *x, const float *add, const float *w,
 			x[i] += add[i];
 		sum += x[i];
 	}
-	float m = (float)((sum + v16_sum(acc)) / (double)width);
+	float m = (float)((sum + v16_sum(&acc)) / (double)width);
 	hydb_v16 vm = v16_splat(m);
 	acc = (hydb_v16){0};
 	for (i = 0; i < n16; i += 16) {
@@ -222,11 +231,13 @@ static void ln_row(float *o, float *x, const float *add, const float *w,
 	}
 	for (; i < width; i++)
 		var += (double)(x[i] - m) * (x[i] - m);
-	var += v16_sum(acc);
+	var += v16_sum(&acc);
 	float inv = (float)(1.0 / sqrt(var / (double)width + eps));
-	for (i = 0; i < n16; i += 16)
-		v16_store(o + i, (v16_load(x + i) - vm) * inv * v16_load(w + i) +
-				 v16_load(b + i));
+	for (i = 0; i < n16; i += 16) {
+		hydb_v16 y = (v16_load(x + i) - vm) * inv * v16_load(w + i) +
+			     v16_load(b + i);
+		v16_store(o + i, &y);
+	}
 	for (; i < width; i++)
 		o[i] = (x[i] - m) * inv * w[i] + b[i];
 }
@@ -295,8 +306,9 @@ static void gelu_span(float *x, size_t k)
 {
 	size_t i = 0;
 	for (; i + 16 <= k; i += 16) {
-		hydb_v16 v = v16_load(x + i);
-		v16_store(x + i, v / (1.0f + v16_exp(v * -1.702f)));
+		hydb_v16 v = v16_load(x + i), a = v * -1.702f;
+		a = v / (1.0f + v16_exp(&a));
+		v16_store(x + i, &a);
 	}
 	for (; i < k; i++)
 		x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
@@ -494,26 +506,30 @@ static void softmax_row(float *row, size_t live, size_t cols)
 	float mx = row[0];
 	if (n16) {
 		hydb_v16 m = v16_load(row);
-		for (j = 16; j < n16; j += 16)
-			m = v16_max(m, v16_load(row + j));
-		mx = v16_hmax(m);
+		for (j = 16; j < n16; j += 16) {
+			hydb_v16 a = v16_load(row + j);
+			m = v16_max(&m, &a);
+		}
+		mx = v16_hmax(&m);
 	}
 	for (j = n16; j < live; j++)
 		mx = row[j] > mx ? row[j] : mx;
 	hydb_v16 vmx = v16_splat(mx), acc = {0};
 	for (j = 0; j < n16; j += 16) {
-		hydb_v16 e = v16_exp(v16_load(row + j) - vmx);
-		v16_store(row + j, e);
+		hydb_v16 d = v16_load(row + j) - vmx, e = v16_exp(&d);
+		v16_store(row + j, &e);
 		acc += e;
 	}
-	double sum = v16_sum(acc);
+	double sum = v16_sum(&acc);
 	for (j = n16; j < live; j++) {
 		row[j] = expf(row[j] - mx);
 		sum += row[j];
 	}
 	float inv = (float)(1.0 / sum);
-	for (j = 0; j < n16; j += 16)
-		v16_store(row + j, v16_load(row + j) * inv);
+	for (j = 0; j < n16; j += 16) {
+		hydb_v16 y = v16_load(row + j) * inv;
+		v16_store(row + j, &y);
+	}
 	for (j = n16; j < live; j++)
 		row[j] *= inv;
 	for (j = live; j < cols; j++)
