@@ -11,6 +11,10 @@ check_PROGRAMS += tests/check_blas
 tests_check_blas_SOURCES = tests/check_blas.c
 tests_check_blas_LDADD = $(TEST_LIBS)
 TESTS += tests/check_blas
+check_PROGRAMS += tests/check_pool
+tests_check_pool_SOURCES = tests/check_pool.c
+tests_check_pool_LDADD = $(TEST_LIBS)
+TESTS += tests/check_pool
 endif
 
 # The forward pass against a PyTorch reference on small random models.
