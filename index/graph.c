@@ -203,6 +203,8 @@ int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn)
 	cx->ix = ix;
 	cx->txn = txn;
 	cx->sc = NULL;
+	cx->pend = NULL;
+	cx->pairs = NULL;
 	FORWARD_IF_ERROR(hnsw_meta_load(ix, txn, &cx->meta));
 	FORWARD_IF_ERROR(meta_sane(cx));
 	cx->sc = scratch_get(ix);
@@ -353,6 +355,12 @@ static int node_put(struct hnsw_ctx *cx, uint32_t tag, uint32_t slot,
 int hnsw_get_level(struct hnsw_ctx *cx, uint32_t slot, unsigned *level)
 {
 	MDB_val v;
+	const struct hnsw_l0 *p = cx->pend ? hnsw_pending_find(cx->pend, slot)
+					   : NULL;
+	if (p) {
+		*level = p->level;
+		return 0;
+	}
 	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
 	RETURN_ERROR_IF(v.mv_size != l0_size(cx->ix), HYDB_ECORRUPT,
 			"index: node of slot %u has %zu bytes", slot,
@@ -383,6 +391,12 @@ int hnsw_l0_get(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
 	hydb_index *ix = cx->ix;
 	MDB_val v;
 	uint16_t cnt;
+	const struct hnsw_l0 *p0 = cx->pend ? hnsw_pending_find(cx->pend, slot)
+					    : NULL;
+	if (p0) {
+		hnsw_l0_copy(r, p0);
+		return 0;
+	}
 	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
 	const uint8_t *p = v.mv_data;
 	RETURN_ERROR_IF(v.mv_size != l0_size(ix), HYDB_ECORRUPT,
@@ -410,6 +424,8 @@ int hnsw_l0_put(struct hnsw_ctx *cx, uint32_t slot, const struct hnsw_l0 *r)
 	RETURN_ERROR_IF(ix->legacy, HYDB_EVERSION,
 			"index: graph format 1 is read-only; rebuild the "
 			"index to change it");
+	if (cx->pend)
+		return hnsw_pending_put(cx->pend, slot, r);
 	buf[0] = (uint8_t)r->level;
 	buf[1] = (uint8_t)r->prot;
 	memcpy(buf + 2, &cnt, 2);
@@ -425,6 +441,14 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 {
 	hydb_index *ix = cx->ix;
 	MDB_val v;
+	const struct hnsw_l0 *p0 = level == 0 && cx->pend
+					   ? hnsw_pending_find(cx->pend, slot)
+					   : NULL;
+	if (p0) {
+		memcpy(links, p0->links, (size_t)p0->n * sizeof *links);
+		*n = p0->n;
+		return 0;
+	}
 	if (level == 0) {
 		FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
 		const uint8_t *p = v.mv_data;
@@ -510,6 +534,7 @@ static int node_del(struct hnsw_ctx *cx, uint32_t tag, uint32_t slot)
 
 int hnsw_node_delete(struct hnsw_ctx *cx, uint32_t slot)
 {
+	FORWARD_IF_ERROR(hnsw_pending_flush(cx));
 	FORWARD_IF_ERROR(node_del(cx, HNSW_TAG_L0, slot));
 	return node_del(cx, HNSW_TAG_UP, slot);
 }

@@ -5,6 +5,7 @@
 #define HYDB_INDEX_HNSW_IMPL_H
 
 #include <pthread.h>
+#include <string.h>
 
 #include "index/distance.h"
 #include "index/hnsw.h"
@@ -80,6 +81,8 @@ struct hnsw_ctx {
 	MDB_txn *txn;
 	struct hnsw_scratch *sc;
 	struct hnsw_meta meta;
+	struct hnsw_pending *pend; /* NULL: layer-0 writes go straight out */
+	struct hnsw_pairs *pairs;  /* NULL: no pair keys remembered */
 };
 
 /* A layer-0 record. Its first prot links are tree links (reach.c). */
@@ -88,6 +91,16 @@ struct hnsw_l0 {
 	unsigned n, prot, level;
 	int32_t rank;
 };
+
+/* Copies only the links in use (the array holds 2 * HYDB_HNSW_MAX_M). */
+static inline void hnsw_l0_copy(struct hnsw_l0 *d, const struct hnsw_l0 *s)
+{
+	d->n = s->n;
+	d->prot = s->prot;
+	d->level = s->level;
+	d->rank = s->rank;
+	memcpy(d->links, s->links, (size_t)s->n * sizeof *d->links);
+}
 
 /* graph.c: persistence and access */
 int hnsw_l0_get(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r);
@@ -121,6 +134,22 @@ static inline int hnsw_visited(struct hnsw_scratch *sc, uint32_t slot)
 	sc->visit[slot] = sc->visit_epoch;
 	return 0;
 }
+
+/* pending.c: layer-0 records held back from LMDB while a chunk links */
+struct hnsw_pending;
+int hnsw_pending_init(struct hnsw_pending **out);
+void hnsw_pending_free(struct hnsw_pending *p);
+struct hnsw_l0 *hnsw_pending_find(struct hnsw_pending *p, uint32_t slot);
+int hnsw_pending_put(struct hnsw_pending *p, uint32_t slot,
+		     const struct hnsw_l0 *r);
+int hnsw_pending_flush(struct hnsw_ctx *cx);
+
+/* pairs.c: keys between nodes remembered over an insert */
+struct hnsw_pairs;
+int hnsw_pairs_init(struct hnsw_pairs **out);
+void hnsw_pairs_free(struct hnsw_pairs *p);
+int hnsw_pair_key(struct hnsw_ctx *cx, uint32_t a, hydb_kquery *qa,
+		  int *ready, uint32_t b, double *key);
 
 /* walk.c: the graph algorithms */
 int hnsw_walk_key(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t slot,

@@ -71,8 +71,11 @@ static int insert_one(struct hnsw_ctx *cx, uint32_t slot, float *qbuf)
 	hydb_index *ix = cx->ix;
 	struct hnsw_meta *m = &cx->meta;
 	unsigned level;
-	if (hnsw_get_level(cx, slot, &level) == 0)
+	if (hnsw_get_level(cx, slot, &level) == 0) {
+		/* The removal scans the records in LMDB. */
+		FORWARD_IF_ERROR(hnsw_pending_flush(cx));
 		FORWARD_IF_ERROR(hnsw_remove_in(cx, slot));
+	}
 	const float *v;
 	const hydb_slot_attr *a;
 	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, &a, NULL));
@@ -136,6 +139,18 @@ int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 	int rc = hnsw_visit_reset(&cx);
 	if (rc == 0)
 		rc = hnsw_compact_write(&cx, slots, n);
+	/* HYDB_HNSW_PLAIN_LINKING=1: every list is put as it changes and
+	 * every key computed afresh (the earlier path, for A/B benches). */
+	const char *plain = getenv("HYDB_HNSW_PLAIN_LINKING");
+	struct hnsw_pending *pend = NULL;
+	struct hnsw_pairs *pairs = NULL;
+	if (rc == 0 && !(plain && *plain == '1')) {
+		rc = hnsw_pending_init(&pend);
+		if (rc == 0)
+			rc = hnsw_pairs_init(&pairs);
+	}
+	cx.pend = pend;
+	cx.pairs = pairs;
 	/* A graph too small to search well is grown serially first. */
 	size_t serial = 0;
 	if (ix->threads > 1 && cx.meta.nodes < 4 * 64)
@@ -146,6 +161,12 @@ int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 		rc = hnsw_insert_serial(&cx, slots, serial);
 	if (rc == 0 && serial < n)
 		rc = hnsw_insert_parallel(&cx, slots + serial, n - serial);
+	if (rc == 0)
+		rc = hnsw_pending_flush(&cx);
+	cx.pend = NULL;
+	cx.pairs = NULL;
+	hnsw_pending_free(pend);
+	hnsw_pairs_free(pairs);
 	if (rc == 0)
 		rc = hnsw_meta_save(ix, wtxn, &cx.meta);
 	hnsw_ctx_end(&cx);

@@ -172,8 +172,11 @@ static int prepare_chunk(struct hnsw_ctx *cx, const uint32_t *slots, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		const hydb_slot_attr *a;
 		unsigned old;
-		if (hnsw_get_level(cx, slots[i], &old) == 0)
+		if (hnsw_get_level(cx, slots[i], &old) == 0) {
+			/* The removal scans the records in LMDB. */
+			FORWARD_IF_ERROR(hnsw_pending_flush(cx));
 			FORWARD_IF_ERROR(hnsw_remove_in(cx, slots[i]));
+		}
 		FORWARD_IF_ERROR(hnsw_slot_data(cx, slots[i], NULL, &a, NULL));
 		RETURN_ERROR_IF(!a->live, HYDB_EINVAL,
 				"index: insert of slot %u, which holds no record",
@@ -211,6 +214,9 @@ int hnsw_insert_parallel(struct hnsw_ctx *cx, const uint32_t *slots, size_t n)
 	for (size_t i = 0; i < n && rc == 0; i += CHUNK) {
 		size_t m = n - i < CHUNK ? n - i : CHUNK;
 		rc = prepare_chunk(cx, slots + i, m, nodes);
+		/* The search threads read LMDB through their own contexts. */
+		if (rc == 0)
+			rc = hnsw_pending_flush(cx);
 		if (rc == 0)
 			rc = search_chunk(cx, nodes, m);
 		if (rc == 0)

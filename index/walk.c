@@ -236,6 +236,7 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 	/* Kept neighbours act as queries (the key is symmetric), so each
 	 * candidate costs one pass per kept neighbour and no norm of its own. */
 	hydb_kquery kept[2 * HYDB_HNSW_MAX_M];
+	int ready[2 * HYDB_HNSW_MAX_M];
 	if (n <= mmax) {
 		for (size_t i = 0; i < n; i++)
 			out[i] = c[i].slot;
@@ -246,13 +247,12 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 		int keep = 1;
 		for (unsigned j = 0; j < k && keep; j++) {
 			double d;
-			FORWARD_IF_ERROR(hnsw_walk_key(cx, &kept[j], c[i].slot, &d));
+			FORWARD_IF_ERROR(hnsw_pair_key(cx, out[j], &kept[j],
+						       &ready[j], c[i].slot, &d));
 			keep = d >= c[i].key;
 		}
 		if (keep) {
-			const float *v;
-			FORWARD_IF_ERROR(hnsw_slot_data(cx, c[i].slot, &v, NULL, NULL));
-			hydb_kquery_init(&kept[k], v, cx->ix->dim, cx->ix->c);
+			ready[k] = 0;
 			out[k++] = c[i].slot;
 		} else if (np < 4 * HYDB_HNSW_MAX_M) {
 			pruned[np++] = c[i].slot;
@@ -289,13 +289,12 @@ static int link_back(struct hnsw_ctx *cx, uint32_t nb, uint32_t slot,
 	if (n <= mmax)
 		return hnsw_put_links(cx, nb, level, links, n);
 	struct hnsw_cand c[2 * HYDB_HNSW_MAX_M + 1];
-	const float *v;
 	hydb_kquery q;
-	FORWARD_IF_ERROR(hnsw_slot_data(cx, nb, &v, NULL, NULL));
-	hydb_kquery_init(&q, v, ix->dim, ix->c);
+	int ready = 0;
 	for (unsigned i = prot; i < n; i++) {
 		c[i - prot].slot = links[i];
-		FORWARD_IF_ERROR(hnsw_walk_key(cx, &q, links[i], &c[i - prot].key));
+		FORWARD_IF_ERROR(hnsw_pair_key(cx, nb, &q, &ready, links[i],
+					       &c[i - prot].key));
 	}
 	hnsw_cand_sort(c, n - prot);
 	FORWARD_IF_ERROR(hnsw_select(cx, c, n - prot, mmax - prot, 0,
