@@ -148,6 +148,8 @@ int hnsw_pending_flush(struct hnsw_ctx *cx);
 struct hnsw_pairs;
 int hnsw_pairs_init(struct hnsw_pairs **out);
 void hnsw_pairs_free(struct hnsw_pairs *p);
+/* The table is far larger than the caches: fetch the entry ahead. */
+void hnsw_pairs_prefetch(struct hnsw_ctx *cx, uint32_t a, uint32_t b);
 int hnsw_pair_key(struct hnsw_ctx *cx, uint32_t a, hydb_kquery *qa,
 		  int *ready, uint32_t b, double *key);
 

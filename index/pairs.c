@@ -44,6 +44,13 @@ static struct pair_entry *entry(struct hnsw_pairs *p, uint32_t a, uint32_t b,
 	return &p->e[(*pair * 0x9e3779b97f4a7c15ull) >> (64 - PAIR_BITS)];
 }
 
+void hnsw_pairs_prefetch(struct hnsw_ctx *cx, uint32_t a, uint32_t b)
+{
+	uint64_t pair;
+	if (cx->pairs)
+		__builtin_prefetch(entry(cx->pairs, a, b, &pair));
+}
+
 /* The key between node a, prepared as *qa when *ready (else prepared here
  * from its float32 vector on first need), and node b. */
 int hnsw_pair_key(struct hnsw_ctx *cx, uint32_t a, hydb_kquery *qa,

@@ -245,6 +245,8 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 	}
 	for (size_t i = 0; i < n && k < mmax; i++) {
 		int keep = 1;
+		for (unsigned j = 0; j < k; j++)
+			hnsw_pairs_prefetch(cx, out[j], c[i].slot);
 		for (unsigned j = 0; j < k && keep; j++) {
 			double d;
 			FORWARD_IF_ERROR(hnsw_pair_key(cx, out[j], &kept[j],
@@ -291,6 +293,8 @@ static int link_back(struct hnsw_ctx *cx, uint32_t nb, uint32_t slot,
 	struct hnsw_cand c[2 * HYDB_HNSW_MAX_M + 1];
 	hydb_kquery q;
 	int ready = 0;
+	for (unsigned i = prot; i < n; i++)
+		hnsw_pairs_prefetch(cx, nb, links[i]);
 	for (unsigned i = prot; i < n; i++) {
 		c[i - prot].slot = links[i];
 		FORWARD_IF_ERROR(hnsw_pair_key(cx, nb, &q, &ready, links[i],
