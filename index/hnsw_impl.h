@@ -146,6 +146,8 @@ int hnsw_pending_flush(struct hnsw_ctx *cx);
 
 /* pairs.c: keys between nodes remembered over an insert */
 struct hnsw_pairs;
+/* Batches smaller than this link without the pair table. */
+#define HNSW_PAIRS_MIN_INSERTS 64
 int hnsw_pairs_init(struct hnsw_pairs **out);
 void hnsw_pairs_free(struct hnsw_pairs *p);
 /* The table is far larger than the caches: fetch the entry ahead. */
