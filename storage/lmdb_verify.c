@@ -237,7 +237,7 @@ static int visit(walker *w, tree *t, uint64_t pg, unsigned level, key_ref lo, ke
 static int visit_children(walker *w, tree *t, uint64_t pg, const unsigned char *p,
 			  unsigned n, unsigned upper, unsigned level, key_ref lo, key_ref hi)
 {
-	node nd, next;
+	node nd, next = {0};
 	FORWARD_IF_ERROR(read_node(w, t, pg, p, 0, upper, 1, &nd));
 	for (unsigned i = 0; i < n; i++) {
 		key_ref clo = i ? (key_ref){nd.key, nd.ksize} : lo, chi = hi;
@@ -511,8 +511,8 @@ static uint64_t current_txnid(const char *datafile)
 			meta_parse(&m[1], pg);
 	}
 	close(fd);
-	return (m[0].ok ? m[0].txnid : 0) > (m[1].ok ? m[1].txnid : 0) ? m[0].txnid
-								    : (m[1].ok ? m[1].txnid : 0);
+	uint64_t t0 = m[0].ok ? m[0].txnid : 0, t1 = m[1].ok ? m[1].txnid : 0;
+	return t0 > t1 ? t0 : t1;
 }
 
 int hydb_lmdb_verify(hydb_lmdb_verify_stats *out, const char *path, const char *datafile)
