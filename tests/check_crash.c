@@ -122,6 +122,15 @@ static void rm_rf(const char *path)
 		fprintf(stderr, "reliability: could not remove %s\n", path);
 }
 
+/* A test that fails stops before its own rm_rf; this runs after it in the
+ * same forked child. */
+static void remove_tmproot(void)
+{
+	if (tmproot[0] && access(tmproot, F_OK) == 0)
+		rm_rf(tmproot);
+	tmproot[0] = 0;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -1544,12 +1553,14 @@ Suite *crash_suite(void)
 	Suite *s = suite_create("crash");
 	TCase *tc = tcase_create("kill");
 	tcase_set_timeout(tc, 240);
+	tcase_add_checked_fixture(tc, NULL, remove_tmproot);
 	tcase_add_test(tc, test_durable_by_default);
 	tcase_add_test(tc, test_kill_reader);
 	tcase_add_test(tc, test_kill_writer);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("concurrency");
 	tcase_set_timeout(tc, 240);
+	tcase_add_checked_fixture(tc, NULL, remove_tmproot);
 	tcase_add_test(tc, test_threads_share_a_handle);
 	tcase_add_test(tc, test_growth_under_readers);
 	tcase_add_test(tc, test_reader_limit_and_double_open);
@@ -1557,6 +1568,7 @@ Suite *crash_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("corrupt");
 	tcase_set_timeout(tc, 240);
+	tcase_add_checked_fixture(tc, NULL, remove_tmproot);
 	tcase_add_test(tc, test_damaged_files);
 	tcase_add_test(tc, test_damaged_structure);
 	tcase_add_test(tc, test_structure_faults_named);

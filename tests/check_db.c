@@ -3,7 +3,9 @@
  * input that must leave the store unchanged, upsert/delete, map growth,
  * and exact search against a double-precision brute force.
  */
+#define _XOPEN_SOURCE 700
 #include <check.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,27 @@
 #define DIM 19 /* odd on purpose: SIMD tails */
 
 static char tmpdir[256];
+
+static int remove_one(const char *path, const struct stat *sb, int type,
+		      struct FTW *f)
+{
+	(void)sb, (void)type, (void)f;
+	return remove(path);
+}
+
+/* Runs in the forked test after its body, so a failing test cleans up too;
+ * tests that chmod the directory restore it before they return. */
+static void remove_tmpdir(void)
+{
+	char *slash = strrchr(tmpdir, '/');
+	if (!tmpdir[0] || !slash)
+		return;
+	chmod(tmpdir, 0700);
+	*slash = 0; /* the mkdtemp directory, not just its db/ */
+	chmod(tmpdir, 0700);
+	nftw(tmpdir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+	tmpdir[0] = 0;
+}
 
 static const char *fresh_dir(void)
 {
@@ -441,6 +464,7 @@ int main(void)
 	int failed;
 
 	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, NULL, remove_tmpdir);
 	tcase_add_test(tc, test_create_and_reopen);
 	tcase_add_test(tc, test_missing_and_newer_format);
 	tcase_add_test(tc, test_bad_input_leaves_store_unchanged);
