@@ -109,6 +109,31 @@ static double norm_scalar(const float *x, size_t n)
 	return s;
 }
 
+/* s = {|d|^2, x.d} for d = y - x. Then x.y = |x|^2 + x.d,
+ * |y|^2 = |x|^2 + 2 x.d + |d|^2 and the wedge |x^y|^2 = |x|^2|d|^2 - (x.d)^2,
+ * which only cancels when d is radial, where |d|^2 dominates the key: no
+ * large terms are subtracted anywhere. The clamp removes rounding below 0. */
+static double key_from_sums(const hydb_kquery *q, const double s[2])
+{
+	double xy = q->xx + s[1], yy = q->xx + 2 * s[1] + s[0];
+	double wedge = q->xx * s[0] - s[1] * s[1];
+	if (wedge < 0)
+		wedge = 0;
+	if (yy < 0)
+		yy = 0;
+	double y0 = sqrt(q->inv_c + yy);
+	return (s[0] + q->c * wedge) / (q->x0 * y0 + xy + q->inv_c);
+}
+
+static void finish_scalar(const hydb_kquery *q, const double *s0,
+			  const double *s1, size_t n, double *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		double s[2] = {s0[i], s1[i]};
+		out[i] = key_from_sums(q, s);
+	}
+}
+
 #ifdef HYDB_X86
 /* The scalar remainder past the last full vector step. */
 static void sums_tail(const float *x, const void *yv, int half, size_t i,
@@ -273,6 +298,35 @@ static void sums_f32_avx512(const float *x, const float *y, size_t n,
 {
 	sums_avx512(x, y, 0, n, s);
 }
+
+/* key_from_sums on eight candidates at once: a list's square roots and
+ * divisions overlap instead of each waiting on the one before. The same
+ * operations in the same order as the scalar form. */
+AVX512_TARGET static void finish_avx512(const hydb_kquery *q, const double *s0,
+					const double *s1, size_t n,
+					double *out)
+{
+	const __m512d xx = _mm512_set1_pd(q->xx), c = _mm512_set1_pd(q->c);
+	const __m512d ic = _mm512_set1_pd(q->inv_c), x0 = _mm512_set1_pd(q->x0);
+	const __m512d two = _mm512_set1_pd(2.0), zero = _mm512_setzero_pd();
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m512d a = _mm512_loadu_pd(s0 + i), b = _mm512_loadu_pd(s1 + i);
+		__m512d xy = _mm512_add_pd(xx, b);
+		__m512d yy = _mm512_add_pd(
+			_mm512_add_pd(xx, _mm512_mul_pd(two, b)), a);
+		__m512d wedge = _mm512_sub_pd(_mm512_mul_pd(xx, a),
+					      _mm512_mul_pd(b, b));
+		wedge = _mm512_max_pd(wedge, zero);
+		yy = _mm512_max_pd(yy, zero);
+		__m512d y0 = _mm512_sqrt_pd(_mm512_add_pd(ic, yy));
+		__m512d num = _mm512_add_pd(a, _mm512_mul_pd(c, wedge));
+		__m512d den = _mm512_add_pd(
+			_mm512_add_pd(_mm512_mul_pd(x0, y0), xy), ic);
+		_mm512_storeu_pd(out + i, _mm512_div_pd(num, den));
+	}
+	finish_scalar(q, s0 + i, s1 + i, n - i, out + i);
+}
 #endif /* HYDB_X86 */
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -282,11 +336,15 @@ static const struct kernel_impl {
 	sums_f32_fn f32;
 	sums_f16_fn f16;
 	double (*norm)(const float *x, size_t n);
+	void (*finish)(const hydb_kquery *q, const double *s0,
+		       const double *s1, size_t n, double *out);
 } impls[] = {
-	{"scalar", sums_f32_scalar, sums_f16_scalar, norm_scalar},
+	{"scalar", sums_f32_scalar, sums_f16_scalar, norm_scalar,
+	 finish_scalar},
 #ifdef HYDB_X86
-	{"avx2", sums_f32_avx2, sums_f16_avx2, norm_scalar},
-	{"avx512", sums_f32_avx512, sums_f16_avx512_walk, norm_avx512},
+	{"avx2", sums_f32_avx2, sums_f16_avx2, norm_scalar, finish_scalar},
+	{"avx512", sums_f32_avx512, sums_f16_avx512_walk, norm_avx512,
+	 finish_avx512},
 #endif
 };
 
@@ -339,22 +397,6 @@ void hydb_kquery_init(hydb_kquery *q, const float *x, size_t dim, double c)
 	q->x0 = sqrt(q->inv_c + xx);
 }
 
-/* s = {|d|^2, x.d} for d = y - x. Then x.y = |x|^2 + x.d,
- * |y|^2 = |x|^2 + 2 x.d + |d|^2 and the wedge |x^y|^2 = |x|^2|d|^2 - (x.d)^2,
- * which only cancels when d is radial, where |d|^2 dominates the key: no
- * large terms are subtracted anywhere. The clamp removes rounding below 0. */
-static double key_from_sums(const hydb_kquery *q, const double s[2])
-{
-	double xy = q->xx + s[1], yy = q->xx + 2 * s[1] + s[0];
-	double wedge = q->xx * s[0] - s[1] * s[1];
-	if (wedge < 0)
-		wedge = 0;
-	if (yy < 0)
-		yy = 0;
-	double y0 = sqrt(q->inv_c + yy);
-	return (s[0] + q->c * wedge) / (q->x0 * y0 + xy + q->inv_c);
-}
-
 double hydb_key_f32(const hydb_kquery *q, const float *y)
 {
 	double s[2];
@@ -374,4 +416,56 @@ double hydb_kernel_key(const float *x, const float *y, size_t dim, double c)
 	hydb_kquery q;
 	hydb_kquery_init(&q, x, dim, c);
 	return hydb_key_f32(&q, y);
+}
+
+/* ---- batches ----------------------------------------------------------- */
+
+static inline void prefetch_row(const void *p, size_t bytes)
+{
+#ifdef HYDB_X86
+	const char *c = p;
+	for (size_t o = 0; o < bytes; o += 64)
+		_mm_prefetch(c + o, _MM_HINT_T0);
+#else
+	(void)p, (void)bytes;
+#endif
+}
+
+#define BATCH 32
+
+/* Each point is fetched while the one before it is measured. */
+static void keys_batch(const hydb_kquery *q, const void *const *y, int half,
+		       size_t n, double *keys)
+{
+	const struct kernel_impl *k = &impls[hydb_kernel_level()];
+	size_t row = q->dim * (half ? sizeof(uint16_t) : sizeof(float));
+	double s0[BATCH], s1[BATCH], s[2];
+	if (n)
+		prefetch_row(y[0], row);
+	for (size_t b = 0; b < n; b += BATCH) {
+		size_t m = n - b < BATCH ? n - b : BATCH;
+		for (size_t i = 0; i < m; i++) {
+			if (b + i + 1 < n)
+				prefetch_row(y[b + i + 1], row);
+			if (half)
+				k->f16(q->x, y[b + i], q->dim, s);
+			else
+				k->f32(q->x, y[b + i], q->dim, s);
+			s0[i] = s[0];
+			s1[i] = s[1];
+		}
+		k->finish(q, s0, s1, m, keys + b);
+	}
+}
+
+void hydb_keys_f16(const hydb_kquery *q, const uint16_t *const *y, size_t n,
+		   double *keys)
+{
+	keys_batch(q, (const void *const *)y, 1, n, keys);
+}
+
+void hydb_keys_f32(const hydb_kquery *q, const float *const *y, size_t n,
+		   double *keys)
+{
+	keys_batch(q, (const void *const *)y, 0, n, keys);
 }

@@ -51,6 +51,14 @@ double hydb_key_f32(const hydb_kquery *q, const float *y);
  * index's compact traversal copy). */
 double hydb_key_f16(const hydb_kquery *q, const uint16_t *y);
 
+/* The keys between a prepared query and n points, as the single forms give
+ * them up to the last bit: the walk measures a node's neighbours at once,
+ * fetching each point while the previous one is measured. */
+void hydb_keys_f16(const hydb_kquery *q, const uint16_t *const *y, size_t n,
+		   double *keys);
+void hydb_keys_f32(const hydb_kquery *q, const float *const *y, size_t n,
+		   double *keys);
+
 /* Convert n floats to IEEE half precision, round to nearest even. */
 void hydb_f32_to_f16(uint16_t *out, const float *in, size_t n);
 float hydb_f16_to_f32(uint16_t h);

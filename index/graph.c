@@ -204,6 +204,7 @@ int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn)
 	cx->txn = txn;
 	cx->sc = NULL;
 	cx->pend = NULL;
+	cx->pend_ro = 0;
 	cx->pairs = NULL;
 	FORWARD_IF_ERROR(hnsw_meta_load(ix, txn, &cx->meta));
 	FORWARD_IF_ERROR(meta_sane(cx));
@@ -384,19 +385,13 @@ static int links_sane(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	return 0;
 }
 
-/* The whole layer-0 record: level, tree links (the first prot of the
- * list), links, rank. */
-int hnsw_l0_get(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
+/* The whole layer-0 record from LMDB: level, tree links (the first prot
+ * of the list), links, rank. */
+static int l0_read(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
 {
 	hydb_index *ix = cx->ix;
 	MDB_val v;
 	uint16_t cnt;
-	const struct hnsw_l0 *p0 = cx->pend ? hnsw_pending_find(cx->pend, slot)
-					    : NULL;
-	if (p0) {
-		hnsw_l0_copy(r, p0);
-		return 0;
-	}
 	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
 	const uint8_t *p = v.mv_data;
 	RETURN_ERROR_IF(v.mv_size != l0_size(ix), HYDB_ECORRUPT,
@@ -413,7 +408,21 @@ int hnsw_l0_get(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
 			HYDB_ECORRUPT, "index: node of slot %u is malformed",
 			slot);
 	memcpy(r->links, p + 4, (size_t)cnt * 4);
-	return links_sane(cx, slot, 0, r->links, cnt);
+	FORWARD_IF_ERROR(links_sane(cx, slot, 0, r->links, cnt));
+	if (cx->pend && !cx->pend_ro)
+		return hnsw_pending_keep(cx->pend, slot, r);
+	return 0;
+}
+
+int hnsw_l0_get(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
+{
+	const struct hnsw_l0 *p0 = cx->pend ? hnsw_pending_find(cx->pend, slot)
+					    : NULL;
+	if (p0) {
+		hnsw_l0_copy(r, p0);
+		return 0;
+	}
+	return l0_read(cx, slot, r);
 }
 
 int hnsw_l0_put(struct hnsw_ctx *cx, uint32_t slot, const struct hnsw_l0 *r)
@@ -447,6 +456,13 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	if (p0) {
 		memcpy(links, p0->links, (size_t)p0->n * sizeof *links);
 		*n = p0->n;
+		return 0;
+	}
+	if (level == 0 && cx->pend && !cx->pend_ro) {
+		struct hnsw_l0 r;
+		FORWARD_IF_ERROR(l0_read(cx, slot, &r));
+		memcpy(links, r.links, (size_t)r.n * sizeof *links);
+		*n = r.n;
 		return 0;
 	}
 	if (level == 0) {
@@ -508,10 +524,8 @@ int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 int hnsw_node_create(struct hnsw_ctx *cx, uint32_t slot, unsigned level)
 {
 	hydb_index *ix = cx->ix;
-	uint8_t buf[8 + 4 * 2 * HYDB_HNSW_MAX_M] = {0};
-	buf[0] = (uint8_t)level;
-	memset(buf + 4, 0xff, 4 * (size_t)ix->M0);
-	FORWARD_IF_ERROR(node_put(cx, HNSW_TAG_L0, slot, buf, l0_size(ix)));
+	struct hnsw_l0 r = {.level = level};
+	FORWARD_IF_ERROR(hnsw_l0_put(cx, slot, &r));
 	if (level == 0)
 		return 0;
 	size_t size = (size_t)level * up_stride(ix);

@@ -82,6 +82,7 @@ struct hnsw_ctx {
 	struct hnsw_scratch *sc;
 	struct hnsw_meta meta;
 	struct hnsw_pending *pend; /* NULL: layer-0 writes go straight out */
+	int pend_ro;               /* pend is shared: look up, never add */
 	struct hnsw_pairs *pairs;  /* NULL: no pair keys remembered */
 };
 
@@ -142,6 +143,10 @@ void hnsw_pending_free(struct hnsw_pending *p);
 struct hnsw_l0 *hnsw_pending_find(struct hnsw_pending *p, uint32_t slot);
 int hnsw_pending_put(struct hnsw_pending *p, uint32_t slot,
 		     const struct hnsw_l0 *r);
+int hnsw_pending_keep(struct hnsw_pending *p, uint32_t slot,
+		      const struct hnsw_l0 *r);
+/* The table holds its budget: flush before the next node. */
+int hnsw_pending_full(const struct hnsw_pending *p);
 int hnsw_pending_flush(struct hnsw_ctx *cx);
 
 /* pairs.c: keys between nodes remembered over an insert */

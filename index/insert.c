@@ -108,11 +108,9 @@ int hnsw_insert_serial(struct hnsw_ctx *cx, const uint32_t *slots, size_t n)
 	if (!qbuf)
 		return HYDB_ENOMEM;
 	int rc = 0;
-	/* A few dozen nodes' worth of held lists: every layer-0 read probes
-	 * the table, which should stay in cache. */
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		rc = insert_one(cx, slots[i], qbuf);
-		if (rc == 0 && i % 64 == 63)
+		if (rc == 0 && hnsw_pending_full(cx->pend))
 			rc = hnsw_pending_flush(cx);
 	}
 	free(qbuf);

@@ -2,9 +2,10 @@
  * insert_par.c - large inserts on several threads.
  *
  * Slots are taken in chunks. For a chunk, worker threads search the graph
- * as it stands (read-only: they only call mdb_get on the caller's write
- * transaction, and nothing writes while they run; the caller's thread is
- * one of the workers and joins the others before any write), each finding
+ * as it stands (read-only: they look up the linking thread's held layer-0
+ * records and call mdb_get on the caller's write transaction, and nothing
+ * writes while they run; the caller's thread is one of the workers and
+ * joins the others before any write), each finding
  * the efConstruction nearest candidates of its nodes on every layer. Then
  * the caller's thread alone links the chunk's nodes one by one. A node
  * cannot have found the chunk-mates linked before it, so those are added
@@ -31,6 +32,7 @@ struct pjob {
 	hydb_index *ix;
 	MDB_txn *txn;
 	const struct hnsw_meta *meta;
+	struct hnsw_pending *pend; /* the linking thread's held records */
 	struct pnode *nodes;
 	size_t n, first, step;
 	int rc;
@@ -73,6 +75,8 @@ static void *pworker(void *arg)
 	if (j->rc < 0)
 		return NULL;
 	cx.meta = *j->meta;
+	cx.pend = j->pend;
+	cx.pend_ro = 1;
 	j->rc = hnsw_visit_reset(&cx);
 	for (size_t i = j->first; i < j->n && j->rc == 0; i += j->step)
 		j->rc = search_node(&cx, &j->nodes[i]);
@@ -88,8 +92,8 @@ static int search_chunk(struct hnsw_ctx *cx, struct pnode *nodes, size_t n)
 	struct pjob jobs[8];
 	unsigned started = 0;
 	for (unsigned i = 0; i < t; i++)
-		jobs[i] = (struct pjob){cx->ix, cx->txn, &cx->meta, nodes, n, i,
-					t, 0};
+		jobs[i] = (struct pjob){cx->ix, cx->txn, &cx->meta, cx->pend,
+					nodes, n, i, t, 0};
 	for (unsigned i = 1; i < t; i++, started++)
 		if (pthread_create(&tid[i], NULL, pworker, &jobs[i]) != 0)
 			break;
@@ -214,8 +218,7 @@ int hnsw_insert_parallel(struct hnsw_ctx *cx, const uint32_t *slots, size_t n)
 	for (size_t i = 0; i < n && rc == 0; i += CHUNK) {
 		size_t m = n - i < CHUNK ? n - i : CHUNK;
 		rc = prepare_chunk(cx, slots + i, m, nodes);
-		/* The search threads read LMDB through their own contexts. */
-		if (rc == 0)
+		if (rc == 0 && hnsw_pending_full(cx->pend))
 			rc = hnsw_pending_flush(cx);
 		if (rc == 0)
 			rc = search_chunk(cx, nodes, m);

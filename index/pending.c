@@ -1,36 +1,52 @@
 /*
  * pending.c - layer-0 records held in memory while inserts link nodes.
  *
- * Linking one node rewrites the lists of a dozen or more neighbours, and
- * without MDB_WRITEMAP every put expires the cached block pointers (a put
- * may spill dirty pages), so each distance after it paid two B-tree
- * lookups to find its vectors again. While a table is attached to the
- * operation, layer-0 reads and writes go to it instead; each touched record
- * is written once, in slot order, when the table is flushed. Anything that
- * reads the graph other than through hnsw_ctx (cursor scans, the search
- * threads' own contexts) must come after a flush.
+ * Without MDB_WRITEMAP every put may spill dirty pages and free them, so
+ * each put expires the walk's cached block pointers and the next distance
+ * in every block pays two B-tree lookups to find its vectors again. On a
+ * 100,000-node graph a search touches most of the 1,563 blocks, so one put
+ * per insert (the new node's record) cost more lookups than the search had
+ * distances. While a table is attached to the operation, layer-0 records
+ * are created, read and changed here instead: a record read from LMDB is
+ * kept (clean), a changed one is held (dirty) and written once, in slot
+ * order, when the table is flushed. Flushing also empties the table, so
+ * anything that reads LMDB directly (the cursor scan of a removal) or
+ * deletes a node comes after a flush.
+ *
+ * The table is indexed densely by slot: on a build every layer-0 read
+ * probes it, and a hash probe per read cost as much as the B-tree path it
+ * replaced once the table outgrew the caches. It holds at most a budget of
+ * records; hnsw_pending_full() tells the insert loops to flush between
+ * nodes. Search threads of a parallel insert read it through their own
+ * contexts while the linking thread waits (hnsw_pending_find only).
  */
 #include "index/hnsw_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* 64 MB of records at M = 16 (about 430,000 nodes): a 100,000-node build
+ * never flushes before its end. */
+#define PENDING_BUDGET_BYTES (64u << 20)
+
 struct pend_rec {
 	uint32_t slot;
+	int dirty;
 	struct hnsw_l0 r;
 };
 
 struct hnsw_pending {
 	struct pend_rec *rec; /* insertion order */
-	size_t n, cap;
-	uint32_t *idx; /* open addressing: record index + 1, 0 = empty */
-	size_t mask;
+	size_t n, cap, budget;
+	uint32_t *idx; /* by slot: record index + 1, 0 = not held */
+	size_t idx_cap;
 };
 
 int hnsw_pending_init(struct hnsw_pending **out)
 {
 	struct hnsw_pending *p = calloc(1, sizeof *p);
 	RETURN_ERROR_IF(!p, HYDB_ENOMEM, "index: no memory for pending lists");
+	p->budget = PENDING_BUDGET_BYTES / sizeof *p->rec;
 	*out = p;
 	return 0;
 }
@@ -44,71 +60,72 @@ void hnsw_pending_free(struct hnsw_pending *p)
 	free(p);
 }
 
-static size_t hash_slot(uint32_t slot, size_t mask)
-{
-	return (size_t)((slot * 0x9e3779b1u) >> 7) & mask;
-}
-
-static void find_pos(const struct hnsw_pending *p, uint32_t slot, size_t *pos)
-{
-	size_t h = hash_slot(slot, p->mask);
-	while (p->idx[h] && p->rec[p->idx[h] - 1].slot != slot)
-		h = (h + 1) & p->mask;
-	*pos = h;
-}
-
 struct hnsw_l0 *hnsw_pending_find(struct hnsw_pending *p, uint32_t slot)
 {
-	size_t h;
-	if (!p->n)
-		return NULL;
-	find_pos(p, slot, &h);
-	return p->idx[h] ? &p->rec[p->idx[h] - 1].r : NULL;
+	uint32_t i = slot < p->idx_cap ? p->idx[slot] : 0;
+	return i ? &p->rec[i - 1].r : NULL;
 }
 
-/* Keep the table at most half full: rebuild it at twice the size. */
-static int rehash(struct hnsw_pending *p, size_t want)
+int hnsw_pending_full(const struct hnsw_pending *p)
 {
-	size_t size = 64;
-	while (size < 2 * want)
-		size *= 2;
-	if (p->idx && size <= p->mask + 1)
-		return 0;
-	uint32_t *idx = calloc(size, sizeof *idx);
-	RETURN_ERROR_IF(!idx, HYDB_ENOMEM, "index: no memory for pending lists");
-	free(p->idx);
-	p->idx = idx;
-	p->mask = size - 1;
-	for (size_t i = 0; i < p->n; i++) {
-		size_t h;
-		find_pos(p, p->rec[i].slot, &h);
-		p->idx[h] = (uint32_t)i + 1;
+	return p && p->n >= p->budget;
+}
+
+/* Room for one more record and an index entry for slot. */
+static int reserve(struct hnsw_pending *p, uint32_t slot)
+{
+	if (slot >= p->idx_cap) {
+		size_t cap = p->idx_cap ? p->idx_cap : 1024;
+		while (cap <= slot)
+			cap *= 2;
+		uint32_t *idx = realloc(p->idx, cap * sizeof *idx);
+		RETURN_ERROR_IF(!idx, HYDB_ENOMEM,
+				"index: no memory for pending lists");
+		memset(idx + p->idx_cap, 0, (cap - p->idx_cap) * sizeof *idx);
+		p->idx = idx;
+		p->idx_cap = cap;
 	}
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 256;
+		struct pend_rec *rec = realloc(p->rec, cap * sizeof *rec);
+		RETURN_ERROR_IF(!rec, HYDB_ENOMEM,
+				"index: no memory for pending lists");
+		p->rec = rec;
+		p->cap = cap;
+	}
+	return 0;
+}
+
+static int hold(struct hnsw_pending *p, uint32_t slot,
+		const struct hnsw_l0 *r, int dirty)
+{
+	uint32_t i = slot < p->idx_cap ? p->idx[slot] : 0;
+	if (!i) {
+		FORWARD_IF_ERROR(reserve(p, slot));
+		p->rec[p->n].slot = slot;
+		p->rec[p->n].dirty = 0;
+		i = p->idx[slot] = (uint32_t)++p->n;
+	}
+	struct pend_rec *e = &p->rec[i - 1];
+	e->dirty |= dirty;
+	hnsw_l0_copy(&e->r, r);
 	return 0;
 }
 
 int hnsw_pending_put(struct hnsw_pending *p, uint32_t slot,
 		     const struct hnsw_l0 *r)
 {
-	struct hnsw_l0 *e = hnsw_pending_find(p, slot);
-	if (!e) {
-		if (p->n == p->cap) {
-			size_t cap = p->cap ? 2 * p->cap : 256;
-			struct pend_rec *rec = realloc(p->rec, cap * sizeof *rec);
-			RETURN_ERROR_IF(!rec, HYDB_ENOMEM,
-					"index: no memory for pending lists");
-			p->rec = rec;
-			p->cap = cap;
-		}
-		FORWARD_IF_ERROR(rehash(p, p->n + 1));
-		size_t h;
-		find_pos(p, slot, &h);
-		p->rec[p->n].slot = slot;
-		p->idx[h] = (uint32_t)++p->n;
-		e = &p->rec[p->n - 1].r;
-	}
-	hnsw_l0_copy(e, r);
-	return 0;
+	return hold(p, slot, r, 1);
+}
+
+/* A record just read from LMDB, kept while the budget allows: the graph
+ * around recent inserts is read again and again. */
+int hnsw_pending_keep(struct hnsw_pending *p, uint32_t slot,
+		      const struct hnsw_l0 *r)
+{
+	if (p->n >= p->budget)
+		return 0;
+	return hold(p, slot, r, 0);
 }
 
 static int rec_cmp(const void *a, const void *b)
@@ -118,8 +135,8 @@ static int rec_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Write every held record (slot order keeps the B-tree walk local); the
- * table stays attached, empty. */
+/* Write every changed record (slot order keeps the B-tree walk local) and
+ * empty the table; it stays attached. */
 int hnsw_pending_flush(struct hnsw_ctx *cx)
 {
 	struct hnsw_pending *p = cx->pend;
@@ -127,10 +144,12 @@ int hnsw_pending_flush(struct hnsw_ctx *cx)
 	if (!p || !p->n)
 		return 0;
 	cx->pend = NULL;
+	for (size_t i = 0; i < p->n; i++)
+		p->idx[p->rec[i].slot] = 0;
 	qsort(p->rec, p->n, sizeof *p->rec, rec_cmp);
 	for (size_t i = 0; i < p->n && rc == 0; i++)
-		rc = hnsw_l0_put(cx, p->rec[i].slot, &p->rec[i].r);
-	memset(p->idx, 0, (p->mask + 1) * sizeof *p->idx);
+		if (p->rec[i].dirty)
+			rc = hnsw_l0_put(cx, p->rec[i].slot, &p->rec[i].r);
 	p->n = 0;
 	cx->pend = p;
 	return rc;

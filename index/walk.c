@@ -11,21 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-static inline void prefetch_vec(const void *p, size_t bytes)
-{
-	const char *c = p;
-	for (size_t o = 0; o < bytes; o += 64)
-		_mm_prefetch(c + o, _MM_HINT_T0);
-}
-#else
-static inline void prefetch_vec(const void *p, size_t bytes)
-{
-	(void)p, (void)bytes;
-}
-#endif
-
 /* The key used while walking: the compact copy when there is one. */
 int hnsw_walk_key(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t slot,
 		  double *key)
@@ -141,16 +126,15 @@ static int accepts(struct hnsw_ctx *cx, const hydb_filter *f, uint32_t slot)
 	return hydb_filter_match(f, a);
 }
 
-/* Keys of a node's unvisited neighbours, the next vector prefetched while
- * the current one is measured. */
+/* Keys of a node's unvisited neighbours, measured as one batch. */
 static int expand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t node,
 		  unsigned level, struct hnsw_cand *out, unsigned *nout)
 {
 	struct hnsw_scratch *sc = cx->sc;
 	uint32_t *links = sc->links;
 	const void *ptr[2 * HYDB_HNSW_MAX_M];
+	double keys[2 * HYDB_HNSW_MAX_M];
 	unsigned n, m = 0;
-	size_t bytes = cx->ix->dim * (cx->ix->compact ? 2 : 4);
 	FORWARD_IF_ERROR(hnsw_get_links(cx, node, level, links, &n));
 	for (unsigned i = 0; i < n; i++) {
 		if (hnsw_visited(sc, links[i]))
@@ -160,14 +144,12 @@ static int expand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t node,
 			return HYDB_ECORRUPT;
 		out[m++].slot = links[i];
 	}
-	if (m)
-		prefetch_vec(ptr[0], bytes);
-	for (unsigned i = 0; i < m; i++) {
-		if (i + 1 < m)
-			prefetch_vec(ptr[i + 1], bytes);
-		out[i].key = cx->ix->compact ? hydb_key_f16(q, ptr[i])
-					     : hydb_key_f32(q, ptr[i]);
-	}
+	if (cx->ix->compact)
+		hydb_keys_f16(q, (const uint16_t *const *)ptr, m, keys);
+	else
+		hydb_keys_f32(q, (const float *const *)ptr, m, keys);
+	for (unsigned i = 0; i < m; i++)
+		out[i].key = keys[i];
 	*nout = m;
 	return 0;
 }

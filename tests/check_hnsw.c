@@ -409,6 +409,57 @@ START_TEST(kernels_agree)
 }
 END_TEST
 
+START_TEST(batch_keys_match_single_keys)
+{
+	/* 70 points: two full batches of 32, a partial one, and an 8-lane
+	 * finish with a scalar tail in each. */
+	enum { D = 100, NP = 70 };
+	static float x[D], y[NP][D];
+	static uint16_t yh[NP][D];
+	const float *yp[NP];
+	const uint16_t *hp[NP];
+	double kb[NP], kh[NP];
+	uint64_t s = 11;
+	for (size_t i = 0; i < D; i++)
+		x[i] = (float)(2 * nrand(&s));
+	for (size_t p = 0; p < NP; p++) {
+		/* near and far points; one equal to the query (key 0) */
+		double spread = p == 0 ? 0 : p % 3 == 0 ? 3.0 : 1e-2;
+		for (size_t i = 0; i < D; i++)
+			y[p][i] = x[i] + (float)(spread * nrand(&s));
+		hydb_f32_to_f16(yh[p], y[p], D);
+		yp[p] = y[p];
+		hp[p] = yh[p];
+	}
+	int best = hydb_kernel_set_level(HYDB_KERNEL_BEST);
+	for (int l = 0; l <= best; l++) {
+		ck_assert_int_eq(hydb_kernel_set_level(l), l);
+		hydb_kquery q;
+		hydb_kquery_init(&q, x, D, 0.9);
+		static const size_t ns[] = {0, 1, 7, 8, 9, 33, NP};
+		for (size_t t = 0; t < sizeof ns / sizeof *ns; t++) {
+			size_t n = ns[t];
+			kb[0] = kh[0] = -1;
+			hydb_keys_f32(&q, yp, n, kb);
+			hydb_keys_f16(&q, hp, n, kh);
+			if (n == 0)
+				ck_assert(kb[0] == -1 && kh[0] == -1);
+			for (size_t p = 0; p < n; p++) {
+				double a = hydb_key_f32(&q, yp[p]);
+				double b = hydb_key_f16(&q, hp[p]);
+				ck_assert_msg(kb[p] == a && kh[p] == b,
+					      "%s n=%zu point %zu: %.17g/%.17g "
+					      "vs %.17g/%.17g",
+					      hydb_kernel_name(l), n, p, kb[p],
+					      kh[p], a, b);
+			}
+		}
+		ck_assert(kb[0] == 0.0);
+	}
+	hydb_kernel_set_level(HYDB_KERNEL_BEST);
+}
+END_TEST
+
 START_TEST(half_conversion)
 {
 	static const float v[] = {0.0f, 1.0f, -2.5f, 65504.0f, 6.103515625e-05f,
@@ -910,6 +961,7 @@ static Suite *suite(void)
 	TCase *t = tcase_create("core");
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, kernels_agree);
+	tcase_add_test(t, batch_keys_match_single_keys);
 	tcase_add_test(t, half_conversion);
 	tcase_add_test(t, recall_unfiltered);
 	tcase_add_test(t, recall_float32_walk_serial);
