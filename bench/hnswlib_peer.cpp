@@ -8,7 +8,7 @@
 // plus hnswlib-lorentz with post-filtering at each radius selectivity.
 //
 //   hnswlib_peer DATADIR OUT.csv
-#include <hnswlib/hnswlib.h>
+#include "bench/hnswlib_lorentz.h"
 
 #include <algorithm>
 #include <chrono>
@@ -21,7 +21,6 @@
 
 extern "C" {
 #include "bench/recall_data.h"
-#include "index/distance.h"
 }
 
 static double cpu_now()
@@ -35,47 +34,6 @@ static double now()
 {
 	using namespace std::chrono;
 	return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
-// A point as hnswlib stores it: D floats, then |x|^2 as a double, so each
-// distance is one kernel pass like hydb's own.
-struct LorentzParam {
-	size_t dim;
-	double c;
-};
-
-static double lorentz_dist(const void *a, const void *b, const void *p)
-{
-	const LorentzParam *lp = static_cast<const LorentzParam *>(p);
-	hydb_kquery q;
-	q.x = static_cast<const float *>(a);
-	q.dim = lp->dim;
-	q.c = lp->c;
-	q.inv_c = 1.0 / lp->c;
-	std::memcpy(&q.xx, q.x + lp->dim, sizeof q.xx);
-	q.x0 = std::sqrt(q.inv_c + q.xx);
-	return hydb_key_f32(&q, static_cast<const float *>(b));
-}
-
-class LorentzSpace : public hnswlib::SpaceInterface<double> {
-	LorentzParam p_;
-
-public:
-	LorentzSpace(size_t dim, double c) : p_{dim, c} {}
-	size_t get_data_size() override { return p_.dim * 4 + 8; }
-	hnswlib::DISTFUNC<double> get_dist_func() override { return lorentz_dist; }
-	void *get_dist_func_param() override { return &p_; }
-};
-
-static std::vector<char> lorentz_point(const float *x, size_t d)
-{
-	std::vector<char> v(d * 4 + 8);
-	double xx = 0;
-	for (size_t i = 0; i < d; i++)
-		xx += (double)x[i] * x[i];
-	std::memcpy(v.data(), x, d * 4);
-	std::memcpy(v.data() + d * 4, &xx, 8);
-	return v;
 }
 
 template <typename T>
