@@ -3,7 +3,8 @@
 # HySAC-like data; CSV, PNG plot and a history with regression check.
 #
 # Environment: HYDB_BENCH_N (default 100000; HYDB_BENCH_FULL=1 for
-# 1000000), HYDB_BENCH_NQ (1000), HYDB_BUILDDIR, HYDB_SRCDIR, PYTHON3.
+# 1000000), HYDB_BENCH_NQ (1000), HYDB_BENCH_RACE (0: no build race),
+# HYDB_BUILDDIR, HYDB_SRCDIR, PYTHON3.
 # Exit status 1 when hydb regressed against the previous run with the same
 # N on this machine: recall@10 down more than 0.01 at an ef, or 1-thread QPS
 # down more than 15%.
@@ -22,6 +23,17 @@ echo "system,ef,sel,recall1,recall10,recall100,qps1,qps2,build_s,bytes_per_vecto
 data=$R/data-$N-768-$NQ-1
 "$B/bench/hnswlib_peer" "$data" "$csv"
 "${PYTHON3:-/usr/bin/python3}" "$S/bench/recall_faiss.py" "$data" "$csv" || true
+# Build time against hnswlib, both builds interleaved in one process
+# (bench/build_race.cpp): 1 thread each, then 2 threads each.
+# HYDB_BENCH_RACE=0 skips it.
+if [ "${HYDB_BENCH_RACE:-1}" != 0 ]; then
+	for t in 1 2; do
+		"$B/bench/build_race" "$data" "$R" 5000 "$t" >"$R/race.out"
+		head -1 "$R/race.out"
+		tail -2 "$R/race.out" >>"$csv"
+	done
+	rm -rf "$R/race-db" "$R/race.out"
+fi
 
 commit=$(git -C "$S" rev-parse --short HEAD 2>/dev/null || echo unknown)
 when=$(date -u +%Y-%m-%dT%H:%M:%SZ)

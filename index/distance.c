@@ -69,6 +69,23 @@ float hydb_f16_to_f32(uint16_t h)
 	return bits_f32(sign | ((e + 112u) << 23) | (m << 13));
 }
 
+#ifdef HYDB_X86
+static void widen_f16c(float *out, const uint16_t *in, size_t n);
+#endif
+
+/* Exact either way: every half is a float. */
+void hydb_f16_to_f32_n(float *out, const uint16_t *in, size_t n)
+{
+#ifdef HYDB_X86
+	if (hydb_kernel_level() >= HYDB_KERNEL_AVX2) {
+		widen_f16c(out, in, n);
+		return;
+	}
+#endif
+	for (size_t i = 0; i < n; i++)
+		out[i] = hydb_f16_to_f32(in[i]);
+}
+
 void hydb_f32_to_f16(uint16_t *out, const float *in, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -297,6 +314,16 @@ static void sums_f32_avx512(const float *x, const float *y, size_t n,
 			    double s[2])
 {
 	sums_avx512(x, y, 0, n, s);
+}
+
+AVX2_TARGET static void widen_f16c(float *out, const uint16_t *in, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(
+						  (const __m128i *)(in + i))));
+	for (; i < n; i++)
+		out[i] = hydb_f16_to_f32(in[i]);
 }
 
 /* key_from_sums on eight candidates at once: a list's square roots and

@@ -62,5 +62,6 @@ void hydb_keys_f32(const hydb_kquery *q, const float *const *y, size_t n,
 /* Convert n floats to IEEE half precision, round to nearest even. */
 void hydb_f32_to_f16(uint16_t *out, const float *in, size_t n);
 float hydb_f16_to_f32(uint16_t h);
+void hydb_f16_to_f32_n(float *out, const uint16_t *in, size_t n);
 
 #endif

@@ -105,6 +105,7 @@ void hnsw_scratch_free(struct hnsw_scratch *sc)
 	free(sc->blk);
 	free(sc->cand);
 	free(sc->res);
+	free(sc->xbuf);
 	free(sc);
 }
 
@@ -251,6 +252,25 @@ int hnsw_cand_reserve(struct hnsw_cand **a, size_t *cap, size_t need)
 	*a = p;
 	*cap = n;
 	return 0;
+}
+
+float *hnsw_scratch_floats(struct hnsw_ctx *cx, size_t rows)
+{
+	struct hnsw_scratch *sc = cx->sc;
+	size_t need;
+	if (hydb_mul_size(&need, rows, cx->ix->dim) < 0) {
+		hydb_error_set(HYDB_ENOMEM, "index: %zu decoded vectors", rows);
+		return NULL;
+	}
+	if (need > sc->xbuf_cap) {
+		float *p = hydb_alloc_array(need, sizeof *p, "decoded vectors");
+		if (!p)
+			return NULL;
+		free(sc->xbuf);
+		sc->xbuf = p;
+		sc->xbuf_cap = need;
+	}
+	return sc->xbuf;
 }
 
 /* ---- slot data --------------------------------------------------------- */
@@ -489,6 +509,27 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	memcpy(links, (const uint8_t *)v.mv_data + off + 4, (size_t)cnt * 4);
 	*n = cnt;
 	return links_sane(cx, slot, level, links, cnt);
+}
+
+int hnsw_links_view(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		    const uint32_t **links, unsigned *n)
+{
+	if (level == 0 && cx->pend) {
+		const struct hnsw_l0 *p0 = hnsw_pending_find(cx->pend, slot);
+		if (!p0 && !cx->pend_ro) {
+			struct hnsw_l0 r;
+			FORWARD_IF_ERROR(l0_read(cx, slot, &r));
+			p0 = hnsw_pending_find(cx->pend, slot);
+		}
+		if (p0) {
+			*links = p0->links;
+			*n = p0->n;
+			return 0;
+		}
+	}
+	FORWARD_IF_ERROR(hnsw_get_links(cx, slot, level, cx->sc->links, n));
+	*links = cx->sc->links;
+	return 0;
 }
 
 int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,

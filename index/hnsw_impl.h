@@ -72,6 +72,8 @@ struct hnsw_scratch {
 	uint64_t snap_gen;  /* and the map generation they were read in */
 	struct hnsw_cand *cand, *res;
 	size_t cand_cap, res_cap;
+	float *xbuf; /* vectors decoded as queries (hnsw_scratch_floats) */
+	size_t xbuf_cap;
 	uint32_t links[2 * HYDB_HNSW_MAX_M + 1];
 };
 
@@ -119,11 +121,18 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		   uint32_t *links, unsigned *n);
 int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		   const uint32_t *links, unsigned n);
+/* The links without a copy where they are held in memory: *links stays
+ * valid until the operation next reads or writes a record. */
+int hnsw_links_view(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
+		    const uint32_t **links, unsigned *n);
 int hnsw_node_create(struct hnsw_ctx *cx, uint32_t slot, unsigned level);
 int hnsw_node_delete(struct hnsw_ctx *cx, uint32_t slot);
 int hnsw_compact_write(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);
 void hnsw_scratch_free(struct hnsw_scratch *sc);
 int hnsw_cand_reserve(struct hnsw_cand **a, size_t *cap, size_t need);
+/* rows x dim floats of the operation's scratch; NULL (error set) without
+ * memory. Valid until the next call. */
+float *hnsw_scratch_floats(struct hnsw_ctx *cx, size_t rows);
 void hnsw_node_key(uint8_t key[8], uint32_t tag, uint32_t num);
 uint32_t hnsw_key_num(const MDB_val *k);
 uint32_t hnsw_key_tag(const MDB_val *k);
@@ -157,8 +166,11 @@ int hnsw_pairs_init(struct hnsw_pairs **out);
 void hnsw_pairs_free(struct hnsw_pairs *p);
 /* The table is far larger than the caches: fetch the entry ahead. */
 void hnsw_pairs_prefetch(struct hnsw_ctx *cx, uint32_t a, uint32_t b);
+/* The key between node a and node b. *qa is a prepared as a query when
+ * *ready, else prepared here, its vector decoded into abuf (dim floats)
+ * from the compact copy, which the walk has just read. */
 int hnsw_pair_key(struct hnsw_ctx *cx, uint32_t a, hydb_kquery *qa,
-		  int *ready, uint32_t b, double *key);
+		  float *abuf, int *ready, uint32_t b, double *key);
 
 /* walk.c: the graph algorithms */
 int hnsw_walk_key(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t slot,

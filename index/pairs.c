@@ -51,10 +51,8 @@ void hnsw_pairs_prefetch(struct hnsw_ctx *cx, uint32_t a, uint32_t b)
 		__builtin_prefetch(entry(cx->pairs, a, b, &pair));
 }
 
-/* The key between node a, prepared as *qa when *ready (else prepared here
- * from its float32 vector on first need), and node b. */
 int hnsw_pair_key(struct hnsw_ctx *cx, uint32_t a, hydb_kquery *qa,
-		  int *ready, uint32_t b, double *key)
+		  float *abuf, int *ready, uint32_t b, double *key)
 {
 	uint64_t pair;
 	struct pair_entry *e = cx->pairs ? entry(cx->pairs, a, b, &pair) : NULL;
@@ -64,7 +62,15 @@ int hnsw_pair_key(struct hnsw_ctx *cx, uint32_t a, hydb_kquery *qa,
 	}
 	if (!*ready) {
 		const float *v;
-		FORWARD_IF_ERROR(hnsw_slot_data(cx, a, &v, NULL, NULL));
+		const uint16_t *cv;
+		/* The float32 vector is cold: 3 KB from memory for a norm. */
+		if (cx->ix->compact) {
+			FORWARD_IF_ERROR(hnsw_slot_data(cx, a, NULL, NULL, &cv));
+			hydb_f16_to_f32_n(abuf, cv, cx->ix->dim);
+			v = abuf;
+		} else {
+			FORWARD_IF_ERROR(hnsw_slot_data(cx, a, &v, NULL, NULL));
+		}
 		hydb_kquery_init(qa, v, cx->ix->dim, cx->ix->c);
 		*ready = 1;
 	}

@@ -78,17 +78,56 @@ static struct hnsw_cand heap_pop(struct hnsw_cand *h, size_t *n, int sign)
 	return top;
 }
 
+static inline int cand_less(const struct hnsw_cand *x,
+			    const struct hnsw_cand *y)
+{
+	return x->key < y->key || (x->key == y->key && x->slot < y->slot);
+}
+
 static int cand_cmp(const void *a, const void *b)
 {
 	const struct hnsw_cand *x = a, *y = b;
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
-	return (x->slot > y->slot) - (x->slot < y->slot);
+	return cand_less(x, y) ? -1 : cand_less(y, x);
 }
 
+/* Runs of 16 by insertion, then merges, all with the comparison inline:
+ * qsort's callback per comparison cost more than the sorting (every
+ * search sorts its ef results, every re-selection its list). */
 void hnsw_cand_sort(struct hnsw_cand *c, size_t n)
 {
-	qsort(c, n, sizeof *c, cand_cmp);
+	struct hnsw_cand tmp[1024], *a = c, *b = tmp;
+	if (n > sizeof tmp / sizeof *tmp) {
+		qsort(c, n, sizeof *c, cand_cmp);
+		return;
+	}
+	for (size_t lo = 0; lo < n; lo += 16) {
+		size_t hi = lo + 16 < n ? lo + 16 : n;
+		for (size_t i = lo + 1; i < hi; i++) {
+			struct hnsw_cand v = c[i];
+			size_t j = i;
+			for (; j > lo && cand_less(&v, &c[j - 1]); j--)
+				c[j] = c[j - 1];
+			c[j] = v;
+		}
+	}
+	for (size_t w = 16; w < n; w *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * w) {
+			size_t mid = lo + w < n ? lo + w : n;
+			size_t hi = lo + 2 * w < n ? lo + 2 * w : n;
+			size_t i = lo, j = mid, k = lo;
+			while (i < mid && j < hi)
+				b[k++] = cand_less(&a[j], &a[i]) ? a[j++] : a[i++];
+			while (i < mid)
+				b[k++] = a[i++];
+			while (j < hi)
+				b[k++] = a[j++];
+		}
+		struct hnsw_cand *t = a;
+		a = b;
+		b = t;
+	}
+	if (a != c)
+		memcpy(c, a, n * sizeof *c);
 }
 
 /* ---- layer search ------------------------------------------------------ */
@@ -131,11 +170,11 @@ static int expand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t node,
 		  unsigned level, struct hnsw_cand *out, unsigned *nout)
 {
 	struct hnsw_scratch *sc = cx->sc;
-	uint32_t *links = sc->links;
+	const uint32_t *links;
 	const void *ptr[2 * HYDB_HNSW_MAX_M];
 	double keys[2 * HYDB_HNSW_MAX_M];
 	unsigned n, m = 0;
-	FORWARD_IF_ERROR(hnsw_get_links(cx, node, level, links, &n));
+	FORWARD_IF_ERROR(hnsw_links_view(cx, node, level, &links, &n));
 	for (unsigned i = 0; i < n; i++) {
 		if (hnsw_visited(sc, links[i]))
 			continue;
@@ -225,14 +264,22 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 		*nout = (unsigned)n;
 		return 0;
 	}
+	/* Rows 0..mmax-1 of the scratch (mmax <= M0); link_back keeps its
+	 * own base in row M0. */
+	float *xb = hnsw_scratch_floats(cx, (size_t)cx->ix->M0 + 1);
+	if (!xb)
+		return HYDB_ENOMEM;
+	if (mmax > cx->ix->M0)
+		mmax = cx->ix->M0;
 	for (size_t i = 0; i < n && k < mmax; i++) {
 		int keep = 1;
 		for (unsigned j = 0; j < k; j++)
 			hnsw_pairs_prefetch(cx, out[j], c[i].slot);
 		for (unsigned j = 0; j < k && keep; j++) {
 			double d;
-			FORWARD_IF_ERROR(hnsw_pair_key(cx, out[j], &kept[j],
-						       &ready[j], c[i].slot, &d));
+			FORWARD_IF_ERROR(hnsw_pair_key(
+				cx, out[j], &kept[j], xb + j * cx->ix->dim,
+				&ready[j], c[i].slot, &d));
 			keep = d >= c[i].key;
 		}
 		if (keep) {
@@ -275,12 +322,16 @@ static int link_back(struct hnsw_ctx *cx, uint32_t nb, uint32_t slot,
 	struct hnsw_cand c[2 * HYDB_HNSW_MAX_M + 1];
 	hydb_kquery q;
 	int ready = 0;
+	float *xb = hnsw_scratch_floats(cx, (size_t)ix->M0 + 1);
+	if (!xb)
+		return HYDB_ENOMEM;
 	for (unsigned i = prot; i < n; i++)
 		hnsw_pairs_prefetch(cx, nb, links[i]);
 	for (unsigned i = prot; i < n; i++) {
 		c[i - prot].slot = links[i];
-		FORWARD_IF_ERROR(hnsw_pair_key(cx, nb, &q, &ready, links[i],
-					       &c[i - prot].key));
+		FORWARD_IF_ERROR(hnsw_pair_key(
+			cx, nb, &q, xb + (size_t)ix->M0 * ix->dim,
+			&ready, links[i], &c[i - prot].key));
 	}
 	hnsw_cand_sort(c, n - prot);
 	FORWARD_IF_ERROR(hnsw_select(cx, c, n - prot, mmax - prot, 0,

@@ -460,6 +460,39 @@ START_TEST(batch_keys_match_single_keys)
 }
 END_TEST
 
+static int ref_cand_cmp(const void *a, const void *b)
+{
+	const struct hnsw_cand *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+START_TEST(candidate_sort_orders_by_key_then_slot)
+{
+	/* sizes around the insertion runs (16), the merge widths and the
+	 * stack buffer (1024), with many equal keys */
+	static const size_t ns[] = {0, 1, 2, 15, 16, 17, 31, 33, 200, 1023,
+				    1024, 1025, 3000};
+	static struct hnsw_cand a[3000], b[3000];
+	uint64_t s = 5;
+	for (size_t t = 0; t < sizeof ns / sizeof *ns; t++) {
+		size_t n = ns[t];
+		for (size_t i = 0; i < n; i++) {
+			a[i].key = (double)(int)(urand(&s) * 50) / 7;
+			a[i].slot = (uint32_t)(urand(&s) * 1e6);
+		}
+		memcpy(b, a, n * sizeof *a);
+		hnsw_cand_sort(a, n);
+		qsort(b, n, sizeof *b, ref_cand_cmp);
+		for (size_t i = 0; i < n; i++)
+			ck_assert_msg(a[i].key == b[i].key &&
+					      a[i].slot == b[i].slot,
+				      "n=%zu at %zu", n, i);
+	}
+}
+END_TEST
+
 START_TEST(half_conversion)
 {
 	static const float v[] = {0.0f, 1.0f, -2.5f, 65504.0f, 6.103515625e-05f,
@@ -962,6 +995,7 @@ static Suite *suite(void)
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, kernels_agree);
 	tcase_add_test(t, batch_keys_match_single_keys);
+	tcase_add_test(t, candidate_sort_orders_by_key_then_slot);
 	tcase_add_test(t, half_conversion);
 	tcase_add_test(t, recall_unfiltered);
 	tcase_add_test(t, recall_float32_walk_serial);
