@@ -137,6 +137,7 @@ struct reach {
 	uint32_t *queue;
 	size_t head, tail;
 	hydb_reporter *r;
+	int tree;      /* follow only the reachability tree's links */
 };
 
 static void reach_push(struct hnsw_ctx *cx, struct reach *re, uint32_t s)
@@ -154,13 +155,26 @@ static void reach_walk(struct hnsw_ctx *cx, struct reach *re)
 {
 	uint32_t links[2 * HYDB_HNSW_MAX_M];
 	unsigned n;
+	struct hnsw_l0 r, c;
 	reach_push(cx, re, cx->meta.entry);
 	while (re->head < re->tail) {
 		uint32_t w = re->queue[re->head++];
-		if (hnsw_get_links(cx, w, 0, links, &n) < 0)
+		if (!re->tree) {
+			if (hnsw_get_links(cx, w, 0, links, &n) < 0)
+				continue;
+			for (unsigned i = 0; i < n; i++)
+				reach_push(cx, re, links[i]);
 			continue;
-		for (unsigned i = 0; i < n; i++)
-			reach_push(cx, re, links[i]);
+		}
+		/* a tree link counts only while it climbs in rank (reach.c) */
+		if (hnsw_l0_get(cx, w, &r) < 0)
+			continue;
+		for (unsigned i = 0; i < r.prot; i++)
+			if (r.links[i] < cx->meta.slot_limit &&
+			    !re->seen[r.links[i]] &&
+			    hnsw_l0_get(cx, r.links[i], &c) == 0 &&
+			    r.rank < c.rank)
+				reach_push(cx, re, r.links[i]);
 	}
 }
 
@@ -171,18 +185,23 @@ static void reach_report(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 	(void)level;
 	if (w < cx->meta.slot_limit && re->seen[w])
 		return;
-	hydb_report(re->r,
-		"slot %u (id %llu) cannot be reached from the entry point "
-		"on layer 0",
-		w, (unsigned long long)slot_id(cx, w));
+	if (re->tree)
+		hydb_report(re->r,
+			"slot %u (id %llu) is outside the reachability tree",
+			w, (unsigned long long)slot_id(cx, w));
+	else
+		hydb_report(re->r,
+			"slot %u (id %llu) cannot be reached from the entry "
+			"point on layer 0",
+			w, (unsigned long long)slot_id(cx, w));
 }
 
-static int check_reach(struct hnsw_ctx *cx, hydb_reporter *r)
+static int check_reach(struct hnsw_ctx *cx, hydb_reporter *r, int tree)
 {
 	uint64_t count;
 	if (cx->meta.entry == HYDB_NO_SLOT)
 		return 0;
-	struct reach re = {.r = r};
+	struct reach re = {.r = r, .tree = tree};
 	size_t lim = cx->meta.slot_limit;
 	re.seen = calloc(lim ? lim : 1, 1);
 	re.queue = hydb_alloc_array(lim ? lim : 1, sizeof *re.queue,
@@ -236,9 +255,26 @@ int hydb_index_unreachable(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn 
 	hydb_reporter r = {fn, ctx, 0};
 	struct hnsw_ctx cx;
 	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, rtxn));
-	int rc = check_reach(&cx, &r);
+	int rc = check_reach(&cx, &r, 0);
 	hnsw_ctx_end(&cx);
 	if (nunreachable)
 		*nunreachable = r.n;
+	return rc;
+}
+
+int hydb_index_outside_tree(hydb_index *ix, MDB_txn *rtxn,
+			    hydb_index_problem_fn fn, void *ctx, size_t *nout)
+{
+	RETURN_ERROR_IF(!ix || !rtxn, HYDB_EINVAL, "index check: NULL argument");
+	hydb_reporter r = {fn, ctx, 0};
+	struct hnsw_ctx cx;
+	int rc = 0;
+	if (!ix->legacy) {
+		FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, rtxn));
+		rc = check_reach(&cx, &r, 1);
+		hnsw_ctx_end(&cx);
+	}
+	if (nout)
+		*nout = r.n;
 	return rc;
 }

@@ -206,6 +206,8 @@ int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn)
 	cx->sc = NULL;
 	cx->pend = NULL;
 	cx->pend_ro = 0;
+	cx->doomed = NULL;
+	cx->doomed_lim = 0;
 	cx->pairs = NULL;
 	FORWARD_IF_ERROR(hnsw_meta_load(ix, txn, &cx->meta));
 	FORWARD_IF_ERROR(meta_sane(cx));

@@ -106,6 +106,10 @@ int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 /* Remove a slot before the store frees or overwrites it: every link to it
  * is dropped and each node that lost one has its list repaired. */
 int hydb_index_remove(hydb_index *ix, MDB_txn *wtxn, uint32_t slot);
+/* The same for n slots (repeats allowed) with one scan of the graph for
+ * all of them: an upsert that replaces many records removes them here. */
+int hydb_index_remove_many(hydb_index *ix, MDB_txn *wtxn,
+			   const uint32_t *slots, size_t n);
 
 /* k nearest matching slots, nearest first (ties by id), exact keys. out
  * holds k hits; *nout receives how many were found; *plan (may be NULL)
@@ -126,6 +130,11 @@ int hydb_index_check(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
  * hydb_index_check's invariants. */
 int hydb_index_unreachable(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn fn,
 			   void *ctx, size_t *nunreachable);
+/* Live nodes the reachability tree (index/reach.c) does not span. They may
+ * still be reachable, but a deletion near them may cut them off; none
+ * should exist. Format-1 graphs have no tree: 0. */
+int hydb_index_outside_tree(hydb_index *ix, MDB_txn *rtxn,
+			    hydb_index_problem_fn fn, void *ctx, size_t *nout);
 
 /* Figures for benches and the CLI. */
 typedef struct hydb_index_stats {

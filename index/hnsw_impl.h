@@ -28,7 +28,7 @@ struct hnsw_meta {
 	uint32_t max_level;
 	uint64_t nodes;
 	uint32_t slot_limit; /* 1 + the highest slot ever inserted */
-	uint32_t reserved;
+	uint32_t next_rank;  /* rank of the next new node (reach.c); 0: none */
 	uint64_t rng;        /* level generator state: builds are repeatable */
 	uint64_t counts[3][3]; /* live nodes by modality x label */
 	double c;
@@ -85,6 +85,8 @@ struct hnsw_ctx {
 	struct hnsw_meta meta;
 	struct hnsw_pending *pend; /* NULL: layer-0 writes go straight out */
 	int pend_ro;               /* pend is shared: look up, never add */
+	const uint8_t *doomed;     /* removals under way (bit per slot) */
+	uint32_t doomed_lim;
 	struct hnsw_pairs *pairs;  /* NULL: no pair keys remembered */
 };
 
@@ -143,6 +145,13 @@ static inline int hnsw_visited(struct hnsw_scratch *sc, uint32_t slot)
 		return 1;
 	sc->visit[slot] = sc->visit_epoch;
 	return 0;
+}
+
+/* A node a batch of removals is deleting: nothing may link to it anew. */
+static inline int hnsw_doomed(const struct hnsw_ctx *cx, uint32_t slot)
+{
+	return cx->doomed && slot < cx->doomed_lim &&
+	       (cx->doomed[slot >> 3] >> (slot & 7) & 1);
 }
 
 /* pending.c: layer-0 records held back from LMDB while a chunk links */
@@ -211,5 +220,6 @@ int hnsw_insert_parallel(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);
 
 /* remove.c */
 int hnsw_remove_in(struct hnsw_ctx *cx, uint32_t slot);
+int hnsw_remove_many_in(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);
 
 #endif

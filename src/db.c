@@ -146,13 +146,32 @@ struct put_ctx {
 	uint64_t *ids;
 	uint32_t *slots;
 	const char *meta_name, *meta_value;
+	uint32_t *old; /* slots of the records the batch replaces */
 };
+
+/* The records this batch replaces leave the index together, before any is
+ * overwritten: one scan of the graph for all of them, not one each. */
+static int remove_replaced(hydb_store *st, MDB_txn *txn, struct put_ctx *c)
+{
+	size_t n_old = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		uint64_t old_id;
+		int rc = hydb_store_lookup_key(st, txn, c->recs[i].key, &old_id);
+		if (rc == HYDB_ENOTFOUND)
+			continue;
+		FORWARD_IF_ERROR(rc);
+		FORWARD_IF_ERROR(hydb_store_record_slot(st, txn, old_id, &c->old[n_old]));
+		n_old++;
+	}
+	return hydb_index_remove_many(c->db->ix, txn, c->old, n_old);
+}
 
 static int put_fn(hydb_store *st, MDB_txn *txn, void *vctx)
 {
 	struct put_ctx *c = vctx;
 	size_t n_new = 0;
 
+	FORWARD_IF_ERROR(remove_replaced(st, txn, c));
 	for (size_t i = 0; i < c->n; i++) {
 		uint64_t old_id;
 		uint32_t old_slot, slot;
@@ -162,13 +181,12 @@ static int put_fn(hydb_store *st, MDB_txn *txn, void *vctx)
 		if (rc == 0) {
 			size_t j;
 			FORWARD_IF_ERROR(hydb_store_record_slot(st, txn, old_id, &old_slot));
-			/* Written earlier in this batch: not in the index yet. */
+			/* Written earlier in this batch: not in the index yet.
+			 * Otherwise remove_replaced took it out already. */
 			for (j = 0; j < n_new && c->slots[j] != old_slot; j++)
 				;
 			if (j < n_new)
 				c->slots[j] = c->slots[--n_new];
-			else
-				FORWARD_IF_ERROR(hydb_index_remove(c->db->ix, txn, old_slot));
 		} else if (rc != HYDB_ENOTFOUND) {
 			return rc;
 		}
@@ -187,7 +205,7 @@ static int put_fn(hydb_store *st, MDB_txn *txn, void *vctx)
 int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *ids_out,
 		     const char *meta_name, const char *meta_value)
 {
-	struct put_ctx c = {db, recs, n, NULL, NULL, NULL, meta_name, meta_value};
+	struct put_ctx c = {db, recs, n, NULL, NULL, NULL, meta_name, meta_value, NULL};
 	size_t dim = hydb_store_dim(db->st);
 	double curv = hydb_store_curvature(db->st);
 	int rc = HYDB_OK;
@@ -203,7 +221,8 @@ int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *i
 	c.radii = hydb_alloc_array(n, sizeof *c.radii, "radii");
 	c.ids = ids_out ? ids_out : hydb_alloc_array(n, sizeof *c.ids, "ids");
 	c.slots = hydb_alloc_array(n, sizeof *c.slots, "slots");
-	if (!c.radii || !c.ids || !c.slots) {
+	c.old = hydb_alloc_array(n, sizeof *c.old, "replaced slots");
+	if (!c.radii || !c.ids || !c.slots || !c.old) {
 		rc = HYDB_ENOMEM;
 		goto out;
 	}
@@ -222,6 +241,7 @@ out:
 	if (!ids_out)
 		free(c.ids);
 	free(c.slots);
+	free(c.old);
 	return rc;
 }
 

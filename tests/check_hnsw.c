@@ -361,6 +361,58 @@ static size_t problems(struct fx *f)
 
 /* ---- tests ------------------------------------------------------------- */
 
+/* Live graph nodes that the reachability tree alone does not reach from
+ * the entry point: its links are the first prot of each layer-0 list whose
+ * owner ranks below the target (index/reach.c). The tree must span the
+ * graph after any sequence of inserts and deletions. */
+static size_t tree_unreached(struct fx *f)
+{
+	MDB_txn *txn;
+	struct hnsw_meta m;
+	MDB_val k = {4, "hnsw"}, v;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(mdb_get(txn, f->vs.meta, &k, &v), 0);
+	memcpy(&m, v.mv_data, sizeof m);
+	size_t lim = m.slot_limit, nreached = 0, head = 0;
+	uint8_t *seen = calloc(lim + 1, 1);
+	uint32_t *queue = malloc((lim + 1) * sizeof *queue);
+	size_t tail = 0;
+	if (m.entry != HYDB_NO_SLOT) {
+		seen[m.entry] = 1;
+		queue[tail++] = m.entry;
+	}
+	while (head < tail) {
+		uint32_t x = queue[head++];
+		uint8_t key[8];
+		int32_t rx, ry;
+		nreached++;
+		hnsw_node_key(key, HNSW_TAG_L0, x);
+		MDB_val kk = {8, key}, vx;
+		ck_assert_int_eq(mdb_get(txn, f->vs.nodes, &kk, &vx), 0);
+		const uint8_t *p = vx.mv_data;
+		memcpy(&rx, p + vx.mv_size - 4, 4);
+		for (unsigned i = 0; i < p[1]; i++) {
+			uint32_t y;
+			memcpy(&y, p + 4 + 4 * (size_t)i, 4);
+			if (y >= lim || seen[y])
+				continue;
+			hnsw_node_key(key, HNSW_TAG_L0, y);
+			MDB_val ky = {8, key}, vy;
+			ck_assert_int_eq(mdb_get(txn, f->vs.nodes, &ky, &vy), 0);
+			memcpy(&ry, (const uint8_t *)vy.mv_data + vy.mv_size - 4, 4);
+			if (rx >= ry)
+				continue; /* stale tree link */
+			seen[y] = 1;
+			queue[tail++] = y;
+		}
+	}
+	mdb_txn_abort(txn);
+	free(seen);
+	free(queue);
+	ck_assert_uint_ge(m.nodes, nreached);
+	return (size_t)m.nodes - nreached;
+}
+
 START_TEST(kernels_agree)
 {
 	static const size_t dims[] = {1, 7, 16, 33, 100, 768};
@@ -537,17 +589,32 @@ START_TEST(recall_float32_walk_serial)
 }
 END_TEST
 
-static void remove_slots(struct fx *f, const uint32_t *slots, size_t n)
+/* One removal at a time, or all of them in one batch (one scan). */
+static void remove_slots_as(struct fx *f, const uint32_t *slots, size_t n,
+			    int batched)
 {
 	MDB_txn *txn;
 	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+	if (batched) {
+		int rc = hydb_index_remove_many(f->ix, txn, slots, n);
+		ck_assert_msg(rc == 0, "remove %zu: %s", n, hydb_last_error());
+	}
 	for (size_t i = 0; i < n; i++) {
-		int rc = hydb_index_remove(f->ix, txn, slots[i]);
-		ck_assert_msg(rc == 0, "remove %u: %s", slots[i],
-			      hydb_last_error());
+		if (!batched) {
+			int rc = hydb_index_remove(f->ix, txn, slots[i]);
+			ck_assert_msg(rc == 0, "remove %u: %s", slots[i],
+				      hydb_last_error());
+		}
 		f->mem.attr[slots[i]].live = 0;
 	}
 	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+}
+
+static int remove_batched;
+
+static void remove_slots(struct fx *f, const uint32_t *slots, size_t n)
+{
+	remove_slots_as(f, slots, n, remove_batched);
 }
 
 START_TEST(delete_reinsert)
@@ -562,6 +629,7 @@ START_TEST(delete_reinsert)
 			gone[ng++] = i;
 	remove_slots(&f, gone, ng);
 	ck_assert_uint_eq(problems(&f), 0);
+	ck_assert_uint_eq(tree_unreached(&f), 0);
 	double holed = recall(&f, 10, 100, NULL, NULL);
 	ck_assert_msg(holed >= fresh - 0.02, "after delete %.3f vs %.3f", holed,
 		      fresh);
@@ -674,7 +742,33 @@ START_TEST(upserts_keep_every_node_reachable)
 		churn_batch(&c, 160);
 	free(c.centres);
 	ck_assert_uint_eq(problems(&f), 0);
+	ck_assert_uint_eq(tree_unreached(&f), 0);
 	ck_assert_uint_eq(lost_records(&f), 0);
+	fx_free(&f);
+}
+END_TEST
+
+/* The entry point deleted again and again: each time its successor takes
+ * the root's place and the old root's children, the lowest-ranked nodes
+ * of all, need new parents though the new root's tree links soon fill up.
+ * Every node must stay in the tree. */
+START_TEST(entry_deletions_keep_the_tree_whole)
+{
+	struct fx f;
+	fx_init(&f, 0, 0);
+	insert_range(&f, 0, 3000);
+	for (unsigned i = 0; i < 150; i++) {
+		MDB_txn *txn;
+		struct hnsw_meta m;
+		MDB_val k = {4, "hnsw"}, v;
+		ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+		ck_assert_int_eq(mdb_get(txn, f.vs.meta, &k, &v), 0);
+		memcpy(&m, v.mv_data, sizeof m);
+		mdb_txn_abort(txn);
+		remove_slots_as(&f, &m.entry, 1, i % 2);
+	}
+	ck_assert_uint_eq(tree_unreached(&f), 0);
+	ck_assert_uint_eq(problems(&f), 0);
 	fx_free(&f);
 }
 END_TEST
@@ -751,9 +845,25 @@ START_TEST(isotropic_hub_deletes_keep_every_node_reachable)
 		if (f.mem.attr[i].radius < 1.7f || i == m.entry)
 			gone[ng++] = i;
 	ck_assert_uint_gt(ng, 100);
+	ck_assert_uint_eq(tree_unreached(&f), 0);
 	remove_slots(&f, gone, ng);
 	ck_assert_uint_eq(problems(&f), 0);
+	ck_assert_uint_eq(tree_unreached(&f), 0);
 	fx_free(&f);
+}
+END_TEST
+
+START_TEST(delete_reinsert_batched)
+{
+	remove_batched = 1;
+	delete_reinsert_fn(_i);
+}
+END_TEST
+
+START_TEST(isotropic_hub_deletes_batched)
+{
+	remove_batched = 1;
+	isotropic_hub_deletes_keep_every_node_reachable_fn(_i);
 }
 END_TEST
 
@@ -765,7 +875,18 @@ START_TEST(delete_everything)
 	insert_range(&f, 0, 200);
 	for (uint32_t i = 0; i < 200; i++)
 		all[i] = 199 - i;
-	remove_slots(&f, all, 200);
+	/* half one by one, the rest in one batch that names some twice */
+	remove_slots_as(&f, all, 100, 0);
+	ck_assert_uint_eq(problems(&f), 0);
+	uint32_t rest[120];
+	memcpy(rest, all + 100, 100 * sizeof *rest);
+	memcpy(rest + 100, all + 100, 20 * sizeof *rest);
+	MDB_txn *w;
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, 0, &w), 0);
+	ck_assert_int_eq(hydb_index_remove_many(f.ix, w, rest, 120), 0);
+	ck_assert_int_eq(mdb_txn_commit(w), 0);
+	for (uint32_t i = 0; i < 200; i++)
+		f.mem.attr[i].live = 0;
 	ck_assert_uint_eq(problems(&f), 0);
 	hydb_hit h[10];
 	size_t n = 99;
@@ -1000,10 +1121,13 @@ static Suite *suite(void)
 	tcase_add_test(t, recall_unfiltered);
 	tcase_add_test(t, recall_float32_walk_serial);
 	tcase_add_test(t, delete_reinsert);
+	tcase_add_test(t, delete_reinsert_batched);
 	tcase_add_test(t, delete_everything);
 	tcase_add_test(t, upserts_keep_every_node_reachable);
+	tcase_add_test(t, entry_deletions_keep_the_tree_whole);
 	tcase_add_test(t, isotropic_build_reaches_every_node);
 	tcase_add_test(t, isotropic_hub_deletes_keep_every_node_reachable);
+	tcase_add_test(t, isotropic_hub_deletes_batched);
 	tcase_add_test(t, recall_filtered);
 	tcase_add_test(t, persists);
 	tcase_add_test(t, check_finds_damage);

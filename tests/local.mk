@@ -18,6 +18,10 @@ EXTRA_DIST += tests/test_example.sh examples/search_backend.c \
 TESTS += tests/test_e2e.sh
 EXTRA_DIST += tests/test_e2e.sh tests/e2e.py
 
+# Upserts of 30% of a database through hydb import keep the index whole.
+TESTS += tests/test_upsert.sh
+EXTRA_DIST += tests/test_upsert.sh
+
 # hydb import: formats, conversions, every bad input, resume after a kill.
 TESTS += tests/test_import.sh
 EXTRA_DIST += tests/test_import.sh tests/import_cases.py

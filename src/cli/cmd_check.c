@@ -52,7 +52,7 @@ int hydb_cmd_check(int argc, char **argv)
 	hydb_db *db;
 	hydb_store *st;
 	MDB_txn *txn;
-	size_t problems = 0, index_problems = 0, unreachable = 0;
+	size_t problems = 0, index_problems = 0, unreachable = 0, outside = 0;
 	hydb_check_stats cs = {0};
 	int stale = 0;
 
@@ -90,6 +90,8 @@ int hydb_cmd_check(int argc, char **argv)
 			rc = hydb_index_check(hydb_db_index(db), txn, print_problem, &index_problems, &index_problems);
 		if (rc == 0)
 			rc = hydb_index_unreachable(hydb_db_index(db), txn, print_warning, &unreachable, &unreachable);
+		if (rc == 0)
+			rc = hydb_index_outside_tree(hydb_db_index(db), txn, NULL, NULL, &outside);
 		hydb_store_read_end(st, txn);
 	}
 	hydb_close(db);
@@ -104,6 +106,9 @@ int hydb_cmd_check(int argc, char **argv)
 	if (unreachable)
 		printf("warning: %zu index node%s cannot be reached from the entry point: index searches miss "
 		       "them, --exact finds them\n", unreachable, unreachable == 1 ? "" : "s");
+	if (outside)
+		printf("warning: %zu index node%s outside the reachability tree: deletions near them may cut "
+		       "them off from index searches\n", outside, outside == 1 ? " is" : "s are");
 	return problems || index_problems ? HYDB_EXIT_DATA : HYDB_EXIT_OK;
 }
 
