@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 extern "C" {
 #include "bench/recall_data.h"
 #include "index/hnsw.h"
@@ -177,9 +179,12 @@ int main(int argc, char **argv)
 			run_hnswlib();
 			run_hydb();
 		}
-		std::fprintf(stderr, "\rbuild race: %zu of %zu points", to, s.n);
+		if (isatty(2))
+			std::fprintf(stderr, "\rbuild race: %zu of %zu points", to,
+				     s.n);
 	}
-	std::fprintf(stderr, "\n");
+	if (isatty(2))
+		std::fprintf(stderr, "\n");
 
 	MDB_txn *txn;
 	hydb_index_stats st;

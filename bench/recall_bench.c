@@ -4,12 +4,14 @@
  * and filtered search at radius selectivities 0.1% ... 90%.
  *
  *   recall_bench -w WORKDIR -o OUT.csv [-n N] [-q NQ] [-d D] [-c C] [-x]
- *                [-t BUILD_THREADS] [-r] [-e EF,EF,...] [-F]
+ *                [-t BUILD_THREADS] [-r] [-e EF,EF,...] [-F] [-D]
  *
  * -x walks the float32 vectors instead of the half-precision copy. -r reuses
  * the database WORKDIR/db-N left by an earlier run instead of building it
  * (for measuring search on one graph), -e replaces the list of ef values,
- * -F skips the filtered searches. Nodes no layer-0 path reaches are
+ * -F skips the filtered searches, -D then removes 30% of the points from
+ * the graph in one batch, re-inserts them and measures recall again
+ * (rows "hydb-reinserted"; the database is changed). Nodes no layer-0 path reaches are
  * counted after the build: they cap recall whatever ef is. The data
  * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C for the peers
  * (bench/hnswlib_peer.cpp, bench/recall_faiss.py).
@@ -227,8 +229,8 @@ static double timed(struct run *proto, int nthreads)
 	return (double)nq / (now() - t0);
 }
 
-static void unfiltered(struct bench *b, double build_s, double bpv,
-		       double open_s)
+static void unfiltered(struct bench *b, const char *name, double build_s,
+		       double bpv, double open_s)
 {
 	const size_t *efs = b->efs;
 	size_t nq = b->s.nq;
@@ -242,11 +244,11 @@ static void unfiltered(struct bench *b, double build_s, double bpv,
 				NULL, rows, NULL};
 		run_queries(&h);
 		double r100 = rd_recall(rows, 100, b->s.gt, RD_GT_K, nq, 100);
-		fprintf(b->csv, "hydb,%zu,1,%.4f,%.4f,%.4f,%.1f,%.1f,%.3f,%.0f,%.4f\n",
-			efs[e], r1, r10, r100, q1, q2, build_s, bpv, open_s);
-		printf("hydb ef=%-4zu recall@1 %.4f @10 %.4f @100 %.4f  QPS %8.1f "
+		fprintf(b->csv, "%s,%zu,1,%.4f,%.4f,%.4f,%.1f,%.1f,%.3f,%.0f,%.4f\n",
+			name, efs[e], r1, r10, r100, q1, q2, build_s, bpv, open_s);
+		printf("%s ef=%-4zu recall@1 %.4f @10 %.4f @100 %.4f  QPS %8.1f "
 		       "(2 threads %8.1f)\n",
-		       efs[e], r1, r10, r100, q1, q2);
+		       name, efs[e], r1, r10, r100, q1, q2);
 	}
 	free(rows);
 }
@@ -268,6 +270,50 @@ static void filtered(struct bench *b)
 		       100 * b->s.sel[i], r10, q1, r.plan);
 	}
 	free(rows);
+}
+
+/* ---- delete and re-insert ---------------------------------------------- */
+
+struct churn_ctx {
+	struct bench *b;
+	uint32_t *slots;
+	size_t n;
+};
+
+static int churn_remove(hydb_store *st, MDB_txn *txn, void *ctx)
+{
+	struct churn_ctx *c = ctx;
+	(void)st;
+	return hydb_index_remove_many(c->b->ix, txn, c->slots, c->n);
+}
+
+static int churn_insert(hydb_store *st, MDB_txn *txn, void *ctx)
+{
+	struct churn_ctx *c = ctx;
+	(void)st;
+	return hydb_index_insert(c->b->ix, txn, c->slots, c->n);
+}
+
+/* 30% of the points, spread over the set, leave the graph in one batch
+ * and come back: recall must stay within 0.01 of the fresh build. */
+static void churn(struct bench *b)
+{
+	struct churn_ctx c = {b, malloc(b->s.n * sizeof *c.slots), 0};
+	for (size_t i = 0; i < b->s.n; i++)
+		if ((uint32_t)(i * 2654435761u) % 1000 < 300)
+			c.slots[c.n++] = b->slots[i];
+	double t0 = now();
+	if (hydb_store_write(b->st, churn_remove, &c) < 0)
+		die("removing 30%");
+	double t1 = now();
+	if (hydb_store_write(b->st, churn_insert, &c) < 0)
+		die("re-inserting");
+	double t2 = now();
+	printf("hydb churn: %zu of %zu nodes removed in one batch in %.2f s, "
+	       "re-inserted in %.2f s; %zu unreachable after\n",
+	       c.n, b->s.n, t1 - t0, t2 - t1, unreachable(b));
+	unfiltered(b, "hydb-reinserted", t2 - t1, 0, 0);
+	free(c.slots);
 }
 
 /* Cold open: store, index and the first answer. */
@@ -296,13 +342,13 @@ int main(int argc, char **argv)
 	size_t n = 100000, nq = 1000, d = 768;
 	double c = 1.0;
 	const char *work = "bench/results", *out = NULL;
-	int opt, reuse = 0, nofilter = 0;
+	int opt, reuse = 0, nofilter = 0, churned = 0;
 	static const size_t def_efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192,
 					 256, 512};
 	memset(&b, 0, sizeof b);
 	b.nef = sizeof def_efs / sizeof *def_efs;
 	memcpy(b.efs, def_efs, sizeof def_efs);
-	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:xt:re:F")) != -1) {
+	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:xt:re:FD")) != -1) {
 		switch (opt) {
 		case 'n': n = strtoul(optarg, NULL, 10); break;
 		case 'q': nq = strtoul(optarg, NULL, 10); break;
@@ -314,6 +360,7 @@ int main(int argc, char **argv)
 		case 't': b.threads = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'r': reuse = 1; break;
 		case 'F': nofilter = 1; break;
+		case 'D': churned = 1; break;
 		case 'e':
 			b.nef = 0;
 			for (char *p = optarg; *p && b.nef < 32; p += *p == ',')
@@ -322,7 +369,7 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "usage: recall_bench -w DIR -o CSV [-n N] "
 					"[-q NQ] [-d D] [-c C] [-x] [-t T] [-r] "
-					"[-e EF,...] [-F]\n");
+					"[-e EF,...] [-F] [-D]\n");
 			return 2;
 		}
 	}
@@ -358,9 +405,11 @@ int main(int argc, char **argv)
 	       st.bytes_per_vector, st.compact ? " + half copy" : "", open_s);
 	printf("hydb graph: %zu of %zu nodes unreachable from the entry "
 	       "point\n", unreachable(&b), b.s.n);
-	unfiltered(&b, build_s, st.bytes_per_vector, open_s);
+	unfiltered(&b, "hydb", build_s, st.bytes_per_vector, open_s);
 	if (!nofilter)
 		filtered(&b);
+	if (churned)
+		churn(&b);
 	if (out)
 		fclose(b.csv);
 	hydb_index_close(b.ix);

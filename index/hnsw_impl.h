@@ -193,7 +193,7 @@ int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
 		      uint32_t entry, double entry_key, size_t ef,
 		      unsigned level, const hydb_filter *f, size_t *nres);
 int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
-		unsigned mmax, int fill, uint32_t *out, unsigned *nout);
+		unsigned mmax, unsigned fill, uint32_t *out, unsigned *nout);
 int hnsw_connect(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		 const uint32_t *nb, unsigned n);
 void hnsw_cand_sort(struct hnsw_cand *c, size_t n);

