@@ -299,6 +299,8 @@ static int churn_insert(hydb_store *st, MDB_txn *txn, void *ctx)
 static void churn(struct bench *b)
 {
 	struct churn_ctx c = {b, malloc(b->s.n * sizeof *c.slots), 0};
+	if (b->threads)
+		hydb_index_set_threads(b->ix, b->threads);
 	for (size_t i = 0; i < b->s.n; i++)
 		if ((uint32_t)(i * 2654435761u) % 1000 < 300)
 			c.slots[c.n++] = b->slots[i];
