@@ -18,7 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 64u
+/* Nodes per chunk. Re-inserting 30,000 of 100,000 points in chunks of 64
+ * cost recall@10 0.011 at ef 32 against a serial insert; chunks of 32 and
+ * 16 matched the serial result, and a fresh build on two threads took the
+ * same time against hnswlib's (20,000 x 768: 1.27 and 1.26). */
+#define CHUNK 32u
 
 struct pnode {
 	uint32_t slot;
