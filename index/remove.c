@@ -114,18 +114,12 @@ static int scan_links_to_doomed(struct hnsw_ctx *cx, struct fixes *fx)
 
 #define REPAIR_CANDS (4 * HYDB_HNSW_MAX_M)
 
-/* Candidate c[*m] for w's list: s unless it is doomed, w, kept, listed,
- * or there is no room left. */
-static int add_cand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t w,
-		    const uint32_t *kept, unsigned nkept, uint32_t s,
+/* Candidate c[*m] for w's list: s unless it is doomed, already seen (w and
+ * its kept tree links are marked first), or there is no room left. */
+static int add_cand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t s,
 		    struct hnsw_cand *c, unsigned *m)
 {
-	int dup = s == w || hnsw_doomed(cx, s) || *m == REPAIR_CANDS;
-	for (unsigned j = 0; j < nkept && !dup; j++)
-		dup = kept[j] == s;
-	for (unsigned j = 0; j < *m && !dup; j++)
-		dup = c[j].slot == s;
-	if (dup)
+	if (*m == REPAIR_CANDS || hnsw_doomed(cx, s) || hnsw_visited(cx->sc, s))
 		return 0;
 	c[*m].slot = s;
 	FORWARD_IF_ERROR(hnsw_walk_key(cx, q, s, &c[*m].key));
@@ -151,9 +145,13 @@ static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		FORWARD_IF_ERROR(hnsw_get_links(cx, w, level, r.links, &r.n));
 		r.prot = 0;
 	}
+	FORWARD_IF_ERROR(hnsw_visit_reset(cx));
+	hnsw_visited(cx->sc, w);
 	for (unsigned i = 0; i < r.prot; i++)
-		if (!hnsw_doomed(cx, r.links[i]))
+		if (!hnsw_doomed(cx, r.links[i])) {
 			links[prot++] = r.links[i];
+			hnsw_visited(cx->sc, r.links[i]);
+		}
 	const float *v;
 	hydb_kquery q;
 	FORWARD_IF_ERROR(hnsw_slot_data(cx, w, &v, NULL, NULL));
@@ -162,8 +160,7 @@ static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		uint32_t s = r.links[i];
 		if (!hnsw_doomed(cx, s)) {
 			if (i >= r.prot)
-				FORWARD_IF_ERROR(add_cand(cx, &q, w, links, prot,
-							  s, c, &m));
+				FORWARD_IF_ERROR(add_cand(cx, &q, s, c, &m));
 			continue;
 		}
 		unsigned sl = 0;
@@ -174,10 +171,10 @@ static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 			FORWARD_IF_ERROR(hnsw_get_links(cx, s, level, gl, &gn));
 		for (unsigned j = 0; j < gn; j++)
 			FORWARD_IF_ERROR(
-				add_cand(cx, &q, w, links, prot, gl[j], c, &m));
+				add_cand(cx, &q, gl[j], c, &m));
 	}
 	for (unsigned i = 0; i < nextra; i++)
-		FORWARD_IF_ERROR(add_cand(cx, &q, w, links, prot, extra[i], c, &m));
+		FORWARD_IF_ERROR(add_cand(cx, &q, extra[i], c, &m));
 	/* and its remaining neighbours' neighbours: the deleted nodes'
 	 * lists alone left recall 0.016 short of a fresh build after 30%
 	 * were deleted and re-inserted (20,000 x 768), these 0.005. */
@@ -187,7 +184,7 @@ static int repair(struct hnsw_ctx *cx, uint32_t w, unsigned level,
 		FORWARD_IF_ERROR(hnsw_get_links(cx, r.links[i], level, gl, &gn));
 		for (unsigned j = 0; j < gn; j++)
 			FORWARD_IF_ERROR(
-				add_cand(cx, &q, w, links, prot, gl[j], c, &m));
+				add_cand(cx, &q, gl[j], c, &m));
 	}
 	hnsw_cand_sort(c, m);
 	/* As many ordinary links as before: the pure heuristic alone would
@@ -331,8 +328,19 @@ int hydb_index_remove_many(hydb_index *ix, MDB_txn *wtxn,
 	if (n == 0)
 		return 0;
 	struct hnsw_ctx cx;
+	struct hnsw_pending *pend = NULL;
 	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, wtxn));
-	int rc = hnsw_remove_many_in(&cx, slots, n);
+	/* Repairs hold their records (pending.c): a put each would expire
+	 * the cached block pointers before the next repair's keys. The scan
+	 * reads LMDB before anything is held; the deletions flush. */
+	int rc = hnsw_pending_init(&pend);
+	cx.pend = pend;
+	if (rc == 0)
+		rc = hnsw_remove_many_in(&cx, slots, n);
+	if (rc == 0)
+		rc = hnsw_pending_flush(&cx);
+	cx.pend = NULL;
+	hnsw_pending_free(pend);
 	if (rc == 0)
 		rc = hnsw_meta_save(ix, wtxn, &cx.meta);
 	hnsw_ctx_end(&cx);
