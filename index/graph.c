@@ -472,17 +472,10 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 {
 	hydb_index *ix = cx->ix;
 	MDB_val v;
-	const struct hnsw_l0 *p0 = level == 0 && cx->pend
-					   ? hnsw_pending_find(cx->pend, slot)
-					   : NULL;
-	if (p0) {
-		memcpy(links, p0->links, (size_t)p0->n * sizeof *links);
-		*n = p0->n;
-		return 0;
-	}
-	if (level == 0 && cx->pend && !cx->pend_ro) {
+	/* With held records attached, the record goes through them. */
+	if (level == 0 && cx->pend) {
 		struct hnsw_l0 r;
-		FORWARD_IF_ERROR(l0_read(cx, slot, &r));
+		FORWARD_IF_ERROR(hnsw_l0_get(cx, slot, &r));
 		memcpy(links, r.links, (size_t)r.n * sizeof *links);
 		*n = r.n;
 		return 0;

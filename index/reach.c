@@ -160,9 +160,52 @@ struct adopt {
 	size_t nsub;
 };
 
-static int rank_cmp_ctx_lt(const struct adopt *a, uint32_t u, uint32_t v)
+struct ranked {
+	int64_t rank;
+	uint32_t slot;
+};
+
+static int ranked_cmp(const void *p, const void *q)
 {
-	return a->rank[u] < a->rank[v];
+	const struct ranked *a = p, *b = q;
+	if (a->rank != b->rank)
+		return a->rank < b->rank ? -1 : 1;
+	return (a->slot > b->slot) - (a->slot < b->slot);
+}
+
+/* x now hangs below a node of rank hr: its subtree's ranks are raised in
+ * the order of their old ranks (a topological order of the tree links), so
+ * that every tree link in it still climbs. */
+static int rerank_subtree(struct hnsw_ctx *cx, struct adopt *a, uint32_t x,
+			  int64_t hr)
+{
+	struct hnsw_l0 r;
+	struct ranked *order = hydb_alloc_array(a->nsub, sizeof *order, "ranks");
+	int rc = 0;
+	if (!order)
+		return HYDB_ENOMEM;
+	for (size_t i = 0; i < a->nsub; i++)
+		order[i] = (struct ranked){a->rank[a->sub[i]], a->sub[i]};
+	qsort(order, a->nsub, sizeof *order, ranked_cmp);
+	if (a->rank[x] <= hr)
+		a->rank[x] = hr + 1;
+	for (size_t i = 0; rc == 0 && i < a->nsub; i++) {
+		uint32_t u = order[i].slot;
+		rc = hnsw_l0_get(cx, u, &r);
+		if (rc)
+			break;
+		int64_t nr = a->rank[u] < INT32_MAX ? a->rank[u] : INT32_MAX;
+		for (unsigned k = 0; k < r.prot; k++) {
+			uint32_t y = r.links[k];
+			if (y < a->lim && a->mark[y] == 1 && a->rank[y] <= nr &&
+			    y != u)
+				a->rank[y] = nr + 1;
+		}
+		if (nr != order[i].rank)
+			rc = set_rank(cx, u, (int32_t)nr);
+	}
+	free(order);
+	return rc;
 }
 
 /* x's subtree: the nodes valid tree links reach from it. */
@@ -252,36 +295,8 @@ static int adopt_anywhere(struct hnsw_ctx *cx, uint32_t x, uint32_t gone,
 	if (rc == 0 && host != HYDB_NO_SLOT) {
 		int64_t hr = r.rank;
 		rc = add_child(cx, host, &r, x);
-		/* insertion sort by old rank: the subtree is small */
-		for (size_t i = 1; i < a.nsub; i++)
-			for (size_t j = i; j > 0 && rank_cmp_ctx_lt(&a, a.sub[j],
-							       a.sub[j - 1]); j--) {
-				uint32_t t = a.sub[j];
-				a.sub[j] = a.sub[j - 1];
-				a.sub[j - 1] = t;
-			}
-		int64_t *old = hydb_alloc_array(a.nsub, sizeof *old, "ranks");
-		rc = rc ? rc : old ? 0 : HYDB_ENOMEM;
-		for (size_t i = 0; rc == 0 && i < a.nsub; i++)
-			old[i] = a.rank[a.sub[i]];
-		if (rc == 0 && a.rank[x] <= hr)
-			a.rank[x] = hr + 1;
-		for (size_t i = 0; rc == 0 && i < a.nsub; i++) {
-			uint32_t u = a.sub[i];
-			rc = hnsw_l0_get(cx, u, &r);
-			if (rc)
-				break;
-			int64_t nr = a.rank[u] < INT32_MAX ? a.rank[u] : INT32_MAX;
-			for (unsigned k = 0; k < r.prot; k++) {
-				uint32_t y = r.links[k];
-				if (y < a.lim && a.mark[y] == 1 &&
-				    a.rank[y] <= nr && y != u)
-					a.rank[y] = nr + 1;
-			}
-			if (nr != old[i])
-				rc = set_rank(cx, u, (int32_t)nr);
-		}
-		free(old);
+		if (rc == 0)
+			rc = rerank_subtree(cx, &a, x, hr);
 		*done = rc == 0;
 	}
 	free(a.mark);
