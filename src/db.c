@@ -110,15 +110,20 @@ static int check_text(const char *where, const char *what, const char *s, size_t
 	return HYDB_OK;
 }
 
-int hydb_record_validate(const hydb_record *r, size_t dim, const char *where)
+int hydb_record_validate(const hydb_record *r, size_t dim, double c, const char *where)
 {
 	size_t bad;
+	double sr;
 	RETURN_ERROR_IF(!r->key || !*r->key, HYDB_EINVAL, "%s: key is missing", where);
 	FORWARD_IF_ERROR(check_text(where, "key", r->key, HYDB_MAX_KEY));
 	RETURN_ERROR_IF(!r->vector, HYDB_EINVAL, "%s ('%.100s'): vector is missing", where, r->key);
 	bad = hydb_first_nonfinite(r->vector, dim);
 	RETURN_ERROR_IF(bad < dim, HYDB_ENONFINITE, "%s ('%.100s'): component %zu is %s", where, r->key,
 			bad, isnan(r->vector[bad]) ? "NaN" : "infinite");
+	sr = sqrt(c) * hydb_lorentz_radius(r->vector, dim, c);
+	RETURN_ERROR_IF(!(sr <= HYDB_MAX_RADIUS), HYDB_ETOOBIG,
+			"%s ('%.100s'): radius %.4g is beyond the largest the geometry represents (%g/sqrt(c))",
+			where, r->key, sr / sqrt(c), HYDB_MAX_RADIUS);
 	RETURN_ERROR_IF((unsigned)r->modality > HYDB_MOD_TEXT, HYDB_EINVAL,
 			"%s ('%.100s'): unknown modality %d", where, r->key, (int)r->modality);
 	RETURN_ERROR_IF((unsigned)r->label > HYDB_LABEL_UNSAFE, HYDB_EINVAL,
@@ -216,7 +221,7 @@ int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *i
 	for (size_t i = 0; i < n; i++) {
 		char where[32];
 		snprintf(where, sizeof where, "record %zu", i);
-		FORWARD_IF_ERROR(hydb_record_validate(&recs[i], dim, where));
+		FORWARD_IF_ERROR(hydb_record_validate(&recs[i], dim, hydb_store_curvature(db->st), where));
 	}
 	c.radii = hydb_alloc_array(n, sizeof *c.radii, "radii");
 	c.ids = ids_out ? ids_out : hydb_alloc_array(n, sizeof *c.ids, "ids");

@@ -14,7 +14,7 @@ int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *i
 		     const char *meta_name, const char *meta_value);
 /* Everything hydb_put checks about one record, before any write; where
  * (e.g. "file: line 3") starts the error message. */
-int hydb_record_validate(const hydb_record *r, size_t dim, const char *where);
+int hydb_record_validate(const hydb_record *r, size_t dim, double c, const char *where);
 int hydb_db_meta_get(hydb_db *db, const char *name, char *buf, size_t size);
 
 #endif

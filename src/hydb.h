@@ -71,7 +71,7 @@ typedef enum hydb_error {
 	HYDB_EREADONLY = -9,  /* write attempted on a read-only database */
 	HYDB_ENOSPC = -10,    /* disk full */
 	HYDB_EBUSY = -11,     /* another writer or too many readers */
-	HYDB_ETOOBIG = -12,   /* key, caption or image over a documented limit */
+	HYDB_ETOOBIG = -12,   /* key, caption, image or radius over a documented limit */
 	HYDB_EUTF8 = -13,     /* text is not valid UTF-8 */
 	HYDB_EFORMAT = -14,   /* input file is malformed (npy, json, image ...) */
 	HYDB_EMODEL = -15,    /* model file invalid or incompatible */
@@ -136,6 +136,15 @@ typedef enum hydb_label {
 #define HYDB_MAX_CAPTION (64 * 1024)
 #define HYDB_MAX_META (1024 * 1024)
 #define HYDB_MAX_DIM 65536
+/* The largest geodesic radius stored, in units of the curvature radius:
+ * sqrt(c) * d(O, x) <= 20, i.e. |x| <= sinh(20)/sqrt(c) (about 2.4e8 for
+ * c = 1). Hierarchy embeddings reach 10-15 and Poincare-ball points at the
+ * edge of float32 about 17; beyond 20 the squared norms that every key needs
+ * leave float32's exact range. hydb_put refuses larger points. */
+#define HYDB_MAX_RADIUS 20.0
+/* Search limits: k results and a beam of ef candidates (ef < k means k). */
+#define HYDB_MAX_K 100000
+#define HYDB_MAX_EF 100000
 
 #define HYDB_OPEN_OPTIONS_VERSION 1
 #define HYDB_OPEN_RDONLY 0x1u /* never write; works on read-only media */
@@ -189,7 +198,8 @@ typedef struct hydb_record {
  * them into the index. Either all are stored or none. ids_out (n entries, may
  * be NULL) receives each record's id.
  * Errors: HYDB_EDIM, HYDB_ENONFINITE, HYDB_ETOOBIG, HYDB_EUTF8, HYDB_EINVAL
- * (record index named in the message), HYDB_EREADONLY, HYDB_ENOSPC, HYDB_EIO.
+ * (record index named in the message; HYDB_ETOOBIG also for a point farther
+ * than HYDB_MAX_RADIUS from the origin), HYDB_EREADONLY, HYDB_ENOSPC, HYDB_EIO.
  */
 HYDB_API int hydb_put(hydb_db *db, const hydb_record *recs, size_t n,
 		      uint64_t *ids_out);
@@ -238,8 +248,9 @@ typedef enum hydb_redirect {
 
 typedef struct hydb_search_options {
 	unsigned version;   /* HYDB_SEARCH_OPTIONS_VERSION */
-	size_t k;           /* results wanted (default 10) */
-	size_t ef;          /* beam width; 0 = automatic (max(k, 64)) */
+	size_t k;           /* results wanted, 1..HYDB_MAX_K (default 10) */
+	size_t ef;          /* beam width, 0..HYDB_MAX_EF; 0 = automatic
+			       (max(k, 64)) */
 	double min_radius;  /* filter: radius >= min_radius (default 0) */
 	double max_radius;  /* filter: radius <= max_radius (default +inf) */
 	unsigned modality_mask; /* HYDB_MASK(HYDB_MOD_*) bits; 0 = any */
@@ -269,7 +280,11 @@ typedef struct hydb_results {
 	const char *plan;    /* static: "exact", "hnsw", "filtered-brute", ... */
 } hydb_results;
 
-/** k-NN of one query (dim space components). */
+/** k-NN of one query (dim space components).
+ *  Errors: HYDB_EINVAL (k outside 1..HYDB_MAX_K, ef above HYDB_MAX_EF, a NaN
+ *  radius bound, a redirect without a positive finite bound),
+ *  HYDB_ENONFINITE (a query component is NaN or infinite), HYDB_EIO,
+ *  HYDB_ECORRUPT, HYDB_ENOMEM. */
 HYDB_API int hydb_search(hydb_db *db, hydb_results **out, const float *query,
 			 const hydb_search_options *opts);
 /** nq queries, row-major; out receives an array of nq result pointers, freed

@@ -463,7 +463,7 @@ static int jsonl_row(hydb_reader *r, size_t i, const char *line, size_t len)
 	r->recs[i].meta = r->metas[i];
 	r->recs[i].modality = (hydb_modality)m;
 	r->recs[i].label = (hydb_label)l;
-	rc = r->keys[i] ? hydb_record_validate(&r->recs[i], r->dim, where)
+	rc = r->keys[i] ? hydb_record_validate(&r->recs[i], r->dim, r->curvature, where)
 			: hydb_error_set(HYDB_ENOMEM, "%s: out of memory", where);
 out:
 	hydb_json_free(j);

@@ -103,8 +103,10 @@ static int check_options(const hydb_search_options *o)
 {
 	RETURN_ERROR_IF(!o || o->version < 1 || o->version > HYDB_SEARCH_OPTIONS_VERSION,
 			HYDB_EINVAL, "search options: missing or unknown version");
-	RETURN_ERROR_IF(o->k == 0 || o->k > 100000, HYDB_EINVAL, "search: k must be 1..100000, got %zu",
-			o->k);
+	RETURN_ERROR_IF(o->k == 0 || o->k > HYDB_MAX_K, HYDB_EINVAL, "search: k must be 1..%d, got %zu",
+			HYDB_MAX_K, o->k);
+	RETURN_ERROR_IF(o->ef > HYDB_MAX_EF, HYDB_EINVAL, "search: ef must be 0..%d, got %zu",
+			HYDB_MAX_EF, o->ef);
 	RETURN_ERROR_IF(isnan(o->min_radius) || isnan(o->max_radius), HYDB_EINVAL,
 			"search: radius filter bounds must not be NaN");
 	RETURN_ERROR_IF(o->redirect != HYDB_REDIRECT_NONE &&

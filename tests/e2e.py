@@ -37,7 +37,7 @@ def fail(msg):
 
 def main():
     if not os.path.isdir(PHOTOS):
-        print("skip: python3-skimage-lib photos missing")
+        print("skip: python3-skimage photos missing")
         sys.exit(77)
     tmp = tempfile.mkdtemp(prefix="hydb-e2e-")
     try:

@@ -1,6 +1,6 @@
 #!/bin/sh
 # hydb preprocess against the PIL/numpy reference of CLIPImageProcessor on
-# real photos (python3-skimage-lib) and the generated PNG/JPEG/WebP variants
+# real photos (python3-skimage) and the generated PNG/JPEG/WebP variants
 # in tests/data, plus the command's error handling. Exit 77 (skip) when the
 # reference tools or photos are missing.
 set -u

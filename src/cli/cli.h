@@ -45,6 +45,25 @@ int hydb_cli_fail_lib(const char *cmd, int rc);
 const char *hydb_cli_db_path(const char *arg);
 /* Open the database at path (NULL: $HYDB_PATH or ./hydb.db). */
 int hydb_cli_open(hydb_db **db, const char *path, int readonly);
+/* Strict numeric options (src/cli/args.c): the whole of s must be a number
+ * in lo..hi, else "hydb CMD: OPT: 's' is not ..." is printed and
+ * HYDB_EXIT_USAGE returned; 0 on success. */
+int hydb_cli_parse_uint(const char *cmd, const char *opt, const char *s,
+			unsigned long long lo, unsigned long long hi,
+			unsigned long long *out);
+int hydb_cli_parse_size(const char *cmd, const char *opt, const char *s, size_t lo,
+			size_t hi, size_t *out);
+int hydb_cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
+			  double hi, double *out);
+/* The optional [DB] positional at argv[*first]: an existing directory is
+ * taken as the database (*first advances; hydb_open then refuses one that
+ * is not a database). When keys_follow is 0 (no other positionals), any
+ * other word is an error. When keys may follow, a word spelled like a
+ * database (ending in ".db") or an existing non-directory followed by more
+ * words is an error too: it never falls through to $HYDB_PATH or ./hydb.db
+ * as a key. Returns 0 or HYDB_EXIT_USAGE (message printed). */
+int hydb_cli_db_positional(const char *cmd, int argc, char **argv, int *first,
+			   int keys_follow, const char **path);
 /* 1 if stream is a terminal (progress bars), else 0. */
 int hydb_cli_isatty(FILE *f);
 
