@@ -38,6 +38,8 @@ static struct {
 	const char *wanted;
 	int preloaded;          /* OpenBLAS was in the process before us */
 	char name[160];         /* what hydb_blas_corename reports */
+	char why[160];          /* how that core came to be chosen */
+	char info[340];         /* hydb_blas_info: the two together */
 	int threads;
 	pthread_mutex_t serial_lock;
 	int serial;             /* open hydb_blas_serial_begin sections */
@@ -134,11 +136,27 @@ static void *load_fresh(void)
 	return h;
 }
 
-static void init_once(void)
+/* Said once, before loading: the environment is the user's again after. */
+static void explain_choice(void)
+{
+	const char *user = getenv("OPENBLAS_CORETYPE");
+	if (blas.preloaded)
+		snprintf(blas.why, sizeof blas.why, "OpenBLAS was loaded before hydb");
+	else if (user && *user)
+		snprintf(blas.why, sizeof blas.why, "OPENBLAS_CORETYPE=%.64s set by the user", user);
+	else if (blas.wanted)
+		snprintf(blas.why, sizeof blas.why, "chosen by hydb from the CPU's flags (%s)",
+			 strcmp(blas.wanted, "SkylakeX") ? "AVX2+FMA" : "AVX-512F");
+	else
+		snprintf(blas.why, sizeof blas.why, "OpenBLAS's own detection (no AVX2 on this CPU)");
+}
+
+static void load_once(void)
 {
 	blas.wanted = detect_core();
 	blas.lib = find_loaded();
 	blas.preloaded = blas.lib != NULL;
+	explain_choice();
 	if (!blas.lib)
 		blas.lib = load_fresh();
 	if (!blas.lib) {
@@ -166,6 +184,12 @@ static void init_once(void)
 		blas.set_threads(blas.threads);
 }
 
+static void init_once(void)
+{
+	load_once();
+	snprintf(blas.info, sizeof blas.info, "OpenBLAS core %s: %s", blas.name, blas.why);
+}
+
 int hydb_blas_init(void)
 {
 	pthread_once(&blas.once, init_once);
@@ -178,6 +202,12 @@ const char *hydb_blas_corename(void)
 {
 	pthread_once(&blas.once, init_once);
 	return blas.name;
+}
+
+const char *hydb_blas_info(void)
+{
+	pthread_once(&blas.once, init_once);
+	return blas.info;
 }
 
 const char *hydb_blas_wanted_core(void)

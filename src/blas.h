@@ -24,6 +24,8 @@ void hydb_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k,
 
 /* The OpenBLAS core in use ("SkylakeX", "Cooperlake", "Prescott", ...). */
 const char *hydb_blas_corename(void);
+/* hydb_blas_info (hydb.h): the core and why it was chosen. */
+const char *hydb_blas_info(void);
 /* The core type hydb selected from the CPU flags (NULL if none needed). */
 const char *hydb_blas_wanted_core(void);
 /* Number of threads OpenBLAS may use (0 = its default). */

@@ -114,6 +114,12 @@ HYDB_API double hydb_half_aperture(const float *x, size_t dim, double c);
 HYDB_API double hydb_oxy_angle(const float *x, const float *y, size_t dim,
 			       double c);
 
+/** Which OpenBLAS kernel hydb's GEMMs run on and why, one line, e.g.
+ *  "OpenBLAS core SkylakeX: chosen by hydb from the CPU's flags (AVX-512F)"
+ *  or "...: OPENBLAS_CORETYPE=Haswell set by the user". Loads OpenBLAS on
+ *  first call. Static storage: do not free. */
+HYDB_API const char *hydb_blas_info(void);
+
 /* ---- database ---------------------------------------------------------- */
 
 typedef struct hydb_db hydb_db;
@@ -146,6 +152,8 @@ typedef enum hydb_label {
 #define HYDB_MAX_K 100000
 #define HYDB_MAX_EF 100000
 
+#define HYDB_MAX_HNSW_M 128
+
 #define HYDB_OPEN_OPTIONS_VERSION 1
 #define HYDB_OPEN_RDONLY 0x1u /* never write; works on read-only media */
 #define HYDB_OPEN_CREATE 0x2u /* create if missing (needs dim, curvature) */
@@ -158,7 +166,8 @@ typedef struct hydb_open_options {
 	unsigned flags;    /* HYDB_OPEN_* */
 	size_t dim;        /* with HYDB_OPEN_CREATE: space dimension */
 	double curvature;  /* with HYDB_OPEN_CREATE: c > 0 */
-	unsigned hnsw_m;   /* with HYDB_OPEN_CREATE: 0 = default (16) */
+	unsigned hnsw_m;   /* with HYDB_OPEN_CREATE: 0 = default (16), else
+			      2..HYDB_MAX_HNSW_M */
 	unsigned hnsw_ef_construction; /* 0 = default (200) */
 } hydb_open_options;
 

@@ -236,6 +236,9 @@ START_TEST(test_concurrent_serial_gemms)
 }
 END_TEST
 
+/* OPENBLAS_CORETYPE as the test was started with, before any load. */
+static const char *user_coretype;
+
 static int cpu_has_avx512f(void)
 {
 	__builtin_cpu_init();
@@ -251,9 +254,32 @@ START_TEST(test_wanted_core_follows_cpu)
 		ck_assert_str_eq(w, "Haswell");
 	else
 		ck_assert_ptr_null(w);
-	/* The choice must not leak into child processes' environment. */
+	/* The choice must not leak into child processes' environment: the
+	 * variable is what the user had before hydb loaded OpenBLAS (unset on
+	 * most machines, OPENBLAS_CORETYPE=Haswell on some AMD hosts). */
 	const char *env = getenv("OPENBLAS_CORETYPE");
-	ck_assert_ptr_null(env);
+	if (user_coretype)
+		ck_assert_str_eq(env, user_coretype);
+	else
+		ck_assert_ptr_null(env);
+}
+END_TEST
+
+/* hydb --version prints this: the core, and whose choice it was. */
+START_TEST(test_info_says_why)
+{
+	const char *info = hydb_blas_info();
+	const char *core = hydb_blas_corename();
+	ck_assert_msg(strstr(info, core) != NULL, "%s lacks %s", info, core);
+	if (user_coretype && *user_coretype) {
+		char want[128];
+		snprintf(want, sizeof want, "OPENBLAS_CORETYPE=%s set by the user", user_coretype);
+		ck_assert_msg(strstr(info, want) != NULL, "%s", info);
+	} else if (hydb_blas_wanted_core()) {
+		ck_assert_msg(strstr(info, "chosen by hydb") != NULL, "%s", info);
+		ck_assert_msg(strncasecmp(core, hydb_blas_wanted_core(), strlen(hydb_blas_wanted_core())) == 0,
+			      "%s", info);
+	}
 }
 END_TEST
 
@@ -361,6 +387,7 @@ static Suite *blas_suite(void)
 	tcase_add_test(tc, test_serial_sections_nest_and_restore);
 	tcase_add_test(tc, test_concurrent_serial_gemms);
 	tcase_add_test(tc, test_wanted_core_follows_cpu);
+	tcase_add_test(tc, test_info_says_why);
 	tcase_add_loop_test(tc, test_each_core_is_correct, 0,
 			    sizeof cores / sizeof cores[0]);
 	tcase_add_test(tc, test_default_gets_wanted_core);
@@ -372,6 +399,7 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "--child"))
 		return child_main();
+	user_coretype = getenv("OPENBLAS_CORETYPE");
 	SRunner *sr = srunner_create(blas_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

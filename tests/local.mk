@@ -22,8 +22,18 @@ EXTRA_DIST += tests/test_e2e.sh tests/e2e.py
 TESTS += tests/test_upsert.sh
 EXTRA_DIST += tests/test_upsert.sh
 
+# Numbers parsed strictly, no fallback to another database, filters that
+# intersect, calibration that refuses what it cannot calibrate.
+TESTS += tests/test_cli_strict.sh
+EXTRA_DIST += tests/test_cli_strict.sh
+
+# Every outside file read comes from a package the install step installs.
+TESTS += tests/test_packages.sh
+EXTRA_DIST += tests/test_packages.sh tests/check_packages.py
+
 # hydb import: formats, conversions, every bad input, resume after a kill.
 TESTS += tests/test_import.sh
 EXTRA_DIST += tests/test_import.sh tests/import_cases.py
 include tests/fuzz.mk
 include tests/reliability.mk
+include tests/import_safety.mk

@@ -46,7 +46,7 @@ int hydb_cmd_init(int argc, char **argv)
 		{0, 0, 0, 0}};
 	hydb_open_options o;
 	hydb_db *db;
-	char *end;
+	unsigned long long v;
 	int ch, rc;
 
 	if (want_help(argc, argv, init_usage))
@@ -57,17 +57,23 @@ int hydb_cmd_init(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
-			o.dim = strtoul(optarg, &end, 10);
-			if (*end || !o.dim)
-				return hydb_cli_fail("init", HYDB_EXIT_USAGE, "--dim: '%s' is not a positive integer", optarg);
+			if (hydb_cli_parse_size("init", "--dim", optarg, 1, HYDB_MAX_DIM, &o.dim))
+				return HYDB_EXIT_USAGE;
 			break;
 		case 'c':
-			o.curvature = strtod(optarg, &end);
-			if (*end || !(o.curvature > 0) || !isfinite(o.curvature))
-				return hydb_cli_fail("init", HYDB_EXIT_USAGE, "--curvature: '%s' is not a positive number", optarg);
+			if (hydb_cli_parse_double("init", "--curvature", optarg, 1e-6, 1e6, &o.curvature))
+				return HYDB_EXIT_USAGE;
 			break;
-		case 'm': o.hnsw_m = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'e': o.hnsw_ef_construction = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'm':
+			if (hydb_cli_parse_uint("init", "--m", optarg, 2, HYDB_MAX_HNSW_M, &v))
+				return HYDB_EXIT_USAGE;
+			o.hnsw_m = (unsigned)v;
+			break;
+		case 'e':
+			if (hydb_cli_parse_uint("init", "--ef-construction", optarg, 1, HYDB_MAX_EF, &v))
+				return HYDB_EXIT_USAGE;
+			o.hnsw_ef_construction = (unsigned)v;
+			break;
 		default: fputs(init_usage, stderr); return HYDB_EXIT_USAGE;
 		}
 	}
@@ -86,6 +92,8 @@ int hydb_cmd_init(int argc, char **argv)
 
 /* ---- get / delete ------------------------------------------------------- */
 
+#define MAX_IDS 256
+
 static const char get_usage[] =
 	"usage: hydb get [DB] (KEY | --id N)... [--json] [--vector]\n"
 	"Print records by key or id. --vector includes the space components.\n";
@@ -103,21 +111,12 @@ int hydb_cli_open(hydb_db **db, const char *path, int readonly)
 	return rc;
 }
 
-/* Split "[DB] rest..." : the first positional is the database when it is
- * an existing directory and more positionals follow or the flag asks. */
-static const char *db_arg(int argc, char **argv, int *first)
-{
-	struct stat sb;
-	if (*first < argc && stat(argv[*first], &sb) == 0 && S_ISDIR(sb.st_mode))
-		return argv[(*first)++];
-	return NULL;
-}
 
 int hydb_cmd_get(int argc, char **argv)
 {
 	static const struct option lo[] = {{"id", required_argument, 0, 'i'}, {"json", no_argument, 0, 'j'},
 					   {"vector", no_argument, 0, 'v'}, {0, 0, 0, 0}};
-	uint64_t ids[256];
+	unsigned long long ids[MAX_IDS];
 	size_t nids = 0;
 	int json = 0, vec = 0, ch, rc, first, status = HYDB_EXIT_OK;
 	const char *path;
@@ -127,9 +126,12 @@ int hydb_cmd_get(int argc, char **argv)
 		return HYDB_EXIT_OK;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		if (ch == 'i' && nids < 256)
-			ids[nids++] = strtoull(optarg, NULL, 10);
-		else if (ch == 'j')
+		if (ch == 'i') {
+			if (nids == MAX_IDS)
+				return hydb_cli_fail("get", HYDB_EXIT_USAGE, "--id: at most %d ids at once", MAX_IDS);
+			if (hydb_cli_parse_uint("get", "--id", optarg, 1, UINT64_MAX, &ids[nids++]))
+				return HYDB_EXIT_USAGE;
+		} else if (ch == 'j')
 			json = 1;
 		else if (ch == 'v')
 			vec = 1;
@@ -139,7 +141,8 @@ int hydb_cmd_get(int argc, char **argv)
 		}
 	}
 	first = optind;
-	path = db_arg(argc, argv, &first);
+	if (hydb_cli_db_positional("get", argc, argv, &first, 1, &path))
+		return HYDB_EXIT_USAGE;
 	if (first >= argc && !nids)
 		return hydb_cli_fail("get", HYDB_EXIT_USAGE, "give a KEY or --id N");
 	if ((rc = hydb_cli_open(&db, path, 1)) < 0)
@@ -165,7 +168,7 @@ static const char delete_usage[] =
 int hydb_cmd_delete(int argc, char **argv)
 {
 	static const struct option lo[] = {{"id", required_argument, 0, 'i'}, {0, 0, 0, 0}};
-	uint64_t ids[256];
+	unsigned long long ids[MAX_IDS];
 	size_t nids = 0;
 	int ch, rc, first, status = HYDB_EXIT_OK, done = 0;
 	const char *path;
@@ -175,15 +178,19 @@ int hydb_cmd_delete(int argc, char **argv)
 		return HYDB_EXIT_OK;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		if (ch == 'i' && nids < 256)
-			ids[nids++] = strtoull(optarg, NULL, 10);
-		else {
+		if (ch == 'i') {
+			if (nids == MAX_IDS)
+				return hydb_cli_fail("delete", HYDB_EXIT_USAGE, "--id: at most %d ids at once", MAX_IDS);
+			if (hydb_cli_parse_uint("delete", "--id", optarg, 1, UINT64_MAX, &ids[nids++]))
+				return HYDB_EXIT_USAGE;
+		} else {
 			fputs(delete_usage, stderr);
 			return HYDB_EXIT_USAGE;
 		}
 	}
 	first = optind;
-	path = db_arg(argc, argv, &first);
+	if (hydb_cli_db_positional("delete", argc, argv, &first, 1, &path))
+		return HYDB_EXIT_USAGE;
 	if (first >= argc && !nids)
 		return hydb_cli_fail("delete", HYDB_EXIT_USAGE, "give a KEY or --id N");
 	if ((rc = hydb_cli_open(&db, path, 0)) < 0)
@@ -296,12 +303,24 @@ int hydb_cmd_stats(int argc, char **argv)
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		if (ch == 'j') json = 1;
-		else if (ch == 'b') s->bins = atoi(optarg) < 1 ? 1 : atoi(optarg) > MAXBINS ? MAXBINS : atoi(optarg);
+		else if (ch == 'b') {
+			unsigned long long b;
+			if (hydb_cli_parse_uint("stats", "--bins", optarg, 1, MAXBINS, &b)) {
+				free(s);
+				return HYDB_EXIT_USAGE;
+			}
+			s->bins = (int)b;
+		}
 		else if (ch == 'p') plot = optarg;
 		else { free(s); fputs(stats_usage, stderr); return HYDB_EXIT_USAGE; }
 	}
 	first = optind;
-	path = db_arg(argc, argv, &first);
+	if (hydb_cli_db_positional("stats", argc, argv, &first, 0, &path) || first < argc) {
+		free(s);
+		if (first < argc && path)
+			return hydb_cli_fail("stats", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[first]);
+		return HYDB_EXIT_USAGE;
+	}
 	if ((rc = hydb_cli_open(&db, path, 1)) < 0) {
 		free(s);
 		return hydb_cli_fail_lib("stats", rc);

@@ -23,13 +23,17 @@
 static const char usage[] =
 	"usage: hydb query [DB] (--vector '[x1,...]' | --vector-file F | --like KEY |\n"
 	"                        --text \"...\" | --image FILE) [options]\n"
-	"  -k N                  results wanted (default 10)\n"
-	"  --ef N                search beam (default max(k, 64)); larger = better recall\n"
+	"  -k N                  results wanted, 1..100000 (default 10)\n"
+	"  --ef N                search beam, 1..100000 (default max(k, 64)); larger = better\n"
+	"                        recall; a beam below k is raised to k\n"
 	"  --exact               brute force instead of the index\n"
 	"  --safe-only           only entries labelled safe\n"
-	"  --label L             only entries labelled L (safe, unsafe, unknown)\n"
-	"  --modality M          only entries of modality M (image, text, other)\n"
+	"  --label L             only entries labelled L (safe, unsafe, unknown);\n"
+	"                        repeat for any of several labels\n"
+	"  --modality M          only entries of modality M (image, text, other);\n"
+	"                        repeat for any of several\n"
 	"  --min-radius R, --max-radius R   radius filter\n"
+	"                        (different filters intersect; contradictory ones are an error)\n"
 	"  --redirect[=hysac|geodesic]      move an unsafe query toward the origin first\n"
 	"                        (bound ub' = ub + tanh((ub-0.8)/c) + 1, ub = safe up_95 of\n"
 	"                        the searched modality; see README)\n"
@@ -42,8 +46,39 @@ struct qopts {
 	hydb_search_options so;
 	const char *vector, *vector_file, *like, *text, *image, *model, *sheet;
 	double bound;
-	int json, modality_filter;
+	int json, modality_filter, safe_only;
 };
+
+/* A repeated --label or --modality widens the set (any of the values). */
+static int add_choice(const char *opt, const char *val, int (*parse)(const char *), unsigned *set)
+{
+	int v = parse(val);
+	if (v < 0)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "%s: unknown value '%s'", opt, val);
+	*set |= HYDB_MASK(v);
+	return 0;
+}
+
+/* Different filters intersect, and --safe-only is never weakened: a label
+ * set that leaves nothing to match is a contradiction, not a wider search. */
+static int combine_filters(struct qopts *o, unsigned labels, unsigned mods)
+{
+	unsigned lm = labels ? labels : ~0u;
+	if (o->safe_only)
+		lm &= HYDB_MASK(HYDB_LABEL_SAFE);
+	if (!(lm & (HYDB_MASK(HYDB_LABEL_UNKNOWN) | HYDB_MASK(HYDB_LABEL_SAFE) | HYDB_MASK(HYDB_LABEL_UNSAFE))))
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE,
+				     "--safe-only conflicts with --label: no label satisfies both filters");
+	o->so.label_mask = labels || o->safe_only ? lm : 0;
+	o->so.modality_mask = mods;
+	/* The redirect bound follows the searched modality when there is one. */
+	o->modality_filter = mods && !(mods & (mods - 1)) ? __builtin_ctz(mods) : -1;
+	if (o->so.min_radius > o->so.max_radius)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE,
+				     "--min-radius %g is above --max-radius %g: no radius satisfies both",
+				     o->so.min_radius, o->so.max_radius);
+	return 0;
+}
 
 /* Parse a JSON array of numbers into floats. */
 static int parse_vector(const char *src, size_t dim, float *out, const char *what)
@@ -172,8 +207,7 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 		{"sheet", required_argument, 0, 'S'},  {"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	int ch, nsrc = 0;
-	char *end;
-	struct stat sb;
+	unsigned labels = 0, mods = 0;
 
 	hydb_search_options_init(&o->so);
 	o->bound = NAN;
@@ -182,47 +216,45 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 	while ((ch = getopt_long(argc, argv, "k:", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'k':
-			o->so.k = strtoul(optarg, &end, 10);
-			if (*end || !o->so.k)
-				return hydb_cli_fail("query", HYDB_EXIT_USAGE, "-k: '%s' is not a positive integer", optarg);
+			if (hydb_cli_parse_size("query", "-k", optarg, 1, HYDB_MAX_K, &o->so.k))
+				return HYDB_EXIT_USAGE;
 			break;
-		case 'e': o->so.ef = strtoul(optarg, NULL, 10); break;
+		case 'e':
+			if (hydb_cli_parse_size("query", "--ef", optarg, 1, HYDB_MAX_EF, &o->so.ef))
+				return HYDB_EXIT_USAGE;
+			break;
 		case 'v': o->vector = optarg; nsrc++; break;
 		case 'V': o->vector_file = optarg; nsrc++; break;
 		case 'l': o->like = optarg; nsrc++; break;
 		case 't': o->text = optarg; nsrc++; break;
 		case 'i': o->image = optarg; nsrc++; break;
 		case 'x': o->so.exact = 1; break;
-		case 's': o->so.label_mask = HYDB_MASK(HYDB_LABEL_SAFE); break;
-		case 'L': {
-			int l = hydb_cli_label_parse(optarg);
-			if (l < 0)
-				return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--label: unknown label '%s'", optarg);
-			o->so.label_mask = HYDB_MASK(l);
+		case 's': o->safe_only = 1; break;
+		case 'L':
+			if (add_choice("--label", optarg, hydb_cli_label_parse, &labels))
+				return HYDB_EXIT_USAGE;
 			break;
-		}
 		case 'm':
-			o->modality_filter = hydb_cli_modality_parse(optarg);
-			if (o->modality_filter < 0)
-				return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--modality: unknown modality '%s'", optarg);
-			o->so.modality_mask = HYDB_MASK(o->modality_filter);
+			if (add_choice("--modality", optarg, hydb_cli_modality_parse, &mods))
+				return HYDB_EXIT_USAGE;
 			break;
 		case 'r':
-		case 'R': {
-			double v = strtod(optarg, &end);
-			if (*end || isnan(v))
-				return hydb_cli_fail("query", HYDB_EXIT_USAGE, "radius '%s' is not a number", optarg);
-			if (ch == 'r') o->so.min_radius = v; else o->so.max_radius = v;
+			if (hydb_cli_parse_double("query", "--min-radius", optarg, 0, HUGE_VAL, &o->so.min_radius))
+				return HYDB_EXIT_USAGE;
 			break;
-		}
+		case 'R':
+			if (hydb_cli_parse_double("query", "--max-radius", optarg, 0, HUGE_VAL, &o->so.max_radius))
+				return HYDB_EXIT_USAGE;
+			break;
 		case 'D':
 			if (!optarg || !strcmp(optarg, "hysac")) o->so.redirect = HYDB_REDIRECT_HYSAC;
 			else if (!strcmp(optarg, "geodesic")) o->so.redirect = HYDB_REDIRECT_GEODESIC;
 			else return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--redirect: mode must be hysac or geodesic");
 			break;
 		case 'B':
-			o->bound = strtod(optarg, &end);
-			if (*end || !(o->bound > 0))
+			if (hydb_cli_parse_double("query", "--bound", optarg, 0, HYDB_MAX_RADIUS, &o->bound))
+				return HYDB_EXIT_USAGE;
+			if (!(o->bound > 0))
 				return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound: '%s' is not a positive number", optarg);
 			break;
 		case 'M': o->model = optarg; break;
@@ -235,10 +267,10 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 	if (nsrc != 1)
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE,
 				     "give exactly one of --vector, --vector-file, --like, --text, --image");
-	if (optind < argc && stat(argv[optind], &sb) == 0 && S_ISDIR(sb.st_mode))
-		*dbpath = argv[optind++];
-	else if (optind < argc)
-		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "%s: no database directory there", argv[optind]);
+	if (combine_filters(o, labels, mods))
+		return HYDB_EXIT_USAGE;
+	if (hydb_cli_db_positional("query", argc, argv, &optind, 0, dbpath))
+		return HYDB_EXIT_USAGE;
 	if (optind < argc)
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
 	return 0;

@@ -74,11 +74,13 @@ static int parse_safety(int argc, char **argv, safety_args *a, const char *usage
 		case 'm': a->model = optarg; break;
 		case 'j': a->json = 1; break;
 		case 'x': a->exit_status = 1; break;
-		case 's':
-			a->steps = atoi(optarg);
-			if (a->steps < 2 || a->steps > 10000)
-				return hydb_cli_fail(argv[0], HYDB_EXIT_USAGE, "--steps must be 2..10000");
+		case 's': {
+			unsigned long long v;
+			if (hydb_cli_parse_uint(argv[0], "--steps", optarg, 2, 10000, &v))
+				return HYDB_EXIT_USAGE;
+			a->steps = (int)v;
 			break;
+		}
 		case 'h': fputs(usage, stdout); return -1;
 		default: fputs(usage, stderr); return HYDB_EXIT_USAGE;
 		}
@@ -284,6 +286,45 @@ static int relabel_fn(hydb_store *st, MDB_txn *txn, void *vctx)
 	return hydb_store_each_block(st, txn, relabel_block, &rb);
 }
 
+/* A directory opens and reads as empty; a labels file must be a file. */
+static FILE *open_labels(const char *path)
+{
+	struct stat sb;
+	FILE *f;
+	if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: is a directory, not a labels file", path);
+		return NULL;
+	}
+	f = fopen(path, "rb");
+	if (!f)
+		hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: %m", path);
+	return f;
+}
+
+/* A threshold needs both classes: with one, every radius is on the same
+ * side and the "best" threshold re-labels everything as that class. Checked
+ * for every modality before anything is stored. "other" entries are never
+ * re-labelled, so labels of them alone calibrate nothing. */
+static int check_classes(const char *labels, size_t nr[3][2], size_t lines)
+{
+	static const char *const names[] = {"other", "image", "text"};
+	int any = 0;
+	for (int m = 1; m < 3; m++) {
+		if (!nr[m][0] && !nr[m][1])
+			continue;
+		if (!nr[m][0] || !nr[m][1])
+			return hydb_cli_fail("calibrate", HYDB_EXIT_DATA,
+					     "%s: %s entries need both safe and unsafe labels to calibrate, got %zu safe and %zu unsafe",
+					     labels, names[m], nr[m][0], nr[m][1]);
+		any = 1;
+	}
+	if (!any)
+		return hydb_cli_fail("calibrate", HYDB_EXIT_DATA,
+				     "%s: none of its %zu lines labels an image or text entry of the database; nothing to calibrate",
+				     labels, lines);
+	return HYDB_EXIT_OK;
+}
+
 int hydb_cmd_calibrate(int argc, char **argv)
 {
 	static const struct option lo[] = {{"labels", required_argument, 0, 'l'},
@@ -296,7 +337,8 @@ int hydb_cmd_calibrate(int argc, char **argv)
 	hydb_db *db;
 	FILE *f;
 	char *line = NULL;
-	size_t cap = 0, lineno = 0;
+	size_t cap = 0, lineno = 0, unknown = 0;
+	char first_unknown[256] = "";
 	ssize_t len;
 	/* radii per [modality][0 safe, 1 unsafe] */
 	double *rad[3][2] = {{0}};
@@ -311,16 +353,18 @@ int hydb_cmd_calibrate(int argc, char **argv)
 		else if (ch == 'h') { fputs(calibrate_usage, stdout); return HYDB_EXIT_OK; }
 		else { fputs(calibrate_usage, stderr); return HYDB_EXIT_USAGE; }
 	}
+	if (hydb_cli_db_positional("calibrate", argc, argv, &optind, 0, &dbp))
+		return HYDB_EXIT_USAGE;
 	if (optind < argc)
-		dbp = argv[optind];
+		return hydb_cli_fail("calibrate", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
 	if (!labels)
 		return hydb_cli_fail("calibrate", HYDB_EXIT_USAGE, "--labels FILE is required");
 	if ((rc = hydb_cli_open(&db, dbp, 0)) < 0)
 		return hydb_cli_fail_lib("calibrate", rc);
-	f = fopen(labels, "rb");
+	f = open_labels(labels);
 	if (!f) {
 		hydb_close(db);
-		return hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: %m", labels);
+		return HYDB_EXIT_DATA;
 	}
 	while ((len = getline(&line, &cap, f)) >= 0) {
 		char *comma, *lab;
@@ -345,8 +389,8 @@ int hydb_cmd_calibrate(int argc, char **argv)
 			break;
 		}
 		if (hydb_get_key(db, line, &e) < 0) {
-			fprintf(stderr, "hydb calibrate: %s: line %zu: key '%s' not in the database (ignored)\n",
-				labels, lineno, line);
+			if (!unknown++)
+				snprintf(first_unknown, sizeof first_unknown, "line %zu: '%.200s'", lineno, line);
 			continue;
 		}
 		{
@@ -362,8 +406,15 @@ int hydb_cmd_calibrate(int argc, char **argv)
 		}
 		hydb_entry_free(e);
 	}
+	if (status == HYDB_EXIT_OK && ferror(f))
+		status = hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: %m", labels);
 	free(line);
 	fclose(f);
+	if (status == HYDB_EXIT_OK)
+		status = check_classes(labels, nr, lineno);
+	if (status == HYDB_EXIT_OK && unknown)
+		fprintf(stderr, "hydb calibrate: %s: %zu key%s not in the database ignored (first on %s)\n",
+			labels, unknown, unknown == 1 ? "" : "s", first_unknown);
 	for (int m = 0; status == HYDB_EXIT_OK && m < 3; m++) {
 		hydb_class_stats s[2];
 		hydb_threshold t;

@@ -100,8 +100,8 @@ int main(int argc, char **argv)
 		return HYDB_EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("hydb %s (format %d)\n", hydb_version_string(),
-		       HYDB_FORMAT_VERSION);
+		printf("hydb %s (format %d)\n%s\n", hydb_version_string(),
+		       HYDB_FORMAT_VERSION, hydb_blas_info());
 		return HYDB_EXIT_OK;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
