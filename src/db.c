@@ -211,17 +211,20 @@ int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *i
 		     const char *meta_name, const char *meta_value)
 {
 	struct put_ctx c = {db, recs, n, NULL, NULL, NULL, meta_name, meta_value, NULL};
-	size_t dim = hydb_store_dim(db->st);
-	double curv = hydb_store_curvature(db->st);
+	size_t dim;
+	double curv;
 	int rc = HYDB_OK;
 
+	RETURN_ERROR_IF(!db, HYDB_EINVAL, "hydb_put: database handle is NULL");
 	RETURN_ERROR_IF(!recs && n, HYDB_EINVAL, "hydb_put: records are NULL");
 	if (n == 0 && !meta_name)
 		return HYDB_OK;
+	dim = hydb_store_dim(db->st);
+	curv = hydb_store_curvature(db->st);
 	for (size_t i = 0; i < n; i++) {
 		char where[32];
 		snprintf(where, sizeof where, "record %zu", i);
-		FORWARD_IF_ERROR(hydb_record_validate(&recs[i], dim, hydb_store_curvature(db->st), where));
+		FORWARD_IF_ERROR(hydb_record_validate(&recs[i], dim, curv, where));
 	}
 	c.radii = hydb_alloc_array(n, sizeof *c.radii, "radii");
 	c.ids = ids_out ? ids_out : hydb_alloc_array(n, sizeof *c.ids, "ids");
@@ -286,6 +289,7 @@ static int del_fn(hydb_store *st, MDB_txn *txn, void *vctx)
 int hydb_delete_key(hydb_db *db, const char *key)
 {
 	struct del_ctx c = {db, key, 0};
+	RETURN_ERROR_IF(!db, HYDB_EINVAL, "hydb_delete_key: database handle is NULL");
 	RETURN_ERROR_IF(!key || !*key, HYDB_EINVAL, "hydb_delete_key: key is empty");
 	return hydb_store_write(db->st, del_fn, &c);
 }
@@ -293,6 +297,7 @@ int hydb_delete_key(hydb_db *db, const char *key)
 int hydb_delete_id(hydb_db *db, uint64_t id)
 {
 	struct del_ctx c = {db, NULL, id};
+	RETURN_ERROR_IF(!db, HYDB_EINVAL, "hydb_delete_id: database handle is NULL");
 	return hydb_store_write(db->st, del_fn, &c);
 }
 
@@ -302,6 +307,7 @@ int hydb_get_id(hydb_db *db, uint64_t id, hydb_entry **out)
 {
 	MDB_txn *txn;
 	int rc;
+	RETURN_ERROR_IF(!db || !out, HYDB_EINVAL, "hydb_get_id: NULL argument");
 	FORWARD_IF_ERROR(hydb_store_read_begin(db->st, &txn));
 	rc = hydb_store_get(db->st, txn, id, out);
 	hydb_store_read_end(db->st, txn);
@@ -313,6 +319,7 @@ int hydb_get_key(hydb_db *db, const char *key, hydb_entry **out)
 	MDB_txn *txn;
 	uint64_t id;
 	int rc;
+	RETURN_ERROR_IF(!db || !out, HYDB_EINVAL, "hydb_get_key: NULL argument");
 	RETURN_ERROR_IF(!key || !*key, HYDB_EINVAL, "hydb_get_key: key is empty");
 	FORWARD_IF_ERROR(hydb_store_read_begin(db->st, &txn));
 	rc = hydb_store_lookup_key(db->st, txn, key, &id);
@@ -326,6 +333,7 @@ int hydb_count(hydb_db *db, uint64_t *out)
 {
 	MDB_txn *txn;
 	int rc;
+	RETURN_ERROR_IF(!db || !out, HYDB_EINVAL, "hydb_count: NULL argument");
 	FORWARD_IF_ERROR(hydb_store_read_begin(db->st, &txn));
 	rc = hydb_store_count(db->st, txn, out);
 	hydb_store_read_end(db->st, txn);

@@ -41,9 +41,11 @@ static inline int hydb_filter_match(const hydb_filter *f,
 		return 1;
 	if (a->radius < f->min_radius || a->radius > f->max_radius)
 		return 0;
-	if (f->modality_mask && !(f->modality_mask & (1u << a->modality)))
+	/* The bytes come from disk: a value past the mask width matches no
+	 * mask rather than shifting out of range. */
+	if (f->modality_mask && (a->modality >= 32 || !(f->modality_mask & (1u << a->modality))))
 		return 0;
-	if (f->label_mask && !(f->label_mask & (1u << a->label)))
+	if (f->label_mask && (a->label >= 32 || !(f->label_mask & (1u << a->label))))
 		return 0;
 	return 1;
 }

@@ -56,7 +56,7 @@ static hydb_store *registry[64];
 
 static int registry_add(hydb_store *st)
 {
-	int rc = hydb_error_set(HYDB_EBUSY, "%s: too many databases open in this process", st->path);
+	int rc = HYDB_EBUSY;
 	pthread_mutex_lock(&registry_lock);
 	for (size_t i = 0; i < 64; i++)
 		if (registry[i] && registry[i]->dev == st->dev && registry[i]->ino == st->ino) {
@@ -71,6 +71,10 @@ static int registry_add(hydb_store *st)
 			rc = HYDB_OK;
 			break;
 		}
+	/* Only a failure sets the message: hydb_last_error() after a good
+	 * open must not read "too many databases open". */
+	if (rc == HYDB_EBUSY)
+		rc = hydb_error_set(HYDB_EBUSY, "%s: too many databases open in this process", st->path);
 out:
 	pthread_mutex_unlock(&registry_lock);
 	return rc;

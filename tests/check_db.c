@@ -104,6 +104,63 @@ static void put_one(hydb_db *db, const char *key, const float *v, int expect)
 	ck_assert_int_eq(hydb_put(db, &r, 1, NULL), expect);
 }
 
+/* The documented limits hold in the library itself, not only in the CLI:
+ * a point beyond HYDB_MAX_RADIUS is refused whole (1e20 components once
+ * went in and broke exact search), one just inside it is stored and found,
+ * k and ef past their limits are refused (ef = (size_t)-1 crashed), and a
+ * NULL handle is an error, not a crash. */
+START_TEST(test_documented_limits)
+{
+	hydb_db *db = create_db(DIM, 2.0);
+	hydb_search_options so;
+	hydb_results *res = NULL;
+	float v[DIM], far[DIM], huge[DIM];
+	hydb_record r = {0};
+
+	ck_assert_ptr_null(strstr(hydb_last_error(), "too many databases"));
+	random_point(v, DIM, 2.0, 1.0);
+	random_point(far, DIM, 2.0, 0.999 * HYDB_MAX_RADIUS / sqrt(2.0));
+	random_point(huge, DIM, 2.0, 1.001 * HYDB_MAX_RADIUS / sqrt(2.0));
+	put_one(db, "near", v, 0);
+	put_one(db, "huge", huge, HYDB_ETOOBIG);
+	ck_assert_ptr_nonnull(strstr(hydb_last_error(), "radius"));
+	for (size_t i = 0; i < DIM; i++)
+		huge[i] = 1e20f;
+	put_one(db, "1e20", huge, HYDB_ETOOBIG);
+	put_one(db, "far", far, 0);
+	ck_assert_uint_eq(count_of(db), 2);
+
+	hydb_search_options_init(&so);
+	so.k = 1;
+	so.exact = 1;
+	ck_assert_int_eq(hydb_search(db, &res, far, &so), 0);
+	ck_assert_uint_eq(res->n, 1);
+	ck_assert_str_eq(res->keys[0], "far");
+	hydb_results_free(res);
+
+	so.exact = 0;
+	so.ef = HYDB_MAX_EF + 1;
+	ck_assert_int_eq(hydb_search(db, &res, v, &so), HYDB_EINVAL);
+	so.ef = (size_t)-1;
+	ck_assert_int_eq(hydb_search(db, &res, v, &so), HYDB_EINVAL);
+	so.ef = HYDB_MAX_EF;
+	so.k = HYDB_MAX_K + 1;
+	ck_assert_int_eq(hydb_search(db, &res, v, &so), HYDB_EINVAL);
+	so.k = HYDB_MAX_K;
+	ck_assert_int_eq(hydb_search(db, &res, v, &so), 0);
+	ck_assert_uint_eq(res->n, 2);
+	hydb_results_free(res);
+
+	r.key = "x";
+	r.vector = v;
+	ck_assert_int_eq(hydb_put(NULL, &r, 1, NULL), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_delete_key(NULL, "x"), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_delete_id(NULL, 1), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_count(NULL, NULL), HYDB_EINVAL);
+	hydb_close(db);
+}
+END_TEST
+
 START_TEST(test_create_and_reopen)
 {
 	hydb_db *db = create_db(DIM, 0.5);
@@ -465,6 +522,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, NULL, remove_tmpdir);
+	tcase_add_test(tc, test_documented_limits);
 	tcase_add_test(tc, test_create_and_reopen);
 	tcase_add_test(tc, test_missing_and_newer_format);
 	tcase_add_test(tc, test_bad_input_leaves_store_unchanged);

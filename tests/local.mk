@@ -36,4 +36,3 @@ TESTS += tests/test_import.sh
 EXTRA_DIST += tests/test_import.sh tests/import_cases.py
 include tests/fuzz.mk
 include tests/reliability.mk
-include tests/import_safety.mk
