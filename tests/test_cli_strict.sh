@@ -78,6 +78,17 @@ expect 1 "hydb traverse: --steps: '1'" "$H" traverse my.db --text x --steps 1
 expect 0 "" "$H" query my.db --like k0 --ef 100000 -k 3
 grep -q "k0 " out.txt || fail "--ef 100000 did not find k0"
 
+expect 1 "--bound is used only with --redirect" "$H" query my.db --like k0 --bound 1
+expect 1 "--exact uses no index" "$H" query my.db --like k0 --exact --ef 10
+
+# ---- init tells what it did and never creates among other files
+expect 0 "" "$H" init my.db --dim 4
+grep -q "a database is already there (dim 4, curvature 1, 60 records); left as it was" out.txt ||
+	fail "init on a populated database: $(cat out.txt)"
+mkdir busy && touch busy/notes.txt
+expect 1 "busy: directory holds other files and no database" "$H" init busy --dim 4
+[ ! -e busy/data.mdb ] || fail "init created a database among other files"
+
 # ---- a database path that is not one
 before=$("$H" stats hydb.db --json | sed 's/.*"count":\([0-9]*\).*/\1/')
 expect 1 "hydb delete: mydb-typo.db: no database there" "$H" delete mydb-typo.db k1

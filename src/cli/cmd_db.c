@@ -38,6 +38,35 @@ static const char init_usage[] =
 	"points on the Lorentz hyperboloid of curvature -C (default C = 1).\n"
 	"HNSW parameters: M links per node (default 16), construction beam (default 200).\n";
 
+/* 1 when path already holds a database, 0 when it is free (missing or an
+ * empty directory), -1 (message printed) when it holds something else: a
+ * database is never created among unrelated files. */
+static int init_target(const char *path)
+{
+	char data[8192];
+	struct stat sb;
+	DIR *d;
+	struct dirent *de;
+	int others = 0;
+	if (stat(path, &sb) != 0)
+		return 0;
+	if (!S_ISDIR(sb.st_mode))
+		return (hydb_cli_fail("init", HYDB_EXIT_USAGE, "%s: exists and is not a directory", path), -1);
+	snprintf(data, sizeof data, "%s/data.mdb", path);
+	if (stat(data, &sb) == 0)
+		return 1;
+	if (!(d = opendir(path)))
+		return (hydb_cli_fail("init", HYDB_EXIT_USAGE, "%s: %m", path), -1);
+	while ((de = readdir(d)))
+		others += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	if (others)
+		return (hydb_cli_fail("init", HYDB_EXIT_USAGE,
+				      "%s: directory holds other files and no database; give an empty or new directory",
+				      path), -1);
+	return 0;
+}
+
 int hydb_cmd_init(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -47,7 +76,8 @@ int hydb_cmd_init(int argc, char **argv)
 	hydb_open_options o;
 	hydb_db *db;
 	unsigned long long v;
-	int ch, rc;
+	const char *path;
+	int ch, rc, existed;
 
 	if (want_help(argc, argv, init_usage))
 		return HYDB_EXIT_OK;
@@ -81,11 +111,21 @@ int hydb_cmd_init(int argc, char **argv)
 		return hydb_cli_fail("init", HYDB_EXIT_USAGE, "--dim is required (see hydb init --help)");
 	if (argc - optind > 1)
 		return hydb_cli_fail("init", HYDB_EXIT_USAGE, "too many arguments");
-	rc = hydb_open(&db, hydb_cli_db_path(optind < argc ? argv[optind] : NULL), &o);
+	path = hydb_cli_db_path(optind < argc ? argv[optind] : NULL);
+	existed = init_target(path);
+	if (existed < 0)
+		return HYDB_EXIT_USAGE;
+	rc = hydb_open(&db, path, &o);
 	if (rc < 0)
 		return hydb_cli_fail_lib("init", rc);
-	printf("created %s: dim %zu, curvature %g\n", hydb_cli_db_path(optind < argc ? argv[optind] : NULL),
-	       hydb_dim(db), hydb_curvature(db));
+	if (existed) {
+		uint64_t n = 0;
+		hydb_count(db, &n);
+		printf("%s: a database is already there (dim %zu, curvature %g, %llu records); left as it was\n",
+		       path, hydb_dim(db), hydb_curvature(db), (unsigned long long)n);
+	} else {
+		printf("created %s: dim %zu, curvature %g\n", path, hydb_dim(db), hydb_curvature(db));
+	}
 	hydb_close(db);
 	return HYDB_EXIT_OK;
 }

@@ -269,6 +269,11 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 				     "give exactly one of --vector, --vector-file, --like, --text, --image");
 	if (combine_filters(o, labels, mods))
 		return HYDB_EXIT_USAGE;
+	/* Options that would be silently ignored are refused instead. */
+	if (!isnan(o->bound) && !o->so.redirect)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound is used only with --redirect");
+	if (o->so.exact && o->so.ef)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--ef sets the index's beam; --exact uses no index");
 	if (hydb_cli_db_positional("query", argc, argv, &optind, 0, dbpath))
 		return HYDB_EXIT_USAGE;
 	if (optind < argc)
