@@ -38,8 +38,11 @@ def want(path, why):
         files.setdefault(os.path.normpath(path), why)
 
 
-# 1. absolute paths written in scripts and sources
+# 1. absolute paths written in scripts and sources (not this file's own
+# search roots below, which are places to look, not files read)
 for p in text_files:
+    if p == "tests/check_packages.py":
+        continue
     for m in re.finditer(r"(?<![\w.$/])(/(?:usr|etc|opt|lib|bin)/[A-Za-z0-9_.+/-]*[A-Za-z0-9_+])", read(p)):
         want(m.group(1), p)
 photos = "/usr/lib/python3/dist-packages/skimage/data"
