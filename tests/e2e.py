@@ -40,9 +40,14 @@ def main():
         print("skip: python3-skimage photos missing")
         sys.exit(77)
     tmp = tempfile.mkdtemp(prefix="hydb-e2e-")
+    here = os.getcwd()
     try:
+        # From the folder that holds images/, as in the quick start: keys
+        # are then "images/NAME", which examples/demo-labels.csv names.
+        os.chdir(tmp)
         e2e(tmp)
     finally:
+        os.chdir(here)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -56,7 +61,7 @@ def e2e(tmp):
             shutil.copy(os.path.join(PHOTOS, name), img)
             with open(os.path.join(img, os.path.splitext(name)[0] + ".txt"), "w") as c:
                 c.write(cap + "\n")
-            pairs.append((name, cap))
+            pairs.append(("images/" + name, cap))
     n = len(pairs)
     # a bad file among good ones is reported and skipped
     with open(os.path.join(img, "broken.jpg"), "wb") as f:
@@ -71,7 +76,7 @@ def e2e(tmp):
 
     # --- ingest, killed midway, then resumed -----------------------------
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    p = subprocess.Popen([HYDB, "ingest", db, img, "--model", model, "--batch", "1"],
+    p = subprocess.Popen([HYDB, "ingest", db, "images", "--model", model, "--batch", "1"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     killed_at = None
     deadline = time.time() + 60
@@ -93,13 +98,13 @@ def e2e(tmp):
         if cnt % 2:
             fail(f"half-written item after kill: {cnt} entries")
         print(f"killed ingest with {cnt} entries committed")
-    r = run("ingest", db, img, "--model", model, check=False)
+    r = run("ingest", db, "images", "--model", model, check=False)
     if r.returncode != 2 or "broken.jpg" not in r.stderr:
         fail(f"the broken file must be reported and make the exit status 2: {r.returncode} {r.stderr}")
     st = json.loads(run("stats", db, "--json").stdout)
     if st["count"] != 2 * n:
         fail(f"expected {2 * n} entries (images + captions), got {st['count']}")
-    r = run("ingest", db, img, "--model", model, check=False)
+    r = run("ingest", db, "images", "--model", model, check=False)
     if f"ingested 0 images (0 captions), skipped {n} unchanged, failed 1" not in r.stdout:
         fail("re-ingest must be a no-op: " + r.stdout)
     if json.loads(run("stats", db, "--json").stdout)["count"] != 2 * n:
@@ -120,7 +125,7 @@ def e2e(tmp):
     res = jsonl(run("query", db, "--text", pairs[1][1], "-k", "3", "--json"))
     if len(res) != 3 or res[0]["key"] != pairs[1][0] + "#caption1" or res[0]["distance"] > 1e-5:
         fail(f"a caption must find itself first: {res[:1]}")
-    res = jsonl(run("query", db, "--image", os.path.join(img, pairs[2][0]), "-k", "2", "--json",
+    res = jsonl(run("query", db, "--image", pairs[2][0], "-k", "2", "--json",
                     "--modality", "image"))
     if res[0]["key"] != pairs[2][0] or any(r["modality"] != "image" for r in res):
         fail("an image must find itself first, and --modality must hold")
@@ -168,7 +173,7 @@ def e2e(tmp):
             fail(f"{mode}: redirected_to {res[0]['redirected_to']} != {expect}")
         print(f"redirect {mode}: {r0:.6f} -> {res[0]['redirected_to']:.6f} (expected {expect:.6f})")
     # within the bound: no move
-    res = jsonl(run("query", db, "--text", pairs[3][1], "-k", "1", "--json", "--redirect", "--bound", "50"))
+    res = jsonl(run("query", db, "--text", pairs[3][1], "-k", "1", "--json", "--redirect", "--bound", "10"))
     if "redirected_from" in res[0]:
         fail("a query inside the bound must not be redirected")
     out = run("query", db, "--text", pairs[3][1], "-k", "1", "--redirect", "--bound", str(ub)).stdout
@@ -177,7 +182,7 @@ def e2e(tmp):
 
     # --- contact sheet -------------------------------------------------------
     sheet = os.path.join(tmp, "sheet.png")
-    res = jsonl(run("query", db, "--image", os.path.join(img, pairs[0][0]), "-k", "7",
+    res = jsonl(run("query", db, "--image", pairs[0][0], "-k", "7",
                     "--modality", "image", "--json", "--sheet", sheet))
     from PIL import Image
     im = Image.open(sheet)
@@ -207,7 +212,7 @@ def e2e(tmp):
     other = os.path.join(tmp, "other.safetensors")
     subprocess.run(["/usr/bin/python3", os.path.join(SRC, "tools/hydb-convert"), "--tiny", other,
                     "--seed", "4"], check=True, capture_output=True)
-    p = run("ingest", db, img, "--model", other, check=False)
+    p = run("ingest", db, "images", "--model", other, check=False)
     if p.returncode != 2 or "refusing to mix models" not in p.stderr:
         fail("ingest with another model must be refused: " + p.stderr)
     print("end-to-end: ok")

@@ -36,3 +36,4 @@ TESTS += tests/test_import.sh
 EXTRA_DIST += tests/test_import.sh tests/import_cases.py
 include tests/fuzz.mk
 include tests/reliability.mk
+include tests/ingest_safety.mk

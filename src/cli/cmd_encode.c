@@ -20,6 +20,7 @@
 #include "hydb.h"
 
 #define CMD "encode"
+#define MAX_BATCH 1024
 
 static void usage(FILE *f)
 {
@@ -36,9 +37,12 @@ static void usage(FILE *f)
 		"      --features     also print the Euclidean features (before the\n"
 		"                     exponential map)\n"
 		"      --tokens       print the token ids of each --text, not embeddings\n"
-		"  -b, --batch N      images per forward pass (default %d)\n"
-		"  -h, --help         this help\n",
-		HYDB_ENCODE_BATCH);
+		"  -b, --batch N      images per forward pass, 1..%d (default %d)\n"
+		"  -h, --help         this help\n\n"
+		"An input that cannot be encoded (an unreadable or broken image, a\n"
+		"caption the model refuses) is reported on standard error, one line\n"
+		"naming it; the others are still printed, and the exit status is 2.\n",
+		MAX_BATCH, HYDB_ENCODE_BATCH);
 }
 
 enum input_kind { IN_TEXT, IN_IDS, IN_IMAGE };
@@ -64,17 +68,6 @@ static int add_input(struct opts *o, enum input_kind kind, const char *arg)
 	o->in = p;
 	o->in[o->n_in].kind = kind;
 	o->in[o->n_in++].arg = arg;
-	return 0;
-}
-
-static int parse_batch(struct opts *o, const char *s)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || *end || !*s || s[0] == '-' || v < 1 || v > 1024)
-		return hydb_cli_fail(CMD, -1, "--batch: expected 1..1024, got '%s'", s);
-	o->batch = v;
 	return 0;
 }
 
@@ -108,7 +101,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		case OPT_JSON: o->json = 1; break;
 		case OPT_FEATURES: o->features = 1; break;
 		case OPT_TOKENS: o->tokens = 1; break;
-		case 'b': rc = parse_batch(o, optarg); break;
+		case 'b':
+			if (hydb_cli_parse_size(CMD, "--batch", optarg, 1, MAX_BATCH, &o->batch))
+				return -1;
+			break;
 		case 'h': usage(stdout); return 1;
 		default:
 			return hydb_cli_fail(CMD, -1, "unknown or incomplete option "
@@ -199,22 +195,30 @@ static void print_tokens(const struct opts *o, const char *input,
 
 /* ---- encoding ---------------------------------------------------------- */
 
+/* "1,2,3": each id strictly an integer in 0..INT32_MAX (the model checks
+ * it against its vocabulary). */
 static int parse_ids(int32_t *ids, size_t *n, const char *s)
 {
 	*n = 0;
-	while (*s) {
-		char *end;
-		errno = 0;
-		long v = strtol(s, &end, 10);
-		if (errno || end == s || v < 0 || v > INT32_MAX ||
-		    *n == HYDB_ENCODE_MAX_CONTEXT || (*end && *end != ','))
-			return hydb_cli_fail(CMD, -1, "--ids: expected up to %d "
-					     "comma-separated ids, got '%s'",
-					     HYDB_ENCODE_MAX_CONTEXT, s);
+	for (;;) {
+		size_t len = strcspn(s, ",");
+		char *tok;
+		unsigned long long v;
+		int rc;
+		if (*n == HYDB_ENCODE_MAX_CONTEXT)
+			return hydb_cli_fail(CMD, -1, "--ids: more than %d ids",
+					     HYDB_ENCODE_MAX_CONTEXT);
+		if (!(tok = strndup(s, len)))
+			return hydb_cli_fail(CMD, -1, "out of memory");
+		rc = hydb_cli_parse_uint(CMD, "--ids", tok, 0, INT32_MAX, &v);
+		free(tok);
+		if (rc)
+			return -1;
 		ids[(*n)++] = (int32_t)v;
-		s = *end ? end + 1 : end;
+		if (!s[len])
+			return 0;
+		s += len + 1;
 	}
-	return *n ? 0 : hydb_cli_fail(CMD, -1, "--ids: empty list");
 }
 
 static int encode_caption(const struct opts *o, hydb_model *m,
@@ -296,32 +300,51 @@ static int is_stdin(const struct input *in)
 	return in->kind == IN_IMAGE && !strcmp(in->arg, "-");
 }
 
-/* A run of consecutive image inputs [i0, i1), encoded o->batch at a time. */
+/* One image on its own: its error is reported and does not stop the rest.
+ * HYDB_EXIT_DATA if it failed. */
+static int encode_one_image(const struct opts *o, hydb_model *m, const char *path,
+			    float *emb, float *radius, float *feat)
+{
+	int lrc = hydb_encode_image_files(m, &path, 1, emb, radius, feat);
+	if (lrc < 0)
+		return hydb_cli_fail(CMD, HYDB_EXIT_DATA, "%s", hydb_last_error());
+	print_result(o, path, emb, *radius, feat, hydb_model_dim(m));
+	return 0;
+}
+
+/* A run of consecutive image inputs [i0, i1), encoded o->batch at a time.
+ * The library fails a whole batch for one bad file, so a failed batch is
+ * redone one image at a time: the good ones print, each bad one gets its
+ * line. HYDB_EXIT_DATA if any failed. */
 static int encode_images(const struct opts *o, hydb_model *m, size_t i0,
 			 size_t i1)
 {
 	size_t d = hydb_model_dim(m), n = i1 - i0;
-	const char **paths = malloc(n * sizeof *paths);
-	float *emb = malloc(n * d * sizeof *emb);
-	float *feat = malloc(n * d * sizeof *feat);
-	float *radii = malloc(n * sizeof *radii);
-	int rc = HYDB_EXIT_DATA;
+	size_t b = o->batch < n ? o->batch : n;
+	const char **paths = malloc(b * sizeof *paths);
+	float *emb = malloc(b * d * sizeof *emb);
+	float *feat = malloc(b * d * sizeof *feat);
+	float *radii = malloc(b * sizeof *radii);
+	float *fp = o->features ? feat : NULL;
+	int rc = 0;
 	if (!paths || !emb || !feat || !radii) {
-		hydb_cli_fail(CMD, rc, "out of memory for %zu images", n);
+		rc = hydb_cli_fail(CMD, HYDB_EXIT_DATA, "out of memory for %zu images", b);
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
-		paths[i] = o->in[i0 + i].arg;
-	int lrc = hydb_encode_image_batches(m, paths, n, o->batch, emb, radii,
-					    feat);
-	if (lrc < 0) {
-		rc = hydb_cli_fail_lib(CMD, lrc);
-		goto out;
+	for (size_t s = 0; s < n; s += b) {
+		size_t k = n - s < b ? n - s : b;
+		for (size_t i = 0; i < k; i++)
+			paths[i] = o->in[i0 + s + i].arg;
+		if (hydb_encode_image_batches(m, paths, k, k, emb, radii, fp) == 0) {
+			for (size_t i = 0; i < k; i++)
+				print_result(o, paths[i], emb + i * d, radii[i],
+					     fp ? feat + i * d : NULL, d);
+			continue;
+		}
+		for (size_t i = 0; i < k; i++)
+			if (encode_one_image(o, m, paths[i], emb, radii, fp))
+				rc = HYDB_EXIT_DATA;
 	}
-	for (size_t i = 0; i < n; i++)
-		print_result(o, paths[i], emb + i * d, radii[i],
-			     o->features ? feat + i * d : NULL, d);
-	rc = 0;
 out:
 	free(paths);
 	free(emb);
@@ -330,14 +353,17 @@ out:
 	return rc;
 }
 
+/* Every input in order. A usage error stops at once; an input that cannot
+ * be encoded is reported and the others still run (exit status 2). */
 static int run(const struct opts *o, hydb_model *m)
 {
 	size_t d = hydb_model_dim(m);
 	float *emb = malloc(d * sizeof *emb), *feat = malloc(d * sizeof *feat);
-	int rc = 0;
+	int status = 0;
 	if (!emb || !feat)
-		rc = hydb_cli_fail(CMD, HYDB_EXIT_DATA, "out of memory");
-	for (size_t i = 0; rc == 0 && i < o->n_in;) {
+		status = hydb_cli_fail(CMD, HYDB_EXIT_DATA, "out of memory");
+	for (size_t i = 0; status != HYDB_EXIT_USAGE && emb && feat && i < o->n_in;) {
+		int rc;
 		if (o->tokens && o->in[i].kind == IN_IMAGE) {
 			rc = hydb_cli_fail(CMD, HYDB_EXIT_USAGE,
 					   "--tokens applies to --text only");
@@ -356,11 +382,13 @@ static int run(const struct opts *o, hydb_model *m)
 					    emb, o->features ? feat : NULL);
 			i++;
 		}
+		if (rc == HYDB_EXIT_USAGE || (rc && !status))
+			status = rc;
 		fflush(stdout);
 	}
 	free(emb);
 	free(feat);
-	return rc;
+	return status;
 }
 
 int hydb_cmd_encode(int argc, char **argv)

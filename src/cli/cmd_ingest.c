@@ -6,8 +6,17 @@
  * Pipeline: a worker thread decodes and preprocesses batch i+1 while the
  * main thread runs the vision transformer on batch i; each batch (images
  * plus their captions) is one atomic commit. Re-running skips files whose
- * size, mtime and captions are unchanged, so a killed ingest resumes where
- * it stopped and a finished one is a no-op.
+ * path, size, mtime and captions are unchanged, so a killed ingest resumes
+ * where it stopped and a finished one is a no-op.
+ *
+ * Keys: the folder's path relative to the working directory (its absolute
+ * path when it lies elsewhere) joined with the file's path under it, so two
+ * folders holding a "chelsea.png" give two records. A record of another
+ * source file under the same key (the same relative path ingested from
+ * another directory) is replaced, and each such replacement is reported.
+ * No problem of one file (decode, caption, key) is silent or costs the
+ * others: it is reported and that file skipped, and the summary counts what
+ * was committed.
  */
 #include "config.h"
 
@@ -23,6 +32,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "cli/cli.h"
@@ -32,7 +42,15 @@
 #include "encoder/forward.h"
 #include "encoder/image.h"
 #include "encoder/model.h"
+#include "internal.h"
 #include "json.h"
+
+#define MAX_CAPTIONS 16
+#define MAX_BATCH 256
+/* Replacements named one per line; past this only counted. */
+#define REPORT_REPLACED 10
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const char usage[] =
 	"usage: hydb ingest [DB] DIR [--model FILE] [--captions FILE.jsonl|FILE.csv]\n"
@@ -40,18 +58,27 @@ static const char usage[] =
 	"Encode every JPEG, PNG and WebP under DIR (recursively; symbolic links to\n"
 	"directories are not followed) with the HySAC model and store each as an image\n"
 	"entry. Captions come from a sidecar file (photo.jpg -> photo.txt, one caption a\n"
-	"line) or a manifest (--captions: JSON Lines {\"path\": REL, \"captions\": [...]}\n"
-	"or {\"path\", \"caption\"}; or CSV lines REL,caption). Each caption becomes a\n"
-	"text entry linked to its image (same item). Entries are labelled safe or unsafe\n"
-	"by their radius against the model's bound (or 'hydb calibrate''s threshold).\n"
-	"The model: --model, else $HYDB_MODEL, else the one recorded in the database.\n"
+	"line, at most 16) or a manifest (--captions: JSON Lines {\"path\": REL,\n"
+	"\"captions\": [...]} or {\"path\", \"caption\"}; or CSV lines REL,caption). Each\n"
+	"caption becomes a text entry linked to its image (same item). Entries are\n"
+	"labelled safe or unsafe by their radius against the model's bound (or 'hydb\n"
+	"calibrate''s threshold).\n"
+	"Keys: DIR's path relative to the current directory (its absolute path when it\n"
+	"is not below it) joined with the file's path under DIR, e.g. photos/cat.png;\n"
+	"a caption's key is its image's key + \"#captionN\". A record of another file\n"
+	"stored under the same key is replaced and reported.\n"
+	"The model: --model, else $HYDB_MODEL, else the one recorded in the database;\n"
+	"its dimension and curvature must be the database's.\n"
 	"A new database is created with the model's dimension and curvature.\n"
-	"Exit status 2 if any file failed (each is reported and skipped).\n";
-
-#define MAX_CAPTIONS 16
+	"  --batch N   images per forward pass and commit, 1..256 (default " STR(HYDB_ENCODE_BATCH) ")\n"
+	"Exit status 2 if any file failed (each is reported and skipped: an unreadable\n"
+	"image or sidecar, an invalid UTF-8 caption, a key over the limits).\n";
 
 typedef struct {
-	char *rel, *abs;
+	char *rel;      /* path under the root: what a manifest names */
+	char *abs;      /* path opened, and recorded as the source */
+	char *key;      /* record key: the key prefix joined with rel */
+	char *replaces; /* source of the stored record of another file, or NULL */
 	long long size, mtime;
 } image_file;
 
@@ -60,6 +87,7 @@ typedef struct {
 	size_t n, cap;
 	const char *root;
 	size_t rootlen;
+	const char *prefix; /* of every key; "" when the root is the cwd */
 } file_list;
 
 static file_list *walk_list; /* nftw has no context pointer */
@@ -76,9 +104,41 @@ static int has_image_ext(const char *p)
 	return 0;
 }
 
+static char *join_key(const char *prefix, const char *rel)
+{
+	size_t np = strlen(prefix), nr = strlen(rel);
+	int slash = np && prefix[np - 1] != '/';
+	char *k = malloc(np + slash + nr + 1);
+	if (!k)
+		return NULL;
+	memcpy(k, prefix, np);
+	if (slash)
+		k[np] = '/';
+	memcpy(k + np + slash, rel, nr + 1);
+	return k;
+}
+
+/* The prefix of every key: the root (already resolved by realpath) relative
+ * to the working directory, so that "photos" and "./photos/" give the same
+ * keys; a root elsewhere keeps its absolute path, which no other root
+ * shares. */
+static const char *key_prefix(const char *root, char *cwd, size_t cwdcap)
+{
+	size_t n;
+	if (!getcwd(cwd, cwdcap))
+		return root;
+	n = strlen(cwd);
+	if (n == 1)
+		return root + 1; /* the cwd is "/" */
+	if (strncmp(root, cwd, n) || (root[n] != '/' && root[n] != 0))
+		return root;
+	return root + n + (root[n] == '/');
+}
+
 static int walk_fn(const char *path, const struct stat *sb, int type, struct FTW *ftw)
 {
 	file_list *l = walk_list;
+	image_file *f;
 	struct stat tsb;
 	(void)ftw;
 	if (type == FTW_SL) {
@@ -101,14 +161,15 @@ static int walk_fn(const char *path, const struct stat *sb, int type, struct FTW
 		l->v = nv;
 		l->cap = nc;
 	}
-	l->v[l->n].abs = strdup(path);
-	l->v[l->n].rel = strdup(path + l->rootlen + (path[l->rootlen] == '/'));
-	l->v[l->n].size = (long long)sb->st_size;
-	l->v[l->n].mtime = (long long)sb->st_mtime;
-	if (!l->v[l->n].abs || !l->v[l->n].rel)
-		return -1;
-	l->n++;
-	return 0;
+	f = &l->v[l->n];
+	memset(f, 0, sizeof *f);
+	f->abs = strdup(path);
+	f->rel = strdup(path + l->rootlen + (path[l->rootlen] == '/'));
+	f->key = f->rel ? join_key(l->prefix, f->rel) : NULL;
+	f->size = (long long)sb->st_size;
+	f->mtime = (long long)sb->st_mtime;
+	l->n++; /* counted before the check so that the caller frees it */
+	return f->abs && f->rel && f->key ? 0 : -1;
 }
 
 static int cmp_file(const void *a, const void *b)
@@ -168,7 +229,12 @@ int hydb_ingest_path_ok(const char *rel, int allow_outside)
 
 static int add_caption(manifest *m, const char *rel, const char *cap, const char *where)
 {
-	manifest_entry *e = manifest_find(m, rel, 1);
+	manifest_entry *e;
+	/* Checked here, where the line is known, not at commit (which would
+	 * refuse the whole batch). */
+	RETURN_ERROR_IF(hydb_utf8_valid(cap, strlen(cap)) < 0, HYDB_EUTF8,
+			"%s: caption for %s is not valid UTF-8", where, rel);
+	e = manifest_find(m, rel, 1);
 	RETURN_ERROR_IF(!e, HYDB_ENOMEM, "%s: out of memory", where);
 	RETURN_ERROR_IF(e->n >= MAX_CAPTIONS, HYDB_ETOOBIG, "%s: more than %d captions for %s", where,
 			MAX_CAPTIONS, rel);
@@ -247,28 +313,67 @@ static int manifest_load(manifest *m, const char *path, int allow_outside)
 	return rc;
 }
 
-/* Captions from the sidecar PATH-without-extension.txt, one per line. */
+static void free_captions(char **caps, int *n)
+{
+	for (int i = 0; i < *n; i++)
+		free(caps[i]);
+	*n = 0;
+}
+
+/* Opens the sidecar PATH-without-extension.txt into *out; *out is NULL
+ * when there is none. Anything at that name that cannot be read (mode 000,
+ * a directory, a dangling link) is an error, never "no captions". */
+static int sidecar_open(const char *path, FILE **out)
+{
+	struct stat lsb;
+	int e;
+	*out = fopen(path, "rb");
+	if (*out)
+		return HYDB_OK;
+	e = errno;
+	if (e == ENOENT && lstat(path, &lsb) != 0)
+		return HYDB_OK;
+	return hydb_error_set(HYDB_EIO, "%s: caption file unreadable: %s", path,
+			      e == ENOENT ? "dangling symbolic link" : strerror(e));
+}
+
+/* Captions from the sidecar, one per line; blank lines are skipped. */
 static int sidecar_captions(const image_file *img, char **caps, int *n)
 {
 	char path[PATH_MAX + 8];
 	const char *dot = strrchr(img->abs, '.');
 	FILE *f;
 	char *line = NULL;
-	size_t cap = 0;
+	size_t cap = 0, lineno = 0;
 	ssize_t len;
+	int rc;
 	snprintf(path, sizeof path, "%.*s.txt", (int)(dot - img->abs), img->abs);
-	f = fopen(path, "rb");
+	FORWARD_IF_ERROR(sidecar_open(path, &f));
 	if (!f)
 		return HYDB_OK;
-	while (*n < MAX_CAPTIONS && (len = getline(&line, &cap, f)) >= 0) {
+	rc = HYDB_OK;
+	errno = 0;
+	while (rc == HYDB_OK && (len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
 			line[--len] = 0;
-		if (len > 0)
-			caps[(*n)++] = strdup(line);
+		if (len == 0)
+			continue;
+		if (hydb_utf8_valid(line, (size_t)len) < 0)
+			rc = hydb_error_set(HYDB_EUTF8, "%s: line %zu: caption is not valid UTF-8", path,
+					    lineno);
+		else if (*n == MAX_CAPTIONS)
+			rc = hydb_error_set(HYDB_ETOOBIG, "%s: more than %d captions", path, MAX_CAPTIONS);
+		else if (!(caps[*n] = strdup(line)))
+			rc = hydb_error_set(HYDB_ENOMEM, "%s: out of memory", path);
+		else
+			(*n)++;
 	}
+	if (rc == HYDB_OK && ferror(f))
+		rc = hydb_error_set(HYDB_EIO, "%s: caption file unreadable: %s", path, strerror(errno));
 	free(line);
 	fclose(f);
-	return HYDB_OK;
+	return rc;
 }
 
 /* ---- decode/preprocess worker -------------------------------------------- */
@@ -311,7 +416,9 @@ typedef struct {
 	int quiet, tty, allow_outside;
 	size_t batch;
 	double thr_image, thr_text;
-	uint64_t ingested, captions, unchanged, failed;
+	/* Records committed (images, captions), files skipped as current,
+	 * files that failed, committed images that replaced another file's. */
+	uint64_t ingested, captions, unchanged, failed, replaced;
 	size_t done, total, printed_done;
 	double t0, last_progress;
 	double t_encoder;   /* seconds inside the transformer (vision + text) */
@@ -368,25 +475,34 @@ static uint64_t captions_hash(char **caps, int n)
 	return h;
 }
 
-/* Is the stored entry for this file current? */
-static int unchanged(ingest *g, const image_file *f, uint64_t chash, int *old_ncap)
+/* Is the stored entry under f's key this file, unchanged? Also notes in f
+ * whether that entry came from another source file (f->replaces) and, in
+ * *old_ncap, how many captions it had. */
+static int inspect_stored(ingest *g, image_file *f, uint64_t chash, int *old_ncap)
 {
 	hydb_entry *e;
 	hydb_json *j = NULL;
+	const hydb_json *path = NULL;
 	int same = 0;
 	*old_ncap = 0;
-	if (hydb_get_key(g->db, f->rel, &e) < 0)
+	if (hydb_get_key(g->db, f->key, &e) < 0)
 		return 0;
 	if (e->meta && hydb_json_parse(&j, e->meta, strlen(e->meta)) == 0) {
 		const hydb_json *sz = hydb_json_get(j, "size"), *mt = hydb_json_get(j, "mtime"),
 				*ch = hydb_json_get(j, "captions_hash"), *nc = hydb_json_get(j, "captions");
 		char want[32];
+		path = hydb_json_get(j, "path");
+		if (path && path->type != HYDB_JSON_STRING)
+			path = NULL;
 		snprintf(want, sizeof want, "%016llx", (unsigned long long)chash);
-		same = sz && mt && ch && sz->num == (double)f->size && mt->num == (double)f->mtime &&
+		same = path && !strcmp(path->str, f->abs) && sz && mt && ch &&
+		       sz->num == (double)f->size && mt->num == (double)f->mtime &&
 		       ch->type == HYDB_JSON_STRING && !strcmp(ch->str, want);
 		if (nc && nc->type == HYDB_JSON_NUMBER)
 			*old_ncap = (int)nc->num;
 	}
+	if (!path || strcmp(path->str, f->abs))
+		f->replaces = strdup(path ? path->str : "(a record not made by hydb ingest)");
 	hydb_json_free(j);
 	hydb_entry_free(e);
 	return same;
@@ -474,12 +590,14 @@ static char *meta_json(const image_file *f, uint64_t fh, uint64_t chash, int nca
 	return out;
 }
 
-/* Encode the captions of one image and queue all its records. */
+/* Encode the captions of one image and queue all its records. Each record
+ * is validated as hydb_put will validate it, so that a bad key or caption
+ * costs this item only and not the whole batch's commit. */
 static int queue_item(ingest *g, pending *p, const image_file *f, const float *feat, char **caps,
 		      int ncap, uint64_t chash)
 {
 	size_t d = hydb_model_dim(g->m);
-	uint64_t item = XXH3_64bits(f->rel, strlen(f->rel)) >> 1;
+	uint64_t item = XXH3_64bits(f->key, strlen(f->key)) >> 1;
 	uint64_t fh = file_hash(f->abs);
 	char *meta;
 	size_t base = p->n;
@@ -491,7 +609,7 @@ static int queue_item(ingest *g, pending *p, const image_file *f, const float *f
 		hydb_record *rec = &p->recs[p->n++];
 		project(g, p->vecs + base * d, feat, g->m->cfg.visual_alpha, &r);
 		memset(rec, 0, sizeof *rec);
-		rec->key = f->rel;
+		rec->key = f->key;
 		rec->vector = p->vecs + base * d;
 		rec->modality = HYDB_MOD_IMAGE;
 		rec->label = label_for(r, g->thr_image);
@@ -503,16 +621,16 @@ static int queue_item(ingest *g, pending *p, const image_file *f, const float *f
 	}
 	for (int i = 0; i < ncap; i++) {
 		float r, *v = p->vecs + p->n * d;
-		char key[PATH_MAX + 32];
+		char key[HYDB_MAX_KEY + 32];
 		hydb_record *rec;
 		double te = now_s();
 		int rc = hydb_encode_text(g->m, caps[i], v, &r, NULL);
 		g->t_encoder += now_s() - te;
 		if (rc < 0)
-			return hydb_error_prefix(rc, "%s: caption %d", f->rel, i + 1);
+			return hydb_error_prefix(rc, "%s: caption %d", f->abs, i + 1);
 		rec = &p->recs[p->n++];
 		memset(rec, 0, sizeof *rec);
-		snprintf(key, sizeof key, "%s#caption%d", f->rel, i + 1);
+		snprintf(key, sizeof key, "%s#caption%d", f->key, i + 1);
 		FORWARD_IF_ERROR(pend_str(p, strdup(key)));
 		rec->key = p->strs[p->nstr - 1];
 		rec->vector = v;
@@ -520,10 +638,12 @@ static int queue_item(ingest *g, pending *p, const image_file *f, const float *f
 		rec->label = label_for(r, g->thr_text);
 		rec->item = item;
 		rec->caption = caps[i];
-		meta = meta_json(f, fh, chash, ncap, f->rel);
+		meta = meta_json(f, fh, chash, ncap, f->key);
 		FORWARD_IF_ERROR(pend_str(p, meta));
 		rec->meta = meta;
 	}
+	for (size_t i = base; i < p->n; i++)
+		FORWARD_IF_ERROR(hydb_record_validate(&p->recs[i], d, hydb_curvature(g->db), f->abs));
 	return HYDB_OK;
 }
 
@@ -535,18 +655,78 @@ static void report_fail(ingest *g, const char *msg)
 	fprintf(stderr, "hydb ingest: %s (skipped)\n", msg);
 }
 
+/* Called once the record that replaced another file's is committed. */
+static void report_replaced(ingest *g, const image_file *f)
+{
+	if (g->replaced++ >= REPORT_REPLACED)
+		return;
+	if (g->tty)
+		fputc('\n', stderr);
+	fprintf(stderr, "hydb ingest: %s: replaced the record of %s with %s\n", f->key, f->replaces,
+		f->abs);
+}
+
 /* Captions for one file: manifest first, else sidecar. Strings owned by
- * caps (freed by the caller). */
+ * caps (freed by the caller); on an error none are left. */
 static int gather_captions(ingest *g, const image_file *f, char **caps, int *n)
 {
 	manifest_entry *e = manifest_find(&g->man, f->rel, 0);
+	int rc = HYDB_OK;
 	*n = 0;
-	if (e) {
-		for (int i = 0; i < e->n; i++)
-			caps[(*n)++] = strdup(e->caps[i]);
-		return HYDB_OK;
+	if (!e)
+		rc = sidecar_captions(f, caps, n);
+	for (int i = 0; e && rc == HYDB_OK && i < e->n; i++) {
+		if (!(caps[*n] = strdup(e->caps[i])))
+			rc = hydb_error_set(HYDB_ENOMEM, "%s: out of memory", f->abs);
+		else
+			(*n)++;
 	}
-	return sidecar_captions(f, caps, n);
+	if (rc < 0)
+		free_captions(caps, n);
+	return rc;
+}
+
+/* Queue the records of the decoded images of one batch (features in feat),
+ * commit them in one transaction, and count what was committed. An image
+ * whose captions or records are bad is reported and left out. */
+static int commit_batch(ingest *g, pending *p, image_file **files, size_t n, const float *feat)
+{
+	size_t d = hydb_model_dim(g->m);
+	image_file *queued[MAX_BATCH];
+	size_t nq = 0;
+	uint64_t ncaps = 0;
+
+	pend_clear(p);
+	for (size_t i = 0; i < n; i++) {
+		char *caps[MAX_CAPTIONS];
+		int ncap = 0, rc = gather_captions(g, files[i], caps, &ncap);
+		size_t before = p->n, before_s = p->nstr;
+		if (rc < 0) {
+			report_fail(g, hydb_last_error());
+			continue;
+		}
+		for (int c = 0; c < ncap; c++)
+			FORWARD_IF_ERROR(pend_str(p, caps[c]));
+		rc = queue_item(g, p, files[i], feat + i * d, caps, ncap, captions_hash(caps, ncap));
+		if (rc < 0) {
+			report_fail(g, hydb_last_error());
+			for (size_t s = before_s + (size_t)ncap; s < p->nstr; s++)
+				free(p->strs[s]);
+			p->nstr = before_s + (size_t)ncap;
+			p->n = before;
+			continue;
+		}
+		queued[nq++] = files[i];
+		ncaps += (uint64_t)ncap;
+	}
+	if (p->n)
+		FORWARD_IF_ERROR(hydb_put(g->db, p->recs, p->n, NULL));
+	g->ingested += nq;
+	g->captions += ncaps;
+	for (size_t i = 0; i < nq; i++)
+		if (queued[i]->replaces)
+			report_replaced(g, queued[i]);
+	return HYDB_OK;
 }
 
 static int run_batches(ingest *g, image_file **todo, size_t ntodo)
@@ -569,7 +749,7 @@ static int run_batches(ingest *g, image_file **todo, size_t ntodo)
 		jobs[k].size = (int)S;
 	}
 	if (!feat || !p.recs || !p.vecs || !jobs[0].pixels || !jobs[1].pixels || !jobs[0].err ||
-	    !jobs[1].err) {
+	    !jobs[1].err || !jobs[0].ok || !jobs[1].ok) {
 		rc = hydb_error_set(HYDB_ENOMEM, "ingest: out of memory for a batch of %zu", B);
 		goto out;
 	}
@@ -612,34 +792,9 @@ static int run_batches(ingest *g, image_file **todo, size_t ntodo)
 			if (rc < 0)
 				break;
 		}
-		pend_clear(&p);
-		for (size_t i = 0; i < nok; i++) {
-			char *caps[MAX_CAPTIONS];
-			int ncap = 0;
-			gather_captions(g, cur->files[i], caps, &ncap);
-			size_t before = p.n, before_s = p.nstr;
-			for (int c = 0; c < ncap; c++)
-				pend_str(&p, caps[c]);
-			rc = queue_item(g, &p, cur->files[i], feat + i * d, caps, ncap,
-					captions_hash(caps, ncap));
-			if (rc < 0) {
-				/* one bad caption drops that item only */
-				report_fail(g, hydb_last_error());
-				for (size_t s = before_s + (size_t)ncap; s < p.nstr; s++)
-					free(p.strs[s]);
-				p.nstr = before_s + (size_t)ncap;
-				p.n = before;
-				rc = 0;
-				continue;
-			}
-			g->captions += (uint64_t)ncap;
-		}
-		if (p.n) {
-			rc = hydb_put(g->db, p.recs, p.n, NULL);
-			if (rc < 0)
-				break; /* disk full or similar: stop, earlier batches are safe */
-		}
-		g->ingested += nok;
+		rc = commit_batch(g, &p, cur->files, nok, feat);
+		if (rc < 0)
+			break; /* disk full or similar: stop, earlier batches are safe */
 		g->done += n;
 		progress(g, 0);
 	}
@@ -663,18 +818,19 @@ out:
 static void drop_stale_captions(ingest *g, const image_file *f, int from, int to)
 {
 	for (int i = from; i < to; i++) {
-		char key[PATH_MAX + 32];
-		snprintf(key, sizeof key, "%s#caption%d", f->rel, i + 1);
+		char key[HYDB_MAX_KEY + 32];
+		snprintf(key, sizeof key, "%s#caption%d", f->key, i + 1);
 		hydb_delete_key(g->db, key);
 	}
 }
 
+/* A threshold 'hydb calibrate' stored, else the model's bound. */
 static double threshold(hydb_db *db, const char *name, double fallback)
 {
-	char buf[64];
+	char buf[64], *end;
 	if (hydb_db_meta_get(db, name, buf, sizeof buf) == 0) {
-		double v = strtod(buf, NULL);
-		if (v > 0 && isfinite(v))
+		double v = strtod(buf, &end);
+		if (end != buf && !*end && v > 0 && isfinite(v))
 			return v;
 	}
 	return fallback;
@@ -693,96 +849,179 @@ static int open_or_create(hydb_db **db, const char *path, hydb_model *m)
 	return hydb_open(db, hydb_cli_db_path(path), &o);
 }
 
-int hydb_cmd_ingest(int argc, char **argv)
+typedef struct {
+	const char *model, *captions, *db, *dir;
+} ingest_args;
+
+/* 0 to go on; else the exit status (help printed: HYDB_EXIT_OK). */
+static int parse_args(ingest *g, ingest_args *a, int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{"model", required_argument, 0, 'm'}, {"captions", required_argument, 0, 'c'},
 		{"batch", required_argument, 0, 'b'}, {"quiet", no_argument, 0, 'q'},
 		{"allow-outside-root", no_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
-	ingest g;
-	const char *model_path = NULL, *captions = NULL, *dbpath = NULL, *dir;
-	char rootbuf[PATH_MAX];
-	file_list files = {0};
-	image_file **todo = NULL;
-	size_t ntodo = 0;
-	int ch, rc, status = HYDB_EXIT_OK;
-
-	memset(&g, 0, sizeof g);
-	g.batch = HYDB_ENCODE_BATCH;
+	int ch, rc;
+	g->batch = HYDB_ENCODE_BATCH;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'm': model_path = optarg; break;
-		case 'c': captions = optarg; break;
+		case 'm': a->model = optarg; break;
+		case 'c': a->captions = optarg; break;
 		case 'b':
-			g.batch = strtoul(optarg, NULL, 10);
-			if (g.batch < 1 || g.batch > 256)
-				return hydb_cli_fail("ingest", HYDB_EXIT_USAGE, "--batch must be 1..256");
+			rc = hydb_cli_parse_size("ingest", "--batch", optarg, 1, MAX_BATCH, &g->batch);
+			if (rc)
+				return rc;
 			break;
-		case 'q': g.quiet = 1; break;
-		case 'A': g.allow_outside = 1; break;
-		case 'h': fputs(usage, stdout); return HYDB_EXIT_OK;
+		case 'q': g->quiet = 1; break;
+		case 'A': g->allow_outside = 1; break;
+		case 'h': fputs(usage, stdout); return -1;
 		default: fputs(usage, stderr); return HYDB_EXIT_USAGE;
 		}
 	}
 	if (argc - optind == 2)
-		dbpath = argv[optind++];
+		a->db = argv[optind++];
 	if (argc - optind != 1)
 		return hydb_cli_fail("ingest", HYDB_EXIT_USAGE, "give the image folder (see hydb ingest --help)");
-	dir = argv[optind];
-	if (!realpath(dir, rootbuf))
-		return hydb_cli_fail("ingest", HYDB_EXIT_DATA, "%s: %s", dir, strerror(errno));
-	g.tty = !g.quiet && hydb_cli_isatty(stderr);
+	a->dir = argv[optind];
+	return 0;
+}
 
-	/* The model: explicit, env, or the database's. */
-	if (!model_path)
-		model_path = getenv("HYDB_MODEL");
-	if (model_path && *model_path) {
-		if ((rc = hydb_model_open(&g.m, model_path)) < 0)
-			return hydb_cli_fail_lib("ingest", rc);
-		rc = open_or_create(&g.db, dbpath, g.m);
-		if (rc == 0)
-			rc = hydb_cli_model_record(g.db, g.m, model_path);
+/* Open the model and the database (creating it for an explicit model), and
+ * refuse a model that did not make the database's embeddings or whose
+ * dimension or curvature differ from it, before anything is recorded. */
+static int open_model_and_db(ingest *g, const ingest_args *a)
+{
+	const char *model = a->model ? a->model : getenv("HYDB_MODEL");
+	if (model && *model) {
+		FORWARD_IF_ERROR(hydb_model_open(&g->m, model));
+		FORWARD_IF_ERROR(open_or_create(&g->db, a->db, g->m));
+		FORWARD_IF_ERROR(hydb_cli_model_fits_db(g->m, g->db, model));
+		FORWARD_IF_ERROR(hydb_cli_model_record(g->db, g->m, model));
 	} else {
-		rc = hydb_cli_open(&g.db, dbpath, 0);
-		if (rc == 0)
-			rc = hydb_cli_model_for_db(&g.m, g.db, NULL);
+		FORWARD_IF_ERROR(hydb_cli_open(&g->db, a->db, 0));
+		FORWARD_IF_ERROR(hydb_cli_model_for_db(&g->m, g->db, NULL));
 	}
-	if (rc == 0 && hydb_model_dim(g.m) != hydb_dim(g.db))
-		rc = hydb_error_set(HYDB_EDIM, "model embeds in %zu dimensions, the database has %zu",
-				    hydb_model_dim(g.m), hydb_dim(g.db));
-	if (rc == 0 && captions)
-		rc = manifest_load(&g.man, captions, g.allow_outside);
+	if (a->captions)
+		FORWARD_IF_ERROR(manifest_load(&g->man, a->captions, g->allow_outside));
+	g->thr_image = threshold(g->db, "threshold_image", g->m->cfg.bound_image.up_95);
+	g->thr_text = threshold(g->db, "threshold_text", g->m->cfg.bound_text.up_95);
+	return HYDB_OK;
+}
+
+/* Every image file under the root, sorted, with its key. */
+static int list_files(file_list *files, const char *dir, char *root)
+{
+	char cwd[PATH_MAX];
+	struct stat sb;
+	if (!realpath(dir, root))
+		return hydb_error_set(HYDB_ENOTFOUND, "%s: %s", dir, strerror(errno));
+	RETURN_ERROR_IF(stat(root, &sb) != 0 || !S_ISDIR(sb.st_mode), HYDB_EINVAL,
+			"%s: not a directory (give the folder of the images)", dir);
+	walk_list = files;
+	files->root = root;
+	files->rootlen = strlen(root);
+	files->prefix = key_prefix(root, cwd, sizeof cwd);
+	/* The prefix may point into cwd: keys are built during the walk. */
+	RETURN_ERROR_IF(nftw(root, walk_fn, 64, FTW_PHYS) != 0, HYDB_EIO, "%s: cannot walk: %s", dir,
+			strerror(errno));
+	files->prefix = NULL;
+	qsort(files->v, files->n, sizeof *files->v, cmp_file);
+	return HYDB_OK;
+}
+
+/* The files to encode: not those stored unchanged, nor those whose
+ * captions cannot be read (reported as failed). */
+static image_file **plan(ingest *g, file_list *files, size_t *ntodo)
+{
+	image_file **todo = calloc(files->n ? files->n : 1, sizeof *todo);
+	*ntodo = 0;
+	for (size_t i = 0; todo && i < files->n; i++) {
+		image_file *f = &files->v[i];
+		char *caps[MAX_CAPTIONS];
+		int ncap = 0, old_ncap;
+		if (gather_captions(g, f, caps, &ncap) < 0) {
+			report_fail(g, hydb_last_error());
+			continue;
+		}
+		if (inspect_stored(g, f, captions_hash(caps, ncap), &old_ncap)) {
+			g->unchanged++;
+		} else {
+			todo[(*ntodo)++] = f;
+			if (old_ncap > ncap)
+				drop_stale_captions(g, f, ncap, old_ncap);
+		}
+		free_captions(caps, &ncap);
+	}
+	return todo;
+}
+
+static void summary(ingest *g, int status)
+{
+	if (g->replaced > REPORT_REPLACED)
+		fprintf(stderr, "hydb ingest: ... %llu more records of other files replaced\n",
+			(unsigned long long)(g->replaced - REPORT_REPLACED));
+	if (!g->quiet || status) {
+		printf("ingested %llu images (%llu captions), skipped %llu unchanged, failed %llu, "
+		       "replaced %llu of other files",
+		       (unsigned long long)g->ingested, (unsigned long long)g->captions,
+		       (unsigned long long)g->unchanged, (unsigned long long)g->failed,
+		       (unsigned long long)g->replaced);
+		if (g->done < g->total)
+			printf(", stopped with %zu not attempted", g->total - g->done);
+		putchar('\n');
+	}
+	if (!g->quiet && g->ingested) {
+		double wall = now_s() - g->t0;
+		fprintf(stderr, "time: %.2fs, %.2f images/s; encoder %.1f%%, waiting for decode %.1f%%, "
+			"other (first decode, captions I/O, commits) %.1f%%\n", wall, g->ingested / wall,
+			100 * g->t_encoder / wall, 100 * g->t_wait / wall,
+			100 * (wall - g->t_encoder - g->t_wait) / wall);
+	}
+}
+
+static void cleanup(ingest *g, file_list *files)
+{
+	for (size_t i = 0; i < files->n; i++) {
+		free(files->v[i].rel);
+		free(files->v[i].abs);
+		free(files->v[i].key);
+		free(files->v[i].replaces);
+	}
+	free(files->v);
+	for (size_t i = 0; i < g->man.n; i++) {
+		free(g->man.v[i].rel);
+		for (int c = 0; c < g->man.v[i].n; c++)
+			free(g->man.v[i].caps[c]);
+	}
+	free(g->man.v);
+	hydb_model_close(g->m);
+	hydb_close(g->db);
+}
+
+int hydb_cmd_ingest(int argc, char **argv)
+{
+	ingest g;
+	ingest_args a = {0};
+	char root[PATH_MAX];
+	file_list files = {0};
+	image_file **todo = NULL;
+	size_t ntodo = 0;
+	int rc, status = HYDB_EXIT_OK;
+
+	memset(&g, 0, sizeof g);
+	if ((rc = parse_args(&g, &a, argc, argv)) != 0)
+		return rc < 0 ? HYDB_EXIT_OK : rc;
+	g.tty = !g.quiet && hydb_cli_isatty(stderr);
+	/* The folder is checked first: a typo must not create a database. */
+	rc = list_files(&files, a.dir, root);
+	if (rc == 0)
+		rc = open_model_and_db(&g, &a);
+	if (rc == 0 && !(todo = plan(&g, &files, &ntodo)))
+		rc = hydb_error_set(HYDB_ENOMEM, "ingest: out of memory");
 	if (rc < 0) {
 		status = hydb_cli_fail_lib("ingest", rc);
 		goto out;
-	}
-	g.thr_image = threshold(g.db, "threshold_image", g.m->cfg.bound_image.up_95);
-	g.thr_text = threshold(g.db, "threshold_text", g.m->cfg.bound_text.up_95);
-
-	walk_list = &files;
-	files.root = rootbuf;
-	files.rootlen = strlen(rootbuf);
-	if (nftw(rootbuf, walk_fn, 64, FTW_PHYS) != 0) {
-		status = hydb_cli_fail("ingest", HYDB_EXIT_DATA, "%s: cannot walk: %s", dir, strerror(errno));
-		goto out;
-	}
-	qsort(files.v, files.n, sizeof *files.v, cmp_file);
-	todo = calloc(files.n ? files.n : 1, sizeof *todo);
-	for (size_t i = 0; todo && i < files.n; i++) {
-		char *caps[MAX_CAPTIONS];
-		int ncap = 0, old_ncap;
-		gather_captions(&g, &files.v[i], caps, &ncap);
-		if (unchanged(&g, &files.v[i], captions_hash(caps, ncap), &old_ncap))
-			g.unchanged++;
-		else {
-			todo[ntodo++] = &files.v[i];
-			if (old_ncap > ncap)
-				drop_stale_captions(&g, &files.v[i], ncap, old_ncap);
-		}
-		for (int c = 0; c < ncap; c++)
-			free(caps[c]);
 	}
 	g.total = ntodo;
 	g.t0 = now_s();
@@ -791,33 +1030,11 @@ int hydb_cmd_ingest(int argc, char **argv)
 		progress(&g, 1);
 	if (rc < 0)
 		status = hydb_cli_fail_lib("ingest", rc);
-	if (!g.quiet || status)
-		printf("ingested %llu images (%llu captions), skipped %llu unchanged, failed %llu\n",
-		       (unsigned long long)g.ingested, (unsigned long long)g.captions,
-		       (unsigned long long)g.unchanged, (unsigned long long)g.failed);
-	if (!g.quiet && g.ingested) {
-		double wall = now_s() - g.t0;
-		fprintf(stderr, "time: %.2fs, %.2f images/s; encoder %.1f%%, waiting for decode %.1f%%, "
-			"other (first decode, captions I/O, commits) %.1f%%\n", wall, g.ingested / wall,
-			100 * g.t_encoder / wall, 100 * g.t_wait / wall,
-			100 * (wall - g.t_encoder - g.t_wait) / wall);
-	}
+	summary(&g, status);
 	if (status == HYDB_EXIT_OK && g.failed)
 		status = HYDB_EXIT_DATA;
 out:
-	for (size_t i = 0; i < files.n; i++) {
-		free(files.v[i].rel);
-		free(files.v[i].abs);
-	}
-	free(files.v);
 	free(todo);
-	for (size_t i = 0; i < g.man.n; i++) {
-		free(g.man.v[i].rel);
-		for (int c = 0; c < g.man.v[i].n; c++)
-			free(g.man.v[i].caps[c]);
-	}
-	free(g.man.v);
-	hydb_model_close(g.m);
-	hydb_close(g.db);
+	cleanup(&g, &files);
 	return status;
 }

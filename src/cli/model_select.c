@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,30 @@
 #include "encoder/model.h"
 #include "json.h"
 
+/* Curvatures closer than this (relative) are the same: a database created
+ * from a model stores the model's value exactly; anything else is another
+ * geometry. */
+#define CURVATURE_RTOL 1e-6
+
+int hydb_cli_model_fits_db(const hydb_model *m, hydb_db *db, const char *path)
+{
+	double cm = hydb_model_curvature(m), cd = hydb_curvature(db);
+	RETURN_ERROR_IF(hydb_model_dim(m) != hydb_dim(db), HYDB_EDIM,
+			"%s: model embeds in %zu dimensions, the database has %zu", path,
+			hydb_model_dim(m), hydb_dim(db));
+	/* Radii, labels and distances all depend on c: a model of another
+	 * curvature would store points of another hyperboloid. */
+	RETURN_ERROR_IF(!(fabs(cm - cd) <= CURVATURE_RTOL * fmax(fabs(cm), fabs(cd))), HYDB_EMISMATCH,
+			"%s: model curvature %.9g differs from the database's %.9g; "
+			"use a model of the same curvature or a new database", path, cm, cd);
+	return HYDB_OK;
+}
 
 int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_path)
 {
 	char recorded[PATH_MAX + 1], hash[64];
 	const char *path = explicit_path;
-	int have_hash = hydb_db_meta_get(db, "model_hash", hash, sizeof hash) == 0;
+	int rc, have_hash = hydb_db_meta_get(db, "model_hash", hash, sizeof hash) == 0;
 
 	if (!path || !*path)
 		path = getenv("HYDB_MODEL");
@@ -35,7 +54,12 @@ int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_pa
 				      "%s: model hash %s differs from %s, which made this database's embeddings; "
 				      "use that model or a new database", path, got, hash);
 	}
-	return HYDB_OK;
+	rc = hydb_cli_model_fits_db(*out, db, path);
+	if (rc < 0) {
+		hydb_model_close(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 int hydb_cli_model_record(hydb_db *db, hydb_model *m, const char *path)

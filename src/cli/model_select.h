@@ -6,8 +6,13 @@
 
 /* The model for a database: --model, else $HYDB_MODEL, else the model
  * recorded in the database. A model whose hash differs from the one that
- * made the database's embeddings is refused (HYDB_EMISMATCH). */
+ * made the database's embeddings is refused (HYDB_EMISMATCH), and so is one
+ * that does not fit the database (hydb_cli_model_fits_db). */
 int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_path);
+/* HYDB_EDIM unless the model's dimension is the database's; HYDB_EMISMATCH
+ * unless its curvature is the database's (relative tolerance 1e-6). path
+ * names the model in the message. */
+int hydb_cli_model_fits_db(const hydb_model *m, hydb_db *db, const char *path);
 /* Record path and hash of the model in the database (first ingest). */
 int hydb_cli_model_record(hydb_db *db, hydb_model *m, const char *path);
 /* Thumbnails of the image results in a grid, written as PNG. */
