@@ -9,11 +9,14 @@
 #include "import.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "db_internal.h"
 #include "json.h"
@@ -23,7 +26,7 @@
 struct hydb_reader {
 	FILE *f;
 	char path[4096];
-	const char *base;
+	char *base;             /* key base of fixed-size rows: BASE#ROW */
 	hydb_import_format fmt;
 	hydb_coords coords;
 	size_t dim, cols;       /* cols: numbers per row in the file */
@@ -68,6 +71,13 @@ int hydb_coords_from_poincare(float *out, const double *in, size_t dim, double c
 	RETURN_ERROR_IF(c * n2 >= 1.0, HYDB_EFORMAT,
 			"%s: point is outside the Poincare ball of radius 1/sqrt(c) (|p| = %g)", where,
 			sqrt(n2));
+	/* d(O, p) = 2 atanh(sqrt(c)|p|) / sqrt(c): past the largest radius
+	 * the store keeps, say so in the ball's terms rather than leave
+	 * hydb_record_validate to refuse a point the user never wrote. */
+	RETURN_ERROR_IF(2.0 * atanh(sqrt(c * n2)) > HYDB_MAX_RADIUS, HYDB_ETOOBIG,
+			"%s: point is too close to the edge of the Poincare ball (|p| = %.17g, 1/sqrt(c) = %.17g): "
+			"its radius is beyond the largest stored, %g/sqrt(c)",
+			where, sqrt(n2), 1.0 / sqrt(c), HYDB_MAX_RADIUS);
 	s = 2.0 / (1.0 - c * n2);
 	for (size_t i = 0; i < dim; i++)
 		out[i] = (float)(s * in[i]);
@@ -184,10 +194,16 @@ static int fvecs_header(hydb_reader *r)
 
 static hydb_import_format guess_format(const char *path)
 {
-	const char *dot = strrchr(path, '.');
-	if (dot && !strcmp(dot, ".npy")) return HYDB_FMT_NPY;
-	if (dot && !strcmp(dot, ".fvecs")) return HYDB_FMT_FVECS;
-	return HYDB_FMT_JSONL;
+	static const char *const jsonl[] = {".jsonl", ".ndjson", ".jl", ".json"};
+	const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+	if (!dot || (slash && dot < slash))
+		return HYDB_FMT_AUTO;
+	if (!strcmp(dot, ".npy")) return HYDB_FMT_NPY;
+	if (!strcmp(dot, ".fvecs")) return HYDB_FMT_FVECS;
+	for (size_t i = 0; i < sizeof jsonl / sizeof *jsonl; i++)
+		if (!strcmp(dot, jsonl[i]))
+			return HYDB_FMT_JSONL;
+	return HYDB_FMT_AUTO;
 }
 
 int hydb_reader_open(hydb_reader **out, const char *path, hydb_import_format fmt, size_t dim,
@@ -201,8 +217,17 @@ int hydb_reader_open(hydb_reader **out, const char *path, hydb_import_format fmt
 	r = calloc(1, sizeof *r);
 	RETURN_ERROR_IF(!r, HYDB_ENOMEM, "%s: out of memory", path);
 	snprintf(r->path, sizeof r->path, "%s", path);
-	r->base = strrchr(r->path, '/') ? strrchr(r->path, '/') + 1 : r->path;
 	r->fmt = fmt == HYDB_FMT_AUTO ? guess_format(path) : fmt;
+	if (r->fmt == HYDB_FMT_AUTO) {
+		rc = hydb_error_set(HYDB_EFORMAT,
+				    "%s: unknown format: name it .npy, .fvecs or .jsonl, or give --format", path);
+		goto fail;
+	}
+	r->base = strdup(path);
+	if (!r->base) {
+		rc = hydb_error_set(HYDB_ENOMEM, "%s: out of memory", path);
+		goto fail;
+	}
 	r->coords = coords;
 	r->dim = dim;
 	r->cols = coords == HYDB_COORDS_WITH_TIME ? dim + 1 : dim;
@@ -254,6 +279,7 @@ void hydb_reader_close(hydb_reader *r)
 		free_batch_strings(r);
 	if (r->f)
 		fclose(r->f);
+	free(r->base);
 	free(r->recs);
 	free(r->vecs);
 	free(r->tmp);
@@ -265,6 +291,87 @@ void hydb_reader_close(hydb_reader *r)
 }
 
 uint64_t hydb_reader_total(const hydb_reader *r) { return r->rows; }
+
+hydb_import_format hydb_reader_format(const hydb_reader *r) { return r->fmt; }
+
+int hydb_reader_set_key_base(hydb_reader *r, const char *base)
+{
+	char *b;
+	RETURN_ERROR_IF(!*base || strlen(base) > HYDB_MAX_KEY, HYDB_ETOOBIG,
+			"%s: key base must be 1..%d bytes", r->path, HYDB_MAX_KEY);
+	b = strdup(base);
+	RETURN_ERROR_IF(!b, HYDB_ENOMEM, "%s: out of memory", r->path);
+	free(r->base);
+	r->base = b;
+	return HYDB_OK;
+}
+
+int hydb_reader_hash(hydb_reader *r, uint64_t *hash)
+{
+	char buf[1 << 16];
+	XXH64_state_t *st = XXH64_createState();
+	off_t off = 0;
+	ssize_t got;
+	int rc = HYDB_OK;
+
+	RETURN_ERROR_IF(!st, HYDB_ENOMEM, "%s: out of memory", r->path);
+	XXH64_reset(st, 0);
+	/* pread: the FILE's position and buffer are left as they are. */
+	while ((got = pread(fileno(r->f), buf, sizeof buf, off)) != 0) {
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = hydb_error_set(HYDB_EIO, "%s: %s", r->path, strerror(errno));
+			break;
+		}
+		XXH64_update(st, buf, (size_t)got);
+		off += got;
+	}
+	*hash = XXH64_digest(st);
+	XXH64_freeState(st);
+	return rc;
+}
+
+/* dir/name without doubling the slash when dir is "/". */
+static void join_path(char *out, size_t size, const char *dir, const char *name)
+{
+	snprintf(out, size, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+}
+
+int hydb_import_key_base(char *out, size_t size, const char *path)
+{
+	char dir[PATH_MAX], rdir[PATH_MAX], cwd[PATH_MAX];
+	const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+	size_t clen;
+
+	RETURN_ERROR_IF(!*name, HYDB_EINVAL, "%s: not a file name", path);
+	RETURN_ERROR_IF(strlen(path) >= sizeof dir, HYDB_EINVAL, "%s: path too long", path);
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == path)
+		snprintf(dir, sizeof dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	/* The directory is resolved, the name kept as typed: a file reached
+	 * through "./", "..", "$PWD/" or a symlinked directory is named the
+	 * same way each time, and distinct files never share a key base. */
+	RETURN_ERROR_IF(!realpath(dir, rdir), errno == ENOENT ? HYDB_ENOTFOUND : HYDB_EIO, "%s: %s",
+			path, strerror(errno));
+	if (!getcwd(cwd, sizeof cwd)) {
+		join_path(out, size, rdir, name);
+		return HYDB_OK;
+	}
+	clen = strlen(cwd);
+	if (!strcmp(rdir, cwd))
+		snprintf(out, size, "%s", name);
+	else if (clen == 1) /* cwd is "/" */
+		snprintf(out, size, "%s/%s", rdir + 1, name);
+	else if (!strncmp(rdir, cwd, clen) && rdir[clen] == '/')
+		snprintf(out, size, "%s/%s", rdir + clen + 1, name);
+	else
+		join_path(out, size, rdir, name);
+	return HYDB_OK;
+}
 
 void hydb_reader_progress(const hydb_reader *r, uint64_t *done, uint64_t *total)
 {
@@ -379,6 +486,38 @@ static char *dup_json_string(const hydb_json *v)
 	return strndup(v->str, v->str_len);
 }
 
+/* Why a NUMBER is not an item id (hydb_json_uint64 refused it). */
+static const char *item_reason(const hydb_json *v)
+{
+	if (v->negative)
+		return "negative: item ids are 0..18446744073709551615";
+	if (v->num >= 0x1p64)
+		return "beyond 18446744073709551615, the largest item id";
+	if (v->num == floor(v->num))
+		return "too large to be exact unless written in plain digits";
+	return "not an integer";
+}
+
+/* "item" is a 64-bit id: read from the integer's digits (a double would
+ * round 230281971600714726 to ...720), and refused, never mapped to 0, when
+ * it is not a non-negative integer up to 2^64 - 1. Absent or null: 0. */
+static int item_field(const hydb_json *v, uint64_t *out, const char *where, const char *line)
+{
+	static const char *const types[] = {"null", "boolean", "boolean", "number",
+					    "string", "array", "object"};
+	size_t len;
+	*out = 0;
+	if (!v || v->type == HYDB_JSON_NULL || hydb_json_uint64(v, out) == 0)
+		return HYDB_OK;
+	RETURN_ERROR_IF(v->type != HYDB_JSON_NUMBER, HYDB_EFORMAT,
+			"%s: \"item\" must be a non-negative integer, not a%s %s", where,
+			v->type == HYDB_JSON_ARRAY || v->type == HYDB_JSON_OBJECT ? "n" : "",
+			types[v->type]);
+	len = v->raw_end - v->raw_start;
+	return hydb_error_set(HYDB_EFORMAT, "%s: \"item\" %.*s is %s", where, (int)(len > 40 ? 40 : len),
+			      line + v->raw_start, item_reason(v));
+}
+
 static int jsonl_row(hydb_reader *r, size_t i, const char *line, size_t len)
 {
 	static const char *const mods[] = {"other", "image", "text"};
@@ -453,9 +592,8 @@ static int jsonl_row(hydb_reader *r, size_t i, const char *line, size_t len)
 		r->metas[i] = strndup(line + meta->raw_start, meta->raw_end - meta->raw_start);
 	}
 	item = hydb_json_get(j, "item");
-	/* Out of uint64 range like negative: converting it would be undefined. */
-	r->recs[i].item = item && item->type == HYDB_JSON_NUMBER && item->num >= 0 &&
-				  item->num < 0x1p64 ? (uint64_t)item->num : 0;
+	if ((rc = item_field(item, &r->recs[i].item, where, line)) < 0)
+		goto out;
 	r->keys[i] = dup_json_string(key);
 	r->recs[i].key = r->keys[i];
 	r->recs[i].vector = r->vecs + i * r->dim;
@@ -499,6 +637,9 @@ int hydb_reader_next(hydb_reader *r, const hydb_record **recs, size_t *n, size_t
 			memset(&r->recs[i], 0, sizeof r->recs[i]);
 			r->recs[i].key = r->keys[i];
 			r->recs[i].vector = r->vecs + i * r->dim;
+			/* Here, not in hydb_put, so that the message names the
+			 * file and row (hydb_put only knows the batch index). */
+			FORWARD_IF_ERROR(hydb_record_validate(&r->recs[i], r->dim, r->curvature, where));
 		}
 		r->row++;
 		i++;

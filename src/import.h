@@ -26,9 +26,27 @@ typedef enum {
 
 typedef struct hydb_reader hydb_reader;
 
+/* Opens path and checks its header (.npy/.fvecs: shape against dim, size
+ * against the shape). HYDB_FMT_AUTO picks the format from the name (.npy,
+ * .fvecs, .jsonl/.ndjson/.jl/.json) and refuses any other name, so that
+ * a typo is not read as JSON Lines. Rows of .npy/.fvecs get the keys
+ * BASE#ROW, BASE being path until hydb_reader_set_key_base. */
 int hydb_reader_open(hydb_reader **out, const char *path, hydb_import_format fmt,
 		     size_t dim, double curvature, hydb_coords coords);
 void hydb_reader_close(hydb_reader *r);
+/* The format actually read (never HYDB_FMT_AUTO). */
+hydb_import_format hydb_reader_format(const hydb_reader *r);
+/* Key base of .npy/.fvecs rows (copied; at most HYDB_MAX_KEY bytes). */
+int hydb_reader_set_key_base(hydb_reader *r, const char *base);
+/* XXH64 of the whole file, read through the open descriptor without
+ * moving the read position: resuming is tied to the content. */
+int hydb_reader_hash(hydb_reader *r, uint64_t *hash);
+
+/* The default key base of a file: its path relative to the current
+ * directory (directories resolved, "." and ".." removed), or its absolute
+ * path when it lies outside; "a.npy", "./a.npy" and "$PWD/a.npy" all give
+ * "a.npy", while "sub/a.npy" stays "sub/a.npy". */
+int hydb_import_key_base(char *out, size_t size, const char *path);
 
 /* Next batch of up to max records; *n = 0 at the end. The records and
  * their strings stay valid until the next call. row0 receives the row

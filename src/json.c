@@ -127,15 +127,29 @@ static int parse_string(parser *p, char **out, size_t *out_len)
 	return 0;
 }
 
+/* The exact magnitude of the digits s[0..n), if it fits in 64 bits. */
+static int digits_u64(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (size_t k = 0; k < n; k++)
+		if (__builtin_mul_overflow(v, 10u, &v) ||
+		    __builtin_add_overflow(v, (uint64_t)(s[k] - '0'), &v))
+			return -1;
+	*out = v;
+	return 0;
+}
+
 static int parse_number(parser *p, hydb_json *v)
 {
-	size_t i = p->pos;
+	size_t i = p->pos, int_start, int_end;
 	char tmp[64];
 	const char *s = p->s;
 	if (i < p->len && s[i] == '-') i++;
+	int_start = i;
 	if (i < p->len && s[i] == '0') i++;
 	else if (i < p->len && s[i] >= '1' && s[i] <= '9') while (i < p->len && s[i] >= '0' && s[i] <= '9') i++;
 	else return fail(p, "bad number");
+	int_end = i;
 	if (i < p->len && s[i] == '.') {
 		i++;
 		if (i >= p->len || s[i] < '0' || s[i] > '9') return fail(p, "bad number");
@@ -153,6 +167,8 @@ static int parse_number(parser *p, hydb_json *v)
 	tmp[i - p->pos] = '\0';
 	v->type = HYDB_JSON_NUMBER;
 	v->num = strtod(tmp, NULL);
+	v->negative = s[p->pos] == '-';
+	v->is_int = int_end == i && digits_u64(s + int_start, int_end - int_start, &v->u64) == 0;
 	p->pos = i;
 	return 0;
 }
@@ -307,6 +323,24 @@ const hydb_json *hydb_json_get(const hydb_json *obj, const char *name)
 		if (!strcmp(obj->keys[i], name))
 			return &obj->items[i];
 	return NULL;
+}
+
+int hydb_json_uint64(const hydb_json *v, uint64_t *out)
+{
+	if (!v || v->type != HYDB_JSON_NUMBER)
+		return -1;
+	if (v->is_int) {
+		if (v->negative && v->u64 != 0)
+			return -1;
+		*out = v->u64;
+		return 0;
+	}
+	/* 5.0 or 1e3 name an integer exactly only while the double does. */
+	if (v->num >= 0 && v->num < 0x1p53 && v->num == floor(v->num)) {
+		*out = (uint64_t)v->num;
+		return 0;
+	}
+	return -1;
 }
 
 void hydb_json_write_string(FILE *f, const char *s)

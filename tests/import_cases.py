@@ -70,9 +70,11 @@ def bad_case(db, name, path, want_in_msg, extra=()):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="hydb-import-")
+    here = os.getcwd()
     try:
         cases(tmp)
     finally:
+        os.chdir(here)
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
         print(f"{len(failures)} import checks failed")
@@ -81,6 +83,9 @@ def main():
 
 
 def cases(tmp):
+    # Rows of .npy/.fvecs are keyed by their path relative to the current
+    # directory: from here, tmp/good.npy's rows are good.npy#N.
+    os.chdir(tmp)
     db = os.path.join(tmp, "db")
     assert run("init", db, "--dim", str(D), "--curvature", str(C)).returncode == 0
     base = points(50, 1)

@@ -37,3 +37,4 @@ EXTRA_DIST += tests/test_import.sh tests/import_cases.py
 include tests/fuzz.mk
 include tests/reliability.mk
 include tests/ingest_safety.mk
+include tests/import_safety.mk

@@ -28,8 +28,11 @@ np.save(t + "/second/v.npy", b)
 np.save(t + "/q.npy", b[:1])
 PY
 "$H" init "$T/db" --dim 64 >/dev/null
-"$H" import "$T/db" "$T/first/v.npy" --quiet
-"$H" import "$T/db" "$T/second/v.npy" --quiet
+# Rows are keyed by their path relative to the current directory: imported
+# from inside first/ and second/, both files' rows are v.npy#ROW.
+(cd "$T/first" && "$H" import "$T/db" v.npy --quiet)
+(cd "$T/second" && "$H" import "$T/db" v.npy --quiet) 2>"$T/replaced"
+grep -q "v.npy: replaced 1500 existing records" "$T/replaced" || fail "replacements not reported: $(cat "$T/replaced")"
 "$H" check "$T/db" >"$T/check.out" || { cat "$T/check.out"; fail "hydb check"; }
 grep -q "^warning" "$T/check.out" && { cat "$T/check.out"; fail "index not whole after upserts"; }
 n=$("$H" stats "$T/db" --json | sed -n 's/^{"count":\([0-9]*\),.*/\1/p')
