@@ -3,11 +3,16 @@
  *
  * Besides the per-list invariants, every live node must be reachable from
  * the entry point on layer 0: a node that no path leads to is invisible to
- * every search however large ef is, and nothing else reports it.
+ * every search however large ef is, and nothing else reports it. Reachable
+ * is not enough: a walk whose keys mislead it (a compact row that does not
+ * match its vector, keys that overflowed) passes by a node it could reach,
+ * so hydb_index_self_search searches nodes' own vectors.
  */
 #include "index/hnsw_impl.h"
 
+#include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +221,127 @@ static int check_reach(struct hnsw_ctx *cx, hydb_reporter *r, int tree)
 	free(re.seen);
 	free(re.queue);
 	return rc;
+}
+
+/* ---- self-search ------------------------------------------------------- */
+
+struct self {
+	hydb_self_search *ss;
+	hydb_reporter miss, lost;
+	size_t ef, wide;
+	uint64_t nodes, seen;
+	const uint8_t *reached; /* layer-0 reachability, slot_limit flags */
+	float *vec;
+	int rc; /* the first failed search: the rest are skipped */
+};
+
+/* Whether a search for v at beam ef returns slot w or a point at key 0
+ * (an identical vector). */
+static int finds(struct hnsw_ctx *cx, struct self *sf, uint32_t w, size_t ef,
+		 hydb_hit *hit)
+{
+	size_t n;
+	sf->rc = hydb_index_search(cx->ix, cx->txn, sf->vec, 1, ef, NULL, hit,
+				   &n, NULL);
+	if (n == 0)
+		hit->id = 0, hit->key = INFINITY;
+	return sf->rc == 0 && n == 1 && (hit->slot == w || hit->key == 0);
+}
+
+static void self_visit(struct hnsw_ctx *cx, uint32_t w, unsigned level,
+		       void *arg)
+{
+	struct self *sf = arg;
+	const hydb_slot_attr *a;
+	const float *v;
+	hydb_hit hit;
+	(void)level;
+	/* node i of the scan is taken when floor(i limit / nodes) steps:
+	 * limit nodes evenly spread, the same ones on every run */
+	uint64_t i = sf->seen++, lim = sf->ss->limit;
+	if (sf->rc < 0 || (lim && sf->ss->checked >= lim) ||
+	    (lim && sf->nodes > lim && (i * lim) % sf->nodes >= lim))
+		return;
+	/* a free slot that is a node is damage hydb_index_check reports */
+	if (hnsw_slot_data(cx, w, &v, &a, NULL) < 0 || !a->live)
+		return;
+	memcpy(sf->vec, v, cx->ix->dim * sizeof *v);
+	sf->ss->checked++;
+	if (finds(cx, sf, w, sf->ef, &hit) || sf->rc < 0)
+		return;
+	/* unreachable nodes are hydb_index_unreachable's to report */
+	int reach = w < cx->meta.slot_limit && sf->reached[w];
+	if (sf->wide > sf->ef && reach) {
+		hydb_hit wh;
+		if (!finds(cx, sf, w, sf->wide, &wh)) {
+			if (sf->rc == 0)
+				hydb_report(&sf->lost,
+					"slot %u (id %llu): a search for its "
+					"own vector misses it even at ef %zu "
+					"(returns id %llu at key %.6g): the walk "
+					"cannot steer to it",
+					w, (unsigned long long)a->id, sf->wide,
+					(unsigned long long)wh.id, wh.key);
+			return;
+		}
+	}
+	hydb_report(&sf->miss,
+		"slot %u (id %llu): a search for its own vector at ef %zu "
+		"returns id %llu at key %.6g instead",
+		w, (unsigned long long)a->id, sf->ef,
+		(unsigned long long)hit.id, hit.key);
+}
+
+int hydb_index_self_search_run(hydb_index *ix, MDB_txn *rtxn,
+			       hydb_self_search *ss)
+{
+	RETURN_ERROR_IF(!ix || !rtxn || !ss, HYDB_EINVAL,
+			"index self-search: NULL argument");
+	struct hnsw_ctx cx;
+	uint64_t count;
+	ss->checked = ss->missed = ss->lost = 0;
+	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, rtxn));
+	struct self sf = {.ss = ss, .miss = {ss->miss_fn, ss->ctx, 0},
+			  .lost = {ss->lost_fn, ss->ctx, 0},
+			  .ef = ss->ef ? ss->ef : HYDB_HNSW_DEFAULT_EF,
+			  .wide = ss->wide_ef, .nodes = cx.meta.nodes};
+	struct reach re = {.r = NULL};
+	size_t lim = cx.meta.slot_limit ? cx.meta.slot_limit : 1;
+	re.seen = calloc(lim, 1);
+	re.queue = hydb_alloc_array(lim, sizeof *re.queue, "reachability queue");
+	sf.vec = hydb_alloc_array(ix->dim, sizeof *sf.vec, "query vector");
+	int rc = re.seen && re.queue && sf.vec ? 0 : HYDB_ENOMEM;
+	if (!re.seen)
+		hydb_error_set(rc, "index self-search: no memory for %zu flags",
+			       lim);
+	if (rc == 0 && cx.meta.entry != HYDB_NO_SLOT)
+		reach_walk(&cx, &re);
+	sf.reached = re.seen;
+	if (rc == 0)
+		rc = each_node(&cx, self_visit, &sf, &count);
+	hnsw_ctx_end(&cx);
+	free(re.seen);
+	free(re.queue);
+	free(sf.vec);
+	FORWARD_IF_ERROR(rc);
+	FORWARD_IF_ERROR(sf.rc);
+	ss->missed = sf.miss.n;
+	ss->lost = sf.lost.n;
+	return 0;
+}
+
+int hydb_index_self_search(hydb_index *ix, MDB_txn *rtxn, size_t ef,
+			   size_t limit, hydb_index_problem_fn fn, void *ctx,
+			   size_t *nchecked, size_t *nmissed)
+{
+	hydb_self_search ss = {.ef = ef, .limit = limit, .miss_fn = fn,
+			       .lost_fn = fn, .ctx = ctx};
+	RETURN_ERROR_IF(!nchecked || !nmissed, HYDB_EINVAL,
+			"index self-search: NULL argument");
+	FORWARD_IF_ERROR(hydb_index_self_search_run(ix, rtxn, &ss));
+	*nchecked = ss.checked;
+	*nmissed = ss.missed + ss.lost;
+	return 0;
 }
 
 static void check_entry(struct hnsw_ctx *cx, hydb_reporter *r)

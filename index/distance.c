@@ -23,6 +23,11 @@ typedef void (*sums_f32_fn)(const float *x, const float *y, size_t n,
 			    double s[2]);
 typedef void (*sums_f16_fn)(const float *x, const uint16_t *y, size_t n,
 			    double s[2]);
+/* The same sums and |y|^2, all in float64, for far queries. */
+typedef void (*sums3_f32_fn)(const float *x, const float *y, size_t n,
+			     double s[3]);
+typedef void (*sums3_f16_fn)(const float *x, const uint16_t *y, size_t n,
+			     double s[3]);
 
 /* ---- half precision ---------------------------------------------------- */
 
@@ -92,6 +97,18 @@ void hydb_f32_to_f16(uint16_t *out, const float *in, size_t n)
 		out[i] = f32_to_f16(in[i]);
 }
 
+int hydb_half_fits(const float *y, size_t dim, double c)
+{
+	double yy = 0;
+	for (size_t i = 0; i < dim; i++) {
+		/* NaN fails the comparison too */
+		if (!(fabsf(y[i]) < 65504.0f))
+			return 0;
+		yy += (double)y[i] * y[i];
+	}
+	return c * yy <= HYDB_HALF_MAX_NORM * HYDB_HALF_MAX_NORM;
+}
+
 /* ---- scalar ------------------------------------------------------------ */
 
 static void sums_f32_scalar(const float *x, const float *y, size_t n,
@@ -118,6 +135,32 @@ static void sums_f16_scalar(const float *x, const uint16_t *y, size_t n,
 	s[0] = dd, s[1] = xd;
 }
 
+static void sums3_f32_scalar(const float *x, const float *y, size_t n,
+			     double s[3])
+{
+	double dd = 0, xd = 0, yy = 0;
+	for (size_t i = 0; i < n; i++) {
+		double a = x[i], b = y[i], d = b - a;
+		dd += d * d;
+		xd += a * d;
+		yy += b * b;
+	}
+	s[0] = dd, s[1] = xd, s[2] = yy;
+}
+
+static void sums3_f16_scalar(const float *x, const uint16_t *y, size_t n,
+			     double s[3])
+{
+	double dd = 0, xd = 0, yy = 0;
+	for (size_t i = 0; i < n; i++) {
+		double a = x[i], b = hydb_f16_to_f32(y[i]), d = b - a;
+		dd += d * d;
+		xd += a * d;
+		yy += b * b;
+	}
+	s[0] = dd, s[1] = xd, s[2] = yy;
+}
+
 static double norm_scalar(const float *x, size_t n)
 {
 	double s = 0;
@@ -142,6 +185,26 @@ static double key_from_sums(const hydb_kquery *q, const double s[2])
 	return (s[0] + q->c * wedge) / (q->x0 * y0 + xy + q->inv_c);
 }
 
+/* The far query's key from {|d|^2, x.d, |y|^2} (distance.h). The wedge
+ * |x|^2|v|^2 - (x.v)^2 is the same for v = d and v = y; its rounding is
+ * about eps |x|^2 |v|^2, so the shorter one is taken. For an obtuse pair
+ * c x0 y0 - 1 = p / (sqrt(1 + p) + 1) with p = c(|x|^2 + |y|^2) +
+ * c^2 |x|^2 |y|^2, and -c x.y > 0: nothing cancels. */
+static double key_from_sums3(const hydb_kquery *q, const double s[3])
+{
+	double dd = s[0], xd = s[1], yy = s[2], c = q->c;
+	double xy = q->xx + xd;
+	if (xy < 0) {
+		double p = c * (q->xx + yy) + c * c * q->xx * yy;
+		return p / (sqrt(1 + p) + 1) - c * xy;
+	}
+	double wedge = yy < dd ? q->xx * yy - xy * xy : q->xx * dd - xd * xd;
+	if (wedge < 0)
+		wedge = 0;
+	double y0 = sqrt(q->inv_c + yy);
+	return (dd + c * wedge) / (q->x0 * y0 + xy + q->inv_c);
+}
+
 static void finish_scalar(const hydb_kquery *q, const double *s0,
 			  const double *s1, size_t n, double *out)
 {
@@ -152,28 +215,47 @@ static void finish_scalar(const hydb_kquery *q, const double *s0,
 }
 
 #ifdef HYDB_X86
-/* The scalar remainder past the last full vector step. */
-static void sums_tail(const float *x, const void *yv, int half, size_t i,
-		      size_t n, double t[2])
+/* The scalar remainder past the last full vector step: t[0..1], and t[2]
+ * when three. */
+static void sums_tail(const float *x, const void *yv, int half, int three,
+		      size_t i, size_t n, double t[3])
 {
-	if (half)
+	if (three && half)
+		sums3_f16_scalar(x + i, (const uint16_t *)yv + i, n - i, t);
+	else if (three)
+		sums3_f32_scalar(x + i, (const float *)yv + i, n - i, t);
+	else if (half)
 		sums_f16_scalar(x + i, (const uint16_t *)yv + i, n - i, t);
 	else
 		sums_f32_scalar(x + i, (const float *)yv + i, n - i, t);
 }
 
-/* The float32 and half entry points of one instruction set. */
-#define SUMS_ENTRY_POINTS(isa)                                              \
-	static void sums_f32_##isa(const float *x, const float *y, size_t n, \
-				   double s[2])                              \
+/* The float32 and half entry points of one instruction set, with two sums
+ * and with three; sums_<isa> is inlined into each with constant flags. */
+#define SUMS_ENTRY_POINTS(isa, target)                                      \
+	target static void sums_f32_##isa(const float *x, const float *y,   \
+					  size_t n, double s[2])            \
 	{                                                                   \
-		sums_##isa(x, y, 0, n, s);                                  \
+		sums_##isa(x, y, 0, 0, n, s);                               \
 	}                                                                   \
-	static void sums_f16_##isa(const float *x, const uint16_t *y,       \
-				   size_t n, double s[2])                    \
+	target static void sums_f16_##isa(const float *x, const uint16_t *y, \
+					  size_t n, double s[2])            \
 	{                                                                   \
-		sums_##isa(x, y, 1, n, s);                                  \
+		sums_##isa(x, y, 1, 0, n, s);                               \
+	}                                                                   \
+	target static void sums3_f32_##isa(const float *x, const float *y,  \
+					   size_t n, double s[3])           \
+	{                                                                   \
+		sums_##isa(x, y, 0, 1, n, s);                               \
+	}                                                                   \
+	target static void sums3_f16_##isa(const float *x,                  \
+					   const uint16_t *y, size_t n,      \
+					   double s[3])                     \
+	{                                                                   \
+		sums_##isa(x, y, 1, 1, n, s);                               \
 	}
+
+#define INLINE_ALWAYS inline __attribute__((always_inline))
 
 /* ---- AVX2 -------------------------------------------------------------- */
 
@@ -195,29 +277,37 @@ AVX2_TARGET static double hsum4(__m256d v)
 }
 
 /* Eight lanes per step: x and y as float32 (y from half precision when
- * half is set), widened to two double quads each. */
-AVX2_TARGET static void sums_avx2(const float *x, const void *yv, int half,
-				  size_t n, double s[2])
+ * half is set), widened to two double quads each; |y|^2 too when three. */
+AVX2_TARGET static INLINE_ALWAYS void sums_avx2(const float *x, const void *yv,
+						int half, int three, size_t n,
+						double *s)
 {
 	__m256d dd0 = _mm256_setzero_pd(), xd0 = dd0, dd1 = dd0, xd1 = dd0;
+	__m256d yy0 = dd0, yy1 = dd0;
 	size_t i = 0;
 	for (; i + 8 <= n; i += 8) {
 		__m256 xf = _mm256_loadu_ps(x + i);
 		__m256 yf = half ? _mm256_cvtph_ps(_mm_loadu_si128(
 					   (const __m128i *)((const uint16_t *)yv + i)))
 				 : _mm256_loadu_ps((const float *)yv + i);
-		acc4(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)),
-		     _mm256_cvtps_pd(_mm256_castps256_ps128(yf)), &dd0, &xd0);
-		acc4(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)),
-		     _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1)), &dd1, &xd1);
+		__m256d y0 = _mm256_cvtps_pd(_mm256_castps256_ps128(yf));
+		__m256d y1 = _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1));
+		acc4(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)), y0, &dd0, &xd0);
+		acc4(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)), y1, &dd1, &xd1);
+		if (three) {
+			yy0 = _mm256_fmadd_pd(y0, y0, yy0);
+			yy1 = _mm256_fmadd_pd(y1, y1, yy1);
+		}
 	}
-	double t[2];
-	sums_tail(x, yv, half, i, n, t);
+	double t[3];
+	sums_tail(x, yv, half, three, i, n, t);
 	s[0] = hsum4(_mm256_add_pd(dd0, dd1)) + t[0];
 	s[1] = hsum4(_mm256_add_pd(xd0, xd1)) + t[1];
+	if (three)
+		s[2] = hsum4(_mm256_add_pd(yy0, yy1)) + t[2];
 }
 
-SUMS_ENTRY_POINTS(avx2)
+SUMS_ENTRY_POINTS(avx2, AVX2_TARGET)
 
 /* ---- AVX-512 ----------------------------------------------------------- */
 
@@ -240,22 +330,32 @@ AVX512_TARGET static inline __m256 load8(const void *yv, int half, size_t i)
 }
 
 /* Sixteen lanes per step in two independent chains, so that the FMA latency
- * does not serialise the loop. */
-AVX512_TARGET static void sums_avx512(const float *x, const void *yv,
-				      int half, size_t n, double s[2])
+ * does not serialise the loop; |y|^2 too when three. */
+AVX512_TARGET static INLINE_ALWAYS void sums_avx512(const float *x,
+						    const void *yv, int half,
+						    int three, size_t n,
+						    double *s)
 {
 	__m512d dd0 = _mm512_setzero_pd(), xd0 = dd0, dd1 = dd0, xd1 = dd0;
+	__m512d yy0 = dd0, yy1 = dd0;
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
-		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)),
-		     _mm512_cvtps_pd(load8(yv, half, i)), &dd0, &xd0);
-		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)),
-		     _mm512_cvtps_pd(load8(yv, half, i + 8)), &dd1, &xd1);
+		__m512d y0 = _mm512_cvtps_pd(load8(yv, half, i));
+		__m512d y1 = _mm512_cvtps_pd(load8(yv, half, i + 8));
+		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), y0, &dd0, &xd0);
+		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), y1, &dd1,
+		     &xd1);
+		if (three) {
+			yy0 = _mm512_fmadd_pd(y0, y0, yy0);
+			yy1 = _mm512_fmadd_pd(y1, y1, yy1);
+		}
 	}
-	double t[2];
-	sums_tail(x, yv, half, i, n, t);
+	double t[3];
+	sums_tail(x, yv, half, three, i, n, t);
 	s[0] = _mm512_reduce_add_pd(_mm512_add_pd(dd0, dd1)) + t[0];
 	s[1] = _mm512_reduce_add_pd(_mm512_add_pd(xd0, xd1)) + t[1];
+	if (three)
+		s[2] = _mm512_reduce_add_pd(_mm512_add_pd(yy0, yy1)) + t[2];
 }
 
 AVX512_TARGET static double norm_avx512(const float *x, size_t n)
@@ -310,10 +410,22 @@ AVX512_TARGET static void sums_f16_avx512_walk(const float *x,
 	s[1] = _mm512_reduce_add_pd(xd) + t[1];
 }
 
-static void sums_f32_avx512(const float *x, const float *y, size_t n,
-			    double s[2])
+AVX512_TARGET static void sums_f32_avx512(const float *x, const float *y,
+					  size_t n, double s[2])
 {
-	sums_avx512(x, y, 0, n, s);
+	sums_avx512(x, y, 0, 0, n, s);
+}
+
+AVX512_TARGET static void sums3_f32_avx512(const float *x, const float *y,
+					   size_t n, double s[3])
+{
+	sums_avx512(x, y, 0, 1, n, s);
+}
+
+AVX512_TARGET static void sums3_f16_avx512(const float *x, const uint16_t *y,
+					   size_t n, double s[3])
+{
+	sums_avx512(x, y, 1, 1, n, s);
 }
 
 AVX2_TARGET static void widen_f16c(float *out, const uint16_t *in, size_t n)
@@ -362,16 +474,19 @@ static const struct kernel_impl {
 	const char *name;
 	sums_f32_fn f32;
 	sums_f16_fn f16;
+	sums3_f32_fn f32x;
+	sums3_f16_fn f16x;
 	double (*norm)(const float *x, size_t n);
 	void (*finish)(const hydb_kquery *q, const double *s0,
 		       const double *s1, size_t n, double *out);
 } impls[] = {
-	{"scalar", sums_f32_scalar, sums_f16_scalar, norm_scalar,
-	 finish_scalar},
+	{"scalar", sums_f32_scalar, sums_f16_scalar, sums3_f32_scalar,
+	 sums3_f16_scalar, norm_scalar, finish_scalar},
 #ifdef HYDB_X86
-	{"avx2", sums_f32_avx2, sums_f16_avx2, norm_scalar, finish_scalar},
-	{"avx512", sums_f32_avx512, sums_f16_avx512_walk, norm_avx512,
-	 finish_avx512},
+	{"avx2", sums_f32_avx2, sums_f16_avx2, sums3_f32_avx2, sums3_f16_avx2,
+	 norm_scalar, finish_scalar},
+	{"avx512", sums_f32_avx512, sums_f16_avx512_walk, sums3_f32_avx512,
+	 sums3_f16_avx512, norm_avx512, finish_avx512},
 #endif
 };
 
@@ -422,19 +537,30 @@ void hydb_kquery_init(hydb_kquery *q, const float *x, size_t dim, double c)
 	q->inv_c = 1.0 / c;
 	q->xx = xx;
 	q->x0 = sqrt(q->inv_c + xx);
+	q->far = c * xx > HYDB_HALF_MAX_NORM * HYDB_HALF_MAX_NORM;
 }
 
 double hydb_key_f32(const hydb_kquery *q, const float *y)
 {
-	double s[2];
-	impls[hydb_kernel_level()].f32(q->x, y, q->dim, s);
+	double s[3];
+	const struct kernel_impl *k = &impls[hydb_kernel_level()];
+	if (q->far) {
+		k->f32x(q->x, y, q->dim, s);
+		return key_from_sums3(q, s);
+	}
+	k->f32(q->x, y, q->dim, s);
 	return key_from_sums(q, s);
 }
 
 double hydb_key_f16(const hydb_kquery *q, const uint16_t *y)
 {
-	double s[2];
-	impls[hydb_kernel_level()].f16(q->x, y, q->dim, s);
+	double s[3];
+	const struct kernel_impl *k = &impls[hydb_kernel_level()];
+	if (q->far) {
+		k->f16x(q->x, y, q->dim, s);
+		return key_from_sums3(q, s);
+	}
+	k->f16(q->x, y, q->dim, s);
 	return key_from_sums(q, s);
 }
 
@@ -466,7 +592,7 @@ static void keys_batch(const hydb_kquery *q, const void *const *y, int half,
 {
 	const struct kernel_impl *k = &impls[hydb_kernel_level()];
 	size_t row = q->dim * (half ? sizeof(uint16_t) : sizeof(float));
-	double s0[BATCH], s1[BATCH], s[2];
+	double s0[BATCH], s1[BATCH], s[3];
 	if (n)
 		prefetch_row(y[0], row);
 	for (size_t b = 0; b < n; b += BATCH) {
@@ -474,6 +600,14 @@ static void keys_batch(const hydb_kquery *q, const void *const *y, int half,
 		for (size_t i = 0; i < m; i++) {
 			if (b + i + 1 < n)
 				prefetch_row(y[b + i + 1], row);
+			if (q->far) {
+				if (half)
+					k->f16x(q->x, y[b + i], q->dim, s);
+				else
+					k->f32x(q->x, y[b + i], q->dim, s);
+				keys[b + i] = key_from_sums3(q, s);
+				continue;
+			}
 			if (half)
 				k->f16(q->x, y[b + i], q->dim, s);
 			else
@@ -481,7 +615,8 @@ static void keys_batch(const hydb_kquery *q, const void *const *y, int half,
 			s0[i] = s[0];
 			s1[i] = s[1];
 		}
-		k->finish(q, s0, s1, m, keys + b);
+		if (!q->far)
+			k->finish(q, s0, s1, m, keys + b);
 	}
 }
 

@@ -288,15 +288,24 @@ static int blk_load(struct hnsw_ctx *cx, uint32_t b)
 	e->vec = blk.vec;
 	e->attr = blk.attr;
 	e->cv = NULL;
+	e->rowfl = NULL;
 	if (ix->compact) {
 		uint8_t key[8];
 		hnsw_node_key(key, HNSW_TAG_CV, b);
 		MDB_val k = {8, key}, v;
+		size_t rows = HYDB_BLOCK_SLOTS * ix->dim * sizeof(uint16_t);
 		rc = mdb_get(cx->txn, ix->src.nodes, &k, &v);
 		if (rc && rc != MDB_NOTFOUND)
 			return mdb_fail(rc, "reading a compact block");
+		RETURN_ERROR_IF(!rc && v.mv_size != rows &&
+					v.mv_size != rows + HYDB_BLOCK_SLOTS,
+				HYDB_ECORRUPT,
+				"index: compact block %u has %zu bytes", b,
+				v.mv_size);
 		if (!rc)
 			e->cv = v.mv_data;
+		if (!rc && v.mv_size > rows)
+			e->rowfl = (const uint8_t *)v.mv_data + rows;
 	}
 	e->epoch = cx->sc->blk_epoch;
 	e->wepoch = cx->sc->wepoch;
@@ -328,6 +337,25 @@ int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
 				"index: slot %u has no compact vector", slot);
 		*cv = e->cv + (size_t)i * cx->ix->dim;
 	}
+	return 0;
+}
+
+int hnsw_walk_row(struct hnsw_ctx *cx, uint32_t slot, const void **row,
+		  int *half)
+{
+	const float *v;
+	const uint16_t *cv;
+	if (!cx->ix->compact) {
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, NULL, NULL));
+		*row = v;
+		*half = 0;
+		return 0;
+	}
+	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, NULL, &cv));
+	/* the block entry is current after hnsw_slot_data */
+	const uint8_t *fl = cx->sc->blk[slot / HYDB_BLOCK_SLOTS].rowfl;
+	*half = !fl || !(fl[slot % HYDB_BLOCK_SLOTS] & HNSW_ROW_WIDE);
+	*row = *half ? (const void *)cv : (const void *)v;
 	return 0;
 }
 
@@ -591,31 +619,51 @@ int hnsw_node_delete(struct hnsw_ctx *cx, uint32_t slot)
 
 /* ---- compact copy ------------------------------------------------------ */
 
-/* Rewrite each touched block once, however many of its slots are new. */
+/* One row and its flag: a row half precision cannot hold is zero in the
+ * block and walked in float32. */
+static void compact_row(hydb_index *ix, const float *vec, uint16_t *row,
+			uint8_t *flag)
+{
+	if (hydb_half_fits(vec, ix->dim, ix->c)) {
+		hydb_f32_to_f16(row, vec, ix->dim);
+		*flag = 0;
+	} else {
+		memset(row, 0, ix->dim * sizeof *row);
+		*flag = HNSW_ROW_WIDE;
+	}
+}
+
+/* Rewrite each touched block once, however many of its slots are new. A
+ * block in the format-2 layout has every row converted again (the store
+ * holds all 64 vectors), so it leaves no infinite row behind. */
 static int compact_block(struct hnsw_ctx *cx, uint32_t b, const uint32_t *slots,
 			 size_t n, uint16_t *buf)
 {
 	hydb_index *ix = cx->ix;
-	size_t row = ix->dim * sizeof(uint16_t);
-	size_t size = HYDB_BLOCK_SLOTS * row;
-	uint8_t key[8];
+	size_t rows = HYDB_BLOCK_SLOTS * ix->dim;
+	size_t size = rows * sizeof *buf + HYDB_BLOCK_SLOTS;
+	uint8_t key[8], *flags = (uint8_t *)(buf + rows);
 	hnsw_node_key(key, HNSW_TAG_CV, b);
 	MDB_val k = {8, key}, v;
 	int rc = mdb_get(cx->txn, ix->src.nodes, &k, &v);
-	if (rc == 0 && v.mv_size == size)
-		memcpy(buf, v.mv_data, size);
-	else if (rc == 0 || rc == MDB_NOTFOUND)
-		memset(buf, 0, size);
-	else
+	if (rc && rc != MDB_NOTFOUND)
 		return mdb_fail(rc, "reading a compact block");
-	for (size_t i = 0; i < n; i++) {
+	int whole = rc != 0 || v.mv_size != size;
+	if (!whole)
+		memcpy(buf, v.mv_data, size);
+	for (uint32_t i = 0; whole && i < HYDB_BLOCK_SLOTS; i++) {
+		uint32_t s = b * HYDB_BLOCK_SLOTS + i;
+		const float *vec;
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, s, &vec, NULL, NULL));
+		compact_row(ix, vec, buf + (size_t)i * ix->dim, flags + i);
+	}
+	for (size_t i = 0; i < n && !whole; i++) {
 		if (slots[i] / HYDB_BLOCK_SLOTS != b)
 			continue;
+		uint32_t r = slots[i] % HYDB_BLOCK_SLOTS;
 		const float *vec;
 		FORWARD_IF_ERROR(hnsw_slot_data(cx, slots[i], &vec, NULL, NULL));
-		hydb_f32_to_f16(buf + (size_t)(slots[i] % HYDB_BLOCK_SLOTS) *
-					      ix->dim,
-				vec, ix->dim);
+		compact_row(ix, vec, buf + (size_t)r * ix->dim, flags + r);
 	}
 	v.mv_size = size;
 	v.mv_data = buf;
@@ -636,8 +684,12 @@ int hnsw_compact_write(struct hnsw_ctx *cx, const uint32_t *slots, size_t n)
 	if (!ix->compact || n == 0)
 		return 0;
 	uint32_t *blocks = hydb_alloc_array(n, sizeof *blocks, "block list");
-	uint16_t *buf = hydb_alloc_array(HYDB_BLOCK_SLOTS * ix->dim,
+	/* the rows, then a flag byte per row */
+	uint16_t *buf = hydb_alloc_array(HYDB_BLOCK_SLOTS * (ix->dim + 1),
 					 sizeof *buf, "compact block");
+	/* a format-2 library would rewrite the new blocks without their
+	 * flags: the graph says it is newer (saved with the insert) */
+	cx->meta.version = HNSW_META_VERSION;
 	int rc = blocks && buf ? 0 : HYDB_ENOMEM;
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		blocks[i] = slots[i] / HYDB_BLOCK_SLOTS;

@@ -15,7 +15,10 @@
  *                "CV", block : the block's 64 vectors in IEEE half
  *                              precision, the compact copy walked during
  *                              traversal (final candidates are re-ranked
- *                              with the float32 vectors in the store)
+ *                              with the float32 vectors in the store),
+ *                              then a flag byte per row (format 3): a row
+ *                              beyond HYDB_HALF_MAX_NORM is zero and the
+ *                              walk reads its float32 vector instead
  *
  * Every distance is the Lorentz key cosh(sqrt(c) d) - 1 (index/distance.h).
  * Parameters: M (default 16; 2M links on layer 0), efConstruction
@@ -135,6 +138,29 @@ int hydb_index_unreachable(hydb_index *ix, MDB_txn *rtxn, hydb_index_problem_fn 
  * should exist. Format-1 graphs have no tree: 0. */
 int hydb_index_outside_tree(hydb_index *ix, MDB_txn *rtxn,
 			    hydb_index_problem_fn fn, void *ctx, size_t *nout);
+
+/* Nodes that a search for their own vector misses: a search (k = 1, no
+ * filter) must return the node or another point at key 0 (an identical
+ * vector). At most limit nodes are tried (0: all), spread evenly over the
+ * slot order, the same ones on every run. A node missed at ef (0: the
+ * default) is searched again at wide_ef when that is larger: found there,
+ * it is a miss (HNSW is approximate: a graph-quality figure, passed to
+ * miss_fn); missed again while a layer-0 path leads to it, it is lost
+ * (the walk's keys cannot steer to it: wrong results, passed to lost_fn).
+ * Unreachable nodes count as misses (hydb_index_unreachable names them).
+ * A wide_ef at least the node count makes the second search exhaustive. */
+typedef struct hydb_self_search {
+	size_t ef, wide_ef, limit;
+	hydb_index_problem_fn miss_fn, lost_fn; /* may be NULL */
+	void *ctx;
+	size_t checked, missed, lost; /* results */
+} hydb_self_search;
+int hydb_index_self_search_run(hydb_index *ix, MDB_txn *rtxn,
+			       hydb_self_search *ss);
+/* The same at one beam, for tests: *nmissed counts every miss. */
+int hydb_index_self_search(hydb_index *ix, MDB_txn *rtxn, size_t ef,
+			   size_t limit, hydb_index_problem_fn fn, void *ctx,
+			   size_t *nchecked, size_t *nmissed);
 
 /* Figures for benches and the CLI. */
 typedef struct hydb_index_stats {

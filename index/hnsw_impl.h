@@ -12,8 +12,14 @@
 
 #define HNSW_META_MAGIC 0x57534e48u /* "HNSW" */
 /* 2: layer-0 records carry the reachability tree (index/reach.c). Format 1
- * graphs are searched but not changed. */
-#define HNSW_META_VERSION 2u
+ * graphs are searched but not changed.
+ * 3: a compact block ends with a byte per row, HNSW_ROW_WIDE for a row the
+ * walk reads in float32 from the store (distance.h, HYDB_HALF_MAX_NORM).
+ * Blocks without the bytes (written by format 2) are all half precision;
+ * an insert rewrites each block it touches in the new layout and marks the
+ * graph format 3, which format-2 libraries refuse. */
+#define HNSW_META_VERSION 3u
+#define HNSW_ROW_WIDE 1u
 #define HNSW_TAG_L0 0x4c300000u /* "L0" */
 #define HNSW_TAG_UP 0x55500000u /* "UP" */
 #define HNSW_TAG_CV 0x43560000u /* "CV" */
@@ -58,6 +64,7 @@ struct hnsw_blk {
 	const float *vec;
 	const hydb_slot_attr *attr;
 	const uint16_t *cv;
+	const uint8_t *rowfl; /* per-row flags; NULL: a format-2 block */
 };
 
 /* Per-thread working memory, pooled in the index so a search allocates
@@ -118,6 +125,11 @@ void hnsw_ctx_wrote(struct hnsw_ctx *cx);
 int hnsw_visit_reset(struct hnsw_ctx *cx);
 int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
 		   const hydb_slot_attr **attr, const uint16_t **cv);
+/* The row the walk measures: the half-precision copy (*half = 1) or, for a
+ * row half precision cannot hold or without a compact copy, the float32
+ * vector. */
+int hnsw_walk_row(struct hnsw_ctx *cx, uint32_t slot, const void **row,
+		  int *half);
 int hnsw_get_level(struct hnsw_ctx *cx, uint32_t slot, unsigned *level);
 int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		   uint32_t *links, unsigned *n);

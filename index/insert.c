@@ -117,6 +117,52 @@ int hnsw_insert_serial(struct hnsw_ctx *cx, const uint32_t *slots, size_t n)
 	return rc;
 }
 
+struct by_radius {
+	float radius;
+	uint32_t i;
+};
+
+static int by_radius_cmp(const void *a, const void *b)
+{
+	const struct by_radius *x = a, *y = b;
+	if (x->radius != y->radius)
+		return x->radius < y->radius ? -1 : 1;
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+/* The batch nearest the origin first. Hyperbolic data is tree-like: a
+ * point's nearest neighbours mostly lie nearer the origin than it does.
+ * Inserted after them, it links to them and they link back; inserted
+ * before them, its only in-links come from points that arrive later and
+ * farther out, outside the beam of a search for it (300 points at radii
+ * 5-15 in 16 dimensions, points near the origin last: 4% missed
+ * themselves at the default ef, none in this order). Ties keep the
+ * caller's order, so a repeated slot is inserted in order. */
+static uint32_t *radius_order(struct hnsw_ctx *cx, const uint32_t *slots,
+			      size_t n)
+{
+	struct by_radius *o = hydb_alloc_array(n, sizeof *o, "insert order");
+	uint32_t *out = hydb_alloc_array(n, sizeof *out, "insert order");
+	int rc = o && out ? 0 : HYDB_ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const hydb_slot_attr *a;
+		rc = hnsw_slot_data(cx, slots[i], NULL, &a, NULL);
+		o[i].radius = rc == 0 && a->radius == a->radius ? a->radius : 0;
+		o[i].i = (uint32_t)i;
+	}
+	if (rc == 0) {
+		qsort(o, n, sizeof *o, by_radius_cmp);
+		for (size_t i = 0; i < n; i++)
+			out[i] = slots[o[i].i];
+	}
+	free(o);
+	if (rc < 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
 int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 		      size_t n)
 {
@@ -142,6 +188,10 @@ int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 	int rc = hnsw_visit_reset(&cx);
 	if (rc == 0)
 		rc = hnsw_compact_write(&cx, slots, n);
+	uint32_t *order = rc == 0 ? radius_order(&cx, slots, n) : NULL;
+	if (rc == 0 && !order)
+		rc = HYDB_ENOMEM;
+	slots = order;
 	/* HYDB_HNSW_PLAIN_LINKING=1: every list is put as it changes and
 	 * every key computed afresh (the earlier path, for A/B benches). */
 	const char *plain = getenv("HYDB_HNSW_PLAIN_LINKING");
@@ -172,6 +222,7 @@ int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 	cx.pairs = NULL;
 	hnsw_pending_free(pend);
 	hnsw_pairs_free(pairs);
+	free(order);
 	if (rc == 0)
 		rc = hnsw_meta_save(ix, wtxn, &cx.meta);
 	hnsw_ctx_end(&cx);

@@ -61,15 +61,16 @@ int hnsw_pair_key(struct hnsw_ctx *cx, uint32_t a, hydb_kquery *qa,
 		return 0;
 	}
 	if (!*ready) {
+		const void *row;
 		const float *v;
-		const uint16_t *cv;
+		int half;
 		/* The float32 vector is cold: 3 KB from memory for a norm. */
-		if (cx->ix->compact) {
-			FORWARD_IF_ERROR(hnsw_slot_data(cx, a, NULL, NULL, &cv));
-			hydb_f16_to_f32_n(abuf, cv, cx->ix->dim);
+		FORWARD_IF_ERROR(hnsw_walk_row(cx, a, &row, &half));
+		if (half) {
+			hydb_f16_to_f32_n(abuf, row, cx->ix->dim);
 			v = abuf;
 		} else {
-			FORWARD_IF_ERROR(hnsw_slot_data(cx, a, &v, NULL, NULL));
+			v = row;
 		}
 		hydb_kquery_init(qa, v, cx->ix->dim, cx->ix->c);
 		*ready = 1;

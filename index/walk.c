@@ -11,29 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The key used while walking: the compact copy when there is one. */
+/* The key used while walking: the compact copy where the row has one. */
 int hnsw_walk_key(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t slot,
 		  double *key)
 {
-	if (cx->ix->compact) {
-		const uint16_t *cv;
-		FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, NULL, NULL, &cv));
-		*key = hydb_key_f16(q, cv);
-	} else {
-		const float *v;
-		FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, NULL, NULL));
-		*key = hydb_key_f32(q, v);
-	}
+	const void *row;
+	int half;
+	FORWARD_IF_ERROR(hnsw_walk_row(cx, slot, &row, &half));
+	*key = half ? hydb_key_f16(q, row) : hydb_key_f32(q, row);
 	return 0;
-}
-
-static const void *walk_ptr(struct hnsw_ctx *cx, uint32_t slot)
-{
-	const float *v;
-	const uint16_t *cv;
-	if (cx->ix->compact)
-		return hnsw_slot_data(cx, slot, NULL, NULL, &cv) ? NULL : cv;
-	return hnsw_slot_data(cx, slot, &v, NULL, NULL) ? NULL : v;
 }
 
 /* ---- heaps: sign +1 keeps the minimum on top, -1 the maximum ----------- */
@@ -171,24 +157,28 @@ static int expand(struct hnsw_ctx *cx, const hydb_kquery *q, uint32_t node,
 {
 	struct hnsw_scratch *sc = cx->sc;
 	const uint32_t *links;
+	/* half rows from the front of ptr, float32 rows from the back */
 	const void *ptr[2 * HYDB_HNSW_MAX_M];
 	double keys[2 * HYDB_HNSW_MAX_M];
-	unsigned n, m = 0;
+	unsigned n, m = 0, nh = 0, nf = 0;
+	uint8_t at[2 * HYDB_HNSW_MAX_M];
 	FORWARD_IF_ERROR(hnsw_links_view(cx, node, level, &links, &n));
 	for (unsigned i = 0; i < n; i++) {
+		const void *row;
+		int half;
 		if (hnsw_visited(sc, links[i]))
 			continue;
-		ptr[m] = walk_ptr(cx, links[i]);
-		if (!ptr[m])
-			return HYDB_ECORRUPT;
+		FORWARD_IF_ERROR(hnsw_walk_row(cx, links[i], &row, &half));
+		at[m] = half ? (uint8_t)nh : (uint8_t)(n - 1 - nf);
+		ptr[at[m]] = row;
+		nh += !!half;
+		nf += !half;
 		out[m++].slot = links[i];
 	}
-	if (cx->ix->compact)
-		hydb_keys_f16(q, (const uint16_t *const *)ptr, m, keys);
-	else
-		hydb_keys_f32(q, (const float *const *)ptr, m, keys);
+	hydb_keys_f16(q, (const uint16_t *const *)ptr, nh, keys);
+	hydb_keys_f32(q, (const float *const *)ptr + n - nf, nf, keys + n - nf);
 	for (unsigned i = 0; i < m; i++)
-		out[i].key = keys[i];
+		out[i].key = keys[at[i]];
 	*nout = m;
 	return 0;
 }

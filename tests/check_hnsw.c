@@ -1094,6 +1094,80 @@ START_TEST(format1_is_searched_not_changed)
 }
 END_TEST
 
+/* A format-2 graph: compact blocks without the row flags, header version
+ * 2. It is searched as before; an insert rewrites the blocks it touches in
+ * the new layout (every row, so no infinity written by format 2 stays in
+ * them) and marks the graph format 3. */
+static void make_format2(struct fx *f)
+{
+	MDB_txn *txn;
+	MDB_val mk = {4, "hnsw"}, v;
+	struct hnsw_meta m;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+	for (uint32_t b = 0;; b++) {
+		uint8_t key[8];
+		MDB_val k = {8, key};
+		hnsw_node_key(key, HNSW_TAG_CV, b);
+		if (mdb_get(txn, f->vs.nodes, &k, &v))
+			break;
+		ck_assert_uint_eq(v.mv_size, HYDB_BLOCK_SLOTS * (DIM * 2 + 1));
+		v.mv_size -= HYDB_BLOCK_SLOTS;
+		uint8_t *buf = malloc(v.mv_size);
+		memcpy(buf, v.mv_data, v.mv_size);
+		v.mv_data = buf;
+		ck_assert_int_eq(mdb_put(txn, f->vs.nodes, &k, &v, 0), 0);
+		free(buf);
+	}
+	ck_assert_int_eq(mdb_get(txn, f->vs.meta, &mk, &v), 0);
+	memcpy(&m, v.mv_data, sizeof m);
+	m.version = 2;
+	v.mv_data = &m;
+	ck_assert_int_eq(mdb_put(txn, f->vs.meta, &mk, &v, 0), 0);
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+}
+
+static size_t cv_size(struct fx *f, uint32_t b, uint32_t *version)
+{
+	MDB_txn *txn;
+	uint8_t key[8];
+	MDB_val k = {8, key}, mk = {4, "hnsw"}, v;
+	struct hnsw_meta m;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), 0);
+	hnsw_node_key(key, HNSW_TAG_CV, b);
+	ck_assert_int_eq(mdb_get(txn, f->vs.nodes, &k, &v), 0);
+	size_t size = v.mv_size;
+	ck_assert_int_eq(mdb_get(txn, f->vs.meta, &mk, &v), 0);
+	memcpy(&m, v.mv_data, sizeof m);
+	*version = m.version;
+	mdb_txn_abort(txn);
+	return size;
+}
+
+START_TEST(format2_is_searched_and_upgraded)
+{
+	struct fx f;
+	uint32_t version;
+	const size_t old = HYDB_BLOCK_SLOTS * DIM * 2;
+	fx_init(&f, 0, 0);
+	insert_range(&f, 0, 600);
+	double before = recall(&f, 10, 64, NULL, NULL);
+	make_format2(&f);
+	hydb_index_close(f.ix);
+	index_open(&f, 0);
+	ck_assert(recall(&f, 10, 64, NULL, NULL) == before);
+	ck_assert_uint_eq(problems(&f), 0);
+	ck_assert_uint_eq(cv_size(&f, 9, &version), old);
+	ck_assert_uint_eq(version, 2);
+	insert_range(&f, 600, 620);
+	ck_assert_uint_eq(cv_size(&f, 9, &version), old + HYDB_BLOCK_SLOTS);
+	ck_assert_uint_eq(version, HNSW_META_VERSION);
+	ck_assert_uint_eq(cv_size(&f, 0, &version), old);
+	ck_assert_uint_eq(problems(&f), 0);
+	ck_assert(recall(&f, 10, 64, NULL, NULL) >= before - 0.02);
+	fx_free(&f);
+}
+END_TEST
+
 START_TEST(check_finds_damage)
 {
 	struct fx f;
@@ -1105,6 +1179,267 @@ START_TEST(check_finds_damage)
 	f.mem.attr[300].live = 1;
 	f.mem.attr[5].live = 0;
 	ck_assert_uint_ge(problems(&f), 2);
+	fx_free(&f);
+}
+END_TEST
+
+/* ---- points far from the origin (issue 12) ----------------------------- */
+
+/* A point at hyperbolic radius r (c = CURV) in a uniformly random
+ * direction. */
+static void point_at(float *x, size_t dim, double r, uint64_t *s)
+{
+	double v[768], n = 0;
+	for (size_t i = 0; i < dim; i++) {
+		v[i] = nrand(s);
+		n += v[i] * v[i];
+	}
+	n = sqrt(n);
+	for (size_t i = 0; i < dim; i++)
+		v[i] *= r / n;
+	expmap(x, v, dim, CURV);
+}
+
+/* Keys for far queries against the long-double textbook form, which is
+ * accurate for pairs that are not close: a point near the origin, one at
+ * mid radius, the antipode (whose denominator x0 y0 + x.y cancels) and a
+ * near neighbour (checked against the difference form). The bound is the
+ * inputs' own: x.y is |x|^2 + x.d, rounded at 2^-53 |x|^2, a relative
+ * 5e-8 of the key at radius 19.9, as much as rounding x to float32 moves
+ * it. */
+START_TEST(far_query_keys_match_reference)
+{
+	static const size_t dims[] = {2, 16, 33, 768};
+	static float x[768], y[4][768];
+	uint64_t s = 99;
+	int best = hydb_kernel_set_level(HYDB_KERNEL_BEST);
+	for (size_t t = 0; t < sizeof dims / sizeof *dims; t++) {
+		size_t d = dims[t];
+		point_at(x, d, 19.9, &s);
+		point_at(y[0], d, 0.3, &s);
+		point_at(y[1], d, 9.0, &s);
+		for (size_t i = 0; i < d; i++) {
+			y[2][i] = -x[i];
+			y[3][i] = x[i] * (1 + (float)(1e-6 * nrand(&s)));
+		}
+		for (int l = 0; l <= best; l++) {
+			ck_assert_int_eq(hydb_kernel_set_level(l), l);
+			hydb_kquery q;
+			hydb_kquery_init(&q, x, d, CURV);
+			for (int p = 0; p < 4; p++) {
+				uint16_t h[768];
+				double ref = p < 3 ? (double)ref_key(x, y[p], d, CURV)
+						   : (double)ref_key_d(x, y[p], d, CURV);
+				double k = hydb_key_f32(&q, y[p]);
+				ck_assert_msg(fabs(k - ref) <= 1e-6 * ref,
+					      "%s d=%zu point %d: %.17g vs %.17g",
+					      hydb_kernel_name(l), d, p, k, ref);
+				if (p != 0)
+					continue;
+				/* a half row near the origin, as the walk
+				 * measures it */
+				float yr[768];
+				hydb_f32_to_f16(h, y[p], d);
+				hydb_f16_to_f32_n(yr, h, d);
+				ref = (double)ref_key(x, yr, d, CURV);
+				k = hydb_key_f16(&q, h);
+				ck_assert_msg(fabs(k - ref) <= 1e-6 * ref,
+					      "%s d=%zu half: %.17g vs %.17g",
+					      hydb_kernel_name(l), d, k, ref);
+			}
+		}
+	}
+	hydb_kernel_set_level(HYDB_KERNEL_BEST);
+}
+END_TEST
+
+#define FAR_DIM 16
+#define FAR_N 384
+
+/* 300 points at radii 5..15, 40 at 16..19.9 (every component of most of
+ * them beyond half precision's 65504), 42 near the origin and an antipodal
+ * pair at 19.9, in that slot order: the points near the origin come last,
+ * the order the index reverses within a batch (index/insert.c). */
+static size_t far_init(struct fx *f)
+{
+	uint64_t s = 2024;
+	struct memsrc *m = fx_alloc(f, FAR_N, FAR_DIM);
+	size_t big = 0;
+	for (size_t i = 0; i < FAR_N; i++) {
+		double r = i < 300   ? 5 + 10 * urand(&s)
+			   : i < 340 ? 16 + 3.9 * urand(&s)
+				     : 0.05 + 1.95 * urand(&s);
+		float *x = m->vec + i * FAR_DIM;
+		if (i == FAR_N - 2)
+			r = 19.9;
+		point_at(x, FAR_DIM, r, &s);
+		if (i == FAR_N - 1)
+			for (size_t j = 0; j < FAR_DIM; j++)
+				x[j] = -(x - FAR_DIM)[j];
+		for (size_t j = 0; j < FAR_DIM; j++)
+			big += fabsf(x[j]) > 65504;
+		m->attr[i] = (hydb_slot_attr){.id = i + 1, .live = 0,
+					      .radius = (float)radius_of(x, FAR_DIM, CURV)};
+	}
+	fx_open(f, 0);
+	return big;
+}
+
+/* No row of the compact copy holds an infinity or a NaN. */
+static void assert_rows_finite(struct fx *f)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	uint8_t key[8];
+	MDB_val k = {8, key}, v;
+	size_t blocks = 0;
+	ck_assert_int_eq(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(mdb_cursor_open(txn, f->vs.nodes, &cur), 0);
+	hnsw_node_key(key, HNSW_TAG_CV, 0);
+	int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (; rc == 0 && hnsw_key_tag(&k) == HNSW_TAG_CV;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), blocks++) {
+		size_t nh = HYDB_BLOCK_SLOTS * FAR_DIM;
+		ck_assert_uint_ge(v.mv_size, nh * 2);
+		for (size_t i = 0; i < nh; i++) {
+			uint16_t h;
+			memcpy(&h, (const uint8_t *)v.mv_data + 2 * i, 2);
+			ck_assert_msg((h & 0x7c00u) != 0x7c00u,
+				      "block %u row %zu: half %#x",
+				      hnsw_key_num(&k), i / FAR_DIM, h);
+		}
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	ck_assert_uint_eq(blocks, FAR_N / HYDB_BLOCK_SLOTS);
+}
+
+/* The k nearest slots by the long-double reference key. */
+static void far_truth(const struct fx *f, const float *q, size_t k,
+		      uint32_t *out)
+{
+	long double best[16];
+	size_t n = 0;
+	for (uint32_t s = 0; s < FAR_N; s++) {
+		long double key = ref_key(q, f->mem.vec + (size_t)s * FAR_DIM,
+					  FAR_DIM, CURV);
+		size_t i = n < k ? n++ : k;
+		for (; i > 0 && best[i - 1] > key; i--) {
+			if (i < k) {
+				best[i] = best[i - 1];
+				out[i] = out[i - 1];
+			}
+		}
+		if (i < k) {
+			best[i] = key;
+			out[i] = s;
+		}
+	}
+}
+
+START_TEST(far_points_find_themselves)
+{
+	struct fx f;
+	MDB_txn *txn;
+	hydb_hit hits[5];
+	size_t n, missed = 0;
+	ck_assert_uint_gt(far_init(&f), 79);
+	insert_range(&f, 0, FAR_N);
+	assert_rows_finite(&f);
+	ck_assert_uint_eq(problems(&f), 0);
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	for (uint32_t s = 0; s < FAR_N; s++) {
+		ck_assert_int_eq(hydb_index_search(f.ix, txn,
+						   f.mem.vec + (size_t)s * FAR_DIM,
+						   1, 0, NULL, hits, &n, NULL), 0);
+		ck_assert_uint_eq(n, 1);
+		if (hits[0].slot != s || hits[0].key != 0)
+			missed++;
+	}
+	ck_assert_msg(missed == 0, "%zu of %d points miss themselves", missed,
+		      FAR_N);
+	/* new points anywhere in the range: the index's top 5 is the exact
+	 * top 5, in order, with keys that match the reference */
+	uint64_t s = 77;
+	for (int qi = 0; qi < 30; qi++) {
+		float q[FAR_DIM];
+		uint32_t want[5];
+		point_at(q, FAR_DIM, 0.5 + 19.3 * urand(&s), &s);
+		far_truth(&f, q, 5, want);
+		ck_assert_int_eq(hydb_index_search(f.ix, txn, q, 5, 0, NULL,
+						   hits, &n, NULL), 0);
+		ck_assert_uint_eq(n, 5);
+		for (int i = 0; i < 5; i++) {
+			double ref = (double)ref_key(
+				q, f.mem.vec + (size_t)want[i] * FAR_DIM,
+				FAR_DIM, CURV);
+			ck_assert_msg(hits[i].slot == want[i],
+				      "query %d rank %d: slot %u, want %u", qi,
+				      i, hits[i].slot, want[i]);
+			ck_assert_msg(fabs(hits[i].key - ref) <= 1e-6 * ref,
+				      "query %d rank %d: key %.17g vs %.17g",
+				      qi, i, hits[i].key, ref);
+		}
+	}
+	mdb_txn_abort(txn);
+	fx_free(&f);
+}
+END_TEST
+
+/* hydb_index_self_search finds the nodes their own vector misses: here
+ * every node's compact row is overwritten by another node's, so walks
+ * steer by the wrong points. */
+START_TEST(self_search_finds_misses)
+{
+	struct fx f;
+	MDB_txn *txn;
+	size_t checked, missed;
+	fx_init(&f, 0, 0);
+	insert_range(&f, 0, 640);
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(hydb_index_self_search(f.ix, txn, 0, 0, NULL, NULL,
+						&checked, &missed), 0);
+	ck_assert_uint_eq(checked, 640);
+	ck_assert_uint_le(missed, 6);
+	ck_assert_int_eq(hydb_index_self_search(f.ix, txn, 0, 100, NULL, NULL,
+						&checked, &missed), 0);
+	ck_assert_uint_eq(checked, 100);
+	mdb_txn_abort(txn);
+	/* rotate the rows of every block by one */
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, 0, &txn), 0);
+	for (uint32_t b = 0; b < 640 / HYDB_BLOCK_SLOTS; b++) {
+		uint8_t key[8];
+		MDB_val k = {8, key}, v;
+		size_t row = DIM * 2;
+		hnsw_node_key(key, HNSW_TAG_CV, b);
+		ck_assert_int_eq(mdb_get(txn, f.vs.nodes, &k, &v), 0);
+		uint8_t *buf = malloc(v.mv_size);
+		memcpy(buf, v.mv_data, v.mv_size);
+		memmove(buf + row, v.mv_data, (HYDB_BLOCK_SLOTS - 1) * row);
+		memcpy(buf, (const uint8_t *)v.mv_data +
+				    (HYDB_BLOCK_SLOTS - 1) * row, row);
+		v.mv_data = buf;
+		ck_assert_int_eq(mdb_put(txn, f.vs.nodes, &k, &v, 0), 0);
+		free(buf);
+	}
+	ck_assert_int_eq(mdb_txn_commit(txn), 0);
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	ck_assert_int_eq(hydb_index_self_search(f.ix, txn, 0, 0, NULL, NULL,
+						&checked, &missed), 0);
+	ck_assert_uint_eq(checked, 640);
+	ck_assert_uint_ge(missed, 64);
+	/* a second beam over the whole graph finds every miss (the re-rank
+	 * is float32); a narrow one leaves some lost */
+	hydb_self_search ss = {.wide_ef = 640};
+	ck_assert_int_eq(hydb_index_self_search_run(f.ix, txn, &ss), 0);
+	ck_assert_uint_eq(ss.checked, 640);
+	ck_assert_uint_eq(ss.missed, missed);
+	ck_assert_uint_eq(ss.lost, 0);
+	ss.wide_ef = 65;
+	ck_assert_int_eq(hydb_index_self_search_run(f.ix, txn, &ss), 0);
+	ck_assert_uint_eq(ss.missed + ss.lost, missed);
+	ck_assert_uint_ge(ss.lost, 1);
+	mdb_txn_abort(txn);
 	fx_free(&f);
 }
 END_TEST
@@ -1133,6 +1468,10 @@ static Suite *suite(void)
 	tcase_add_test(t, check_finds_damage);
 	tcase_add_test(t, format1_is_searched_not_changed);
 	tcase_add_test(t, damaged_sizes_are_refused);
+	tcase_add_test(t, format2_is_searched_and_upgraded);
+	tcase_add_test(t, far_query_keys_match_reference);
+	tcase_add_test(t, far_points_find_themselves);
+	tcase_add_test(t, self_search_finds_misses);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -38,3 +38,4 @@ include tests/fuzz.mk
 include tests/reliability.mk
 include tests/ingest_safety.mk
 include tests/import_safety.mk
+include tests/far.mk
