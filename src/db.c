@@ -301,6 +301,95 @@ int hydb_delete_id(hydb_db *db, uint64_t id)
 	return hydb_store_write(db->st, del_fn, &c);
 }
 
+struct id_slot {
+	uint64_t id;
+	uint32_t slot;
+};
+
+struct del_many_ctx {
+	hydb_db *db;
+	const char *const *keys;
+	const uint64_t *ids;
+	size_t n;
+	unsigned flags;
+	struct id_slot *found_pairs; /* the records found, by id, unique */
+	uint32_t *slots;             /* their slots, for the index */
+	size_t found;
+};
+
+/* Look every record up before anything changes, so a missing one can fail
+ * the whole batch; a record named twice is removed once. */
+static int cmp_id_slot(const void *a, const void *b)
+{
+	const struct id_slot *x = a, *y = b;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static int del_many_resolve(hydb_store *st, MDB_txn *txn, struct del_many_ctx *c)
+{
+	size_t n_unique = 0;
+	c->found = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		uint64_t id = c->ids ? c->ids[i] : 0;
+		uint32_t slot;
+		int rc = c->keys ? hydb_store_lookup_key(st, txn, c->keys[i], &id) : HYDB_OK;
+		if (rc == 0)
+			rc = hydb_store_record_slot(st, txn, id, &slot);
+		if (rc == HYDB_ENOTFOUND && (c->flags & HYDB_DELETE_MISSING_OK))
+			continue;
+		if (rc == HYDB_ENOTFOUND && c->keys)
+			return hydb_error_set(rc, "key '%.200s' not found; nothing was deleted", c->keys[i]);
+		if (rc == HYDB_ENOTFOUND)
+			return hydb_error_set(rc, "id %llu not found; nothing was deleted", (unsigned long long)id);
+		FORWARD_IF_ERROR(rc);
+		c->found_pairs[c->found].id = id;
+		c->found_pairs[c->found++].slot = slot;
+	}
+	qsort(c->found_pairs, c->found, sizeof *c->found_pairs, cmp_id_slot);
+	for (size_t i = 0; i < c->found; i++)
+		if (!n_unique || c->found_pairs[i].id != c->found_pairs[n_unique - 1].id)
+			c->found_pairs[n_unique++] = c->found_pairs[i];
+	c->found = n_unique;
+	for (size_t i = 0; i < c->found; i++)
+		c->slots[i] = c->found_pairs[i].slot;
+	return HYDB_OK;
+}
+
+static int del_many_fn(hydb_store *st, MDB_txn *txn, void *vctx)
+{
+	struct del_many_ctx *c = vctx;
+	FORWARD_IF_ERROR(del_many_resolve(st, txn, c));
+	FORWARD_IF_ERROR(hydb_index_remove_many(c->db->ix, txn, c->slots, c->found));
+	for (size_t i = 0; i < c->found; i++)
+		FORWARD_IF_ERROR(hydb_store_del(st, txn, c->found_pairs[i].id, NULL));
+	return HYDB_OK;
+}
+
+int hydb_delete_batch(hydb_db *db, const char *const *keys, const uint64_t *ids, size_t n,
+		      unsigned flags, size_t *deleted)
+{
+	struct del_many_ctx c = {db, keys, ids, n, flags, NULL, NULL, 0};
+	int rc;
+	if (deleted)
+		*deleted = 0;
+	RETURN_ERROR_IF(!db, HYDB_EINVAL, "hydb_delete_batch: database handle is NULL");
+	RETURN_ERROR_IF(!keys == !ids && n, HYDB_EINVAL, "hydb_delete_batch: give keys or ids, not both");
+	RETURN_ERROR_IF(flags & ~HYDB_DELETE_MISSING_OK, HYDB_EINVAL, "hydb_delete_batch: unknown flags %#x",
+			flags);
+	for (size_t i = 0; keys && i < n; i++)
+		RETURN_ERROR_IF(!keys[i] || !*keys[i], HYDB_EINVAL, "hydb_delete_batch: key %zu is empty", i);
+	if (n == 0)
+		return HYDB_OK;
+	c.found_pairs = hydb_alloc_array(n, sizeof *c.found_pairs, "records to delete");
+	c.slots = hydb_alloc_array(n, sizeof *c.slots, "slots to delete");
+	rc = c.found_pairs && c.slots ? hydb_store_write(db->st, del_many_fn, &c) : HYDB_ENOMEM;
+	if (rc == 0 && deleted)
+		*deleted = c.found;
+	free(c.found_pairs);
+	free(c.slots);
+	return rc;
+}
+
 /* ---- reads -------------------------------------------------------------- */
 
 int hydb_get_id(hydb_db *db, uint64_t id, hydb_entry **out)

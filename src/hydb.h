@@ -213,6 +213,23 @@ typedef struct hydb_record {
 HYDB_API int hydb_put(hydb_db *db, const hydb_record *recs, size_t n,
 		      uint64_t *ids_out);
 
+#define HYDB_DELETE_MISSING_OK 0x1u /* skip absent records instead of failing */
+
+/**
+ * Delete n records, by key (keys non-NULL) or by id (ids non-NULL), in one
+ * transaction with one pass over the index. A record named twice is
+ * deleted once. An absent record fails the whole batch with
+ * HYDB_ENOTFOUND (the message names it; nothing is deleted) unless flags
+ * has HYDB_DELETE_MISSING_OK, which skips it. *deleted (may be NULL)
+ * receives how many records were removed.
+ * Errors: HYDB_EINVAL (NULL handle, both or neither of keys and ids, an
+ * empty key, unknown flags), HYDB_ENOTFOUND, HYDB_EREADONLY, HYDB_EVERSION
+ * (a format 1 graph), HYDB_ENOSPC, HYDB_EIO, HYDB_ECORRUPT, HYDB_ENOMEM.
+ */
+HYDB_API int hydb_delete_batch(hydb_db *db, const char *const *keys,
+			       const uint64_t *ids, size_t n, unsigned flags,
+			       size_t *deleted);
+
 /** Delete by key or id. HYDB_ENOTFOUND when absent. */
 HYDB_API int hydb_delete_key(hydb_db *db, const char *key);
 HYDB_API int hydb_delete_id(hydb_db *db, uint64_t id);

@@ -161,6 +161,47 @@ START_TEST(test_documented_limits)
 }
 END_TEST
 
+/* A batch delete is one transaction: a missing record fails it whole
+ * unless HYDB_DELETE_MISSING_OK; repeats are deleted once. */
+START_TEST(test_delete_batch)
+{
+	hydb_db *db = create_db(DIM, 1);
+	const char *names[] = {"a", "b", "c", "d", "e"};
+	const char *some[] = {"b", "nope", "c"};
+	const char *twice[] = {"b", "b", "c", "nope"};
+	uint64_t ids[5], bad_ids[2];
+	float v[DIM];
+	size_t done = 99;
+	hydb_entry *e;
+
+	for (int i = 0; i < 5; i++) {
+		hydb_record r = {0};
+		random_point(v, DIM, 1, 1.0 + i);
+		r.key = names[i];
+		r.vector = v;
+		ck_assert_int_eq(hydb_put(db, &r, 1, &ids[i]), 0);
+	}
+	ck_assert_int_eq(hydb_delete_batch(db, some, NULL, 3, 0, &done), HYDB_ENOTFOUND);
+	ck_assert_ptr_nonnull(strstr(hydb_last_error(), "nope"));
+	ck_assert_uint_eq(done, 0);
+	ck_assert_uint_eq(count_of(db), 5);
+	ck_assert_int_eq(hydb_delete_batch(db, twice, NULL, 4, HYDB_DELETE_MISSING_OK, &done), 0);
+	ck_assert_uint_eq(done, 2);
+	ck_assert_uint_eq(count_of(db), 3);
+	ck_assert_int_eq(hydb_get_key(db, "b", &e), HYDB_ENOTFOUND);
+	bad_ids[0] = ids[0];
+	bad_ids[1] = ids[0];
+	ck_assert_int_eq(hydb_delete_batch(db, NULL, bad_ids, 2, 0, &done), 0);
+	ck_assert_uint_eq(done, 1);
+	ck_assert_uint_eq(count_of(db), 2);
+	ck_assert_int_eq(hydb_delete_batch(db, NULL, NULL, 1, 0, NULL), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_delete_batch(db, names, ids, 1, 0, NULL), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_delete_batch(db, names, NULL, 1, 0x10, NULL), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_delete_batch(NULL, names, NULL, 1, 0, NULL), HYDB_EINVAL);
+	hydb_close(db);
+}
+END_TEST
+
 START_TEST(test_create_and_reopen)
 {
 	hydb_db *db = create_db(DIM, 0.5);
@@ -523,6 +564,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, NULL, remove_tmpdir);
 	tcase_add_test(tc, test_documented_limits);
+	tcase_add_test(tc, test_delete_batch);
 	tcase_add_test(tc, test_create_and_reopen);
 	tcase_add_test(tc, test_missing_and_newer_format);
 	tcase_add_test(tc, test_bad_input_leaves_store_unchanged);

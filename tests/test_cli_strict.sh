@@ -90,13 +90,13 @@ expect 1 "busy: directory holds other files and no database" "$H" init busy --di
 [ ! -e busy/data.mdb ] || fail "init created a database among other files"
 
 # ---- a database path that is not one
-before=$("$H" stats hydb.db --json | sed 's/.*"count":\([0-9]*\).*/\1/')
+before=$("$H" stats hydb.db --json | sed -n 's/^{"count":\([0-9]*\),.*/\1/p')
 expect 1 "hydb delete: mydb-typo.db: no database there" "$H" delete mydb-typo.db k1
 expect 1 "hydb get: typo.db: no database there" "$H" get typo.db k1
 expect 1 "hydb stats: typo.db: no database there" "$H" stats typo.db
 expect 1 "hydb query: typo.db: no database there" "$H" query typo.db --like k1
 expect 1 "hydb calibrate: typo.db: no database there" "$H" calibrate typo.db --labels recs.jsonl
-after=$("$H" stats hydb.db --json | sed 's/.*"count":\([0-9]*\).*/\1/')
+after=$("$H" stats hydb.db --json | sed -n 's/^{"count":\([0-9]*\),.*/\1/p')
 [ "$before" = "$after" ] || fail "./hydb.db changed from $before to $after records"
 mkdir notadb
 expect 2 "notadb" "$H" stats notadb
@@ -106,6 +106,22 @@ expect 1 "plain: not a database directory" "$H" delete plain k1
 # a plain key still addresses ./hydb.db
 expect 0 "" "$H" get k5
 grep -q "^key  *k5$" out.txt || fail "get k5 in ./hydb.db: $(cat out.txt)"
+
+# ---- deletes: one transaction, all or nothing unless --missing-ok
+cp -r my.db del.db
+expect 2 "hydb delete: key 'nope' not found; nothing was deleted" "$H" delete del.db k1 k2 nope
+"$H" get del.db k1 >/dev/null 2>&1 || fail "a failed batch delete removed k1"
+expect 0 "" "$H" delete del.db k1 k2 k2 nope --missing-ok
+grep -q "deleted 2 records; 2 of the 4 named were repeats or not there" out.txt || fail "--missing-ok: $(cat out.txt)"
+printf 'k3\n\nk4\r\nk5\n' >keys.txt
+expect 0 "" "$H" delete del.db --keys-file keys.txt
+grep -q "deleted 3 records" out.txt || fail "--keys-file: $(cat out.txt)"
+expect 1 "not both" "$H" delete del.db k6 --keys-file keys.txt
+mkdir keys.d
+expect 2 "keys.d: is a directory, not a keys file" "$H" delete del.db --keys-file keys.d
+n=$("$H" stats del.db --json | sed -n 's/^{"count":\([0-9]*\),.*/\1/p')
+[ "$n" = 55 ] || fail "$n records left after deleting 5 of 60"
+"$H" check del.db >check.txt 2>&1 || fail "hydb check after batch deletes: $(cat check.txt)"
 
 # ---- filters
 labels() { "$PY" -c 'import sys, json; print(" ".join(sorted({json.loads(l)[sys.argv[1]] for l in sys.stdin})))' "$1" <out.txt; }

@@ -202,48 +202,162 @@ int hydb_cmd_get(int argc, char **argv)
 }
 
 static const char delete_usage[] =
-	"usage: hydb delete [DB] (KEY | --id N)...\n"
-	"Delete records; their index links are repaired and their space reused.\n";
+	"usage: hydb delete [DB] (KEY... | --keys-file F | --id N...) [--missing-ok]\n"
+	"Delete records in one transaction: their index links are repaired in one\n"
+	"pass and their space reused. --keys-file reads one key a line ('-': stdin).\n"
+	"A record that is not there fails the whole command and nothing is deleted,\n"
+	"unless --missing-ok (then it is skipped and counted).\n";
+
+/* A growing list of keys: the arguments' own strings, or lines read. */
+struct key_list {
+	char **v;
+	size_t n, cap;
+	int owned; /* strings were read from a file and are ours to free */
+};
+
+static int key_list_add(struct key_list *l, char *k)
+{
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? 2 * l->cap : 64;
+		char **nv = realloc(l->v, nc * sizeof *nv);
+		if (!nv)
+			return -1;
+		l->v = nv;
+		l->cap = nc;
+	}
+	l->v[l->n++] = k;
+	return 0;
+}
+
+static int read_keys_file(const char *path, struct key_list *l)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	int status = HYDB_EXIT_OK;
+	struct stat sb;
+	if (f && f != stdin && fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		fclose(f);
+		return hydb_cli_fail("delete", HYDB_EXIT_DATA, "%s: is a directory, not a keys file", path);
+	}
+	if (!f)
+		return hydb_cli_fail("delete", HYDB_EXIT_DATA, "%s: %m", path);
+	l->owned = 1;
+	while (status == HYDB_EXIT_OK && (len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		if (!len)
+			continue;
+		char *k = strdup(line);
+		if (!k || key_list_add(l, k)) {
+			free(k);
+			status = hydb_cli_fail("delete", HYDB_EXIT_DATA, "%s: line %zu: out of memory", path, lineno);
+		}
+	}
+	if (status == HYDB_EXIT_OK && ferror(f))
+		status = hydb_cli_fail("delete", HYDB_EXIT_DATA, "%s: %m", path);
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	return status;
+}
+
+static void key_list_free(struct key_list *l)
+{
+	for (size_t i = 0; l->owned && i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+struct delete_args {
+	struct key_list keys;
+	uint64_t *ids;
+	size_t nids, cap_ids;
+	const char *keys_file;
+	unsigned flags;
+};
+
+static int delete_parse(int argc, char **argv, struct delete_args *a, int *first)
+{
+	static const struct option lo[] = {{"id", required_argument, 0, 'i'},
+					   {"keys-file", required_argument, 0, 'f'},
+					   {"missing-ok", no_argument, 0, 'm'},
+					   {0, 0, 0, 0}};
+	unsigned long long v;
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (ch == 'i') {
+			if (hydb_cli_parse_uint("delete", "--id", optarg, 1, UINT64_MAX, &v))
+				return HYDB_EXIT_USAGE;
+			if (a->nids == a->cap_ids) {
+				size_t nc = a->cap_ids ? 2 * a->cap_ids : 16;
+				uint64_t *nv = realloc(a->ids, nc * sizeof *nv);
+				if (!nv)
+					return hydb_cli_fail("delete", HYDB_EXIT_DATA, "out of memory");
+				a->ids = nv;
+				a->cap_ids = nc;
+			}
+			a->ids[a->nids++] = v;
+		} else if (ch == 'f') {
+			a->keys_file = optarg;
+		} else if (ch == 'm') {
+			a->flags |= HYDB_DELETE_MISSING_OK;
+		} else {
+			return hydb_cli_fail("delete", HYDB_EXIT_USAGE, "see 'hydb delete --help'");
+		}
+	}
+	*first = optind;
+	return HYDB_EXIT_OK;
+}
 
 int hydb_cmd_delete(int argc, char **argv)
 {
-	static const struct option lo[] = {{"id", required_argument, 0, 'i'}, {0, 0, 0, 0}};
-	unsigned long long ids[MAX_IDS];
-	size_t nids = 0;
-	int ch, rc, first, status = HYDB_EXIT_OK, done = 0;
+	struct delete_args a;
+	int rc, first, status;
+	size_t done = 0, asked;
 	const char *path;
 	hydb_db *db;
 
 	if (want_help(argc, argv, delete_usage))
 		return HYDB_EXIT_OK;
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		if (ch == 'i') {
-			if (nids == MAX_IDS)
-				return hydb_cli_fail("delete", HYDB_EXIT_USAGE, "--id: at most %d ids at once", MAX_IDS);
-			if (hydb_cli_parse_uint("delete", "--id", optarg, 1, UINT64_MAX, &ids[nids++]))
-				return HYDB_EXIT_USAGE;
+	memset(&a, 0, sizeof a);
+	status = delete_parse(argc, argv, &a, &first);
+	if (status == HYDB_EXIT_OK && hydb_cli_db_positional("delete", argc, argv, &first, 1, &path))
+		status = HYDB_EXIT_USAGE;
+	for (int i = first; status == HYDB_EXIT_OK && i < argc; i++)
+		if (key_list_add(&a.keys, argv[i]))
+			status = hydb_cli_fail("delete", HYDB_EXIT_DATA, "out of memory");
+	if (status == HYDB_EXIT_OK && a.keys_file) {
+		if (a.keys.n)
+			status = hydb_cli_fail("delete", HYDB_EXIT_USAGE, "give KEYs or --keys-file, not both");
+		else
+			status = read_keys_file(a.keys_file, &a.keys);
+	}
+	if (status == HYDB_EXIT_OK && !a.keys.n == !a.nids)
+		status = hydb_cli_fail("delete", HYDB_EXIT_USAGE,
+				       a.nids ? "give KEYs or --id N, not both" : "give a KEY, --keys-file F or --id N");
+	if (status == HYDB_EXIT_OK) {
+		asked = a.nids ? a.nids : a.keys.n;
+		if ((rc = hydb_cli_open(&db, path, 0)) < 0) {
+			status = hydb_cli_fail_lib("delete", rc);
 		} else {
-			fputs(delete_usage, stderr);
-			return HYDB_EXIT_USAGE;
+			rc = hydb_delete_batch(db, a.nids ? NULL : (const char *const *)a.keys.v, a.ids, asked,
+					       a.flags, &done);
+			if (rc < 0)
+				status = hydb_cli_fail_lib("delete", rc);
+			else if (done < asked)
+				printf("deleted %zu record%s; %zu of the %zu named were repeats or not there\n", done,
+				       done == 1 ? "" : "s", asked - done, asked);
+			else
+				printf("deleted %zu record%s\n", done, done == 1 ? "" : "s");
+			hydb_close(db);
 		}
 	}
-	first = optind;
-	if (hydb_cli_db_positional("delete", argc, argv, &first, 1, &path))
-		return HYDB_EXIT_USAGE;
-	if (first >= argc && !nids)
-		return hydb_cli_fail("delete", HYDB_EXIT_USAGE, "give a KEY or --id N");
-	if ((rc = hydb_cli_open(&db, path, 0)) < 0)
-		return hydb_cli_fail_lib("delete", rc);
-	for (int i = first; i < argc + (int)nids; i++) {
-		rc = i < argc ? hydb_delete_key(db, argv[i]) : hydb_delete_id(db, ids[i - argc]);
-		if (rc < 0)
-			status = hydb_cli_fail_lib("delete", rc);
-		else
-			done++;
-	}
-	printf("deleted %d record%s\n", done, done == 1 ? "" : "s");
-	hydb_close(db);
+	key_list_free(&a.keys);
+	free(a.ids);
 	return status;
 }
 
