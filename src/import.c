@@ -108,6 +108,38 @@ static int convert_row(hydb_reader *r, float *out, const double *in, const char 
 
 /* ---- headers ------------------------------------------------------------ */
 
+/* The dimensions of a shape tuple "d0, d1, ...)": their count, or -1 when
+ * it does not parse; *d0 and *d1 receive the first two. A 3-D array must
+ * be named 3-D, not read as rows of its second dimension. */
+static int npy_shape(const char *p, unsigned long long *d0, unsigned long long *d1)
+{
+	int nd = 0;
+	*d0 = *d1 = 0;
+	for (;;) {
+		char *end;
+		unsigned long long v;
+		while (*p == ' ')
+			p++;
+		if (*p == ')')
+			return nd;
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = strtoull(p, &end, 10);
+		if (nd == 0)
+			*d0 = v;
+		else if (nd == 1)
+			*d1 = v;
+		nd++;
+		p = end;
+		while (*p == ' ')
+			p++;
+		if (*p == ',')
+			p++;
+		else if (*p != ')')
+			return -1;
+	}
+}
+
 static int npy_header(hydb_reader *r)
 {
 	unsigned char pre[12];
@@ -151,11 +183,13 @@ static int npy_header(hydb_reader *r)
 		return hydb_error_set(HYDB_EFORMAT, "%s: array must be in C order", r->path);
 	}
 	p = strstr(hdr, "'shape': (");
-	if (!p || sscanf(p, "'shape': (%llu, %llu)", &d0, &d1) != 2) {
+	{
+		int nd = p ? npy_shape(p + strlen("'shape': ("), &d0, &d1) : -1;
 		free(hdr);
-		return hydb_error_set(HYDB_EFORMAT, "%s: array must be 2-D (rows, columns)", r->path);
+		RETURN_ERROR_IF(nd < 0, HYDB_EFORMAT, "%s: .npy header has no readable shape", r->path);
+		RETURN_ERROR_IF(nd != 2, HYDB_EFORMAT,
+				"%s: array is %d-D; hydb reads 2-D arrays (rows, columns)", r->path, nd);
 	}
-	free(hdr);
 	RETURN_ERROR_IF(d1 != r->cols, HYDB_EDIM, "%s: rows have %llu columns, the database needs %zu",
 			r->path, d1, r->cols);
 	r->rows = d0;
@@ -462,6 +496,12 @@ static int read_line(hydb_reader *r, size_t *len)
 	/* The blank-line test reads the line as a C string: the end must be
 	 * cut there too, or "  \n" counts as text. */
 	r->line[n] = '\0';
+	/* Editors on some systems start UTF-8 files with a byte-order mark;
+	 * JSON forbids it, and left in it reads as "bad number" at column 1. */
+	if (r->line_no == 1 && n >= 3 && !memcmp(r->line, "\xef\xbb\xbf", 3)) {
+		memmove(r->line, r->line + 3, (size_t)n - 2);
+		n -= 3;
+	}
 	*len = (size_t)n;
 	return 0;
 }

@@ -27,6 +27,11 @@ EXTRA_DIST += tests/test_upsert.sh
 TESTS += tests/test_cli_strict.sh
 EXTRA_DIST += tests/test_cli_strict.sh
 
+# hydb query --vector-file: .npy, .fvecs, JSON Lines and JSON as one batch,
+# equal to the same queries one by one.
+TESTS += tests/test_query_batch.sh
+EXTRA_DIST += tests/test_query_batch.sh
+
 # Every outside file read comes from a package the install step installs.
 TESTS += tests/test_packages.sh
 EXTRA_DIST += tests/test_packages.sh tests/check_packages.py

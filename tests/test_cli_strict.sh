@@ -91,18 +91,18 @@ expect 1 "busy: directory holds other files and no database" "$H" init busy --di
 
 # ---- a database path that is not one
 before=$("$H" stats hydb.db --json | sed -n 's/^{"count":\([0-9]*\),.*/\1/p')
-expect 1 "hydb delete: mydb-typo.db: no database there" "$H" delete mydb-typo.db k1
-expect 1 "hydb get: typo.db: no database there" "$H" get typo.db k1
-expect 1 "hydb stats: typo.db: no database there" "$H" stats typo.db
-expect 1 "hydb query: typo.db: no database there" "$H" query typo.db --like k1
-expect 1 "hydb calibrate: typo.db: no database there" "$H" calibrate typo.db --labels recs.jsonl
+expect 2 "hydb delete: mydb-typo.db: no database there" "$H" delete mydb-typo.db k1
+expect 2 "hydb get: typo.db: no database there" "$H" get typo.db k1
+expect 2 "hydb stats: typo.db: no database there" "$H" stats typo.db
+expect 2 "hydb query: typo.db: no database there" "$H" query typo.db --like k1
+expect 2 "hydb calibrate: typo.db: no database there" "$H" calibrate typo.db --labels recs.jsonl
 after=$("$H" stats hydb.db --json | sed -n 's/^{"count":\([0-9]*\),.*/\1/p')
 [ "$before" = "$after" ] || fail "./hydb.db changed from $before to $after records"
 mkdir notadb
 expect 2 "notadb" "$H" stats notadb
 expect 2 "notadb" "$H" delete notadb k1
 touch plain
-expect 1 "plain: not a database directory" "$H" delete plain k1
+expect 2 "plain: not a database directory" "$H" delete plain k1
 # a plain key still addresses ./hydb.db
 expect 0 "" "$H" get k5
 grep -q "^key  *k5$" out.txt || fail "get k5 in ./hydb.db: $(cat out.txt)"

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <getopt.h>
 
 #include "cli/cli.h"
 
@@ -87,9 +88,20 @@ int hydb_cli_db_positional(const char *cmd, int argc, char **argv, int *first,
 		*path = a;
 		return 0;
 	}
-	if (!keys_follow || spelled_like_db(a) || (*first + 1 < argc && stat(a, &sb) == 0))
-		return hydb_cli_fail(cmd, HYDB_EXIT_USAGE, "%s: %s", a,
+	/* What is at the path decides, so this is a data error (exit 2), as
+	 * when hydb_open finds no database in a directory. */
+	if (keys_follow == HYDB_CLI_NOTHING_FOLLOWS || spelled_like_db(a) ||
+	    (keys_follow == HYDB_CLI_KEYS_FOLLOW && *first + 1 < argc && stat(a, &sb) == 0))
+		return hydb_cli_fail(cmd, HYDB_EXIT_DATA, "%s: %s", a,
 				     stat(a, &sb) == 0 ? "not a database directory"
 						       : "no database there");
 	return 0;
+}
+
+int hydb_cli_bad_option(const char *cmd, char **argv)
+{
+	/* getopt leaves optind past the offending word; opterr is 0 (main.c),
+	 * so this is the only line printed. */
+	return hydb_cli_fail(cmd, HYDB_EXIT_USAGE, "'%s': unknown option or missing value (see hydb %s --help)",
+			     argv[optind - 1], cmd);
 }

@@ -61,9 +61,17 @@ int hydb_cli_parse_double(const char *cmd, const char *opt, const char *s, doubl
  * other word is an error. When keys may follow, a word spelled like a
  * database (ending in ".db") or an existing non-directory followed by more
  * words is an error too: it never falls through to $HYDB_PATH or ./hydb.db
- * as a key. Returns 0 or HYDB_EXIT_USAGE (message printed). */
+ * as a key. Returns 0, or HYDB_EXIT_DATA with the message printed (what
+ * is at a path is data, as for a missing input file). */
 int hydb_cli_db_positional(const char *cmd, int argc, char **argv, int *first,
 			   int keys_follow, const char **path);
+/* keys_follow values: what the other positionals of a command are. With
+ * files, an existing file is an input, never taken for a database. */
+#define HYDB_CLI_NOTHING_FOLLOWS 0
+#define HYDB_CLI_KEYS_FOLLOW 1
+#define HYDB_CLI_FILES_FOLLOW 2
+/* After getopt_long returned '?' or ':': one line naming the word, exit 1. */
+int hydb_cli_bad_option(const char *cmd, char **argv);
 /* 1 if stream is a terminal (progress bars), else 0. */
 int hydb_cli_isatty(FILE *f);
 

@@ -74,10 +74,12 @@ int hydb_cmd_check(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
 		if (ch == 'q') quiet = 1;
 		else if (ch == 'h') { fputs(check_usage, stdout); return HYDB_EXIT_OK; }
-		else { fputs(check_usage, stderr); return HYDB_EXIT_USAGE; }
+		else return hydb_cli_bad_option("check", argv);
 	}
+	if ((rc = hydb_cli_db_positional("check", argc, argv, &optind, 0, &path)))
+		return rc;
 	if (optind < argc)
-		path = argv[optind];
+		return hydb_cli_fail("check", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
 	if ((rc = hydb_cli_open(&db, path, 1)) < 0)
 		return hydb_cli_fail_lib("check", rc);
 	st = hydb_db_store(db);
@@ -182,10 +184,12 @@ int hydb_cmd_export(int argc, char **argv)
 		if (ch == 'o') out = optarg;
 		else if (ch == 'f') fmt = optarg;
 		else if (ch == 'h') { fputs(export_usage, stdout); return HYDB_EXIT_OK; }
-		else { fputs(export_usage, stderr); return HYDB_EXIT_USAGE; }
+		else return hydb_cli_bad_option("export", argv);
 	}
+	if ((rc = hydb_cli_db_positional("export", argc, argv, &optind, 0, &path)))
+		return rc;
 	if (optind < argc)
-		path = argv[optind];
+		return hydb_cli_fail("export", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
 	if (!fmt)
 		fmt = out && strlen(out) > 4 && !strcmp(out + strlen(out) - 4, ".npy") ? "npy" : "jsonl";
 	if (strcmp(fmt, "npy") && strcmp(fmt, "jsonl"))

@@ -104,7 +104,7 @@ int hydb_cmd_init(int argc, char **argv)
 				return HYDB_EXIT_USAGE;
 			o.hnsw_ef_construction = (unsigned)v;
 			break;
-		default: fputs(init_usage, stderr); return HYDB_EXIT_USAGE;
+		default: return hydb_cli_bad_option("init", argv);
 		}
 	}
 	if (!o.dim)
@@ -175,14 +175,12 @@ int hydb_cmd_get(int argc, char **argv)
 			json = 1;
 		else if (ch == 'v')
 			vec = 1;
-		else {
-			fputs(get_usage, stderr);
-			return HYDB_EXIT_USAGE;
-		}
+		else
+			return hydb_cli_bad_option("get", argv);
 	}
 	first = optind;
-	if (hydb_cli_db_positional("get", argc, argv, &first, 1, &path))
-		return HYDB_EXIT_USAGE;
+	if ((rc = hydb_cli_db_positional("get", argc, argv, &first, 1, &path)))
+		return rc;
 	if (first >= argc && !nids)
 		return hydb_cli_fail("get", HYDB_EXIT_USAGE, "give a KEY or --id N");
 	if ((rc = hydb_cli_open(&db, path, 1)) < 0)
@@ -306,7 +304,7 @@ static int delete_parse(int argc, char **argv, struct delete_args *a, int *first
 		} else if (ch == 'm') {
 			a->flags |= HYDB_DELETE_MISSING_OK;
 		} else {
-			return hydb_cli_fail("delete", HYDB_EXIT_USAGE, "see 'hydb delete --help'");
+			return hydb_cli_bad_option("delete", argv);
 		}
 	}
 	*first = optind;
@@ -325,8 +323,8 @@ int hydb_cmd_delete(int argc, char **argv)
 		return HYDB_EXIT_OK;
 	memset(&a, 0, sizeof a);
 	status = delete_parse(argc, argv, &a, &first);
-	if (status == HYDB_EXIT_OK && hydb_cli_db_positional("delete", argc, argv, &first, 1, &path))
-		status = HYDB_EXIT_USAGE;
+	if (status == HYDB_EXIT_OK)
+		status = hydb_cli_db_positional("delete", argc, argv, &first, 1, &path);
 	for (int i = first; status == HYDB_EXIT_OK && i < argc; i++)
 		if (key_list_add(&a.keys, argv[i]))
 			status = hydb_cli_fail("delete", HYDB_EXIT_DATA, "out of memory");
@@ -466,14 +464,13 @@ int hydb_cmd_stats(int argc, char **argv)
 			s->bins = (int)b;
 		}
 		else if (ch == 'p') plot = optarg;
-		else { free(s); fputs(stats_usage, stderr); return HYDB_EXIT_USAGE; }
+		else { free(s); return hydb_cli_bad_option("stats", argv); }
 	}
 	first = optind;
-	if (hydb_cli_db_positional("stats", argc, argv, &first, 0, &path) || first < argc) {
+	if ((rc = hydb_cli_db_positional("stats", argc, argv, &first, 0, &path)) ||
+	    (first < argc && (rc = hydb_cli_fail("stats", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[first])))) {
 		free(s);
-		if (first < argc && path)
-			return hydb_cli_fail("stats", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[first]);
-		return HYDB_EXIT_USAGE;
+		return rc;
 	}
 	if ((rc = hydb_cli_open(&db, path, 1)) < 0) {
 		free(s);

@@ -404,7 +404,7 @@ static int parse_options(int argc, char **argv, import_opts *o)
 		case 'q': o->quiet = 1; break;
 		case 'r': o->restart = 1; break;
 		case 'h': fputs(usage, stdout); return -1;
-		default: fputs(usage, stderr); return HYDB_EXIT_USAGE;
+		default: return hydb_cli_bad_option("import", argv);
 		}
 	}
 	return HYDB_EXIT_OK;
@@ -444,14 +444,13 @@ int hydb_cmd_import(int argc, char **argv)
 	import_opts o = {HYDB_FMT_AUTO, HYDB_COORDS_SPACE, 1000, 0, 0};
 	int rc, first, status;
 	const char *path = NULL;
-	struct stat sb;
 	hydb_db *db;
 
 	if ((rc = parse_options(argc, argv, &o)) != 0)
 		return rc < 0 ? HYDB_EXIT_OK : rc;
 	first = optind;
-	if (first < argc && stat(argv[first], &sb) == 0 && S_ISDIR(sb.st_mode))
-		path = argv[first++];
+	if ((rc = hydb_cli_db_positional("import", argc, argv, &first, HYDB_CLI_FILES_FOLLOW, &path)))
+		return rc;
 	if (first >= argc)
 		return hydb_cli_fail("import", HYDB_EXIT_USAGE, "no input files (see hydb import --help)");
 	if ((rc = hydb_cli_open(&db, path, 0)) < 0)

@@ -876,7 +876,7 @@ static int parse_args(ingest *g, ingest_args *a, int argc, char **argv)
 		case 'q': g->quiet = 1; break;
 		case 'A': g->allow_outside = 1; break;
 		case 'h': fputs(usage, stdout); return -1;
-		default: fputs(usage, stderr); return HYDB_EXIT_USAGE;
+		default: return hydb_cli_bad_option("ingest", argv);
 		}
 	}
 	if (argc - optind == 2)
@@ -916,7 +916,7 @@ static int list_files(file_list *files, const char *dir, char *root)
 	struct stat sb;
 	if (!realpath(dir, root))
 		return hydb_error_set(HYDB_ENOTFOUND, "%s: %s", dir, strerror(errno));
-	RETURN_ERROR_IF(stat(root, &sb) != 0 || !S_ISDIR(sb.st_mode), HYDB_EINVAL,
+	RETURN_ERROR_IF(stat(root, &sb) != 0 || !S_ISDIR(sb.st_mode), HYDB_EFORMAT,
 			"%s: not a directory (give the folder of the images)", dir);
 	walk_list = files;
 	files->root = root;

@@ -17,12 +17,15 @@
 #include "cli/model_select.h"
 #include "cli/output.h"
 #include "db_internal.h"
-#include "json.h"
+#include "cli/query_input.h"
 
 
 static const char usage[] =
 	"usage: hydb query [DB] (--vector '[x1,...]' | --vector-file F | --like KEY |\n"
 	"                        --text \"...\" | --image FILE) [options]\n"
+	"  --vector-file F       queries from F: one JSON array, JSON Lines (an array or\n"
+	"                        {\"vector\": [...]} a line), .npy (n x D) or .fvecs; many\n"
+	"                        queries run as one batch, grouped by query in the output\n"
 	"  -k N                  results wanted, 1..100000 (default 10)\n"
 	"  --ef N                search beam, 1..100000 (default max(k, 64)); larger = better\n"
 	"                        recall; a beam below k is raised to k\n"
@@ -80,74 +83,21 @@ static int combine_filters(struct qopts *o, unsigned labels, unsigned mods)
 	return 0;
 }
 
-/* Parse a JSON array of numbers into floats. */
-static int parse_vector(const char *src, size_t dim, float *out, const char *what)
-{
-	hydb_json *j;
-	int rc = hydb_json_parse(&j, src, strlen(src));
-	if (rc < 0)
-		return hydb_error_prefix(rc, "%s", what);
-	if (j->type != HYDB_JSON_ARRAY) {
-		hydb_json_free(j);
-		return hydb_error_set(HYDB_EFORMAT, "%s: expected a JSON array of numbers", what);
-	}
-	if (j->n != dim) {
-		size_t n = j->n;
-		hydb_json_free(j);
-		return hydb_error_set(HYDB_EDIM, "%s: vector has %zu components, the database needs %zu", what, n,
-				      dim);
-	}
-	for (size_t i = 0; i < dim; i++) {
-		if (j->items[i].type != HYDB_JSON_NUMBER) {
-			hydb_json_free(j);
-			return hydb_error_set(HYDB_EFORMAT, "%s: component %zu is not a number", what, i);
-		}
-		out[i] = (float)j->items[i].num;
-	}
-	hydb_json_free(j);
-	return HYDB_OK;
-}
-
-static int read_file_text(const char *path, char **out)
-{
-	FILE *f = fopen(path, "rb");
-	long n;
-	char *buf;
-	RETURN_ERROR_IF(!f, errno == ENOENT ? HYDB_ENOTFOUND : HYDB_EIO, "%s: %s", path, strerror(errno));
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	if (n < 0 || n > (64l << 20)) {
-		fclose(f);
-		return hydb_error_set(HYDB_ETOOBIG, "%s: vector file too large", path);
-	}
-	buf = malloc((size_t)n + 1);
-	if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		fclose(f);
-		free(buf);
-		return hydb_error_set(HYDB_EIO, "%s: cannot read", path);
-	}
-	buf[n] = '\0';
-	fclose(f);
-	*out = buf;
-	return HYDB_OK;
-}
-
-/* Builds the query vector; *qmod receives the query's own modality. */
-static int make_query(hydb_db *db, struct qopts *o, float *q, int *qmod, hydb_model **model)
+/* Builds the query vectors (*nq of them, *qs to free); *qmod receives
+ * the queries' own modality when they have one. */
+static int make_queries(hydb_db *db, struct qopts *o, float **qs, size_t *nq, int *qmod,
+			hydb_model **model)
 {
 	size_t dim = hydb_dim(db);
+	float *q;
 	*qmod = -1;
+	if (o->vector_file)
+		return hydb_cli_read_queries(o->vector_file, dim, hydb_curvature(db), qs, nq);
+	q = *qs = calloc(dim, sizeof *q);
+	RETURN_ERROR_IF(!q, HYDB_ENOMEM, "out of memory");
+	*nq = 1;
 	if (o->vector)
-		return parse_vector(o->vector, dim, q, "--vector");
-	if (o->vector_file) {
-		char *text = NULL;
-		int rc;
-		FORWARD_IF_ERROR(read_file_text(o->vector_file, &text));
-		rc = parse_vector(text, dim, q, o->vector_file);
-		free(text);
-		return rc;
-	}
+		return hydb_cli_parse_query_json(o->vector, strlen(o->vector), q, dim, "--vector");
 	if (o->like) {
 		hydb_entry *e;
 		FORWARD_IF_ERROR(hydb_get_key(db, o->like, &e));
@@ -261,7 +211,7 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 		case 'j': o->json = 1; break;
 		case 'S': o->sheet = optarg; break;
 		case 'h': fputs(usage, stdout); return -1;
-		default: fputs(usage, stderr); return HYDB_EXIT_USAGE;
+		default: return hydb_cli_bad_option("query", argv);
 		}
 	}
 	if (nsrc != 1)
@@ -274,11 +224,35 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound is used only with --redirect");
 	if (o->so.exact && o->so.ef)
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--ef sets the index's beam; --exact uses no index");
-	if (hydb_cli_db_positional("query", argc, argv, &optind, 0, dbpath))
-		return HYDB_EXIT_USAGE;
+	if ((ch = hydb_cli_db_positional("query", argc, argv, &optind, 0, dbpath)))
+		return ch;
 	if (optind < argc)
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
 	return 0;
+}
+
+static void print_redirect(const struct qopts *o, const hydb_results *res)
+{
+	const char *mode = o->so.redirect == HYDB_REDIRECT_HYSAC ? "hysac" : "geodesic";
+	if (res->redirected)
+		printf("redirected (%s): query radius %.4f -> %.4f (bound %.4f)\n", mode, res->query_radius,
+		       res->searched_radius, o->so.redirect_bound);
+	else
+		printf("not redirected (%s): query radius %.4f is within the bound %.4f\n", mode,
+		       res->query_radius, o->so.redirect_bound);
+}
+
+/* Results grouped by query: a "query N" line before each table when there
+ * are several, and "query": N in every JSON object. */
+static void print_all(const struct qopts *o, hydb_results **res, size_t nq)
+{
+	for (size_t i = 0; i < nq; i++) {
+		if (nq > 1 && !o->json)
+			printf("%squery %zu\n", i ? "\n" : "", i);
+		if (o->so.redirect && !o->json)
+			print_redirect(o, res[i]);
+		hydb_cli_print_results(stdout, res[i], o->json, i);
+	}
 }
 
 int hydb_cmd_query(int argc, char **argv)
@@ -286,9 +260,10 @@ int hydb_cmd_query(int argc, char **argv)
 	struct qopts o;
 	const char *dbpath = NULL;
 	hydb_model *model = NULL;
-	hydb_results *res = NULL;
+	hydb_results **res = NULL;
 	hydb_db *db;
-	float *q;
+	float *qs = NULL;
+	size_t nq = 0;
 	int qmod = -1, rc, status;
 
 	memset(&o, 0, sizeof o);
@@ -297,8 +272,10 @@ int hydb_cmd_query(int argc, char **argv)
 		return status < 0 ? HYDB_EXIT_OK : status;
 	if ((rc = hydb_cli_open(&db, dbpath, 1)) < 0)
 		return hydb_cli_fail_lib("query", rc);
-	q = calloc(hydb_dim(db), sizeof *q);
-	rc = q ? make_query(db, &o, q, &qmod, &model) : hydb_error_set(HYDB_ENOMEM, "out of memory");
+	rc = make_queries(db, &o, &qs, &nq, &qmod, &model);
+	if (rc == 0 && o.sheet && nq > 1)
+		rc = hydb_error_set(HYDB_EINVAL, "--sheet draws one query's results; %s holds %zu queries",
+				    o.vector_file, nq);
 	if (rc == 0 && o.so.redirect) {
 		double ub = 0;
 		rc = redirect_bound(db, model, &o, qmod, &ub);
@@ -306,31 +283,22 @@ int hydb_cmd_query(int argc, char **argv)
 			o.so.redirect_bound = hydb_redirect_bound(ub, hydb_curvature(db));
 	}
 	if (rc == 0)
-		rc = hydb_search(db, &res, q, &o.so);
+		rc = hydb_search_batch(db, &res, qs, nq, &o.so);
 	if (rc < 0) {
 		status = hydb_cli_fail_lib("query", rc);
 		goto out;
 	}
-	if (o.so.redirect && !o.json) {
-		const char *mode = o.so.redirect == HYDB_REDIRECT_HYSAC ? "hysac" : "geodesic";
-		if (res->redirected)
-			printf("redirected (%s): query radius %.4f -> %.4f (bound %.4f)\n", mode,
-			       res->query_radius, res->searched_radius, o.so.redirect_bound);
-		else
-			printf("not redirected (%s): query radius %.4f is within the bound %.4f\n", mode,
-			       res->query_radius, o.so.redirect_bound);
-	}
-	hydb_cli_print_results(stdout, res, o.json, 0);
+	print_all(&o, res, nq);
 	if (o.sheet) {
-		rc = hydb_cli_contact_sheet(o.sheet, db, res);
+		rc = hydb_cli_contact_sheet(o.sheet, db, res[0]);
 		if (rc < 0)
 			status = hydb_cli_fail_lib("query", rc);
 		else if (!o.json)
 			fprintf(stderr, "wrote %s\n", o.sheet);
 	}
 out:
-	hydb_results_free(res);
-	free(q);
+	hydb_results_free_batch(res, nq);
+	free(qs);
 	hydb_model_close(model);
 	hydb_close(db);
 	return status;

@@ -82,13 +82,13 @@ static int parse_safety(int argc, char **argv, safety_args *a, const char *usage
 			break;
 		}
 		case 'h': fputs(usage, stdout); return -1;
-		default: fputs(usage, stderr); return HYDB_EXIT_USAGE;
+		default: return hydb_cli_bad_option(argv[0], argv);
 		}
 	}
+	if ((ch = hydb_cli_db_positional(argv[0], argc, argv, &optind, HYDB_CLI_FILES_FOLLOW, &a->db)))
+		return ch;
 	for (int i = optind; i < argc; i++) {
-		if (is_dir(argv[i]) && !a->db)
-			a->db = argv[i];
-		else if (!a->file)
+		if (!a->file)
 			a->file = argv[i];
 		else
 			return hydb_cli_fail(argv[0], HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[i]);
@@ -351,10 +351,10 @@ int hydb_cmd_calibrate(int argc, char **argv)
 		else if (ch == 'n') dry = 1;
 		else if (ch == 'j') json = 1;
 		else if (ch == 'h') { fputs(calibrate_usage, stdout); return HYDB_EXIT_OK; }
-		else { fputs(calibrate_usage, stderr); return HYDB_EXIT_USAGE; }
+		else return hydb_cli_bad_option("calibrate", argv);
 	}
-	if (hydb_cli_db_positional("calibrate", argc, argv, &optind, 0, &dbp))
-		return HYDB_EXIT_USAGE;
+	if ((rc = hydb_cli_db_positional("calibrate", argc, argv, &optind, 0, &dbp)))
+		return rc;
 	if (optind < argc)
 		return hydb_cli_fail("calibrate", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
 	if (!labels)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -90,6 +91,7 @@ int hydb_cli_isatty(FILE *f) { return isatty(fileno(f)); }
 
 int main(int argc, char **argv)
 {
+	opterr = 0; /* each command reports a bad option in one line */
 	if (argc < 2) {
 		usage(stderr);
 		return HYDB_EXIT_USAGE;
