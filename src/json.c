@@ -343,11 +343,23 @@ int hydb_json_uint64(const hydb_json *v, uint64_t *out)
 	return -1;
 }
 
+/* Bytes of the UTF-8 sequence that starts at s if it is valid, else 0. */
+static size_t utf8_run(const char *s)
+{
+	unsigned char c = (unsigned char)*s;
+	size_t n = c < 0xC0 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if (!s[i])
+			return 0;
+	return n && hydb_utf8_valid(s, n) == 0 ? n : 0;
+}
+
 void hydb_json_write_string(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; s && *s; s++) {
+	while (s && *s) {
 		unsigned char c = (unsigned char)*s;
+		size_t run;
 		switch (c) {
 		case '"': fputs("\\\"", f); break;
 		case '\\': fputs("\\\\", f); break;
@@ -355,11 +367,20 @@ void hydb_json_write_string(FILE *f, const char *s)
 		case '\r': fputs("\\r", f); break;
 		case '\t': fputs("\\t", f); break;
 		default:
-			if (c < 0x20)
+			if (c < 0x20) {
 				fprintf(f, "\\u%04x", c);
-			else
+			} else if (c < 0x80) {
 				fputc(c, f);
+			} else if ((run = utf8_run(s)) > 0) {
+				fwrite(s, 1, run, f);
+				s += run;
+				continue;
+			} else {
+				/* A file name need not be UTF-8; JSON must be. */
+				fputs("\\ufffd", f);
+			}
 		}
+		s++;
 	}
 	fputc('"', f);
 }

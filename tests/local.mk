@@ -32,6 +32,10 @@ EXTRA_DIST += tests/test_cli_strict.sh
 TESTS += tests/test_query_batch.sh
 EXTRA_DIST += tests/test_query_batch.sh
 
+# Every --json output of every command parses, whatever the strings hold.
+TESTS += tests/test_json_output.sh
+EXTRA_DIST += tests/test_json_output.sh
+
 # Every outside file read comes from a package the install step installs.
 TESTS += tests/test_packages.sh
 EXTRA_DIST += tests/test_packages.sh tests/check_packages.py

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "json.h"
 #include "encoder/forward.h"
 #include "encoder/image.h"
 #include "hydb.h"
@@ -131,20 +132,6 @@ static int parse_args(struct opts *o, int argc, char **argv)
 
 /* ---- output ------------------------------------------------------------ */
 
-static void put_json_string(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
-}
-
 static void put_floats(const float *v, size_t n, const char *sep)
 {
 	for (size_t i = 0; i < n; i++)
@@ -157,7 +144,7 @@ static void print_result(const struct opts *o, const char *input,
 {
 	if (o->json) {
 		printf("{\"input\":");
-		put_json_string(input);
+		hydb_json_write_string(stdout, input);
 		printf(",\"embedding\":[");
 		put_floats(emb, d, ",");
 		printf("],\"radius\":%.9g", (double)radius);
@@ -183,7 +170,7 @@ static void print_tokens(const struct opts *o, const char *input,
 {
 	if (o->json) {
 		printf("{\"input\":");
-		put_json_string(input);
+		hydb_json_write_string(stdout, input);
 		printf(",\"tokens\":[");
 	} else {
 		printf("%s\t", input);

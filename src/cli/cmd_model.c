@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "json.h"
 #include "encoder/model.h"
 #include "hydb.h"
 
@@ -62,21 +63,6 @@ static void json_num(FILE *f, const char *prefix, double v)
 		fputs("null", f);
 }
 
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
 static void json_bound(FILE *f, const char *key, const hydb_model_bounds *b)
 {
 	fprintf(f, "\"%s\":", key);
@@ -100,7 +86,7 @@ static void json_tensors(FILE *f, const hydb_model *m)
 	fputs(",\"tensor_shapes\":{", f);
 	for (size_t i = 0; i < m->n_tensors; i++) {
 		fputs(i ? "," : "", f);
-		json_string(f, m->tensors[i].name);
+		hydb_json_write_string(f, m->tensors[i].name);
 		fputc(':', f);
 		print_shape(f, &m->tensors[i]);
 	}
@@ -111,9 +97,9 @@ static void print_json(FILE *f, const hydb_model *m, int tensors)
 {
 	const hydb_model_config *c = &m->cfg;
 	fputs("{\"file\":", f);
-	json_string(f, m->path);
+	hydb_json_write_string(f, m->path);
 	fputs(",\"name\":", f);
-	json_string(f, c->name);
+	hydb_json_write_string(f, c->name);
 	fprintf(f, ",\"format_version\":%d,\"hash\":\"%s\",\"tensors\":%zu,"
 		   "\"parameters\":%llu,\"merges\":%zu,", c->format_version, m->hash,
 		m->n_tensors, count_params(m), count_merges(m));

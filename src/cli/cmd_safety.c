@@ -18,6 +18,7 @@
 #include "cli/safety.h"
 #include "db_internal.h"
 #include "encoder/model.h"
+#include "json.h"
 #include "search.h"
 
 #define EXIT_UNSAFE 3
@@ -149,10 +150,14 @@ int hydb_cmd_classify(int argc, char **argv)
 	}
 	{
 		const char *label = r <= thr ? "safe" : "unsafe";
-		if (a.json)
-			printf("{\"input\":\"%s\",\"modality\":\"%s\",\"label\":\"%s\",\"radius\":%.9g,\"threshold\":%.9g}\n",
-			       a.text ? "text" : a.file, mod == HYDB_MOD_TEXT ? "text" : "image", label, r, thr);
-		else
+		if (a.json) {
+			/* The input itself (a caption or a path), escaped: quotes,
+			 * backslashes and control characters must not break the line. */
+			fputs("{\"input\":", stdout);
+			hydb_json_write_string(stdout, a.text ? a.text : a.file);
+			printf(",\"modality\":\"%s\",\"label\":\"%s\",\"radius\":%.9g,\"threshold\":%.9g}\n",
+			       mod == HYDB_MOD_TEXT ? "text" : "image", label, r, thr);
+		} else
 			printf("%s\tradius %.6f\tthreshold %.6f (%s)\n", label, r, thr,
 			       mod == HYDB_MOD_TEXT ? "text" : "image");
 		status = a.exit_status && r > thr ? EXIT_UNSAFE : HYDB_EXIT_OK;
@@ -513,8 +518,15 @@ int hydb_cmd_traverse(int argc, char **argv)
 			double r = hydb_lorentz_radius(x, d, hydb_model_curvature(m));
 			last = res->ids[0];
 			if (a.json) {
-				printf("{\"step\":%d,\"t\":%.4f,\"radius\":%.6f,\"key\":\"%s\",\"label\":\"%s\",\"distance\":%.6f}\n",
-				       s, frac, r, res->keys[0], hydb_cli_label_name(res->labels[0]), res->distances[0]);
+				printf("{\"step\":%d,\"t\":%.4f,\"radius\":%.6f,\"key\":", s, frac, r);
+				hydb_json_write_string(stdout, res->keys[0]);
+				printf(",\"label\":\"%s\",\"distance\":%.6f,\"caption\":",
+				       hydb_cli_label_name(res->labels[0]), res->distances[0]);
+				if (res->captions[0])
+					hydb_json_write_string(stdout, res->captions[0]);
+				else
+					fputs("null", stdout);
+				fputs("}\n", stdout);
 			} else {
 				printf("step %3d  t %.3f  radius %8.4f  %-7s %s", s, frac, r,
 				       hydb_cli_label_name(res->labels[0]), res->keys[0]);
