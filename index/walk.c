@@ -141,13 +141,14 @@ int hnsw_greedy(struct hnsw_ctx *cx, const hydb_kquery *q, unsigned top,
 	return 0;
 }
 
+/* 1 when slot matches f, 0 when not, or the error of reading it: a read
+ * that fails is the caller's error, never a node quietly left out. */
 static int accepts(struct hnsw_ctx *cx, const hydb_filter *f, uint32_t slot)
 {
 	const hydb_slot_attr *a;
 	if (!f)
 		return 1;
-	if (hnsw_slot_data(cx, slot, NULL, &a, NULL) < 0)
-		return 0;
+	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, NULL, &a, NULL));
 	return hydb_filter_match(f, a);
 }
 
@@ -196,7 +197,9 @@ int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
 	hnsw_visited(sc, entry);
 	struct hnsw_cand e = {entry_key, entry};
 	heap_push(sc->cand, &nc, e, 1);
-	if (accepts(cx, f, entry))
+	int ok = accepts(cx, f, entry);
+	FORWARD_IF_ERROR(ok);
+	if (ok)
 		heap_push(sc->res, &nr, e, -1);
 	while (nc) {
 		struct hnsw_cand c = heap_pop(sc->cand, &nc, 1);
@@ -214,7 +217,9 @@ int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
 			if (nr >= ef && nb[i].key >= bound)
 				continue;
 			heap_push(sc->cand, &nc, nb[i], 1);
-			if (!accepts(cx, f, nb[i].slot))
+			ok = accepts(cx, f, nb[i].slot);
+			FORWARD_IF_ERROR(ok);
+			if (!ok)
 				continue;
 			heap_push(sc->res, &nr, nb[i], -1);
 			if (nr > ef)

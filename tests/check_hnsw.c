@@ -235,12 +235,14 @@ static void fx_init(struct fx *f, unsigned flags, int build)
 
 static void fx_free(struct fx *f)
 {
-	char cmd[128];
+	char cmd[4200];
 	hydb_index_close(f->ix);
 	mdb_env_close(f->env);
 	free(f->mem.attr);
 	free(f->mem.vec);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+	/* Quoted: the directory comes from mkdtemp under TMPDIR, which may hold
+	 * spaces. */
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
 	ck_assert_int_eq(system(cmd), 0);
 }
 

@@ -814,13 +814,21 @@ out:
 	return rc;
 }
 
-/* Remove caption entries beyond the new count (captions were removed). */
+/* Remove caption entries beyond the new count (captions were removed), in
+ * one transaction; a failure is reported, not ignored. */
 static void drop_stale_captions(ingest *g, const image_file *f, int from, int to)
 {
-	for (int i = from; i < to; i++) {
-		char key[HYDB_MAX_KEY + 32];
-		snprintf(key, sizeof key, "%s#caption%d", f->key, i + 1);
-		hydb_delete_key(g->db, key);
+	char keys[MAX_CAPTIONS][HYDB_MAX_KEY + 32];
+	const char *kp[MAX_CAPTIONS];
+	int n = 0;
+	for (int i = from; i < to && n < MAX_CAPTIONS; i++, n++) {
+		snprintf(keys[n], sizeof keys[n], "%s#caption%d", f->key, i + 1);
+		kp[n] = keys[n];
+	}
+	if (n && hydb_delete_batch(g->db, kp, NULL, (size_t)n, HYDB_DELETE_MISSING_OK, NULL) < 0) {
+		char msg[1024];
+		snprintf(msg, sizeof msg, "%s: removing its %d stale captions: %s", f->key, n, hydb_last_error());
+		report_fail(g, msg);
 	}
 }
 
