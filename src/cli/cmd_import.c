@@ -391,11 +391,16 @@ static int parse_options(int argc, char **argv, import_opts *o)
 			else if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "json")) o->fmt = HYDB_FMT_JSONL;
 			else return hydb_cli_fail("import", HYDB_EXIT_USAGE, "--format: unknown format '%s'", optarg);
 			break;
-		case 't': o->coords = HYDB_COORDS_WITH_TIME; break;
+		case 't':
 		case 'p':
-			if (strcmp(optarg, "poincare"))
+			if (ch == 'p' && strcmp(optarg, "poincare"))
 				return hydb_cli_fail("import", HYDB_EXIT_USAGE, "--from: only 'poincare' is supported");
-			o->coords = HYDB_COORDS_POINCARE;
+			/* The two describe different coordinates: one would be ignored. */
+			if (o->coords != HYDB_COORDS_SPACE &&
+			    o->coords != (ch == 't' ? HYDB_COORDS_WITH_TIME : HYDB_COORDS_POINCARE))
+				return hydb_cli_fail("import", HYDB_EXIT_USAGE,
+						     "--with-time and --from poincare describe different coordinates; give one");
+			o->coords = ch == 't' ? HYDB_COORDS_WITH_TIME : HYDB_COORDS_POINCARE;
 			break;
 		case 'b':
 			if ((rc = hydb_cli_parse_size("import", "--batch", optarg, 1, MAX_BATCH, &o->batch)))

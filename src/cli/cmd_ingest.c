@@ -183,6 +183,8 @@ typedef struct {
 	char *rel;
 	char *caps[MAX_CAPTIONS];
 	int n;
+	size_t line; /* where it was first named, for the unmatched warning */
+	int used;    /* an image under the root has this path */
 } manifest_entry;
 
 typedef struct {
@@ -215,7 +217,7 @@ int hydb_ingest_path_ok(const char *rel, int allow_outside)
 	const char *p = rel;
 	if (allow_outside)
 		return 1;
-	if (*rel == '/' || !*rel)
+	if (!*rel)
 		return 0;
 	while (*p) {
 		size_t n = strcspn(p, "/");
@@ -227,7 +229,19 @@ int hydb_ingest_path_ok(const char *rel, int allow_outside)
 	return 1;
 }
 
-static int add_caption(manifest *m, const char *rel, const char *cap, const char *where)
+/* A manifest may name an image by its absolute path: inside the root it
+ * is the same image as its relative path; outside it escapes the root. */
+static const char *manifest_rel(const char *path, const char *root, int allow_outside)
+{
+	size_t n = strlen(root);
+	if (path[0] != '/')
+		return path;
+	if (!strncmp(path, root, n) && path[n] == '/' && path[n + 1])
+		return path + n + 1;
+	return allow_outside ? path : NULL;
+}
+
+static int add_caption(manifest *m, const char *rel, const char *cap, const char *where, size_t line)
 {
 	manifest_entry *e;
 	/* Checked here, where the line is known, not at commit (which would
@@ -236,6 +250,8 @@ static int add_caption(manifest *m, const char *rel, const char *cap, const char
 			"%s: caption for %s is not valid UTF-8", where, rel);
 	e = manifest_find(m, rel, 1);
 	RETURN_ERROR_IF(!e, HYDB_ENOMEM, "%s: out of memory", where);
+	if (!e->line)
+		e->line = line;
 	RETURN_ERROR_IF(e->n >= MAX_CAPTIONS, HYDB_ETOOBIG, "%s: more than %d captions for %s", where,
 			MAX_CAPTIONS, rel);
 	e->caps[e->n] = strdup(cap);
@@ -244,14 +260,14 @@ static int add_caption(manifest *m, const char *rel, const char *cap, const char
 	return HYDB_OK;
 }
 
-static int manifest_load(manifest *m, const char *path, int allow_outside)
+static int manifest_load(manifest *m, const char *path, const char *root, int allow_outside)
 {
 	FILE *f = fopen(path, "rb");
 	char *line = NULL, where[PATH_MAX + 32];
 	size_t cap = 0, lineno = 0;
 	ssize_t len;
 	int csv, rc = HYDB_OK;
-	const char *dot = strrchr(path, '.');
+	const char *dot = strrchr(path, '.'), *rel;
 
 	RETURN_ERROR_IF(!f, HYDB_ENOTFOUND, "%s: %s", path, strerror(errno));
 	csv = dot && !strcasecmp(dot, ".csv");
@@ -271,8 +287,10 @@ static int manifest_load(manifest *m, const char *path, int allow_outside)
 			*comma = 0;
 			if (lineno == 1 && !strcmp(line, "path"))
 				continue; /* header */
-			if (!hydb_ingest_path_ok(line, allow_outside)) {
-				rc = hydb_error_set(HYDB_EINVAL, "%s: path '%s' escapes the ingest root", where, line);
+			rel = manifest_rel(line, root, allow_outside);
+			if (!rel || !hydb_ingest_path_ok(rel, allow_outside)) {
+				rc = hydb_error_set(HYDB_EFORMAT, "%s: path '%s' escapes the ingest root %s", where, line,
+						    root);
 				break;
 			}
 			{
@@ -282,7 +300,7 @@ static int manifest_load(manifest *m, const char *path, int allow_outside)
 					c[cl - 1] = 0;
 					c++;
 				}
-				rc = add_caption(m, line, c, where);
+				rc = add_caption(m, rel, c, where, lineno);
 			}
 		} else {
 			hydb_json *j;
@@ -295,16 +313,18 @@ static int manifest_load(manifest *m, const char *path, int allow_outside)
 			p = hydb_json_get(j, "path");
 			c = hydb_json_get(j, "caption");
 			cs = hydb_json_get(j, "captions");
+			rel = p && p->type == HYDB_JSON_STRING ? manifest_rel(p->str, root, allow_outside) : NULL;
 			if (!p || p->type != HYDB_JSON_STRING)
 				rc = hydb_error_set(HYDB_EFORMAT, "%s: \"path\" must be a string", where);
-			else if (!hydb_ingest_path_ok(p->str, allow_outside))
-				rc = hydb_error_set(HYDB_EINVAL, "%s: path '%s' escapes the ingest root", where, p->str);
+			else if (!rel || !hydb_ingest_path_ok(rel, allow_outside))
+				rc = hydb_error_set(HYDB_EFORMAT, "%s: path '%s' escapes the ingest root %s", where,
+						    p->str, root);
 			if (rc == 0 && c && c->type == HYDB_JSON_STRING)
-				rc = add_caption(m, p->str, c->str, where);
+				rc = add_caption(m, rel, c->str, where, lineno);
 			if (rc == 0 && cs && cs->type == HYDB_JSON_ARRAY)
 				for (size_t i = 0; rc == 0 && i < cs->n; i++)
 					if (cs->items[i].type == HYDB_JSON_STRING)
-						rc = add_caption(m, p->str, cs->items[i].str, where);
+						rc = add_caption(m, rel, cs->items[i].str, where, lineno);
 			hydb_json_free(j);
 		}
 	}
@@ -673,6 +693,8 @@ static int gather_captions(ingest *g, const image_file *f, char **caps, int *n)
 	manifest_entry *e = manifest_find(&g->man, f->rel, 0);
 	int rc = HYDB_OK;
 	*n = 0;
+	if (e)
+		e->used = 1;
 	if (!e)
 		rc = sidecar_captions(f, caps, n);
 	for (int i = 0; e && rc == HYDB_OK && i < e->n; i++) {
@@ -898,7 +920,7 @@ static int parse_args(ingest *g, ingest_args *a, int argc, char **argv)
 /* Open the model and the database (creating it for an explicit model), and
  * refuse a model that did not make the database's embeddings or whose
  * dimension or curvature differ from it, before anything is recorded. */
-static int open_model_and_db(ingest *g, const ingest_args *a)
+static int open_model_and_db(ingest *g, const ingest_args *a, const char *root)
 {
 	const char *model = a->model ? a->model : getenv("HYDB_MODEL");
 	if (model && *model) {
@@ -911,7 +933,7 @@ static int open_model_and_db(ingest *g, const ingest_args *a)
 		FORWARD_IF_ERROR(hydb_cli_model_for_db(&g->m, g->db, NULL));
 	}
 	if (a->captions)
-		FORWARD_IF_ERROR(manifest_load(&g->man, a->captions, g->allow_outside));
+		FORWARD_IF_ERROR(manifest_load(&g->man, a->captions, root, g->allow_outside));
 	g->thr_image = threshold(g->db, "threshold_image", g->m->cfg.bound_image.up_95);
 	g->thr_text = threshold(g->db, "threshold_text", g->m->cfg.bound_text.up_95);
 	return HYDB_OK;
@@ -962,6 +984,20 @@ static image_file **plan(ingest *g, file_list *files, size_t *ntodo)
 		free_captions(caps, &ncap);
 	}
 	return todo;
+}
+
+/* Manifest paths that name no image under the root would otherwise be
+ * dropped without a word (a typo, or an image moved away). */
+static void warn_unmatched(const ingest *g, const char *manifest_path, const char *root)
+{
+	size_t n = 0, first = 0;
+	for (size_t i = 0; i < g->man.n; i++)
+		if (!g->man.v[i].used && !n++)
+			first = i;
+	if (n)
+		fprintf(stderr, "hydb ingest: %s: %zu path%s match%s no image under %s (first: '%s' on line %zu)\n",
+			manifest_path, n, n == 1 ? "" : "s", n == 1 ? "es" : "", root, g->man.v[first].rel,
+			g->man.v[first].line);
 }
 
 static void summary(ingest *g, int status)
@@ -1024,9 +1060,11 @@ int hydb_cmd_ingest(int argc, char **argv)
 	/* The folder is checked first: a typo must not create a database. */
 	rc = list_files(&files, a.dir, root);
 	if (rc == 0)
-		rc = open_model_and_db(&g, &a);
+		rc = open_model_and_db(&g, &a, root);
 	if (rc == 0 && !(todo = plan(&g, &files, &ntodo)))
 		rc = hydb_error_set(HYDB_ENOMEM, "ingest: out of memory");
+	if (rc == 0 && a.captions)
+		warn_unmatched(&g, a.captions, root);
 	if (rc < 0) {
 		status = hydb_cli_fail_lib("ingest", rc);
 		goto out;
