@@ -36,6 +36,11 @@ EXTRA_DIST += tests/test_query_batch.sh
 TESTS += tests/test_json_output.sh
 EXTRA_DIST += tests/test_json_output.sh
 
+# Golden transcripts of every command: messages, tables and exit codes
+# change only on purpose (HYDB_GOLDEN_UPDATE=1 rewrites them).
+TESTS += tests/test_golden.sh
+EXTRA_DIST += tests/test_golden.sh tests/golden
+
 # Every outside file read comes from a package the install step installs.
 TESTS += tests/test_packages.sh
 EXTRA_DIST += tests/test_packages.sh tests/check_packages.py
