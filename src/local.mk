@@ -8,7 +8,7 @@ libhydb_internal_la_SOURCES += \
 
 hydb_SOURCES += src/cli/main.c src/cli/cli.h src/cli/args.c src/cli/output.c src/cli/output.h \
 	src/cli/cmd_db.c src/cli/cmd_import.c src/cli/cmd_query.c \
-	src/cli/query_input.c src/cli/query_input.h \
+	src/cli/query_input.c src/cli/query_input.h src/cli/sheet.c \
 	src/cli/model_select.c src/cli/model_select.h \
 	src/cli/cmd_ingest.c src/cli/ingest.h src/cli/cmd_safety.c src/cli/safety.h \
 	src/cli/cmd_check.c src/cli/glyphs.h

@@ -187,11 +187,13 @@ def e2e(tmp):
     from PIL import Image
     im = Image.open(sheet)
     im.load()
-    cols, rows = 5, (len(res) + 4) // 5
-    if im.size != (cols * 228 + 4, rows * 228 + 4) or im.mode != "RGB":
+    # one tile per result across (up to 8), framed, with three lines of text
+    cols = min(len(res), 8)
+    rows = (len(res) + cols - 1) // cols
+    if im.size != (cols * 240 + 8, rows * 288 + 8) or im.mode != "RGB":
         fail(f"contact sheet has size {im.size} mode {im.mode}")
     # the first tile is the query photo itself, not the dark background
-    px = im.crop((4, 4, 228, 228)).convert("L")
+    px = im.crop((12, 12, 236, 236)).convert("L")
     if sum(px.getdata()) / (224 * 224) < 45:
         fail("first tile of the contact sheet is empty")
     print(f"contact sheet {im.size[0]}x{im.size[1]} with {len(res)} tiles")

@@ -41,6 +41,10 @@ EXTRA_DIST += tests/test_json_output.sh
 TESTS += tests/test_golden.sh
 EXTRA_DIST += tests/test_golden.sh tests/golden
 
+# hydb query --sheet: tiles framed by label, text under them, placeholders.
+TESTS += tests/test_sheet.sh
+EXTRA_DIST += tests/test_sheet.sh
+
 # Every outside file read comes from a package the install step installs.
 TESTS += tests/test_packages.sh
 EXTRA_DIST += tests/test_packages.sh tests/check_packages.py
