@@ -3,7 +3,8 @@
 The library is found, in this order:
   1. HYDB_BUILD_DIR (a configured build tree, e.g. ../build) or, when it is
      not set, the source tree's ./build next to this directory, if it holds
-     .libs/libhydb.so: headers from ../src, the library from the build tree,
+     .libs/libhydb.so: headers from ../src (or $HYDB_SRCDIR/src), the library
+     from the build tree,
      and an rpath to it so that the installed extension finds it;
   2. an installed libhydb through pkg-config (hydb.pc).
 """
@@ -23,12 +24,13 @@ def from_build_tree():
     build = os.environ.get("HYDB_BUILD_DIR") or os.path.join(top, "build")
     build = os.path.abspath(build)
     libdir = os.path.join(build, ".libs")
-    header = os.path.join(top, "src", "hydb.h")
-    if os.path.exists(os.path.join(libdir, "libhydb.so")) and os.path.exists(header):
-        return dict(include_dirs=[os.path.join(top, "src")], library_dirs=[libdir],
+    src = os.path.join(os.environ.get("HYDB_SRCDIR") or top, "src")
+    if os.path.exists(os.path.join(libdir, "libhydb.so")) and os.path.exists(os.path.join(src, "hydb.h")):
+        return dict(include_dirs=[src], library_dirs=[libdir],
                     runtime_library_dirs=[libdir], libraries=["hydb"]), "build tree " + build
     if os.environ.get("HYDB_BUILD_DIR"):
-        sys.exit("setup.py: HYDB_BUILD_DIR=%s has no .libs/libhydb.so (run tools/build first)" % build)
+        sys.exit("setup.py: HYDB_BUILD_DIR=%s has no .libs/libhydb.so, or %s no hydb.h (run tools/build "
+                 "first; set HYDB_SRCDIR for a copy of python/ outside the source tree)" % (build, src))
     return None, None
 
 

@@ -483,7 +483,8 @@ class Model:
         return self._m._encode_images(tuple(items))
 
     def bound(self, modality):
-        """The safe-class bound (HySAC's up_95 radius) of "image" or "text"."""
+        """The safe-class bound (HySAC's up_95 radius) of "image" or "text";
+        nan when the model file carries no bounds."""
         return self._m._bound(_code(modality, MODALITIES, "modality"))
 
     def __repr__(self):
