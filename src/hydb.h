@@ -255,6 +255,44 @@ HYDB_API void hydb_entry_free(hydb_entry *e);
 /** Number of live records. */
 HYDB_API int hydb_count(hydb_db *db, uint64_t *out);
 
+/** Counts and radius range of the live records, from one snapshot. */
+typedef struct hydb_db_stats {
+	uint64_t count;
+	uint64_t groups[3][3]; /* [hydb_modality][hydb_label] */
+	double radius_min, radius_max; /* both 0 when empty */
+} hydb_db_stats;
+
+/** Fill *out from the vector blocks' attributes (no record is decoded).
+ *  Errors: HYDB_EINVAL (NULL argument), HYDB_ECORRUPT, HYDB_EIO. */
+HYDB_API int hydb_stats(hydb_db *db, hydb_db_stats *out);
+
+/** What hydb_check verified and found. */
+typedef struct hydb_check_report {
+	uint64_t records, live_slots, keys, radius_entries;
+	size_t store_problems; /* checksums, tables that disagree, metadata */
+	size_t index_problems; /* HNSW invariants (links, degrees, nodes) */
+	size_t unreachable;    /* nodes no index search reaches (a quality
+				  warning: exact search still finds them) */
+} hydb_check_report;
+
+/**
+ * Verify the store and the index in one snapshot, as `hydb check` does
+ * (without its self-search). Each problem and warning is passed to fn (may
+ * be NULL) as a one-line message naming the record id or slot. Returns
+ * HYDB_OK when the check ran, even when it found problems (see *out).
+ * Errors: HYDB_EINVAL (NULL db or out), HYDB_EIO, HYDB_ENOMEM.
+ */
+HYDB_API int hydb_check(hydb_db *db, void (*fn)(const char *msg, void *ctx),
+			void *ctx, hydb_check_report *out);
+
+/**
+ * Call fn for every record in id order, in one snapshot; e is valid only
+ * during the call (the library frees it). A negative return from fn stops
+ * the walk and is returned. Errors: HYDB_EINVAL, HYDB_ECORRUPT, HYDB_EIO.
+ */
+HYDB_API int hydb_each_entry(hydb_db *db, int (*fn)(const hydb_entry *e, void *ctx),
+			     void *ctx);
+
 /* ---- search ------------------------------------------------------------ */
 
 #define HYDB_SEARCH_OPTIONS_VERSION 1

@@ -202,6 +202,84 @@ START_TEST(test_delete_batch)
 }
 END_TEST
 
+struct each_ctx {
+	size_t n;
+	uint64_t last_id;
+	int stop_at;
+};
+
+static int each_fn(const hydb_entry *e, void *vctx)
+{
+	struct each_ctx *c = vctx;
+	ck_assert_uint_gt(e->id, c->last_id); /* id order */
+	ck_assert_uint_eq(e->dim, DIM);
+	ck_assert_ptr_nonnull(e->key);
+	c->last_id = e->id;
+	if (++c->n == (size_t)c->stop_at)
+		return HYDB_EIO;
+	return HYDB_OK;
+}
+
+static void count_msgs(const char *msg, void *ctx)
+{
+	(void)msg;
+	++*(size_t *)ctx;
+}
+
+START_TEST(test_stats_check_each)
+{
+	hydb_db *db = create_db(DIM, 1);
+	hydb_db_stats st;
+	hydb_check_report rep;
+	struct each_ctx ec = {0, 0, 0};
+	size_t msgs = 0;
+	float v[DIM];
+	double rmin = INFINITY, rmax = 0;
+
+	ck_assert_int_eq(hydb_stats(db, &st), 0);
+	ck_assert_uint_eq(st.count, 0);
+	ck_assert(st.radius_min == 0 && st.radius_max == 0);
+	for (int i = 0; i < 7; i++) {
+		hydb_record r = {0};
+		char key[8];
+		snprintf(key, sizeof key, "k%d", i);
+		random_point(v, DIM, 1, 0.5 + i);
+		r.key = key;
+		r.vector = v;
+		r.modality = i % 2 ? HYDB_MOD_TEXT : HYDB_MOD_IMAGE;
+		r.label = i < 3 ? HYDB_LABEL_SAFE : HYDB_LABEL_UNSAFE;
+		ck_assert_int_eq(hydb_put(db, &r, 1, NULL), 0);
+		double rad = hydb_lorentz_radius(v, DIM, 1);
+		if (rad < rmin) rmin = rad;
+		if (rad > rmax) rmax = rad;
+	}
+	ck_assert_int_eq(hydb_stats(db, &st), 0);
+	ck_assert_uint_eq(st.count, 7);
+	ck_assert_uint_eq(st.groups[HYDB_MOD_IMAGE][HYDB_LABEL_SAFE], 2);  /* 0, 2 */
+	ck_assert_uint_eq(st.groups[HYDB_MOD_TEXT][HYDB_LABEL_SAFE], 1);   /* 1 */
+	ck_assert_uint_eq(st.groups[HYDB_MOD_IMAGE][HYDB_LABEL_UNSAFE], 2); /* 4, 6 */
+	ck_assert_uint_eq(st.groups[HYDB_MOD_TEXT][HYDB_LABEL_UNSAFE], 2);  /* 3, 5 */
+	ck_assert_double_eq_tol(st.radius_min, rmin, 1e-5);
+	ck_assert_double_eq_tol(st.radius_max, rmax, 1e-5);
+	ck_assert_int_eq(hydb_stats(db, NULL), HYDB_EINVAL);
+
+	ck_assert_int_eq(hydb_check(db, count_msgs, &msgs, &rep), 0);
+	ck_assert_uint_eq(rep.records, 7);
+	ck_assert_uint_eq(rep.keys, 7);
+	ck_assert_uint_eq(rep.store_problems + rep.index_problems + rep.unreachable, 0);
+	ck_assert_uint_eq(msgs, 0);
+	ck_assert_int_eq(hydb_check(NULL, NULL, NULL, &rep), HYDB_EINVAL);
+
+	ck_assert_int_eq(hydb_each_entry(db, each_fn, &ec), 0);
+	ck_assert_uint_eq(ec.n, 7);
+	ec = (struct each_ctx){0, 0, 3};
+	ck_assert_int_eq(hydb_each_entry(db, each_fn, &ec), HYDB_EIO); /* the callback stops it */
+	ck_assert_uint_eq(ec.n, 3);
+	ck_assert_int_eq(hydb_each_entry(db, NULL, NULL), HYDB_EINVAL);
+	hydb_close(db);
+}
+END_TEST
+
 START_TEST(test_create_and_reopen)
 {
 	hydb_db *db = create_db(DIM, 0.5);
@@ -565,6 +643,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, NULL, remove_tmpdir);
 	tcase_add_test(tc, test_documented_limits);
 	tcase_add_test(tc, test_delete_batch);
+	tcase_add_test(tc, test_stats_check_each);
 	tcase_add_test(tc, test_create_and_reopen);
 	tcase_add_test(tc, test_missing_and_newer_format);
 	tcase_add_test(tc, test_bad_input_leaves_store_unchanged);

@@ -59,6 +59,7 @@ for po in glob.glob(os.path.join(build, "**/.deps/*.Po"), recursive=True):
 roots = ["/usr/include", "/usr/include/x86_64-linux-gnu", "/usr/include/c++/12",
          "/usr/include/x86_64-linux-gnu/c++/12", "/usr/lib/gcc/x86_64-linux-gnu/12/include"]
 roots += glob.glob("/usr/include/postgresql/*/server") + glob.glob("/usr/lib/llvm-14/lib/clang/*/include")
+roots += glob.glob("/usr/include/python3*")  # python/hydb/_core.c: Python.h, numpy/arrayobject.h
 own = {os.path.basename(p) for p in tracked}
 for p in text_files:
     if not p.endswith((".c", ".h", ".cpp", ".cc")):
@@ -106,7 +107,8 @@ out = subprocess.run(["/usr/bin/python3", "-c", probe] + sorted(modules), captur
 for line in out.splitlines():
     name, origin = line.split(" ", 1)
     if origin == "-":
-        if name + ".py" not in own and not os.path.isdir(os.path.join(top, name)):
+        if name + ".py" not in own and not os.path.isdir(os.path.join(top, name)) \
+                and not os.path.isdir(os.path.join(top, "python", name)):  # the package itself
             files["python:" + name] = "MISSING: imported by " + modules[name]
     elif origin.startswith("/usr/") and origin not in ("built-in", "frozen"):
         want(origin, "python import %s in %s" % (name, modules[name]))

@@ -57,3 +57,4 @@ include tests/reliability.mk
 include tests/ingest_safety.mk
 include tests/import_safety.mk
 include tests/far.mk
+include tests/python.mk
