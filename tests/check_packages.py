@@ -60,6 +60,9 @@ roots = ["/usr/include", "/usr/include/x86_64-linux-gnu", "/usr/include/c++/12",
          "/usr/include/x86_64-linux-gnu/c++/12", "/usr/lib/gcc/x86_64-linux-gnu/12/include"]
 roots += glob.glob("/usr/include/postgresql/*/server") + glob.glob("/usr/lib/llvm-14/lib/clang/*/include")
 roots += glob.glob("/usr/include/python3*")  # python/hydb/_core.c: Python.h, numpy/arrayobject.h
+# and every -I directory configure found through pkg-config (freetype2, ...)
+for m in re.finditer(r"^\w+_CFLAGS = (.*)$", read(os.path.join(build, "Makefile")), re.M):
+    roots += [f[2:] for f in m.group(1).split() if f.startswith("-I/usr/")]
 own = {os.path.basename(p) for p in tracked}
 for p in text_files:
     if not p.endswith((".c", ".h", ".cpp", ".cc")):

@@ -54,7 +54,7 @@
 
 static const char usage[] =
 	"usage: hydb ingest [DB] DIR [--model FILE] [--captions FILE.jsonl|FILE.csv]\n"
-	"                   [--batch N] [--quiet] [--allow-outside-root]\n"
+	"                   [--batch N] [--quiet] [--allow-outside-root] [--prune]\n"
 	"Encode every JPEG, PNG and WebP under DIR (recursively; symbolic links to\n"
 	"directories are not followed) with the HySAC model and store each as an image\n"
 	"entry. Captions come from a sidecar file (photo.jpg -> photo.txt, one caption a\n"
@@ -70,6 +70,8 @@ static const char usage[] =
 	"The model: --model, else $HYDB_MODEL, else the one recorded in the database;\n"
 	"its dimension and curvature must be the database's.\n"
 	"A new database is created with the model's dimension and curvature.\n"
+	"Images stored from DIR whose files are gone are reported and kept; --prune\n"
+	"deletes them and their captions (one transaction).\n"
 	"  --batch N   images per forward pass and commit, 1..256 (default " STR(HYDB_ENCODE_BATCH) ")\n"
 	"Exit status 2 if any file failed (each is reported and skipped: an unreadable\n"
 	"image or sidecar, an invalid UTF-8 caption, a key over the limits).\n";
@@ -79,6 +81,7 @@ typedef struct {
 	char *abs;      /* path opened, and recorded as the source */
 	char *key;      /* record key: the key prefix joined with rel */
 	char *replaces; /* source of the stored record of another file, or NULL */
+	int replaces_other; /* set even when copying that source failed */
 	long long size, mtime;
 } image_file;
 
@@ -433,7 +436,7 @@ typedef struct {
 	hydb_db *db;
 	hydb_model *m;
 	manifest man;
-	int quiet, tty, allow_outside;
+	int quiet, tty, allow_outside, prune;
 	size_t batch;
 	double thr_image, thr_text;
 	/* Records committed (images, captions), files skipped as current,
@@ -521,8 +524,10 @@ static int inspect_stored(ingest *g, image_file *f, uint64_t chash, int *old_nca
 		if (nc && nc->type == HYDB_JSON_NUMBER)
 			*old_ncap = (int)nc->num;
 	}
-	if (!path || strcmp(path->str, f->abs))
+	if (!path || strcmp(path->str, f->abs)) {
+		f->replaces_other = 1;
 		f->replaces = strdup(path ? path->str : "(a record not made by hydb ingest)");
+	}
 	hydb_json_free(j);
 	hydb_entry_free(e);
 	return same;
@@ -682,8 +687,8 @@ static void report_replaced(ingest *g, const image_file *f)
 		return;
 	if (g->tty)
 		fputc('\n', stderr);
-	fprintf(stderr, "hydb ingest: %s: replaced the record of %s with %s\n", f->key, f->replaces,
-		f->abs);
+	fprintf(stderr, "hydb ingest: %s: replaced the record of %s with %s\n", f->key,
+		f->replaces ? f->replaces : "another file", f->abs);
 }
 
 /* Captions for one file: manifest first, else sidecar. Strings owned by
@@ -746,7 +751,7 @@ static int commit_batch(ingest *g, pending *p, image_file **files, size_t n, con
 	g->ingested += nq;
 	g->captions += ncaps;
 	for (size_t i = 0; i < nq; i++)
-		if (queued[i]->replaces)
+		if (queued[i]->replaces_other)
 			report_replaced(g, queued[i]);
 	return HYDB_OK;
 }
@@ -890,6 +895,7 @@ static int parse_args(ingest *g, ingest_args *a, int argc, char **argv)
 		{"model", required_argument, 0, 'm'}, {"captions", required_argument, 0, 'c'},
 		{"batch", required_argument, 0, 'b'}, {"quiet", no_argument, 0, 'q'},
 		{"allow-outside-root", no_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
+		{"prune", no_argument, 0, 'P'},
 		{0, 0, 0, 0}};
 	int ch, rc;
 	g->batch = HYDB_ENCODE_BATCH;
@@ -905,6 +911,7 @@ static int parse_args(ingest *g, ingest_args *a, int argc, char **argv)
 			break;
 		case 'q': g->quiet = 1; break;
 		case 'A': g->allow_outside = 1; break;
+		case 'P': g->prune = 1; break;
 		case 'h': fputs(usage, stdout); return -1;
 		default: return hydb_cli_bad_option("ingest", argv);
 		}
@@ -1000,6 +1007,82 @@ static void warn_unmatched(const ingest *g, const char *manifest_path, const cha
 			g->man.v[first].line);
 }
 
+/* Records of images ingested from the root whose files are gone: their
+ * keys and their captions' keys. */
+struct stale {
+	const char *root;
+	size_t rootlen, images;
+	char **keys;
+	size_t n, cap;
+	char first[256];
+};
+
+static int stale_add(struct stale *st, const char *key)
+{
+	if (st->n == st->cap) {
+		size_t nc = st->cap ? 2 * st->cap : 64;
+		char **nv = realloc(st->keys, nc * sizeof *nv);
+		RETURN_ERROR_IF(!nv, HYDB_ENOMEM, "ingest: out of memory");
+		st->keys = nv;
+		st->cap = nc;
+	}
+	RETURN_ERROR_IF(!(st->keys[st->n] = strdup(key)), HYDB_ENOMEM, "ingest: out of memory");
+	st->n++;
+	return HYDB_OK;
+}
+
+static int stale_entry(const hydb_entry *e, void *ctx)
+{
+	struct stale *st = ctx;
+	hydb_json *j = NULL;
+	const hydb_json *p, *nc;
+	struct stat sb;
+	int rc = HYDB_OK, ncap = 0;
+	if (e->modality != HYDB_MOD_IMAGE || !e->meta || hydb_json_parse(&j, e->meta, strlen(e->meta)) < 0)
+		return HYDB_OK;
+	p = hydb_json_get(j, "path");
+	nc = hydb_json_get(j, "captions");
+	if (nc && nc->type == HYDB_JSON_NUMBER && nc->num > 0 && nc->num <= MAX_CAPTIONS)
+		ncap = (int)nc->num;
+	if (p && p->type == HYDB_JSON_STRING && !strncmp(p->str, st->root, st->rootlen) &&
+	    p->str[st->rootlen] == '/' && stat(p->str, &sb) != 0 && errno == ENOENT) {
+		if (!st->images++)
+			snprintf(st->first, sizeof st->first, "%.250s", e->key);
+		rc = stale_add(st, e->key);
+		for (int i = 1; rc == 0 && i <= ncap; i++) {
+			char key[HYDB_MAX_KEY + 32];
+			snprintf(key, sizeof key, "%s#caption%d", e->key, i);
+			rc = stale_add(st, key);
+		}
+	}
+	hydb_json_free(j);
+	return rc;
+}
+
+/* A deleted photo's record would otherwise stay, searchable, without a
+ * word; --prune deletes it with its captions in one transaction. */
+static int handle_stale(ingest *g, const char *root)
+{
+	struct stale st = {root, strlen(root), 0, NULL, 0, 0, ""};
+	size_t done = 0;
+	int rc = hydb_each_entry(g->db, stale_entry, &st);
+	if (rc == 0 && st.images && g->prune) {
+		rc = hydb_delete_batch(g->db, (const char *const *)st.keys, NULL, st.n, HYDB_DELETE_MISSING_OK,
+				       &done);
+		if (rc == 0)
+			fprintf(stderr, "hydb ingest: pruned %zu records of %zu images no longer under %s\n", done,
+				st.images, root);
+	} else if (rc == 0 && st.images) {
+		fprintf(stderr,
+			"hydb ingest: %zu image%s stored from %s no longer there (first: %s); kept: --prune deletes them\n",
+			st.images, st.images == 1 ? " is" : "s are", root, st.first);
+	}
+	for (size_t i = 0; i < st.n; i++)
+		free(st.keys[i]);
+	free(st.keys);
+	return rc;
+}
+
 static void summary(ingest *g, int status)
 {
 	if (g->replaced > REPORT_REPLACED)
@@ -1065,6 +1148,8 @@ int hydb_cmd_ingest(int argc, char **argv)
 		rc = hydb_error_set(HYDB_ENOMEM, "ingest: out of memory");
 	if (rc == 0 && a.captions)
 		warn_unmatched(&g, a.captions, root);
+	if (rc == 0)
+		rc = handle_stale(&g, root);
 	if (rc < 0) {
 		status = hydb_cli_fail_lib("ingest", rc);
 		goto out;
