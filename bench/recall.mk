@@ -14,8 +14,9 @@ bench_build_race_LDADD = libhydb_internal.la $(HYDB_DEPLIBS)
 check_PROGRAMS += bench/recall_bench
 CLEANFILES += bench/hnswlib_peer$(EXEEXT) bench/build_race$(EXEEXT)
 EXTRA_DIST += bench/recall_run.sh bench/recall_faiss.py bench/plot_recall.gp \
-	bench/recall_smoke.sh
-TESTS += bench/recall_smoke.sh
+	bench/recall_smoke.sh bench/recall_table.py bench/wordnet_embed.py \
+	bench/wordnet_smoke.sh
+TESTS += bench/recall_smoke.sh bench/wordnet_smoke.sh
 BENCH_TARGETS += bench-recall
 bench-recall: bench/recall_bench$(EXEEXT) bench/hnswlib_peer$(EXEEXT) \
 		bench/build_race$(EXEEXT)

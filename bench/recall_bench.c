@@ -1,11 +1,16 @@
 /*
- * recall_bench.c - hydb's HNSW on HySAC-like data: recall@1/10/100 and QPS
+ * recall_bench.c - hydb's HNSW on a data family (HySAC-like by default):
+ * recall@1/10/100 and QPS
  * (1 and 2 threads) at several ef, build and open time, bytes per vector,
  * and filtered search at radius selectivities 0.1% ... 90%.
  *
- *   recall_bench -w WORKDIR -o OUT.csv [-n N] [-q NQ] [-d D] [-c C] [-x]
- *                [-t BUILD_THREADS] [-r] [-e EF,EF,...] [-F] [-D]
+ *   recall_bench -w WORKDIR -o OUT.csv [-f FAMILY] [-i INPUT] [-n N] [-q NQ]
+ *                [-d D] [-c C] [-x] [-t BUILD_THREADS] [-r] [-e EF,EF,...]
+ *                [-F] [-D]
  *
+ * -f picks the data family (bench/recall_data.h: hysac, wide, tree, iso,
+ * wordnet; wordnet reads its vectors from -i, made by bench/wordnet_embed.py,
+ * and -n 0 takes every row but the queries).
  * -x walks the float32 vectors instead of the half-precision copy. -r reuses
  * the database WORKDIR/db-N left by an earlier run instead of building it
  * (for measuring search on one graph), -e replaces the list of ef values,
@@ -13,7 +18,8 @@
  * the graph in one batch, re-inserts them and measures recall again
  * (rows "hydb-reinserted"; the database is changed). Nodes no layer-0 path reaches are
  * counted after the build: they cap recall whatever ef is. The data
- * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C for the peers
+ * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C (hysac) or
+ * WORKDIR/data-FAMILY-N-D-NQ-C for the peers
  * (bench/hnswlib_peer.cpp, bench/recall_faiss.py).
  */
 #include <getopt.h>
@@ -343,15 +349,18 @@ int main(int argc, char **argv)
 	struct bench b;
 	size_t n = 100000, nq = 1000, d = 768;
 	double c = 1.0;
-	const char *work = "bench/results", *out = NULL;
+	const char *work = "bench/results", *out = NULL, *family = "hysac";
+	const char *input = NULL;
 	int opt, reuse = 0, nofilter = 0, churned = 0;
 	static const size_t def_efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192,
 					 256, 512};
 	memset(&b, 0, sizeof b);
 	b.nef = sizeof def_efs / sizeof *def_efs;
 	memcpy(b.efs, def_efs, sizeof def_efs);
-	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:xt:re:FD")) != -1) {
+	while ((opt = getopt(argc, argv, "f:i:n:q:d:c:w:o:xt:re:FD")) != -1) {
 		switch (opt) {
+		case 'f': family = optarg; break;
+		case 'i': input = optarg; break;
 		case 'n': n = strtoul(optarg, NULL, 10); break;
 		case 'q': nq = strtoul(optarg, NULL, 10); break;
 		case 'd': d = strtoul(optarg, NULL, 10); break;
@@ -370,19 +379,23 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: recall_bench -w DIR -o CSV [-n N] "
-					"[-q NQ] [-d D] [-c C] [-x] [-t T] [-r] "
+					"[-f FAMILY] [-i INPUT] [-q NQ] [-d D] [-c C] [-x] [-t T] [-r] "
 					"[-e EF,...] [-F] [-D]\n");
 			return 2;
 		}
 	}
 	char data[4096], db[4096];
-	snprintf(data, sizeof data, "%s/data-%zu-%zu-%zu-%g", work, n, d, nq, c);
-	snprintf(db, sizeof db, "%s/db-%zu%s", work, n, b.flags ? "-f32" : "");
+	int hysac = !strcmp(family, "hysac");
+	snprintf(data, sizeof data, "%s/data-%s%s%zu-%zu-%zu-%g", work,
+		 hysac ? "" : family, hysac ? "" : "-", n, d, nq, c);
 	double t0 = now();
-	if (rd_make(&b.s, data, n, d, nq, c) < 0)
+	if (rd_make_family(&b.s, data, family, input, n, d, nq, c) < 0)
 		return 1;
-	printf("data %s: N=%zu D=%zu queries=%zu c=%g (%.1f s), kernel %s\n",
-	       data, n, d, nq, c, now() - t0,
+	n = b.s.n;
+	snprintf(db, sizeof db, "%s/db-%s%s%zu%s", work, hysac ? "" : family,
+		 hysac ? "" : "-", n, b.flags ? "-f32" : "");
+	printf("data %s (%s): N=%zu D=%zu queries=%zu c=%g (%.1f s), kernel %s\n",
+	       data, family, n, d, nq, c, now() - t0,
 	       hydb_kernel_name(hydb_kernel_level()));
 	b.csv = out ? fopen(out, "a") : stdout;
 	if (!b.csv)

@@ -1,0 +1,57 @@
+"""recall_table.py - the recall bench's table from recall.csv (bench/recall_run.sh):
+per family and ef, recall@10 and 1-thread QPS of hydb and hnswlib-lorentz,
+then hydb's QPS over hnswlib's at recall@10 0.90 and 0.95, each system's
+QPS read off its own curve (log QPS linear in recall between the two ef
+that bracket the target; '-' when a system never reaches it).
+
+    recall_table.py recall.csv
+"""
+import csv
+import math
+import sys
+
+
+def at(curve, target):
+    """QPS at recall target on a curve [(recall, qps)] sorted by ef."""
+    pts = sorted(curve)
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
+        if r0 <= target <= r1 and r1 > r0:
+            t = (target - r0) / (r1 - r0)
+            return math.exp(math.log(q0) + t * (math.log(q1) - math.log(q0)))
+    if pts and pts[0][0] >= target:
+        return pts[0][1]
+    return None
+
+
+def main():
+    rows = list(csv.DictReader(open(sys.argv[1])))
+    fams = []
+    for r in rows:
+        if r["family"] not in fams:
+            fams.append(r["family"])
+    for fam in fams:
+        cur = {}
+        for r in rows:
+            if r["family"] == fam and r["system"] in ("hydb", "hnswlib-lorentz") and r["sel"] == "1":
+                cur.setdefault(r["system"], {})[int(r["ef"])] = (float(r["recall10"]), float(r["qps1"]))
+        h, l = cur.get("hydb", {}), cur.get("hnswlib-lorentz", {})
+        print(f"family {fam}")
+        print(f"  {'ef':>4}  {'hydb r@10':>9} {'q/s':>8}  {'hnswlib r@10':>12} {'q/s':>8}")
+        for ef in sorted(set(h) | set(l)):
+            a = h.get(ef)
+            b = l.get(ef)
+            fa = f"{a[0]:9.4f} {a[1]:8.0f}" if a else f"{'':9} {'':8}"
+            fb = f"{b[0]:12.4f} {b[1]:8.0f}" if b else ""
+            print(f"  {ef:4d}  {fa}  {fb}")
+        for t in (0.90, 0.95, 0.99):
+            qa, qb = at(list(h.values()), t), at(list(l.values()), t)
+            ratio = f"{qa / qb:.2f}" if qa and qb else "-"
+            fa = f"{qa:.0f}" if qa else "-"
+            fb = f"{qb:.0f}" if qb else "-"
+            print(f"  at recall {t:.2f}: hydb {fa} q/s, hnswlib {fb} q/s, ratio {ratio}")
+        for r in rows:
+            if r["family"] == fam and r["system"].startswith("build-race"):
+                print(f"  {r['system']} {r['build_s']} s")
+
+
+main()
