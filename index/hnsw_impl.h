@@ -95,6 +95,8 @@ struct hnsw_ctx {
 	const uint8_t *doomed;     /* removals under way (bit per slot) */
 	uint32_t doomed_lim;
 	struct hnsw_pairs *pairs;  /* NULL: no pair keys remembered */
+	uint32_t skip;             /* a search walks around this node
+				      (HYDB_NO_SLOT: none) */
 };
 
 /* A layer-0 record. Its first prot links are tree links (reach.c). */
