@@ -75,7 +75,7 @@ for fam in $FAMILIES; do
 	csv=$R/recall-$fam.csv
 	echo "$cols" >"$csv"
 	"$B/bench/recall_bench" -w "$R" -f "$gen" ${input:+-i "$input"} \
-		-n "$n" -d "$d" -q "$NQ" -o "$csv" | tee "$R/recall-$fam.log"
+		-n "$n" -d "$d" -q "$NQ" -T -o "$csv" | tee "$R/recall-$fam.log"
 	if [ "$gen" = hysac ]; then
 		data=$R/data-$n-$d-$NQ-1
 	else
@@ -107,7 +107,8 @@ for fam in $FAMILIES; do
 done
 echo "results: $all, $hist, $R/recall-*.png"
 
-# The table: per family and ef, hydb and hnswlib-lorentz recall@10 and
+# The table: per family and ef (and the searches without ef, rows
+# hydb-auto-TARGET: the beam the database measured for each target), hydb and hnswlib-lorentz recall@10 and
 # 1-thread QPS, and hydb's QPS over hnswlib's at recall 0.90 and 0.95
 # (each system's QPS interpolated on its own recall curve).
 "$PY" "$S/bench/recall_table.py" "$all" || true

@@ -1,6 +1,6 @@
 """recall_table.py - the recall bench's table from recall.csv (bench/recall_run.sh):
 per family and ef, recall@10 and 1-thread QPS of hydb and hnswlib-lorentz,
-then hydb's QPS over hnswlib's at recall@10 0.90 and 0.95, each system's
+then hydb's QPS over hnswlib's at recall@10 0.90, 0.95 and 0.99, each system's
 QPS read off its own curve (log QPS linear in recall between the two ef
 that bracket the target; '-' when a system never reaches it).
 
@@ -24,6 +24,9 @@ def at(curve, target):
 
 
 def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
     rows = list(csv.DictReader(open(sys.argv[1])))
     fams = []
     for r in rows:
@@ -50,8 +53,12 @@ def main():
             fb = f"{qb:.0f}" if qb else "-"
             print(f"  at recall {t:.2f}: hydb {fa} q/s, hnswlib {fb} q/s, ratio {ratio}")
         for r in rows:
+            if r["family"] == fam and r["system"].startswith("hydb-auto-"):
+                print(f"  search without ef, target {r['system'][10:]}: ef {r['ef']}, "
+                      f"recall@10 {r['recall10']} (hydb_tune took {r['build_s']} s)")
+        for r in rows:
             if r["family"] == fam and r["system"].startswith("build-race"):
                 print(f"  {r['system']} {r['build_s']} s")
 
 
-main()
+sys.exit(main())
