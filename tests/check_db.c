@@ -395,7 +395,7 @@ START_TEST(test_readonly)
 }
 END_TEST
 
-/* The self-measured beam (src/tune.c): on a graph built thin (M = 4,
+/* The self-measured beam (src/tune.c): on a graph built thin (M = 2,
  * efConstruction 8) over clustered points at radii 0.05-6, ef 64 misses
  * the 0.99 target; hydb_put measured the curve once the index had
  * HYDB_TUNE_MIN_NODES nodes, and a search without ef for target 0.99
