@@ -1,8 +1,9 @@
 """recall_table.py - the recall bench's table from recall.csv (bench/recall_run.sh):
 per family and ef, recall@10 and 1-thread QPS of hydb and hnswlib-lorentz,
 then hydb's QPS over hnswlib's at recall@10 0.90, 0.95 and 0.99, each system's
-QPS read off its own curve (log QPS linear in recall between the two ef
-that bracket the target; '-' when a system never reaches it).
+QPS read off its own curve: the fastest measured setting reaching the
+target, or log QPS interpolated linearly in recall between two consecutive
+ef that cross it; '-' when a system never reaches it.
 
     recall_table.py recall.csv
 """
@@ -12,15 +13,16 @@ import sys
 
 
 def at(curve, target):
-    """QPS at recall target on a curve [(recall, qps)] sorted by ef."""
-    pts = sorted(curve)
+    """QPS at recall target on a curve {ef: (recall, qps)}: the fastest of
+    the measured settings that reach it and of the points interpolated
+    between consecutive ef that cross it (None: never reached)."""
+    pts = [curve[ef] for ef in sorted(curve)]
+    best = [q for r, q in pts if r >= target]
     for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
-        if r0 <= target <= r1 and r1 > r0:
+        if r0 < target <= r1:
             t = (target - r0) / (r1 - r0)
-            return math.exp(math.log(q0) + t * (math.log(q1) - math.log(q0)))
-    if pts and pts[0][0] >= target:
-        return pts[0][1]
-    return None
+            best.append(math.exp(math.log(q0) + t * (math.log(q1) - math.log(q0))))
+    return max(best) if best else None
 
 
 def main():
@@ -47,7 +49,7 @@ def main():
             fb = f"{b[0]:12.4f} {b[1]:8.0f}" if b else ""
             print(f"  {ef:4d}  {fa}  {fb}")
         for t in (0.90, 0.95, 0.99):
-            qa, qb = at(list(h.values()), t), at(list(l.values()), t)
+            qa, qb = at(h, t), at(l, t)
             ratio = f"{qa / qb:.2f}" if qa and qb else "-"
             fa = f"{qa:.0f}" if qa else "-"
             fb = f"{qb:.0f}" if qb else "-"

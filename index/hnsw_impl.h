@@ -225,6 +225,7 @@ int hnsw_tree_orphans(struct hnsw_ctx *cx, uint32_t gone,
 int hnsw_tree_succeed(struct hnsw_ctx *cx, uint32_t e, int32_t rank);
 
 /* insert.c */
+unsigned hnsw_fill(const hydb_index *ix);
 unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m);
 void hnsw_count_attr(struct hnsw_meta *m, const hydb_slot_attr *a, int d);
 int hnsw_insert_serial(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);

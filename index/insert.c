@@ -9,6 +9,14 @@
 
 /* splitmix64: the state lives in hnsw_meta, so the same inserts in the same
  * order give the same graph. */
+/* How far a new node's own lists are topped up with pruned candidates:
+ * M, or HYDB_HNSW_FILL=N for A/B benches (0: the plain heuristic). */
+unsigned hnsw_fill(const hydb_index *ix)
+{
+	const char *e = getenv("HYDB_HNSW_FILL");
+	return e && *e ? (unsigned)strtoul(e, NULL, 10) : ix->M;
+}
+
 unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m)
 {
 	uint64_t z = (m->rng += 0x9e3779b97f4a7c15ull);
@@ -56,7 +64,7 @@ static int link_layers(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 			break;
 		cur = w[0].slot;
 		curkey = w[0].key;
-		rc = hnsw_select(cx, w, nw, ix->M, ix->M, sel, &ns);
+		rc = hnsw_select(cx, w, nw, ix->M, hnsw_fill(ix), sel, &ns);
 		if (rc == 0)
 			rc = hnsw_connect(cx, slot, (unsigned)l, sel, ns);
 		if (rc == 0 && l == 0)
