@@ -158,8 +158,11 @@ static uint32_t *radius_order(struct hnsw_ctx *cx, const uint32_t *slots,
 		o[i].radius = rc == 0 && a->radius == a->radius ? a->radius : 0;
 		o[i].i = (uint32_t)i;
 	}
+	/* HYDB_HNSW_CALLER_ORDER=1: the caller's order, for A/B benches */
+	const char *keep = getenv("HYDB_HNSW_CALLER_ORDER");
 	if (rc == 0) {
-		qsort(o, n, sizeof *o, by_radius_cmp);
+		if (!(keep && *keep == '1'))
+			qsort(o, n, sizeof *o, by_radius_cmp);
 		for (size_t i = 0; i < n; i++)
 			out[i] = slots[o[i].i];
 	}
