@@ -1,5 +1,6 @@
 # bench: recall
-# HNSW recall and speed on HySAC-like data against hnswlib and FAISS
+# HNSW recall and speed on six data families against hnswlib (and FAISS on
+# HySAC-like data)
 # ('make bench'); a tiny run in 'make check' keeps it working.
 EXTRA_PROGRAMS += bench/hnswlib_peer bench/build_race
 bench_recall_bench_SOURCES = bench/recall_bench.c bench/gen_hysac.c \
