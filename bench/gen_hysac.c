@@ -1,5 +1,6 @@
 /*
- * gen_hysac.c - deterministic HySAC-like data for the recall bench.
+ * gen_hysac.c - deterministic data families for the recall bench: HySAC-like
+ * (below), and wide-radius, tree, isotropic and WordNet (rd_make_family).
  *
  * Four populations at increasing distance from the origin, as HySAC places
  * them: safe text < safe image < unsafe text < unsafe image. Directions are
@@ -283,31 +284,229 @@ int rd_load(struct rd_set *s, const char *dir)
 	return 0;
 }
 
-int rd_make(struct rd_set *s, const char *dir, size_t n, size_t d, size_t nq,
-	    double c)
+/* ---- other families ---------------------------------------------------- */
+
+/* A point at geodesic radius rad (c scaled) in unit direction v. */
+static void place(float *x, const double *v, size_t d, double rad, double c)
 {
-	if (rd_load(s, dir) == 0 && s->n == n && s->d == d && s->nq == nq &&
-	    s->c == c)
+	double s = sinh(sqrt(c) * rad) / sqrt(c);
+	for (size_t i = 0; i < d; i++)
+		x[i] = (float)(v[i] * s);
+}
+
+static void plain_attr(struct rd_attr *a, double rad)
+{
+	a->radius = (float)rad;
+	a->modality = 2; /* text */
+	a->label = 1;    /* safe */
+	a->pad = 0;
+}
+
+/* wide: HySAC's clustered directions (its 4,000 clusters on a 32-dimensional
+ * latent manifold), geodesic radii uniform in 0.05..10 (over sqrt(c)). */
+static void make_wide(float *x, struct rd_attr *a, const struct gen *g,
+		      double c, struct rng *r)
+{
+	make_point(x, a, g, c, r);
+	double v[4096], n = 0;
+	for (size_t i = 0; i < g->d; i++)
+		n += (double)x[i] * x[i];
+	n = sqrt(n);
+	for (size_t i = 0; i < g->d; i++)
+		v[i] = x[i] / n;
+	double rad = (0.05 + 9.95 * urand(r)) / sqrt(c);
+	place(x, v, g->d, rad, c);
+	plain_attr(a, rad);
+}
+
+/* iso: a wrapped normal at the origin, sigma 1.25 per tangent axis. */
+static void make_iso(float *x, struct rd_attr *a, size_t d, double c,
+		     struct rng *r)
+{
+	double v[4096], n = 0;
+	for (size_t i = 0; i < d; i++) {
+		v[i] = 1.25 * nrand(r);
+		n += v[i] * v[i];
+	}
+	n = sqrt(n);
+	for (size_t i = 0; i < d; i++)
+		v[i] /= n;
+	place(x, v, d, n / sqrt(c), c);
+	plain_attr(a, n / sqrt(c));
+}
+
+/* tree: a random tree grown breadth first until total nodes exist. The
+ * root sits at the origin with 8 children; a node has no children with
+ * probability 0.3, else 1 + a geometric count (mean 2.5). A child lies
+ * 0.75..1.25 (over sqrt(c)) farther out than its parent, its direction the
+ * parent's plus Gaussian noise that shrinks as e^(-r/2) with the parent's
+ * radius r, so siblings stay apart as the space widens. */
+static void make_tree(float *all, struct rd_attr *attr, size_t total,
+		      size_t d, double c, struct rng *r)
+{
+	double *dir = malloc(total * d * sizeof *dir);
+	double *rad = malloc(total * sizeof *rad);
+	size_t made = 1;
+	for (size_t i = 0; i < d; i++)
+		dir[i] = nrand(r);
+	normalize(dir, d);
+	rad[0] = 0;
+	for (size_t p = 0; p < made && made < total; p++) {
+		size_t kids;
+		if (p == 0)
+			kids = 8;
+		else if (urand(r) < 0.3)
+			kids = 0;
+		else
+			kids = 1 + (size_t)(-log(urand(r)) * 2.5);
+		double sigma = p == 0 ? 10.0 : 1.5 * exp(-0.5 * sqrt(c) * rad[p]);
+		for (size_t k = 0; k < kids && made < total; k++, made++) {
+			double *v = dir + made * d;
+			for (size_t i = 0; i < d; i++)
+				v[i] = dir[p * d + i] + sigma * nrand(r);
+			normalize(v, d);
+			rad[made] = rad[p] + (0.75 + 0.5 * urand(r)) / sqrt(c);
+		}
+	}
+	/* the process dies out with tiny probability: fill from the root */
+	for (; made < total; made++) {
+		for (size_t i = 0; i < d; i++)
+			dir[made * d + i] = nrand(r);
+		normalize(dir + made * d, d);
+		rad[made] = 1 / sqrt(c);
+	}
+	for (size_t i = 0; i < total; i++) {
+		place(all + i * d, dir + i * d, d, rad[i], c);
+		plain_attr(&attr[i], rad[i]);
+	}
+	free(dir);
+	free(rad);
+}
+
+/* wordnet: rows of a file of float32 space components (bench/wordnet_embed.py).
+ * total 0 takes every row. */
+static float *load_rows(const char *path, size_t d, size_t *rows)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "gen_hysac: cannot read %s: %s\n", path,
+			strerror(errno));
+		return NULL;
+	}
+	fseek(f, 0, SEEK_END);
+	long bytes = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	*rows = (size_t)bytes / (d * 4);
+	float *x = malloc(*rows * d * 4 + 4);
+	if (fread(x, 4, *rows * d, f) != *rows * d) {
+		fclose(f);
+		free(x);
+		return NULL;
+	}
+	fclose(f);
+	return x;
+}
+
+/* Hold out nq of total rows as queries, the same ones on every run. */
+static void split(struct rd_set *s, float *all, struct rd_attr *attr,
+		  size_t total)
+{
+	size_t d = s->d;
+	size_t *perm = malloc(total * sizeof *perm);
+	struct rng r = {424242};
+	for (size_t i = 0; i < total; i++)
+		perm[i] = i;
+	for (size_t i = total - 1; i > 0; i--) {
+		size_t j = (size_t)(urand(&r) * (double)(i + 1));
+		size_t t = perm[i];
+		perm[i] = perm[j], perm[j] = t;
+	}
+	for (size_t i = 0; i < s->nq; i++)
+		memcpy(s->query + i * d, all + perm[i] * d, d * 4);
+	for (size_t i = 0; i < s->n; i++) {
+		memcpy(s->base + i * d, all + perm[s->nq + i] * d, d * 4);
+		s->attr[i] = attr[perm[s->nq + i]];
+	}
+	free(perm);
+}
+
+int rd_make_family(struct rd_set *s, const char *dir, const char *family,
+		   const char *input, size_t n, size_t d, size_t nq, double c)
+{
+	if (rd_load(s, dir) == 0 && (n == 0 || s->n == n) && s->d == d &&
+	    s->nq == nq && s->c == c)
 		return 0;
 	rd_free(s);
-	if (d > 4096)
+	if (d > 4096 || d == 0)
 		return -1;
+	float *rows = NULL;
+	size_t have = 0;
+	if (!strcmp(family, "wordnet")) {
+		if (!input || !(rows = load_rows(input, d, &have)))
+			return -1;
+		if (n == 0 || n + nq > have)
+			n = have > nq ? have - nq : 0;
+		if (n == 0) {
+			free(rows);
+			return -1;
+		}
+	} else if (strcmp(family, "hysac") && strcmp(family, "wide") &&
+		   strcmp(family, "tree") && strcmp(family, "iso")) {
+		fprintf(stderr, "gen_hysac: unknown family %s (hysac, wide, "
+				"tree, iso, wordnet)\n", family);
+		return -1;
+	}
 	struct rng r = {12345};
 	s->n = n, s->d = d, s->nq = nq, s->c = c;
-	struct gen g;
-	make_gen(&g, d, &r);
 	s->base = malloc(n * d * sizeof *s->base);
 	s->query = malloc(nq * d * sizeof *s->query);
 	s->attr = malloc((n > nq ? n : nq) * sizeof *s->attr);
-	for (size_t i = 0; i < n; i++)
-		make_point(s->base + i * d, &s->attr[i], &g, c, &r);
-	struct rng rq = {987654321};
-	struct rd_attr qa;
-	for (size_t i = 0; i < nq; i++)
-		make_point(s->query + i * d, &qa, &g, c, &rq);
-	free_gen(&g);
+	if (!strcmp(family, "hysac") || !strcmp(family, "wide")) {
+		int wide = !strcmp(family, "wide");
+		struct gen g;
+		make_gen(&g, d, &r);
+		for (size_t i = 0; i < n; i++)
+			(wide ? make_wide : make_point)(s->base + i * d,
+							&s->attr[i], &g, c, &r);
+		struct rng rq = {987654321};
+		struct rd_attr qa;
+		for (size_t i = 0; i < nq; i++)
+			(wide ? make_wide : make_point)(s->query + i * d, &qa,
+							&g, c, &rq);
+		free_gen(&g);
+	} else if (!strcmp(family, "iso")) {
+		for (size_t i = 0; i < n; i++)
+			make_iso(s->base + i * d, &s->attr[i], d, c, &r);
+		struct rng rq = {987654321};
+		struct rd_attr qa;
+		for (size_t i = 0; i < nq; i++)
+			make_iso(s->query + i * d, &qa, d, c, &rq);
+	} else {
+		size_t total = n + nq;
+		float *all = rows ? rows : malloc(total * d * sizeof *all);
+		struct rd_attr *attr = malloc(total * sizeof *attr);
+		if (rows) {
+			for (size_t i = 0; i < total; i++) {
+				double y = 0;
+				for (size_t j = 0; j < d; j++)
+					y += (double)all[i * d + j] * all[i * d + j];
+				plain_attr(&attr[i], asinh(sqrt(c * y)) / sqrt(c));
+			}
+		} else {
+			make_tree(all, attr, total, d, c, &r);
+		}
+		split(s, all, attr, total);
+		free(all);
+		free(attr);
+	}
 	ground_truth(s);
 	return save(s, dir);
+}
+
+int rd_make(struct rd_set *s, const char *dir, size_t n, size_t d, size_t nq,
+	    double c)
+{
+	return rd_make_family(s, dir, "hysac", NULL, n, d, nq, c);
 }
 
 void rd_free(struct rd_set *s)

@@ -50,7 +50,7 @@ static void fill_rows(std::priority_queue<std::pair<T, hnswlib::labeltype>> r,
 		row[i] = i < ids.size() ? ids[i] : -1;
 }
 
-static const size_t efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256};
+static const size_t efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512};
 
 // Run fn(q) over all queries on nthreads threads; returns QPS.
 template <typename F> static double timed(size_t nq, int nthreads, F fn)

@@ -1,5 +1,6 @@
 # bench: recall
-# HNSW recall and speed on HySAC-like data against hnswlib and FAISS
+# HNSW recall and speed on six data families against hnswlib (and FAISS on
+# HySAC-like data)
 # ('make bench'); a tiny run in 'make check' keeps it working.
 EXTRA_PROGRAMS += bench/hnswlib_peer bench/build_race
 bench_recall_bench_SOURCES = bench/recall_bench.c bench/gen_hysac.c \
@@ -14,8 +15,9 @@ bench_build_race_LDADD = libhydb_internal.la $(HYDB_DEPLIBS)
 check_PROGRAMS += bench/recall_bench
 CLEANFILES += bench/hnswlib_peer$(EXEEXT) bench/build_race$(EXEEXT)
 EXTRA_DIST += bench/recall_run.sh bench/recall_faiss.py bench/plot_recall.gp \
-	bench/recall_smoke.sh
-TESTS += bench/recall_smoke.sh
+	bench/recall_smoke.sh bench/recall_table.py bench/wordnet_embed.py \
+	bench/wordnet_smoke.sh
+TESTS += bench/recall_smoke.sh bench/wordnet_smoke.sh
 BENCH_TARGETS += bench-recall
 bench-recall: bench/recall_bench$(EXEEXT) bench/hnswlib_peer$(EXEEXT) \
 		bench/build_race$(EXEEXT)

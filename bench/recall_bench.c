@@ -1,19 +1,28 @@
 /*
- * recall_bench.c - hydb's HNSW on HySAC-like data: recall@1/10/100 and QPS
+ * recall_bench.c - hydb's HNSW on a data family (HySAC-like by default):
+ * recall@1/10/100 and QPS
  * (1 and 2 threads) at several ef, build and open time, bytes per vector,
  * and filtered search at radius selectivities 0.1% ... 90%.
  *
- *   recall_bench -w WORKDIR -o OUT.csv [-n N] [-q NQ] [-d D] [-c C] [-x]
- *                [-t BUILD_THREADS] [-r] [-e EF,EF,...] [-F] [-D]
+ *   recall_bench -w WORKDIR -o OUT.csv [-f FAMILY] [-i INPUT] [-n N] [-q NQ]
+ *                [-d D] [-c C] [-x] [-t BUILD_THREADS] [-r] [-e EF,EF,...]
+ *                [-F] [-D] [-T]
  *
+ * -f picks the data family (bench/recall_data.h: hysac, wide, tree, iso,
+ * wordnet; wordnet reads its vectors from -i, made by bench/wordnet_embed.py,
+ * and -n 0 takes every row but the queries).
  * -x walks the float32 vectors instead of the half-precision copy. -r reuses
  * the database WORKDIR/db-N left by an earlier run instead of building it
  * (for measuring search on one graph), -e replaces the list of ef values,
  * -F skips the filtered searches, -D then removes 30% of the points from
  * the graph in one batch, re-inserts them and measures recall again
- * (rows "hydb-reinserted"; the database is changed). Nodes no layer-0 path reaches are
+ * (rows "hydb-reinserted"; the database is changed). -T then lets the
+ * database measure its own recall curve (hydb_tune) and searches without
+ * ef through hydb_search at the default and other targets (rows
+ * "hydb-auto-TARGET"). Nodes no layer-0 path reaches are
  * counted after the build: they cap recall whatever ef is. The data
- * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C for the peers
+ * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C (hysac) or
+ * WORKDIR/data-FAMILY-N-D-NQ-C for the peers
  * (bench/hnswlib_peer.cpp, bench/recall_faiss.py).
  */
 #include <getopt.h>
@@ -318,6 +327,61 @@ static void churn(struct bench *b)
 	free(c.slots);
 }
 
+/* ---- the self-measured default beam (src/tune.c) ------------------------ */
+
+/* Searches through the public API with ef = 0 at several recall targets
+ * (0: the default), after the database measured its curve: rows
+ * "hydb-auto-TARGET" with the beam picked, recall and QPS (1 thread,
+ * through hydb_search, so records are resolved too) and the measuring time
+ * in the build_s column. */
+static void auto_ef(struct bench *b, const char *path)
+{
+	static const double targets[] = {0, 0.9, 0.95, 0.99};
+	hydb_db *db;
+	hydb_tune_info t;
+	hydb_index_close(b->ix);
+	hydb_store_close(b->st);
+	b->ix = NULL, b->st = NULL;
+	if (hydb_open(&db, path, NULL) < 0)
+		die("hydb_open");
+	double t0 = now();
+	if (hydb_tune(db, 0, &t) < 0)
+		die("hydb_tune");
+	double tune_s = now() - t0;
+	printf("hydb tune: %zu self-queries in %.2f s:", t.sample, tune_s);
+	for (size_t i = 0; i < t.n; i++)
+		printf(" %zu:%.4f", t.ef[i], t.recall[i]);
+	printf("\n");
+	size_t nq = b->s.nq;
+	int32_t *rows = malloc(nq * 10 * sizeof *rows);
+	for (size_t k = 0; k < sizeof targets / sizeof *targets; k++) {
+		hydb_search_options o;
+		hydb_search_options_init(&o);
+		o.target_recall = targets[k];
+		double q0 = now();
+		for (size_t q = 0; q < nq; q++) {
+			hydb_results *r;
+			if (hydb_search(db, &r, b->s.query + q * b->s.d, &o) < 0)
+				die("hydb_search");
+			for (size_t i = 0; i < 10; i++)
+				rows[q * 10 + i] = i < r->n ? atoi(r->keys[i] + 1) : -1;
+			hydb_results_free(r);
+		}
+		double qps = (double)nq / (now() - q0);
+		double r1 = rd_recall(rows, 10, b->s.gt, RD_GT_K, nq, 1);
+		double r10 = rd_recall(rows, 10, b->s.gt, RD_GT_K, nq, 10);
+		double tg = targets[k] > 0 ? targets[k] : HYDB_DEFAULT_RECALL;
+		size_t ef = hydb_tune_pick(&t, tg, 10);
+		fprintf(b->csv, "hydb-auto-%g,%zu,1,%.4f,%.4f,,%.1f,,%.3f,,\n",
+			tg, ef, r1, r10, qps, tune_s);
+		printf("hydb default search (target %.2f%s): ef %zu recall@10 "
+		       "%.4f QPS %8.1f (hydb_search)\n",
+		       tg, targets[k] > 0 ? "" : ", the default", ef, r10, qps);
+	}
+	free(rows);
+	hydb_close(db);
+}
+
 /* Cold open: store, index and the first answer. */
 static double reopen(struct bench *b, const char *path)
 {
@@ -343,15 +407,18 @@ int main(int argc, char **argv)
 	struct bench b;
 	size_t n = 100000, nq = 1000, d = 768;
 	double c = 1.0;
-	const char *work = "bench/results", *out = NULL;
-	int opt, reuse = 0, nofilter = 0, churned = 0;
+	const char *work = "bench/results", *out = NULL, *family = "hysac";
+	const char *input = NULL;
+	int opt, reuse = 0, nofilter = 0, churned = 0, autoef = 0;
 	static const size_t def_efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192,
 					 256, 512};
 	memset(&b, 0, sizeof b);
 	b.nef = sizeof def_efs / sizeof *def_efs;
 	memcpy(b.efs, def_efs, sizeof def_efs);
-	while ((opt = getopt(argc, argv, "n:q:d:c:w:o:xt:re:FD")) != -1) {
+	while ((opt = getopt(argc, argv, "f:i:n:q:d:c:w:o:xt:re:FDT")) != -1) {
 		switch (opt) {
+		case 'f': family = optarg; break;
+		case 'i': input = optarg; break;
 		case 'n': n = strtoul(optarg, NULL, 10); break;
 		case 'q': nq = strtoul(optarg, NULL, 10); break;
 		case 'd': d = strtoul(optarg, NULL, 10); break;
@@ -363,6 +430,7 @@ int main(int argc, char **argv)
 		case 'r': reuse = 1; break;
 		case 'F': nofilter = 1; break;
 		case 'D': churned = 1; break;
+		case 'T': autoef = 1; break;
 		case 'e':
 			b.nef = 0;
 			for (char *p = optarg; *p && b.nef < 32; p += *p == ',')
@@ -370,19 +438,23 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: recall_bench -w DIR -o CSV [-n N] "
-					"[-q NQ] [-d D] [-c C] [-x] [-t T] [-r] "
-					"[-e EF,...] [-F] [-D]\n");
+					"[-f FAMILY] [-i INPUT] [-q NQ] [-d D] [-c C] [-x] [-t T] [-r] "
+					"[-e EF,...] [-F] [-D] [-T]\n");
 			return 2;
 		}
 	}
 	char data[4096], db[4096];
-	snprintf(data, sizeof data, "%s/data-%zu-%zu-%zu-%g", work, n, d, nq, c);
-	snprintf(db, sizeof db, "%s/db-%zu%s", work, n, b.flags ? "-f32" : "");
+	int hysac = !strcmp(family, "hysac");
+	snprintf(data, sizeof data, "%s/data-%s%s%zu-%zu-%zu-%g", work,
+		 hysac ? "" : family, hysac ? "" : "-", n, d, nq, c);
 	double t0 = now();
-	if (rd_make(&b.s, data, n, d, nq, c) < 0)
+	if (rd_make_family(&b.s, data, family, input, n, d, nq, c) < 0)
 		return 1;
-	printf("data %s: N=%zu D=%zu queries=%zu c=%g (%.1f s), kernel %s\n",
-	       data, n, d, nq, c, now() - t0,
+	n = b.s.n;
+	snprintf(db, sizeof db, "%s/db-%s%s%zu%s", work, hysac ? "" : family,
+		 hysac ? "" : "-", n, b.flags ? "-f32" : "");
+	printf("data %s (%s): N=%zu D=%zu queries=%zu c=%g (%.1f s), kernel %s\n",
+	       data, family, n, d, nq, c, now() - t0,
 	       hydb_kernel_name(hydb_kernel_level()));
 	b.csv = out ? fopen(out, "a") : stdout;
 	if (!b.csv)
@@ -412,6 +484,8 @@ int main(int argc, char **argv)
 		filtered(&b);
 	if (churned)
 		churn(&b);
+	if (autoef)
+		auto_ef(&b, db);
 	if (out)
 		fclose(b.csv);
 	hydb_index_close(b.ix);

@@ -1,6 +1,7 @@
 /*
- * recall_data.h - the HySAC-like benchmark data set shared by the recall
- * bench and its peers (bench/gen_hysac.c).
+ * recall_data.h - the recall bench's data families (HySAC-like, wide-radius,
+ * tree, isotropic, WordNet) shared by the bench and its peers
+ * (bench/gen_hysac.c).
  *
  * Files in one directory, all little-endian, row-major:
  *   base.f32   N x D space components      query.f32  NQ x D
@@ -40,6 +41,13 @@ struct rd_set {
  * message on stderr. */
 int rd_make(struct rd_set *s, const char *dir, size_t n, size_t d, size_t nq,
 	    double c);
+/* The same for a family: "hysac" (rd_make's), "wide" (HySAC's clustered
+ * directions, radii uniform in 0.05..10), "tree" (a random tree, radius
+ * growing with depth; held-out nodes as queries), "iso" (wrapped normal at
+ * the origin) or "wordnet" (rows of input, float32 space components; held-out
+ * rows as queries; n = 0 takes all but nq). */
+int rd_make_family(struct rd_set *s, const char *dir, const char *family,
+		   const char *input, size_t n, size_t d, size_t nq, double c);
 int rd_load(struct rd_set *s, const char *dir);
 void rd_free(struct rd_set *s);
 /* Mean over queries of |rows[q][0..at) ∩ truth[q][0..at)| / (valid truth

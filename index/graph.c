@@ -209,6 +209,7 @@ int hnsw_ctx_begin(struct hnsw_ctx *cx, hydb_index *ix, MDB_txn *txn)
 	cx->doomed = NULL;
 	cx->doomed_lim = 0;
 	cx->pairs = NULL;
+	cx->skip = HYDB_NO_SLOT;
 	FORWARD_IF_ERROR(hnsw_meta_load(ix, txn, &cx->meta));
 	FORWARD_IF_ERROR(meta_sane(cx));
 	cx->sc = scratch_get(ix);

@@ -301,6 +301,23 @@ int hydb_index_search(hydb_index *ix, MDB_txn *rtxn, const float *q, size_t k,
 	return rc;
 }
 
+int hydb_index_search_without(hydb_index *ix, MDB_txn *rtxn, const float *q,
+			      size_t k, size_t ef, uint32_t skip, hydb_hit *out,
+			      size_t *nout)
+{
+	RETURN_ERROR_IF(!ix || !rtxn || !q || !nout || (k && !out),
+			HYDB_EINVAL, "index search: NULL argument");
+	*nout = 0;
+	if (k == 0)
+		return 0;
+	struct hnsw_ctx cx;
+	FORWARD_IF_ERROR(hnsw_ctx_begin(&cx, ix, rtxn));
+	cx.skip = skip;
+	int rc = graph_query(&cx, q, k, ef < k ? k : ef, NULL, out, nout);
+	hnsw_ctx_end(&cx);
+	return rc;
+}
+
 int hydb_index_stats_get(hydb_index *ix, MDB_txn *rtxn, hydb_index_stats *out)
 {
 	struct hnsw_meta m;

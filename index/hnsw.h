@@ -121,6 +121,14 @@ int hydb_index_search(hydb_index *ix, MDB_txn *rtxn, const float *q, size_t k,
 		      size_t ef, const hydb_filter *f, hydb_hit *out,
 		      size_t *nout, const char **plan);
 
+/* An unfiltered search that walks around node skip as if it were not in
+ * the graph: neither stepped on nor returned (unless it is the entry
+ * point). The recall a database measures for itself (src/tune.c) searches
+ * stored points this way, as held-out queries. */
+int hydb_index_search_without(hydb_index *ix, MDB_txn *rtxn, const float *q,
+			      size_t k, size_t ef, uint32_t skip, hydb_hit *out,
+			      size_t *nout);
+
 /* Verify the graph against the blocks. Each problem is passed to fn (may be
  * NULL) as a one-line message naming the slot and record id; *nproblems
  * receives the count. Returns 0 even when problems are found. */

@@ -95,6 +95,8 @@ struct hnsw_ctx {
 	const uint8_t *doomed;     /* removals under way (bit per slot) */
 	uint32_t doomed_lim;
 	struct hnsw_pairs *pairs;  /* NULL: no pair keys remembered */
+	uint32_t skip;             /* a search walks around this node
+				      (HYDB_NO_SLOT: none) */
 };
 
 /* A layer-0 record. Its first prot links are tree links (reach.c). */
@@ -223,6 +225,7 @@ int hnsw_tree_orphans(struct hnsw_ctx *cx, uint32_t gone,
 int hnsw_tree_succeed(struct hnsw_ctx *cx, uint32_t e, int32_t rank);
 
 /* insert.c */
+unsigned hnsw_fill(const hydb_index *ix);
 unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m);
 void hnsw_count_attr(struct hnsw_meta *m, const hydb_slot_attr *a, int d);
 int hnsw_insert_serial(struct hnsw_ctx *cx, const uint32_t *slots, size_t n);

@@ -9,6 +9,14 @@
 
 /* splitmix64: the state lives in hnsw_meta, so the same inserts in the same
  * order give the same graph. */
+/* How far a new node's own lists are topped up with pruned candidates:
+ * M, or HYDB_HNSW_FILL=N for A/B benches (0: the plain heuristic). */
+unsigned hnsw_fill(const hydb_index *ix)
+{
+	const char *e = getenv("HYDB_HNSW_FILL");
+	return e && *e ? (unsigned)strtoul(e, NULL, 10) : ix->M;
+}
+
 unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m)
 {
 	uint64_t z = (m->rng += 0x9e3779b97f4a7c15ull);
@@ -56,7 +64,7 @@ static int link_layers(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 			break;
 		cur = w[0].slot;
 		curkey = w[0].key;
-		rc = hnsw_select(cx, w, nw, ix->M, ix->M, sel, &ns);
+		rc = hnsw_select(cx, w, nw, ix->M, hnsw_fill(ix), sel, &ns);
 		if (rc == 0)
 			rc = hnsw_connect(cx, slot, (unsigned)l, sel, ns);
 		if (rc == 0 && l == 0)
@@ -150,8 +158,11 @@ static uint32_t *radius_order(struct hnsw_ctx *cx, const uint32_t *slots,
 		o[i].radius = rc == 0 && a->radius == a->radius ? a->radius : 0;
 		o[i].i = (uint32_t)i;
 	}
+	/* HYDB_HNSW_CALLER_ORDER=1: the caller's order, for A/B benches */
+	const char *keep = getenv("HYDB_HNSW_CALLER_ORDER");
 	if (rc == 0) {
-		qsort(o, n, sizeof *o, by_radius_cmp);
+		if (!(keep && *keep == '1'))
+			qsort(o, n, sizeof *o, by_radius_cmp);
 		for (size_t i = 0; i < n; i++)
 			out[i] = slots[o[i].i];
 	}

@@ -139,7 +139,7 @@ static int link_node(struct hnsw_ctx *cx, struct pnode *nodes, size_t i,
 		if (nc == 0)
 			continue;
 		hnsw_cand_sort(buf, nc);
-		FORWARD_IF_ERROR(hnsw_select(cx, buf, nc, ix->M, ix->M, sel, &ns));
+		FORWARD_IF_ERROR(hnsw_select(cx, buf, nc, ix->M, hnsw_fill(ix), sel, &ns));
 		FORWARD_IF_ERROR(hnsw_connect(cx, p->slot, (unsigned)l, sel, ns));
 		if (l == 0)
 			FORWARD_IF_ERROR(

@@ -129,6 +129,8 @@ int hnsw_greedy(struct hnsw_ctx *cx, const hydb_kquery *q, unsigned top,
 			FORWARD_IF_ERROR(hnsw_get_links(cx, *cur, l, links, &n));
 			for (unsigned i = 0; i < n; i++) {
 				double k;
+				if (links[i] == cx->skip)
+					continue;
 				FORWARD_IF_ERROR(hnsw_walk_key(cx, q, links[i], &k));
 				if (k < *curkey) {
 					*curkey = k;
@@ -192,6 +194,8 @@ int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
 	struct hnsw_cand nb[2 * HYDB_HNSW_MAX_M];
 	size_t nc = 0, nr = 0;
 	FORWARD_IF_ERROR(hnsw_visit_reset(cx));
+	if (cx->skip != HYDB_NO_SLOT && cx->skip != entry)
+		hnsw_visited(sc, cx->skip);
 	FORWARD_IF_ERROR(hnsw_cand_reserve(&sc->cand, &sc->cand_cap, 64));
 	FORWARD_IF_ERROR(hnsw_cand_reserve(&sc->res, &sc->res_cap, ef + 1));
 	hnsw_visited(sc, entry);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db_internal.h"
 #include "search.h"
 #include "storage/store.h"
 #include "index/hnsw.h"
@@ -244,6 +245,8 @@ int hydb_db_put_meta(hydb_db *db, const hydb_record *recs, size_t n, uint64_t *i
 		}
 	}
 	rc = hydb_store_write(db->st, put_fn, &c);
+	if (rc == 0 && n)
+		hydb_tune_maybe(db);
 out:
 	free(c.radii);
 	if (!ids_out)

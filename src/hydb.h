@@ -295,7 +295,7 @@ HYDB_API int hydb_each_entry(hydb_db *db, int (*fn)(const hydb_entry *e, void *c
 
 /* ---- search ------------------------------------------------------------ */
 
-#define HYDB_SEARCH_OPTIONS_VERSION 1
+#define HYDB_SEARCH_OPTIONS_VERSION 2
 
 typedef enum hydb_redirect {
 	HYDB_REDIRECT_NONE = 0,
@@ -313,8 +313,10 @@ typedef enum hydb_redirect {
 typedef struct hydb_search_options {
 	unsigned version;   /* HYDB_SEARCH_OPTIONS_VERSION */
 	size_t k;           /* results wanted, 1..HYDB_MAX_K (default 10) */
-	size_t ef;          /* beam width, 0..HYDB_MAX_EF; 0 = automatic
-			       (max(k, 64)) */
+	size_t ef;          /* beam width, 0..HYDB_MAX_EF; 0 = automatic:
+			       the database's measured beam for
+			       target_recall (see hydb_tune), max(k, 64)
+			       when it never measured one */
 	double min_radius;  /* filter: radius >= min_radius (default 0) */
 	double max_radius;  /* filter: radius <= max_radius (default +inf) */
 	unsigned modality_mask; /* HYDB_MASK(HYDB_MOD_*) bits; 0 = any */
@@ -322,6 +324,10 @@ typedef struct hydb_search_options {
 	hydb_redirect redirect;
 	double redirect_bound;  /* target radius ub' for redirect */
 	int exact;          /* nonzero: brute force, no index */
+	/* version 2: with ef = 0, the recall@10 the beam is chosen for,
+	 * 0 < target_recall <= 1; 0 = HYDB_DEFAULT_RECALL. Ignored when ef is
+	 * set or the search is exact. */
+	double target_recall;
 } hydb_search_options;
 
 HYDB_API void hydb_search_options_init(hydb_search_options *opts);
@@ -358,6 +364,49 @@ HYDB_API int hydb_search_batch(hydb_db *db, hydb_results ***out,
 			       const hydb_search_options *opts);
 HYDB_API void hydb_results_free(hydb_results *r);
 HYDB_API void hydb_results_free_batch(hydb_results **r, size_t nq);
+
+/* ---- the self-measured search beam ----------------------------------- */
+
+/* Recall@10 a search without ef aims for. */
+#define HYDB_DEFAULT_RECALL 0.97
+/* The beam of a database that never measured one (and k > 64: k). */
+#define HYDB_DEFAULT_EF 64
+#define HYDB_TUNE_MAX_POINTS 32
+#define HYDB_TUNE_DEFAULT_SAMPLE 200
+#define HYDB_TUNE_MAX_SAMPLE 100000
+/* hydb_put measures again once the index has this many nodes and has
+ * doubled (or halved) since the last measurement. */
+#define HYDB_TUNE_MIN_NODES 1000
+
+/** What a database measured about its index: recall@10 at each beam ef[i]
+ *  (ascending, up to the first beam that found every neighbour) for sample
+ *  stored points searched by their own vectors, each point left out of its
+ *  own results and exact truth. */
+typedef struct hydb_tune_info {
+	uint64_t nodes;  /* index nodes when measured */
+	size_t sample;   /* self-queries */
+	size_t n;        /* curve points */
+	size_t ef[HYDB_TUNE_MAX_POINTS];
+	double recall[HYDB_TUNE_MAX_POINTS];
+	double seconds;  /* time the measurement took */
+} hydb_tune_info;
+
+/** Measure the curve and store it in the database (replacing the last one);
+ *  out (may be NULL) receives it. sample: self-queries, 0 =
+ *  HYDB_TUNE_DEFAULT_SAMPLE, at most HYDB_TUNE_MAX_SAMPLE (fewer when the
+ *  database holds fewer points). Cost: one exact scan of the database for
+ *  the sample (batched) plus sample searches per beam measured; see
+ *  index/README.md for figures. Runs in a read snapshot and one short write.
+ *  Errors: HYDB_EINVAL (NULL db, sample too large, fewer than 2 records),
+ *  HYDB_EREADONLY, HYDB_EIO, HYDB_ECORRUPT, HYDB_ENOMEM. */
+HYDB_API int hydb_tune(hydb_db *db, size_t sample, hydb_tune_info *out);
+/** The stored curve. Errors: HYDB_ENOTFOUND (never measured),
+ *  HYDB_ECORRUPT, HYDB_EIO, HYDB_EINVAL. */
+HYDB_API int hydb_tune_get(hydb_db *db, hydb_tune_info *out);
+/** The beam a search with ef = 0 uses for recall target (0: the default)
+ *  and k: the smallest measured beam reaching target, the largest measured
+ *  when none does, HYDB_DEFAULT_EF for t = NULL; never below k. */
+HYDB_API size_t hydb_tune_pick(const hydb_tune_info *t, double target, size_t k);
 
 /** Apply a redirect rule to a query in place; returns 1 if it moved. */
 HYDB_API int hydb_redirect_query(float *q, size_t dim, double c,

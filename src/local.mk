@@ -4,10 +4,10 @@
 libhydb_internal_la_SOURCES += \
 	src/hydb.h src/internal.h src/search.h src/db_internal.h \
 	src/error.c src/util.c src/json.c src/json.h \
-	src/db.c src/search.c src/import.c src/import.h src/inspect.c
+	src/db.c src/search.c src/tune.c src/import.c src/import.h src/inspect.c
 
 hydb_SOURCES += src/cli/main.c src/cli/cli.h src/cli/args.c src/cli/output.c src/cli/output.h \
-	src/cli/cmd_db.c src/cli/cmd_import.c src/cli/cmd_query.c \
+	src/cli/cmd_db.c src/cli/cmd_import.c src/cli/cmd_query.c src/cli/cmd_tune.c \
 	src/cli/query_input.c src/cli/query_input.h src/cli/sheet.c \
 	src/cli/model_select.c src/cli/model_select.h \
 	src/cli/cmd_ingest.c src/cli/ingest.h src/cli/cmd_safety.c src/cli/safety.h \

@@ -107,6 +107,8 @@ static int check_options(const hydb_search_options *o)
 			HYDB_MAX_K, o->k);
 	RETURN_ERROR_IF(o->ef > HYDB_MAX_EF, HYDB_EINVAL, "search: ef must be 0..%d, got %zu",
 			HYDB_MAX_EF, o->ef);
+	RETURN_ERROR_IF(o->version >= 2 && !(o->target_recall >= 0 && o->target_recall <= 1),
+			HYDB_EINVAL, "search: target_recall must be in (0, 1] (0: default)");
 	RETURN_ERROR_IF(isnan(o->min_radius) || isnan(o->max_radius), HYDB_EINVAL,
 			"search: radius filter bounds must not be NaN");
 	RETURN_ERROR_IF(o->redirect != HYDB_REDIRECT_NONE &&
@@ -143,8 +145,16 @@ static int run_queries(hydb_db *db, MDB_txn *txn, const float *qs, size_t nq,
 			plans[i] = "exact";
 		return hydb_exact_search(st, txn, qs, nq, o->k, f, hits, nhit);
 	}
+	size_t ef = o->ef;
+	if (!ef) {
+		hydb_tune_info t;
+		int rc = hydb_tune_read(st, txn, &t);
+		if (rc < 0 && rc != HYDB_ENOTFOUND)
+			return rc;
+		ef = hydb_tune_pick(rc == 0 ? &t : NULL,
+				    o->version >= 2 ? o->target_recall : 0, o->k);
+	}
 	for (size_t i = 0; i < nq; i++) {
-		size_t ef = o->ef ? o->ef : (o->k > 64 ? o->k : 64);
 		int rc = hydb_index_search(hydb_db_index(db), txn, qs + i * dim, o->k,
 					   ef < o->k ? o->k : ef, f, hits + i * o->k, &nhit[i], &plans[i]);
 		if (rc < 0)

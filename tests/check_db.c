@@ -473,6 +473,133 @@ START_TEST(test_readonly)
 }
 END_TEST
 
+/* The self-measured beam (src/tune.c): on a graph built thin (M = 2,
+ * efConstruction 8) over clustered points at radii 0.05-6, ef 64 misses
+ * the 0.99 target; hydb_put measured the curve once the index had
+ * HYDB_TUNE_MIN_NODES nodes, and a search without ef for target 0.99
+ * reaches it on held-out queries (exact search as truth, 0.01 slack for a
+ * 60-query sample). Also the API's refusals and the unmeasured default. */
+#define TUNE_N 3000
+#define TUNE_NQ 60
+#define TUNE_DIM 24
+
+static void clustered_point(float *x, const float *centres, double c)
+{
+	const float *m = centres + (size_t)(urand() * 40) * TUNE_DIM;
+	double v[TUNE_DIM], n = 0;
+	for (size_t i = 0; i < TUNE_DIM; i++) {
+		v[i] = m[i] + 0.7 * nrand();
+		n += v[i] * v[i];
+	}
+	double r = 0.05 + 5.95 * urand();
+	double s = sinh(sqrt(c) * r) / sqrt(c) / sqrt(n);
+	for (size_t i = 0; i < TUNE_DIM; i++)
+		x[i] = (float)(v[i] * s);
+}
+
+static double recall_at(hydb_db *db, const float *qs, hydb_results **truth, size_t ef,
+			double target)
+{
+	size_t hit = 0;
+	hydb_search_options o;
+	hydb_search_options_init(&o);
+	o.ef = ef;
+	o.target_recall = target;
+	for (size_t q = 0; q < TUNE_NQ; q++) {
+		hydb_results *r;
+		ck_assert_int_eq(hydb_search(db, &r, qs + q * TUNE_DIM, &o), 0);
+		for (size_t i = 0; i < r->n; i++)
+			for (size_t j = 0; j < truth[q]->n; j++)
+				hit += r->ids[i] == truth[q]->ids[j];
+		hydb_results_free(r);
+	}
+	return (double)hit / (10.0 * TUNE_NQ);
+}
+
+START_TEST(test_tuned_default_beam)
+{
+	hydb_open_options oo;
+	hydb_db *db = NULL;
+	hydb_tune_info t;
+	float *centres = malloc(40 * TUNE_DIM * sizeof *centres);
+	float *x = malloc(TUNE_N * TUNE_DIM * sizeof *x);
+	float *qs = malloc(TUNE_NQ * TUNE_DIM * sizeof *qs);
+	hydb_record *recs = calloc(TUNE_N, sizeof *recs);
+	char (*keys)[16] = malloc(TUNE_N * sizeof *keys);
+	hydb_results *truth[TUNE_NQ];
+	hydb_search_options o;
+
+	hydb_open_options_init(&oo);
+	oo.flags = HYDB_OPEN_CREATE;
+	oo.dim = TUNE_DIM;
+	oo.hnsw_m = 2;
+	oo.hnsw_ef_construction = 8;
+	ck_assert_int_eq(hydb_open(&db, fresh_dir(), &oo), 0);
+	/* unmeasured: the fixed default, and hydb_tune_get says so */
+	ck_assert_int_eq(hydb_tune_get(db, &t), HYDB_ENOTFOUND);
+	ck_assert_uint_eq(hydb_tune_pick(NULL, 0, 10), HYDB_DEFAULT_EF);
+	ck_assert_uint_eq(hydb_tune_pick(NULL, 0, 500), 500);
+	ck_assert_int_eq(hydb_tune(db, 0, &t), HYDB_EINVAL); /* empty */
+	ck_assert_int_eq(hydb_tune(db, HYDB_TUNE_MAX_SAMPLE + 1, &t), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_tune(NULL, 0, &t), HYDB_EINVAL);
+	for (size_t i = 0; i < 40 * TUNE_DIM; i++)
+		centres[i] = (float)nrand();
+	for (size_t i = 0; i < TUNE_N; i++) {
+		clustered_point(x + i * TUNE_DIM, centres, 1);
+		snprintf(keys[i], sizeof keys[i], "p%zu", i);
+		recs[i].key = keys[i];
+		recs[i].vector = x + i * TUNE_DIM;
+	}
+	for (size_t q = 0; q < TUNE_NQ; q++)
+		clustered_point(qs + q * TUNE_DIM, centres, 1);
+	ck_assert_int_eq(hydb_put(db, recs, TUNE_N, NULL), 0);
+	/* the import measured the curve: TUNE_N >= HYDB_TUNE_MIN_NODES */
+	ck_assert_int_eq(hydb_tune_get(db, &t), 0);
+	ck_assert_uint_eq(t.nodes, TUNE_N);
+	ck_assert_uint_eq(t.sample, HYDB_TUNE_DEFAULT_SAMPLE);
+	ck_assert_uint_gt(t.n, 1);
+	for (size_t i = 1; i < t.n; i++)
+		ck_assert_uint_gt(t.ef[i], t.ef[i - 1]);
+
+	hydb_search_options_init(&o);
+	o.exact = 1;
+	for (size_t q = 0; q < TUNE_NQ; q++)
+		ck_assert_int_eq(hydb_search(db, &truth[q], qs + q * TUNE_DIM, &o), 0);
+	double r64 = recall_at(db, qs, truth, 64, 0);
+	double r99 = recall_at(db, qs, truth, 0, 0.99);
+	size_t ef99 = hydb_tune_pick(&t, 0.99, 10);
+	fprintf(stderr, "tuned beam: ef 64 recall@10 %.4f; target 0.99 -> ef %zu, recall@10 %.4f\n",
+		r64, ef99, r99);
+	ck_assert_double_lt(r64, 0.99);
+	ck_assert_uint_gt(ef99, 64);
+	ck_assert_double_ge(r99, 0.98);
+	/* the default target picks a beam between them */
+	ck_assert_uint_le(hydb_tune_pick(&t, 0, 10), ef99);
+
+	/* refusals: a target outside (0, 1]; measuring a read-only database */
+	hydb_search_options_init(&o);
+	o.target_recall = 1.5;
+	hydb_results *r;
+	ck_assert_int_eq(hydb_search(db, &r, qs, &o), HYDB_EINVAL);
+	o.target_recall = -0.1;
+	ck_assert_int_eq(hydb_search(db, &r, qs, &o), HYDB_EINVAL);
+	for (size_t q = 0; q < TUNE_NQ; q++)
+		hydb_results_free(truth[q]);
+	hydb_close(db);
+	hydb_open_options_init(&oo);
+	oo.flags = HYDB_OPEN_RDONLY;
+	ck_assert_int_eq(hydb_open(&db, tmpdir, &oo), 0);
+	ck_assert_int_eq(hydb_tune(db, 0, &t), HYDB_EREADONLY);
+	ck_assert_int_eq(hydb_tune_get(db, &t), 0);
+	hydb_close(db);
+	free(centres);
+	free(x);
+	free(qs);
+	free(recs);
+	free(keys);
+}
+END_TEST
+
 START_TEST(test_map_growth_keeps_batches_whole)
 {
 	/* A 1 MiB initial map fills after a few batches; growth must be
@@ -651,6 +778,7 @@ int main(void)
 	tcase_add_test(tc, test_readonly);
 	tcase_add_test(tc, test_map_growth_keeps_batches_whole);
 	tcase_add_test(tc, test_exact_search_and_filters);
+	tcase_add_test(tc, test_tuned_default_beam);
 	tcase_add_test(tc, test_redirect_in_search);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

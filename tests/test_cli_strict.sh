@@ -8,6 +8,8 @@
 #    ./hydb.db);
 #  - filters intersect: --safe-only is never weakened by --label, a repeated
 #    --label or --modality means any of them, a contradiction is an error;
+#  - --recall (the self-measured beam) is a fraction in (0, 1] and excludes
+#    --ef and --exact;
 #  - calibrate refuses what cannot be calibrated (one class, no matching
 #    key, a directory as the labels file) and stores nothing then.
 set -eu
@@ -74,6 +76,21 @@ expect 1 "hydb query: --min-radius: 'abc'" "$H" query my.db --like k0 --min-radi
 expect 1 "hydb query: --max-radius: '-1'" "$H" query my.db --like k0 --max-radius -1
 expect 1 "hydb query: --min-radius 2 is above --max-radius 1" "$H" query my.db --like k0 --min-radius 2 --max-radius 1
 expect 1 "hydb traverse: --steps: '1'" "$H" traverse my.db --text x --steps 1
+# the self-measured beam: --recall in (0, 1], not with --ef or --exact;
+# hydb tune measures (60 records: below the size an import measures at)
+for bad in 0 -0.5 1.5 abc nan; do
+	expect 1 "hydb query: --recall: '$bad'" "$H" query my.db --like k0 --recall "$bad"
+	expect 1 "hydb tune: --recall: '$bad'" "$H" tune my.db --recall "$bad"
+done
+expect 1 "hydb tune: --sample: '0'" "$H" tune my.db --sample 0
+expect 1 "--recall picks the beam; --ef sets it" "$H" query my.db --like k0 --recall 0.9 --ef 20
+expect 1 "--recall picks the index's beam; --exact" "$H" query my.db --like k0 --recall 0.9 --exact
+expect 2 "not measured its recall yet" "$H" tune my.db --show
+expect 0 "" "$H" tune my.db --recall 0.99
+grep -q "^recall@10 0.99: ef " out.txt || fail "hydb tune printed no beam: $(cat out.txt)"
+expect 0 "" "$H" tune my.db --show
+expect 0 "" "$H" query my.db --like k0 --recall 0.99 -k 3
+grep -q "k0 " out.txt || fail "--recall 0.99 did not find k0"
 # the largest beam is accepted and answers
 expect 0 "" "$H" query my.db --like k0 --ef 100000 -k 3
 grep -q "k0 " out.txt || fail "--ef 100000 did not find k0"

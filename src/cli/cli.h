@@ -27,6 +27,7 @@ int hydb_cmd_delete(int argc, char **argv);
 int hydb_cmd_stats(int argc, char **argv);
 int hydb_cmd_export(int argc, char **argv);
 int hydb_cmd_check(int argc, char **argv);
+int hydb_cmd_tune(int argc, char **argv);
 int hydb_cmd_model(int argc, char **argv);       /* model info FILE */
 int hydb_cmd_encode(int argc, char **argv);
 int hydb_cmd_preprocess(int argc, char **argv);

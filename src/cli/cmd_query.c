@@ -27,8 +27,10 @@ static const char usage[] =
 	"                        {\"vector\": [...]} a line), .npy (n x D) or .fvecs; many\n"
 	"                        queries run as one batch, grouped by query in the output\n"
 	"  -k N                  results wanted, 1..100000 (default 10)\n"
-	"  --ef N                search beam, 1..100000 (default max(k, 64)); larger = better\n"
-	"                        recall; a beam below k is raised to k\n"
+	"  --ef N                search beam, 1..100000; larger = better recall; a beam below\n"
+	"                        k is raised to k (default: the beam the database measured for\n"
+	"                        --recall, see hydb tune; max(k, 64) before it measured one)\n"
+	"  --recall R            recall@10 the default beam aims for, 0 < R <= 1 (default 0.97)\n"
 	"  --exact               brute force instead of the index\n"
 	"  --safe-only           only entries labelled safe\n"
 	"  --label L             only entries labelled L (safe, unsafe, unknown);\n"
@@ -149,6 +151,7 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 		{"vector", required_argument, 0, 'v'}, {"vector-file", required_argument, 0, 'V'},
 		{"like", required_argument, 0, 'l'},   {"text", required_argument, 0, 't'},
 		{"image", required_argument, 0, 'i'},  {"ef", required_argument, 0, 'e'},
+		{"recall", required_argument, 0, 'c'},
 		{"exact", no_argument, 0, 'x'},        {"safe-only", no_argument, 0, 's'},
 		{"label", required_argument, 0, 'L'},  {"modality", required_argument, 0, 'm'},
 		{"min-radius", required_argument, 0, 'r'}, {"max-radius", required_argument, 0, 'R'},
@@ -171,6 +174,10 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 			break;
 		case 'e':
 			if (hydb_cli_parse_size("query", "--ef", optarg, 1, HYDB_MAX_EF, &o->so.ef))
+				return HYDB_EXIT_USAGE;
+			break;
+		case 'c':
+			if (hydb_cli_parse_double("query", "--recall", optarg, 1e-9, 1, &o->so.target_recall))
 				return HYDB_EXIT_USAGE;
 			break;
 		case 'v': o->vector = optarg; nsrc++; break;
@@ -222,6 +229,10 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 	/* Options that would be silently ignored are refused instead. */
 	if (!isnan(o->bound) && !o->so.redirect)
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound is used only with --redirect");
+	if (o->so.ef && o->so.target_recall > 0)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--recall picks the beam; --ef sets it: give one");
+	if (o->so.exact && o->so.target_recall > 0)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--recall picks the index's beam; --exact uses no index");
 	if (o->so.exact && o->so.ef)
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--ef sets the index's beam; --exact uses no index");
 	if ((ch = hydb_cli_db_positional("query", argc, argv, &optind, 0, dbpath)))

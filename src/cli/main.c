@@ -28,6 +28,7 @@
 #pragma weak hydb_cmd_classify
 #pragma weak hydb_cmd_calibrate
 #pragma weak hydb_cmd_traverse
+#pragma weak hydb_cmd_tune
 
 static const struct {
 	const char *name;
@@ -49,6 +50,7 @@ static const struct {
 	{"classify", hydb_cmd_classify, "safe/unsafe by safety radius"},
 	{"calibrate", hydb_cmd_calibrate, "fit radius thresholds from labels"},
 	{"traverse", hydb_cmd_traverse, "walk a query toward the origin"},
+	{"tune", hydb_cmd_tune, "measure recall against the beam; set the default"},
 };
 
 static void usage(FILE *f)
