@@ -18,21 +18,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "blas.h"
+#include "encoder/bf16.h"
 #include "encoder/forward.h"
 #include "encoder/pool.h"
 #include "internal.h"
 
 int hydb_forward_legacy;
 
-int hydb_fwd_begin(hydb_fwd *f)
+int hydb_fwd_begin(hydb_fwd *f, const hydb_encoder *e)
 {
 	f->legacy = hydb_forward_legacy;
 	f->split = !(f->legacy & HYDB_FWD_BLAS_THREADS);
-	FORWARD_IF_ERROR(hydb_pool_new(&f->pool, 0));
+	f->bf16 = NULL;
+	if (e && e->bf16)
+		FORWARD_IF_ERROR(hydb_bf16_run_new(&f->bf16, e->bf16));
+	int rc = hydb_pool_new(&f->pool, 0);
+	if (rc < 0) {
+		hydb_bf16_run_free(f->bf16);
+		return rc;
+	}
 	if (f->split)
 		hydb_blas_serial_begin();
 	return HYDB_OK;
+}
+
+int hydb_fwd_status(const hydb_fwd *f)
+{
+	return f->bf16 ? hydb_bf16_run_status(f->bf16) : HYDB_OK;
 }
 
 void hydb_fwd_end(hydb_fwd *f)
@@ -41,6 +57,8 @@ void hydb_fwd_end(hydb_fwd *f)
 		hydb_blas_serial_end();
 	hydb_pool_free(f->pool);
 	f->pool = NULL;
+	hydb_bf16_run_free(f->bf16);
+	f->bf16 = NULL;
 }
 
 static hydb_pool *pool_of(const hydb_fwd *f)
@@ -489,9 +507,56 @@ static void run_linears(const hydb_fwd *f, struct lin *l, size_t nl)
 	}
 }
 
+/* ---- the bfloat16 engine's linear layers -------------------------------- */
+
+struct round_ctx {
+	uint16_t *dst;
+	const float *src;
+	size_t width;
+};
+
+static void round_rows(void *p, size_t r0, size_t r1)
+{
+	const struct round_ctx *c = p;
+	hydb_bf16_round(c->dst + r0 * c->width, c->src + r0 * c->width,
+			(r1 - r0) * c->width);
+}
+
+/* dst = src [rows, width] rounded to bfloat16, on the pool. */
+static void round_bf16(const hydb_fwd *f, uint16_t *dst, const float *src,
+		       size_t rows, size_t width)
+{
+	struct round_ctx c = {dst, src, width};
+	parallel_rows(f, round_rows, &c, rows, width);
+}
+
+/* One oneDNN matmul on its own threads, bias, GELU and residual fused. */
+static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
+			const uint16_t *x, const float *w, const float *bias,
+			size_t n, size_t in, size_t out, int gelu,
+			int accumulate)
+{
+	hydb_bf16_op op = {.y = y, .x = x, .w = w, .bias = bias, .n = n,
+			   .in = in, .out = out, .y_bf16 = y_bf16,
+			   .gelu = gelu, .accumulate = accumulate};
+	hydb_bf16_linear(f->bf16, &op);
+}
+
 void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
 		   size_t in, size_t out, const float *w)
 {
+	if (f && f->bf16) {
+		uint16_t *xb = hydb_alloc_array(n, in * sizeof *xb,
+						"bf16 GEMM input");
+		if (!xb) {
+			hydb_bf16_run_fail(f->bf16, HYDB_ENOMEM);
+			return;
+		}
+		round_bf16(f, xb, x, n, in);
+		bf16_linear(f, y, 0, xb, w, NULL, n, in, out, 0, 0);
+		free(xb);
+		return;
+	}
 	struct lin l = lin_make(y, x, w, NULL, n, in, out, 0.0f, POST_NONE);
 	run_linears(f, &l, 1);
 }
@@ -617,24 +682,65 @@ static size_t scratch_per_row(const hydb_tower *t)
 	return t->width + (four > t->mlp ? four : t->mlp);
 }
 
+/* With the bf16 engine, the bfloat16 copy of a GEMM's input follows the
+ * scores: width floats a row hold it twice over, simpler than halves. */
+static size_t bf16_per_row(const hydb_fwd *f, const hydb_tower *t)
+{
+	return f && f->bf16 ? t->width : 0;
+}
+
 int hydb_block_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 		       size_t n_seq, size_t seq)
 {
-	size_t n, sq;
+	size_t n, sq, nb;
 	size_t threads = hydb_pool_threads(pool_of(f));
 	if (hydb_mul_size(&n, n_seq, seq) < 0 ||
+	    hydb_mul_size(&nb, n, bf16_per_row(f, t)) < 0 ||
 	    hydb_mul_size(&n, n, scratch_per_row(t)) < 0 ||
 	    hydb_mul3_size(&sq, threads, seq, seq) < 0 ||
-	    hydb_add_size(out, n, sq) < 0)
+	    hydb_add_size(out, n, sq) < 0 || hydb_add_size(out, *out, nb) < 0)
 		return hydb_error_set(HYDB_ENOMEM, "encoder scratch: %zu x %zu "
 				      "tokens overflow", n_seq, seq);
 	return HYDB_OK;
+}
+
+/* hydb_block_forward on the bf16 engine: the same steps, each linear
+ * layer one matmul with its bias, GELU or residual fused, fc1 writing the
+ * bfloat16 input of fc2 directly. */
+static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
+			       const hydb_block_w *b, float *x, size_t n_seq,
+			       size_t seq, int causal, float *scratch)
+{
+	size_t n = n_seq * seq, w = t->width;
+	size_t threads = hydb_pool_threads(pool_of(f));
+	float *h = scratch;
+	float *q = h + n * w, *k = q + n * w, *v = k + n * w, *o = v + n * w;
+	float *scores = h + n * scratch_per_row(t);
+	uint16_t *xb = (uint16_t *)(scores + threads * seq * seq);
+	uint16_t *mid = (uint16_t *)q;
+
+	hydb_layer_norm(f, h, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
+	round_bf16(f, xb, h, n, w);
+	bf16_linear(f, q, 0, xb, b->q_w, b->q_b, n, w, w, 0, 0);
+	bf16_linear(f, k, 0, xb, b->k_w, b->k_b, n, w, w, 0, 0);
+	bf16_linear(f, v, 0, xb, b->v_w, b->v_b, n, w, w, 0, 0);
+	attention(f, o, q, k, v, scores, n_seq, seq, w, t->heads, causal);
+	round_bf16(f, xb, o, n, w);
+	bf16_linear(f, x, 0, xb, b->o_w, NULL, n, w, w, 0, 1);
+	bias_layer_norm(f, h, x, b->o_b, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
+	round_bf16(f, xb, h, n, w);
+	bf16_linear(f, mid, 1, xb, b->fc1_w, b->fc1_b, n, w, t->mlp, 1, 0);
+	bf16_linear(f, x, 0, mid, b->fc2_w, b->fc2_b, n, t->mlp, w, 0, 1);
 }
 
 void hydb_block_forward(const hydb_fwd *f, const hydb_tower *t,
 			const hydb_block_w *b, float *x, size_t n_seq,
 			size_t seq, int causal, float *scratch)
 {
+	if (f && f->bf16) {
+		block_forward_bf16(f, t, b, x, n_seq, seq, causal, scratch);
+		return;
+	}
 	size_t n = n_seq * seq, w = t->width;
 	float *h = scratch;
 	float *q = h + n * w, *k = q + n * w, *v = k + n * w, *o = v + n * w;
@@ -806,11 +912,65 @@ static int resolve_text(struct resolver *r, hydb_encoder *e,
 	return r->rc;
 }
 
+/* ---- the bf16 engine's weights ----------------------------------------- */
+
+/* The float32 copy of a packed weight is not read again: give its pages
+ * back (the map is private and read-only, so a later read would fault them
+ * in from the file again, never see other data). Weights converted at load
+ * live outside the map and stay. */
+static void drop_pages(const struct hydb_model *m, const float *w,
+		       size_t floats)
+{
+	uintptr_t a = (uintptr_t)w, z = a + floats * sizeof *w;
+	uintptr_t base = (uintptr_t)m->map, pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	if (a < base || z > base + m->map_size)
+		return;
+	a = (a + pg - 1) & ~(pg - 1);
+	z &= ~(pg - 1);
+	if (z > a)
+		madvise((void *)a, z - a, MADV_DONTNEED);
+}
+
+static int pack_one(hydb_encoder *e, const struct hydb_model *m,
+		    const float *w, size_t out, size_t in)
+{
+	FORWARD_IF_ERROR(hydb_bf16_pack(e->bf16, w, out, in));
+	drop_pages(m, w, out * in);
+	return HYDB_OK;
+}
+
+static int pack_tower(hydb_encoder *e, const struct hydb_model *m,
+		      const hydb_tower *t)
+{
+	size_t w = t->width, f = t->mlp;
+	for (size_t i = 0; i < t->layers; i++) {
+		const hydb_block_w *b = &t->blocks[i];
+		FORWARD_IF_ERROR(pack_one(e, m, b->q_w, w, w));
+		FORWARD_IF_ERROR(pack_one(e, m, b->k_w, w, w));
+		FORWARD_IF_ERROR(pack_one(e, m, b->v_w, w, w));
+		FORWARD_IF_ERROR(pack_one(e, m, b->o_w, w, w));
+		FORWARD_IF_ERROR(pack_one(e, m, b->fc1_w, f, w));
+		FORWARD_IF_ERROR(pack_one(e, m, b->fc2_w, w, f));
+	}
+	return pack_one(e, m, t->proj, e->embed_dim, w);
+}
+
+/* Every weight the bf16 passes multiply by, packed once. */
+static int bf16_setup(hydb_encoder *e, const struct hydb_model *m)
+{
+	FORWARD_IF_ERROR(hydb_bf16_new(&e->bf16));
+	FORWARD_IF_ERROR(pack_one(e, m, e->patch_w, e->vision.width,
+				  3 * e->patch * e->patch));
+	FORWARD_IF_ERROR(pack_tower(e, m, &e->vision));
+	return pack_tower(e, m, &e->text);
+}
+
 void hydb_encoder_release(void *enc)
 {
 	hydb_encoder *e = enc;
 	if (!e)
 		return;
+	hydb_bf16_free(e->bf16);
 	free(e->vision.blocks);
 	free(e->text.blocks);
 	hydb_encoder_tokenizer_free(e->tok);
@@ -829,6 +989,8 @@ static int encoder_create(hydb_encoder **out, const struct hydb_model *m)
 	int rc = resolve_vision(&r, e, c);
 	if (rc == 0)
 		rc = resolve_text(&r, e, c);
+	if (rc == 0 && m->precision == HYDB_PRECISION_BF16)
+		rc = bf16_setup(e, m);
 	if (rc < 0) {
 		hydb_encoder_release(e);
 		return rc;

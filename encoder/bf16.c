@@ -1,0 +1,578 @@
+/*
+ * bf16.c - the bfloat16 GEMM engine on oneDNN (see bf16.h).
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder/bf16.h"
+#include "internal.h"
+
+#ifdef HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+#endif
+
+int hydb_bf16_test_no_cpu;
+
+/* ---- rounding ----------------------------------------------------------- */
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef uint32_t bf16_u16x __attribute__((vector_size(64)));
+
+/* Round to nearest even on the bits: add 0x7fff plus the lowest kept bit,
+ * keep the top half. NaNs keep a set quiet bit instead (the add could
+ * carry them into infinity). */
+static inline uint16_t round_one(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void hydb_bf16_round(uint16_t *dst, const float *src, size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		bf16_u16x u;
+		memcpy(&u, src + i, sizeof u);
+		bf16_u16x nan = (bf16_u16x)((u & 0x7fffffffu) > 0x7f800000u);
+		bf16_u16x r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
+		r = (r & ~nan) | (((u >> 16) | 0x40) & nan);
+		for (int j = 0; j < 16; j++)
+			dst[i + j] = (uint16_t)r[j];
+	}
+	for (; i < n; i++)
+		dst[i] = round_one(src[i]);
+}
+
+#ifndef HAVE_DNNL
+
+int hydb_bf16_check(void)
+{
+	return hydb_error_set(HYDB_EINVAL, "precision bf16: this build of hydb "
+			      "has no bfloat16 engine (built without oneDNN: "
+			      "install libdnnl-dev and rebuild)");
+}
+
+const char *hydb_bf16_isa(void)
+{
+	return "none";
+}
+
+int hydb_bf16_new(hydb_bf16 **out)
+{
+	*out = NULL;
+	return hydb_bf16_check();
+}
+
+void hydb_bf16_free(hydb_bf16 *e)
+{
+}
+
+int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in)
+{
+	return hydb_bf16_check();
+}
+
+size_t hydb_bf16_packed_bytes(const hydb_bf16 *e)
+{
+	return 0;
+}
+
+int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e)
+{
+	*out = NULL;
+	return hydb_bf16_check();
+}
+
+void hydb_bf16_run_free(hydb_bf16_run *r)
+{
+}
+
+int hydb_bf16_run_status(const hydb_bf16_run *r)
+{
+	return hydb_bf16_check();
+}
+
+void hydb_bf16_run_fail(hydb_bf16_run *r, int rc)
+{
+}
+
+void hydb_bf16_linear(hydb_bf16_run *r, const hydb_bf16_op *op)
+{
+}
+
+#else /* HAVE_DNNL */
+
+/* Both instruction sets have the bf16 dot products oneDNN's bf16 kernels
+ * need; dnnl_cpu_isa_avx512_core_amx includes the bits of _bf16. */
+static int cpu_has_bf16(void)
+{
+	unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+	unsigned need = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+	return !hydb_bf16_test_no_cpu && (isa & need) == need;
+}
+
+int hydb_bf16_check(void)
+{
+	RETURN_ERROR_IF(!cpu_has_bf16(), HYDB_EINVAL, "precision bf16: this "
+			"CPU has neither AVX512_BF16 nor AMX; use precision "
+			"f32");
+	return HYDB_OK;
+}
+
+const char *hydb_bf16_isa(void)
+{
+	switch (dnnl_get_effective_cpu_isa()) {
+	case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+	case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+	case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+	case dnnl_cpu_isa_avx512_core: return "avx512_core";
+	case dnnl_cpu_isa_avx2: return "avx2";
+	default: return "other";
+	}
+}
+
+/* A weight in the packed layout. */
+struct packed {
+	const float *w;      /* the float32 weight it was made from (key) */
+	size_t in, out;
+	void *data;
+	dnnl_memory_desc_t md;
+};
+
+enum {
+	F_BIAS = 1,
+	F_GELU = 2,
+	F_ACC = 4,
+	F_YBF16 = 8,
+};
+
+/* A matmul for one shape and post-op set. */
+struct prim {
+	const struct packed *pk;
+	size_t n;
+	int flags;
+	dnnl_primitive_t p;
+	dnnl_memory_desc_t src, bias, dst, pad;
+	size_t pad_size;
+};
+
+/* More shapes than any use of the encoder makes (a few per image batch
+ * size and per caption length): past this, primitives are made per call. */
+#define PRIM_CACHE_MAX 4096
+/* The row count the packed layout is chosen for; oneDNN's bf16 kernels
+ * block the weights by their own dimensions only, so the layout serves
+ * every row count (hydb_bf16_pack checks the smallest and this). */
+#define PACK_ROWS 256
+
+struct hydb_bf16 {
+	dnnl_engine_t eng;
+	struct packed *pk;   /* sorted by w */
+	size_t npk, cap_pk, bytes;
+	struct prim *pr;
+	size_t npr, cap_pr;
+	pthread_mutex_t lock;
+};
+
+struct hydb_bf16_run {
+	hydb_bf16 *e;
+	dnnl_stream_t s;
+	void *pad;
+	size_t pad_size;
+	int rc;
+};
+
+static int dnnl_fail(dnnl_status_t st, const char *what)
+{
+	return hydb_error_set(st == dnnl_out_of_memory ? HYDB_ENOMEM :
+			      HYDB_EINVAL, "oneDNN %s: %s", what,
+			      dnnl_status2str(st));
+}
+
+#define DNNL_TRY(call, what)                                                \
+	do {                                                                \
+		dnnl_status_t st_ = (call);                                 \
+		if (st_ != dnnl_success)                                    \
+			return dnnl_fail(st_, what);                        \
+	} while (0)
+
+int hydb_bf16_new(hydb_bf16 **out)
+{
+	*out = NULL;
+	FORWARD_IF_ERROR(hydb_bf16_check());
+	hydb_bf16 *e = calloc(1, sizeof *e);
+	RETURN_ERROR_IF(!e, HYDB_ENOMEM, "bf16 engine: out of memory");
+	pthread_mutex_init(&e->lock, NULL);
+	dnnl_status_t st = dnnl_engine_create(&e->eng, dnnl_cpu, 0);
+	if (st != dnnl_success) {
+		hydb_bf16_free(e);
+		return dnnl_fail(st, "engine");
+	}
+	*out = e;
+	return HYDB_OK;
+}
+
+void hydb_bf16_free(hydb_bf16 *e)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < e->npr; i++)
+		dnnl_primitive_destroy(e->pr[i].p);
+	for (size_t i = 0; i < e->npk; i++)
+		free(e->pk[i].data);
+	free(e->pr);
+	free(e->pk);
+	if (e->eng)
+		dnnl_engine_destroy(e->eng);
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+}
+
+size_t hydb_bf16_packed_bytes(const hydb_bf16 *e)
+{
+	return e ? e->bytes : 0;
+}
+
+static void md_2d(dnnl_memory_desc_t *md, size_t r, size_t c,
+		  dnnl_data_type_t t)
+{
+	dnnl_dims_t d = {(dnnl_dim_t)r, (dnnl_dim_t)c};
+	dnnl_memory_desc_init_by_tag(md, 2, d, t, dnnl_ab);
+}
+
+/* The matmul's description for n rows; wei is the packed layout, or
+ * format "any" to ask oneDNN for it. */
+static int matmul_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng,
+		     const dnnl_memory_desc_t *wei, size_t n, size_t in,
+		     size_t out, int flags, struct prim *shape)
+{
+	dnnl_memory_desc_t src, bias, dst;
+	dnnl_matmul_desc_t d;
+	dnnl_primitive_attr_t attr;
+	dnnl_post_ops_t po;
+	md_2d(&src, n, in, dnnl_bf16);
+	md_2d(&bias, 1, out, dnnl_f32);
+	md_2d(&dst, n, out, flags & F_YBF16 ? dnnl_bf16 : dnnl_f32);
+	DNNL_TRY(dnnl_matmul_desc_init(&d, &src, wei, flags & F_BIAS ? &bias :
+				       NULL, &dst), "matmul");
+	DNNL_TRY(dnnl_primitive_attr_create(&attr), "attributes");
+	dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(
+		attr, dnnl_scratchpad_mode_user);
+	if (st == dnnl_success && (st = dnnl_post_ops_create(&po)) ==
+	    dnnl_success) {
+		/* quick_gelu(x) = x * sigmoid(1.702 x) is oneDNN's swish. */
+		if (flags & F_GELU)
+			st = dnnl_post_ops_append_eltwise(po, 1.0f,
+							  dnnl_eltwise_swish,
+							  1.702f, 0.0f);
+		if (st == dnnl_success && (flags & F_ACC))
+			st = dnnl_post_ops_append_sum(po, 1.0f);
+		if (st == dnnl_success)
+			st = dnnl_primitive_attr_set_post_ops(attr, po);
+		dnnl_post_ops_destroy(po);
+	}
+	if (st == dnnl_success)
+		st = dnnl_primitive_desc_create(pd, &d, attr, eng, NULL);
+	dnnl_primitive_attr_destroy(attr);
+	if (st != dnnl_success)
+		return hydb_error_set(st == dnnl_out_of_memory ? HYDB_ENOMEM :
+				      HYDB_EINVAL, "oneDNN bf16 matmul %zu x "
+				      "%zu x %zu: %s", n, in, out,
+				      dnnl_status2str(st));
+	if (shape) {
+		shape->src = src;
+		shape->bias = bias;
+		shape->dst = dst;
+	}
+	return HYDB_OK;
+}
+
+/* The layout oneDNN's kernel wants for a weight of this shape. */
+static int packed_layout(hydb_bf16 *e, dnnl_memory_desc_t *md, size_t in,
+			 size_t out)
+{
+	for (size_t i = 0; i < e->npk; i++)
+		if (e->pk[i].in == in && e->pk[i].out == out) {
+			*md = e->pk[i].md;
+			return HYDB_OK;
+		}
+	dnnl_memory_desc_t any;
+	dnnl_primitive_desc_t pd;
+	dnnl_dims_t d = {(dnnl_dim_t)in, (dnnl_dim_t)out};
+	DNNL_TRY(dnnl_memory_desc_init_by_tag(&any, 2, d, dnnl_bf16,
+					      dnnl_format_tag_any), "weights");
+	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &any, PACK_ROWS, in, out,
+				   F_BIAS, NULL));
+	*md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+	dnnl_primitive_desc_destroy(pd);
+	/* A layout that one row would not accept would fail captions later;
+	 * find out now. */
+	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, md, 1, in, out, F_BIAS, NULL));
+	dnnl_primitive_desc_destroy(pd);
+	return HYDB_OK;
+}
+
+/* Run one reorder from src (described by smd) into dst (dmd). */
+static int reorder(hydb_bf16 *e, const dnnl_memory_desc_t *smd,
+		   const void *src, const dnnl_memory_desc_t *dmd, void *dst)
+{
+	dnnl_primitive_desc_t pd;
+	dnnl_primitive_t p = NULL;
+	dnnl_memory_t ms = NULL, md = NULL;
+	dnnl_stream_t s = NULL;
+	DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, smd, e->eng, dmd,
+						    e->eng, NULL), "reorder");
+	dnnl_status_t st = dnnl_primitive_create(&p, pd);
+	dnnl_primitive_desc_destroy(pd);
+	if (st == dnnl_success)
+		st = dnnl_memory_create(&ms, smd, e->eng, (void *)src);
+	if (st == dnnl_success)
+		st = dnnl_memory_create(&md, dmd, e->eng, dst);
+	if (st == dnnl_success)
+		st = dnnl_stream_create(&s, e->eng, dnnl_stream_default_flags);
+	if (st == dnnl_success) {
+		dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms},
+					   {DNNL_ARG_TO, md}};
+		st = dnnl_primitive_execute(p, s, 2, args);
+		if (st == dnnl_success)
+			st = dnnl_stream_wait(s);
+	}
+	if (s)
+		dnnl_stream_destroy(s);
+	dnnl_memory_destroy(ms);
+	dnnl_memory_destroy(md);
+	dnnl_primitive_destroy(p);
+	return st == dnnl_success ? HYDB_OK : dnnl_fail(st, "weight reorder");
+}
+
+/* Keep e->pk sorted by w so that lookups can bisect. */
+static int insert_packed(hydb_bf16 *e, const struct packed *p)
+{
+	if (e->npk == e->cap_pk) {
+		size_t cap = e->cap_pk ? 2 * e->cap_pk : 64;
+		struct packed *n = realloc(e->pk, cap * sizeof *n);
+		RETURN_ERROR_IF(!n, HYDB_ENOMEM, "bf16 engine: out of memory");
+		e->pk = n;
+		e->cap_pk = cap;
+	}
+	size_t i = e->npk;
+	while (i > 0 && (uintptr_t)e->pk[i - 1].w > (uintptr_t)p->w)
+		i--;
+	memmove(e->pk + i + 1, e->pk + i, (e->npk - i) * sizeof *e->pk);
+	e->pk[i] = *p;
+	e->npk++;
+	return HYDB_OK;
+}
+
+static const struct packed *find_packed(const hydb_bf16 *e, const float *w)
+{
+	size_t lo = 0, hi = e->npk;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if ((uintptr_t)e->pk[mid].w < (uintptr_t)w)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < e->npk && e->pk[lo].w == w ? &e->pk[lo] : NULL;
+}
+
+int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in)
+{
+	if (find_packed(e, w))
+		return HYDB_OK;
+	struct packed p = {w, in, out, NULL, {0}};
+	FORWARD_IF_ERROR(packed_layout(e, &p.md, in, out));
+	size_t bytes = dnnl_memory_desc_get_size(&p.md);
+	p.data = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	RETURN_ERROR_IF(!p.data, HYDB_ENOMEM, "bf16 engine: cannot allocate "
+			"%zu bytes of packed weights", bytes);
+	/* W [out, in] row-major is the matmul's in x out weights with
+	 * strides (1, in). */
+	dnnl_memory_desc_t smd;
+	dnnl_dims_t d = {(dnnl_dim_t)in, (dnnl_dim_t)out};
+	dnnl_dims_t s = {1, (dnnl_dim_t)in};
+	int rc = dnnl_memory_desc_init_by_strides(&smd, 2, d, dnnl_f32, s) ==
+		 dnnl_success ? reorder(e, &smd, w, &p.md, p.data) :
+		 hydb_error_set(HYDB_EINVAL, "oneDNN: weight %zu x %zu", out,
+				in);
+	if (rc == 0)
+		rc = insert_packed(e, &p);
+	if (rc < 0) {
+		free(p.data);
+		return rc;
+	}
+	e->bytes += bytes;
+	return HYDB_OK;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e)
+{
+	*out = NULL;
+	hydb_bf16_run *r = calloc(1, sizeof *r);
+	RETURN_ERROR_IF(!r, HYDB_ENOMEM, "bf16 engine: out of memory");
+	r->e = e;
+	dnnl_status_t st = dnnl_stream_create(&r->s, e->eng,
+					      dnnl_stream_default_flags);
+	if (st != dnnl_success) {
+		free(r);
+		return dnnl_fail(st, "stream");
+	}
+	*out = r;
+	return HYDB_OK;
+}
+
+void hydb_bf16_run_free(hydb_bf16_run *r)
+{
+	if (!r)
+		return;
+	dnnl_stream_destroy(r->s);
+	free(r->pad);
+	free(r);
+}
+
+int hydb_bf16_run_status(const hydb_bf16_run *r)
+{
+	return r->rc;
+}
+
+void hydb_bf16_run_fail(hydb_bf16_run *r, int rc)
+{
+	if (r->rc == 0)
+		r->rc = rc;
+}
+
+static int prim_make(struct prim *pr, hydb_bf16 *e, const struct packed *pk,
+		     size_t n, int flags)
+{
+	dnnl_primitive_desc_t pd;
+	memset(pr, 0, sizeof *pr);
+	pr->pk = pk;
+	pr->n = n;
+	pr->flags = flags;
+	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &pk->md, n, pk->in, pk->out,
+				   flags, pr));
+	pr->pad = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md,
+						0);
+	pr->pad_size = dnnl_memory_desc_get_size(&pr->pad);
+	dnnl_status_t st = dnnl_primitive_create(&pr->p, pd);
+	dnnl_primitive_desc_destroy(pd);
+	return st == dnnl_success ? HYDB_OK : dnnl_fail(st, "matmul");
+}
+
+/* The cached primitive for the shape, made on first use; *own is set when
+ * the cache was full and the caller must destroy it. */
+static int prim_get(struct prim *out, int *own, hydb_bf16 *e,
+		    const struct packed *pk, size_t n, int flags)
+{
+	int rc = HYDB_OK;
+	*own = 0;
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < e->npr; i++)
+		if (e->pr[i].pk == pk && e->pr[i].n == n &&
+		    e->pr[i].flags == flags) {
+			*out = e->pr[i];
+			pthread_mutex_unlock(&e->lock);
+			return HYDB_OK;
+		}
+	rc = prim_make(out, e, pk, n, flags);
+	if (rc == 0 && e->npr < PRIM_CACHE_MAX) {
+		if (e->npr == e->cap_pr) {
+			size_t cap = e->cap_pr ? 2 * e->cap_pr : 64;
+			struct prim *p = realloc(e->pr, cap * sizeof *p);
+			if (p) {
+				e->pr = p;
+				e->cap_pr = cap;
+			}
+		}
+		if (e->npr < e->cap_pr)
+			e->pr[e->npr++] = *out;
+		else
+			*own = 1;
+	} else if (rc == 0) {
+		*own = 1;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+static int pad_reserve(hydb_bf16_run *r, size_t bytes)
+{
+	if (bytes <= r->pad_size)
+		return HYDB_OK;
+	void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	RETURN_ERROR_IF(!p, HYDB_ENOMEM, "bf16 engine: cannot allocate a "
+			"%zu-byte scratchpad", bytes);
+	free(r->pad);
+	r->pad = p;
+	r->pad_size = bytes;
+	return HYDB_OK;
+}
+
+static int execute(hydb_bf16_run *r, const struct prim *pr,
+		   const hydb_bf16_op *op)
+{
+	dnnl_engine_t eng = r->e->eng;
+	dnnl_memory_t m[5] = {0};
+	int args[5] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST,
+		       DNNL_ARG_BIAS, DNNL_ARG_SCRATCHPAD};
+	const dnnl_memory_desc_t *mds[5] = {&pr->src, &pr->pk->md, &pr->dst,
+					    &pr->bias, &pr->pad};
+	void *ptrs[5] = {(void *)op->x, pr->pk->data, op->y, (void *)op->bias,
+			 r->pad};
+	dnnl_exec_arg_t ea[5];
+	int n = 0;
+	dnnl_status_t st = dnnl_success;
+	for (int i = 0; i < 5 && st == dnnl_success; i++) {
+		if ((i == 3 && !(pr->flags & F_BIAS)) ||
+		    (i == 4 && pr->pad_size == 0))
+			continue;
+		st = dnnl_memory_create(&m[i], mds[i], eng, ptrs[i]);
+		ea[n].arg = args[i];
+		ea[n++].memory = m[i];
+	}
+	if (st == dnnl_success)
+		st = dnnl_primitive_execute(pr->p, r->s, n, ea);
+	if (st == dnnl_success)
+		st = dnnl_stream_wait(r->s);
+	for (int i = 0; i < 5; i++)
+		if (m[i])
+			dnnl_memory_destroy(m[i]);
+	return st == dnnl_success ? HYDB_OK : dnnl_fail(st, "matmul");
+}
+
+static int linear(hydb_bf16_run *r, const hydb_bf16_op *op)
+{
+	const struct packed *pk = find_packed(r->e, op->w);
+	RETURN_ERROR_IF(!pk || pk->in != op->in || pk->out != op->out,
+			HYDB_EINVAL, "bf16 engine: weight %zu x %zu not packed",
+			op->out, op->in);
+	int flags = (op->bias ? F_BIAS : 0) | (op->gelu ? F_GELU : 0) |
+		    (op->accumulate ? F_ACC : 0) | (op->y_bf16 ? F_YBF16 : 0);
+	struct prim pr;
+	int own;
+	FORWARD_IF_ERROR(prim_get(&pr, &own, r->e, pk, op->n, flags));
+	int rc = pad_reserve(r, pr.pad_size);
+	if (rc == 0)
+		rc = execute(r, &pr, op);
+	if (own)
+		dnnl_primitive_destroy(pr.p);
+	return rc;
+}
+
+void hydb_bf16_linear(hydb_bf16_run *r, const hydb_bf16_op *op)
+{
+	if (r->rc == 0 && op->n > 0)
+		r->rc = linear(r, op);
+}
+
+#endif /* HAVE_DNNL */
