@@ -13,9 +13,12 @@
 #ifdef HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
+#include <omp.h>
 #endif
 
 int hydb_bf16_test_no_cpu;
+int hydb_bf16_timing;
+double hydb_bf16_gemm_seconds;
 
 /* ---- rounding ----------------------------------------------------------- */
 
@@ -75,7 +78,8 @@ void hydb_bf16_free(hydb_bf16 *e)
 {
 }
 
-int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in)
+int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in,
+		   size_t slices)
 {
 	return hydb_bf16_check();
 }
@@ -85,7 +89,7 @@ size_t hydb_bf16_packed_bytes(const hydb_bf16 *e)
 	return 0;
 }
 
-int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e)
+int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e, size_t lanes)
 {
 	*out = NULL;
 	return hydb_bf16_check();
@@ -104,7 +108,12 @@ void hydb_bf16_run_fail(hydb_bf16_run *r, int rc)
 {
 }
 
-void hydb_bf16_linear(hydb_bf16_run *r, const hydb_bf16_op *op)
+size_t hydb_bf16_slices(const hydb_bf16_run *r, const float *w)
+{
+	return 0;
+}
+
+void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op)
 {
 }
 
@@ -139,12 +148,39 @@ const char *hydb_bf16_isa(void)
 	}
 }
 
-/* A weight in the packed layout. */
-struct packed {
-	const float *w;      /* the float32 weight it was made from (key) */
-	size_t in, out;
+/* oneDNN runs single-threaded on whichever thread calls it: the encoder's
+ * pool hands out blocks of each matmul as it does OpenBLAS's, so that a
+ * core taken by another process slows only the blocks it has, where a
+ * second OpenMP team would stall every matmul at its barrier (3x slower on
+ * a shared 2-core machine, bench/bench_encoder). A primitive keeps the
+ * thread count it was made with, so making and running both happen here.
+ * The calling thread's own OpenMP setting is restored after. */
+static int solo_begin(void)
+{
+	int prev = omp_get_max_threads();
+	if (prev != 1)
+		omp_set_num_threads(1);
+	return prev;
+}
+
+static void solo_end(int prev)
+{
+	if (prev != 1)
+		omp_set_num_threads(prev);
+}
+
+/* Columns [c0, c1) of a weight, packed: rows c0..c1 of W [out, in]. */
+struct slice {
+	size_t c0, c1;
 	void *data;
 	dnnl_memory_desc_t md;
+};
+
+/* A weight in the packed layout, in column slices. */
+struct packed {
+	const float *w;      /* the float32 weight it was made from (key) */
+	size_t in, out, nsl;
+	struct slice sl[HYDB_BF16_MAX_SLICES];
 };
 
 enum {
@@ -154,10 +190,10 @@ enum {
 	F_YBF16 = 8,
 };
 
-/* A matmul for one shape and post-op set. */
+/* A matmul for one block shape and post-op set. */
 struct prim {
-	const struct packed *pk;
-	size_t n;
+	const struct slice *sl;
+	size_t n, ldy;
 	int flags;
 	dnnl_primitive_t p;
 	dnnl_memory_desc_t src, bias, dst, pad;
@@ -169,8 +205,10 @@ struct prim {
 #define PRIM_CACHE_MAX 4096
 /* The row count the packed layout is chosen for; oneDNN's bf16 kernels
  * block the weights by their own dimensions only, so the layout serves
- * every row count (hydb_bf16_pack checks the smallest and this). */
+ * every row count (packed_layout checks one row too). */
 #define PACK_ROWS 256
+/* Slices narrower than this would starve the kernels' 64-column tiles. */
+#define SLICE_MIN_COLS 128
 
 struct hydb_bf16 {
 	dnnl_engine_t eng;
@@ -181,12 +219,18 @@ struct hydb_bf16 {
 	pthread_mutex_t lock;
 };
 
+/* A lane: one thread's stream and scratchpad. */
+struct lane {
+	dnnl_stream_t s;
+	void *pad, *tmp;
+	size_t pad_size, tmp_size;
+	int rc;
+};
+
 struct hydb_bf16_run {
 	hydb_bf16 *e;
-	dnnl_stream_t s;
-	void *pad;
-	size_t pad_size;
-	int rc;
+	size_t lanes;
+	struct lane lane[];
 };
 
 static int dnnl_fail(dnnl_status_t st, const char *what)
@@ -226,7 +270,8 @@ void hydb_bf16_free(hydb_bf16 *e)
 	for (size_t i = 0; i < e->npr; i++)
 		dnnl_primitive_destroy(e->pr[i].p);
 	for (size_t i = 0; i < e->npk; i++)
-		free(e->pk[i].data);
+		for (size_t j = 0; j < e->pk[i].nsl; j++)
+			free(e->pk[i].sl[j].data);
 	free(e->pr);
 	free(e->pk);
 	if (e->eng)
@@ -240,26 +285,27 @@ size_t hydb_bf16_packed_bytes(const hydb_bf16 *e)
 	return e ? e->bytes : 0;
 }
 
-static void md_2d(dnnl_memory_desc_t *md, size_t r, size_t c,
+static void md_2d(dnnl_memory_desc_t *md, size_t r, size_t c, size_t ld,
 		  dnnl_data_type_t t)
 {
 	dnnl_dims_t d = {(dnnl_dim_t)r, (dnnl_dim_t)c};
-	dnnl_memory_desc_init_by_tag(md, 2, d, t, dnnl_ab);
+	dnnl_dims_t s = {(dnnl_dim_t)ld, 1};
+	dnnl_memory_desc_init_by_strides(md, 2, d, t, s);
 }
 
-/* The matmul's description for n rows; wei is the packed layout, or
- * format "any" to ask oneDNN for it. */
+/* The matmul's description for n rows of out columns, y rows ldy apart;
+ * wei is the packed layout, or format "any" to ask oneDNN for it. */
 static int matmul_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng,
 		     const dnnl_memory_desc_t *wei, size_t n, size_t in,
-		     size_t out, int flags, struct prim *shape)
+		     size_t out, size_t ldy, int flags, struct prim *shape)
 {
 	dnnl_memory_desc_t src, bias, dst;
 	dnnl_matmul_desc_t d;
 	dnnl_primitive_attr_t attr;
 	dnnl_post_ops_t po;
-	md_2d(&src, n, in, dnnl_bf16);
-	md_2d(&bias, 1, out, dnnl_f32);
-	md_2d(&dst, n, out, flags & F_YBF16 ? dnnl_bf16 : dnnl_f32);
+	md_2d(&src, n, in, in, dnnl_bf16);
+	md_2d(&bias, 1, out, out, dnnl_f32);
+	md_2d(&dst, n, out, ldy, flags & F_YBF16 ? dnnl_bf16 : dnnl_f32);
 	DNNL_TRY(dnnl_matmul_desc_init(&d, &src, wei, flags & F_BIAS ? &bias :
 				       NULL, &dst), "matmul");
 	DNNL_TRY(dnnl_primitive_attr_create(&attr), "attributes");
@@ -294,27 +340,30 @@ static int matmul_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng,
 	return HYDB_OK;
 }
 
-/* The layout oneDNN's kernel wants for a weight of this shape. */
+/* The layout oneDNN's kernel wants for an in x cols weight. */
 static int packed_layout(hydb_bf16 *e, dnnl_memory_desc_t *md, size_t in,
-			 size_t out)
+			 size_t cols)
 {
 	for (size_t i = 0; i < e->npk; i++)
-		if (e->pk[i].in == in && e->pk[i].out == out) {
-			*md = e->pk[i].md;
-			return HYDB_OK;
-		}
+		for (size_t j = 0; j < e->pk[i].nsl; j++)
+			if (e->pk[i].in == in &&
+			    e->pk[i].sl[j].c1 - e->pk[i].sl[j].c0 == cols) {
+				*md = e->pk[i].sl[j].md;
+				return HYDB_OK;
+			}
 	dnnl_memory_desc_t any;
 	dnnl_primitive_desc_t pd;
-	dnnl_dims_t d = {(dnnl_dim_t)in, (dnnl_dim_t)out};
+	dnnl_dims_t d = {(dnnl_dim_t)in, (dnnl_dim_t)cols};
 	DNNL_TRY(dnnl_memory_desc_init_by_tag(&any, 2, d, dnnl_bf16,
 					      dnnl_format_tag_any), "weights");
-	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &any, PACK_ROWS, in, out,
-				   F_BIAS, NULL));
+	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &any, PACK_ROWS, in, cols,
+				   cols, F_BIAS, NULL));
 	*md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
 	dnnl_primitive_desc_destroy(pd);
 	/* A layout that one row would not accept would fail captions later;
 	 * find out now. */
-	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, md, 1, in, out, F_BIAS, NULL));
+	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, md, 1, in, cols, cols, F_BIAS,
+				   NULL));
 	dnnl_primitive_desc_destroy(pd);
 	return HYDB_OK;
 }
@@ -384,48 +433,87 @@ static const struct packed *find_packed(const hydb_bf16 *e, const float *w)
 	return lo < e->npk && e->pk[lo].w == w ? &e->pk[lo] : NULL;
 }
 
-int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in)
+/* Slice edges on multiples of 64 columns, the kernels' tile width. */
+static size_t slice_edge(size_t out, size_t i, size_t n)
 {
-	if (find_packed(e, w))
-		return HYDB_OK;
-	struct packed p = {w, in, out, NULL, {0}};
-	FORWARD_IF_ERROR(packed_layout(e, &p.md, in, out));
-	size_t bytes = dnnl_memory_desc_get_size(&p.md);
-	p.data = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-	RETURN_ERROR_IF(!p.data, HYDB_ENOMEM, "bf16 engine: cannot allocate "
-			"%zu bytes of packed weights", bytes);
-	/* W [out, in] row-major is the matmul's in x out weights with
-	 * strides (1, in). */
+	return i >= n ? out : (out * i / n) & ~(size_t)63;
+}
+
+static int pack_slice(hydb_bf16 *e, struct slice *sl, const float *w,
+		      size_t in)
+{
+	size_t cols = sl->c1 - sl->c0;
+	FORWARD_IF_ERROR(packed_layout(e, &sl->md, in, cols));
+	size_t bytes = dnnl_memory_desc_get_size(&sl->md);
+	sl->data = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	RETURN_ERROR_IF(!sl->data, HYDB_ENOMEM, "bf16 engine: cannot "
+			"allocate %zu bytes of packed weights", bytes);
+	/* Rows c0..c1 of W [out, in] are the in x cols weights of the slice,
+	 * with strides (1, in). */
 	dnnl_memory_desc_t smd;
-	dnnl_dims_t d = {(dnnl_dim_t)in, (dnnl_dim_t)out};
+	dnnl_dims_t d = {(dnnl_dim_t)in, (dnnl_dim_t)cols};
 	dnnl_dims_t s = {1, (dnnl_dim_t)in};
-	int rc = dnnl_memory_desc_init_by_strides(&smd, 2, d, dnnl_f32, s) ==
-		 dnnl_success ? reorder(e, &smd, w, &p.md, p.data) :
-		 hydb_error_set(HYDB_EINVAL, "oneDNN: weight %zu x %zu", out,
-				in);
-	if (rc == 0)
-		rc = insert_packed(e, &p);
-	if (rc < 0) {
-		free(p.data);
-		return rc;
-	}
+	DNNL_TRY(dnnl_memory_desc_init_by_strides(&smd, 2, d, dnnl_f32, s),
+		 "weights");
+	FORWARD_IF_ERROR(reorder(e, &smd, w + sl->c0 * in, &sl->md, sl->data));
 	e->bytes += bytes;
 	return HYDB_OK;
 }
 
+static int pack(hydb_bf16 *e, const float *w, size_t out, size_t in,
+		size_t slices)
+{
+	struct packed p = {w, in, out, 0, {{0}}};
+	slices = slices > HYDB_BF16_MAX_SLICES ? HYDB_BF16_MAX_SLICES : slices;
+	p.nsl = out / SLICE_MIN_COLS < slices ? out / SLICE_MIN_COLS : slices;
+	p.nsl = p.nsl ? p.nsl : 1;
+	int rc = HYDB_OK;
+	for (size_t j = 0; j < p.nsl && rc == 0; j++) {
+		p.sl[j].c0 = slice_edge(out, j, p.nsl);
+		p.sl[j].c1 = slice_edge(out, j + 1, p.nsl);
+		rc = pack_slice(e, &p.sl[j], w, in);
+	}
+	if (rc == 0)
+		rc = insert_packed(e, &p);
+	if (rc < 0)
+		for (size_t j = 0; j < p.nsl; j++)
+			free(p.sl[j].data);
+	return rc;
+}
+
+int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in,
+		   size_t slices)
+{
+	if (find_packed(e, w))
+		return HYDB_OK;
+	int prev = solo_begin();
+	int rc = pack(e, w, out, in, slices);
+	solo_end(prev);
+	return rc;
+}
+
+size_t hydb_bf16_slices(const hydb_bf16_run *r, const float *w)
+{
+	const struct packed *pk = find_packed(r->e, w);
+	return pk ? pk->nsl : 0;
+}
+
 /* ---- running ------------------------------------------------------------ */
 
-int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e)
+int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e, size_t lanes)
 {
 	*out = NULL;
-	hydb_bf16_run *r = calloc(1, sizeof *r);
+	lanes = lanes ? lanes : 1;
+	hydb_bf16_run *r = calloc(1, sizeof *r + lanes * sizeof r->lane[0]);
 	RETURN_ERROR_IF(!r, HYDB_ENOMEM, "bf16 engine: out of memory");
 	r->e = e;
-	dnnl_status_t st = dnnl_stream_create(&r->s, e->eng,
-					      dnnl_stream_default_flags);
-	if (st != dnnl_success) {
-		free(r);
-		return dnnl_fail(st, "stream");
+	for (; r->lanes < lanes; r->lanes++) {
+		dnnl_status_t st = dnnl_stream_create(
+			&r->lane[r->lanes].s, e->eng, dnnl_stream_default_flags);
+		if (st != dnnl_success) {
+			hydb_bf16_run_free(r);
+			return dnnl_fail(st, "stream");
+		}
 	}
 	*out = r;
 	return HYDB_OK;
@@ -435,32 +523,39 @@ void hydb_bf16_run_free(hydb_bf16_run *r)
 {
 	if (!r)
 		return;
-	dnnl_stream_destroy(r->s);
-	free(r->pad);
+	for (size_t i = 0; i < r->lanes; i++) {
+		dnnl_stream_destroy(r->lane[i].s);
+		free(r->lane[i].pad);
+		free(r->lane[i].tmp);
+	}
 	free(r);
 }
 
 int hydb_bf16_run_status(const hydb_bf16_run *r)
 {
-	return r->rc;
+	for (size_t i = 0; i < r->lanes; i++)
+		if (r->lane[i].rc < 0)
+			return r->lane[i].rc;
+	return HYDB_OK;
 }
 
 void hydb_bf16_run_fail(hydb_bf16_run *r, int rc)
 {
-	if (r->rc == 0)
-		r->rc = rc;
+	if (r->lane[0].rc == 0)
+		r->lane[0].rc = rc;
 }
 
 static int prim_make(struct prim *pr, hydb_bf16 *e, const struct packed *pk,
-		     size_t n, int flags)
+		     const struct slice *sl, size_t n, size_t ldy, int flags)
 {
 	dnnl_primitive_desc_t pd;
 	memset(pr, 0, sizeof *pr);
-	pr->pk = pk;
+	pr->sl = sl;
 	pr->n = n;
+	pr->ldy = ldy;
 	pr->flags = flags;
-	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &pk->md, n, pk->in, pk->out,
-				   flags, pr));
+	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &sl->md, n, pk->in,
+				   sl->c1 - sl->c0, ldy, flags, pr));
 	pr->pad = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md,
 						0);
 	pr->pad_size = dnnl_memory_desc_get_size(&pr->pad);
@@ -469,66 +564,78 @@ static int prim_make(struct prim *pr, hydb_bf16 *e, const struct packed *pk,
 	return st == dnnl_success ? HYDB_OK : dnnl_fail(st, "matmul");
 }
 
+static void prim_keep(hydb_bf16 *e, const struct prim *p, int *own)
+{
+	if (e->npr == e->cap_pr && e->npr < PRIM_CACHE_MAX) {
+		size_t cap = e->cap_pr ? 2 * e->cap_pr : 64;
+		struct prim *n = realloc(e->pr, cap * sizeof *n);
+		if (n) {
+			e->pr = n;
+			e->cap_pr = cap;
+		}
+	}
+	if (e->npr < e->cap_pr)
+		e->pr[e->npr++] = *p;
+	else
+		*own = 1;
+}
+
 /* The cached primitive for the shape, made on first use; *own is set when
  * the cache was full and the caller must destroy it. */
 static int prim_get(struct prim *out, int *own, hydb_bf16 *e,
-		    const struct packed *pk, size_t n, int flags)
+		    const struct packed *pk, const struct slice *sl, size_t n,
+		    size_t ldy, int flags)
 {
-	int rc = HYDB_OK;
 	*own = 0;
 	pthread_mutex_lock(&e->lock);
 	for (size_t i = 0; i < e->npr; i++)
-		if (e->pr[i].pk == pk && e->pr[i].n == n &&
-		    e->pr[i].flags == flags) {
+		if (e->pr[i].sl == sl && e->pr[i].n == n &&
+		    e->pr[i].ldy == ldy && e->pr[i].flags == flags) {
 			*out = e->pr[i];
 			pthread_mutex_unlock(&e->lock);
 			return HYDB_OK;
 		}
-	rc = prim_make(out, e, pk, n, flags);
-	if (rc == 0 && e->npr < PRIM_CACHE_MAX) {
-		if (e->npr == e->cap_pr) {
-			size_t cap = e->cap_pr ? 2 * e->cap_pr : 64;
-			struct prim *p = realloc(e->pr, cap * sizeof *p);
-			if (p) {
-				e->pr = p;
-				e->cap_pr = cap;
-			}
-		}
-		if (e->npr < e->cap_pr)
-			e->pr[e->npr++] = *out;
-		else
-			*own = 1;
-	} else if (rc == 0) {
-		*own = 1;
-	}
+	int rc = prim_make(out, e, pk, sl, n, ldy, flags);
+	if (rc == 0)
+		prim_keep(e, out, own);
 	pthread_mutex_unlock(&e->lock);
 	return rc;
 }
 
-static int pad_reserve(hydb_bf16_run *r, size_t bytes)
+/* *buf holds at least bytes (its contents are not kept). */
+static int reserve(void **buf, size_t *size, size_t bytes)
 {
-	if (bytes <= r->pad_size)
+	if (bytes <= *size)
 		return HYDB_OK;
 	void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-	RETURN_ERROR_IF(!p, HYDB_ENOMEM, "bf16 engine: cannot allocate a "
-			"%zu-byte scratchpad", bytes);
-	free(r->pad);
-	r->pad = p;
-	r->pad_size = bytes;
+	RETURN_ERROR_IF(!p, HYDB_ENOMEM, "bf16 engine: cannot allocate %zu "
+			"bytes of scratch", bytes);
+	free(*buf);
+	*buf = p;
+	*size = bytes;
 	return HYDB_OK;
 }
 
-static int execute(hydb_bf16_run *r, const struct prim *pr,
-		   const hydb_bf16_op *op)
+/* Copy rows of cols elements of el bytes between a dense block and a
+ * matrix whose rows are ld elements apart. */
+static void copy_block(void *dst, size_t ldd, const void *src, size_t lds,
+		       size_t rows, size_t cols, size_t el)
 {
-	dnnl_engine_t eng = r->e->eng;
+	for (size_t r = 0; r < rows; r++)
+		memcpy((char *)dst + r * ldd * el, (const char *)src + r * lds * el,
+		       cols * el);
+}
+
+static int execute(hydb_bf16 *e, const struct lane *l,
+		   const struct prim *pr, const void *x, void *y,
+		   const float *bias)
+{
 	dnnl_memory_t m[5] = {0};
 	int args[5] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST,
 		       DNNL_ARG_BIAS, DNNL_ARG_SCRATCHPAD};
-	const dnnl_memory_desc_t *mds[5] = {&pr->src, &pr->pk->md, &pr->dst,
+	const dnnl_memory_desc_t *mds[5] = {&pr->src, &pr->sl->md, &pr->dst,
 					    &pr->bias, &pr->pad};
-	void *ptrs[5] = {(void *)op->x, pr->pk->data, op->y, (void *)op->bias,
-			 r->pad};
+	void *ptrs[5] = {(void *)x, pr->sl->data, y, (void *)bias, l->pad};
 	dnnl_exec_arg_t ea[5];
 	int n = 0;
 	dnnl_status_t st = dnnl_success;
@@ -536,43 +643,71 @@ static int execute(hydb_bf16_run *r, const struct prim *pr,
 		if ((i == 3 && !(pr->flags & F_BIAS)) ||
 		    (i == 4 && pr->pad_size == 0))
 			continue;
-		st = dnnl_memory_create(&m[i], mds[i], eng, ptrs[i]);
+		st = dnnl_memory_create(&m[i], mds[i], e->eng, ptrs[i]);
 		ea[n].arg = args[i];
 		ea[n++].memory = m[i];
 	}
 	if (st == dnnl_success)
-		st = dnnl_primitive_execute(pr->p, r->s, n, ea);
+		st = dnnl_primitive_execute(pr->p, l->s, n, ea);
 	if (st == dnnl_success)
-		st = dnnl_stream_wait(r->s);
+		st = dnnl_stream_wait(l->s);
 	for (int i = 0; i < 5; i++)
 		if (m[i])
 			dnnl_memory_destroy(m[i]);
 	return st == dnnl_success ? HYDB_OK : dnnl_fail(st, "matmul");
 }
 
-static int linear(hydb_bf16_run *r, const hydb_bf16_op *op)
+/* oneDNN 2.6's fast kernels want a dense output: a slice's columns are
+ * made in the lane's block and copied into y (and out of it first when
+ * accumulating). Slices are for the few rows of a caption, where the copy
+ * is small next to reading the weights. */
+static int run_slice(hydb_bf16 *e, struct lane *l, const struct prim *pr,
+		     const hydb_bf16_op *op)
+{
+	const struct slice *sl = pr->sl;
+	size_t el = op->y_bf16 ? 2 : 4, cols = sl->c1 - sl->c0;
+	char *y = (char *)op->y + sl->c0 * el;
+	const float *bias = op->bias ? op->bias + sl->c0 : NULL;
+	if (cols == op->out)
+		return execute(e, l, pr, op->x, y, bias);
+	FORWARD_IF_ERROR(reserve(&l->tmp, &l->tmp_size, op->n * cols * el));
+	if (op->accumulate)
+		copy_block(l->tmp, cols, y, op->out, op->n, cols, el);
+	FORWARD_IF_ERROR(execute(e, l, pr, op->x, l->tmp, bias));
+	copy_block(y, op->out, l->tmp, cols, op->n, cols, el);
+	return HYDB_OK;
+}
+
+static int linear(hydb_bf16_run *r, struct lane *l, const hydb_bf16_op *op)
 {
 	const struct packed *pk = find_packed(r->e, op->w);
-	RETURN_ERROR_IF(!pk || pk->in != op->in || pk->out != op->out,
-			HYDB_EINVAL, "bf16 engine: weight %zu x %zu not packed",
-			op->out, op->in);
+	RETURN_ERROR_IF(!pk || pk->in != op->in || pk->out != op->out ||
+			op->slice >= pk->nsl, HYDB_EINVAL, "bf16 engine: "
+			"weight %zu x %zu (slice %zu) not packed", op->out,
+			op->in, op->slice);
+	const struct slice *sl = &pk->sl[op->slice];
 	int flags = (op->bias ? F_BIAS : 0) | (op->gelu ? F_GELU : 0) |
 		    (op->accumulate ? F_ACC : 0) | (op->y_bf16 ? F_YBF16 : 0);
 	struct prim pr;
 	int own;
-	FORWARD_IF_ERROR(prim_get(&pr, &own, r->e, pk, op->n, flags));
-	int rc = pad_reserve(r, pr.pad_size);
+	FORWARD_IF_ERROR(prim_get(&pr, &own, r->e, pk, sl, op->n,
+				  sl->c1 - sl->c0, flags));
+	int rc = reserve(&l->pad, &l->pad_size, pr.pad_size);
 	if (rc == 0)
-		rc = execute(r, &pr, op);
+		rc = run_slice(r->e, l, &pr, op);
 	if (own)
 		dnnl_primitive_destroy(pr.p);
 	return rc;
 }
 
-void hydb_bf16_linear(hydb_bf16_run *r, const hydb_bf16_op *op)
+void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op)
 {
-	if (r->rc == 0 && op->n > 0)
-		r->rc = linear(r, op);
+	struct lane *l = &r->lane[lane < r->lanes ? lane : 0];
+	if (l->rc != 0 || op->n == 0)
+		return;
+	int prev = solo_begin();
+	l->rc = linear(r, l, op);
+	solo_end(prev);
 }
 
 #endif /* HAVE_DNNL */

@@ -9,9 +9,12 @@
  * bfloat16 and reordered into the layout oneDNN's kernel wants once, when
  * the encoder is made; a matmul primitive is made once per shape and kept.
  *
- * oneDNN runs each matmul on its own OpenMP threads (Debian's build); the
- * encoder's pool threads sleep meanwhile. Both default to one thread per
- * CPU the process may use, so a pass uses the same cores either way.
+ * The encoder's pool threads run each matmul in blocks, each block a
+ * single-threaded oneDNN call on the thread's own lane (stream and
+ * scratchpad): oneDNN's OpenMP team is not used, the same threads do the
+ * GEMMs and the rest of the pass. Blocks are rows of the output where
+ * there are many (image tokens); for the few rows of a caption, the weight
+ * is packed in column slices instead and the blocks are slices.
  *
  * Without oneDNN at build time (configure --without-dnnl, or libdnnl-dev
  * absent) the functions exist but hydb_bf16_check refuses.
@@ -36,19 +39,28 @@ int hydb_bf16_check(void);
  * bench; "none" without oneDNN. */
 const char *hydb_bf16_isa(void);
 
+/* Most column slices of a weight. */
+#define HYDB_BF16_MAX_SLICES 16
+
 /* Errors: HYDB_EINVAL (hydb_bf16_check), HYDB_ENOMEM. */
 int hydb_bf16_new(hydb_bf16 **out);
 void hydb_bf16_free(hydb_bf16 *e);
 /* Round W [out, in] (nn.Linear's layout) to bfloat16 in the engine's
- * packed layout, keyed by the pointer w. Call for every weight before the
- * first hydb_bf16_linear; not thread-safe against other calls on e.
- * Errors: HYDB_ENOMEM, HYDB_EINVAL (oneDNN refused the shape). */
-int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in);
+ * packed layout, keyed by the pointer w, in up to slices column slices
+ * (none narrower than 128 columns, edges on multiples of 64). Call for
+ * every weight before the first hydb_bf16_linear; not thread-safe against
+ * other calls on e. Errors: HYDB_ENOMEM, HYDB_EINVAL (oneDNN refused the
+ * shape). */
+int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in,
+		   size_t slices);
 /* Bytes of packed weights held by e. */
 size_t hydb_bf16_packed_bytes(const hydb_bf16 *e);
 
-/* A pass's stream and scratchpad; one thread uses a run at a time. */
-int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e);
+/* A pass's lanes: one stream and scratch per thread, lane i used by one
+ * thread at a time. */
+int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e, size_t lanes);
+/* Column slices w was packed in (0 if it was not). */
+size_t hydb_bf16_slices(const hydb_bf16_run *r, const float *w);
 void hydb_bf16_run_free(hydb_bf16_run *r);
 /* The first error of the run's linear layers (they keep no other way to
  * report one), or HYDB_OK. Later layers of a failed run do nothing. */
@@ -56,18 +68,25 @@ int hydb_bf16_run_status(const hydb_bf16_run *r);
 /* Record rc (< 0) as the run's error unless it has one already. */
 void hydb_bf16_run_fail(hydb_bf16_run *r, int rc);
 
-/* One linear layer: y[n, out] = x[n, in] W^T (+ bias) (then quick_gelu
- * when gelu) (+ the old y when accumulate). x is bfloat16 (see
- * hydb_bf16_round); y is float32, or bfloat16 when y_bf16. w is a pointer
- * given to hydb_bf16_pack. Errors are kept in the run. */
+/* The columns of one slice of a linear layer: y[n, out] = x[n, in] W^T
+ * (+ bias) (then quick_gelu when gelu) (+ the old y when accumulate), only
+ * y's columns in the slice written. x is bfloat16 (see hydb_bf16_round),
+ * rows in apart; y is float32, or bfloat16 when y_bf16, rows out apart. w
+ * is a pointer given to hydb_bf16_pack. Errors are kept in the lane. */
 typedef struct hydb_bf16_op {
 	void *y;
 	const uint16_t *x;
 	const float *w, *bias;
-	size_t n, in, out;
+	size_t n, in, out, slice;
 	int y_bf16, gelu, accumulate;
 } hydb_bf16_op;
-void hydb_bf16_linear(hydb_bf16_run *r, const hydb_bf16_op *op);
+void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op);
+
+/* For bench/bench_encoder: when hydb_bf16_timing is set, the forward pass
+ * adds the wall time of its bf16 GEMM steps to hydb_bf16_gemm_seconds (one
+ * pass at a time; not for concurrent use). */
+extern int hydb_bf16_timing;
+extern double hydb_bf16_gemm_seconds;
 
 /* dst[i] = src[i] rounded to bfloat16, to nearest even (NaN stays NaN). */
 void hydb_bf16_round(uint16_t *dst, const float *src, size_t n);

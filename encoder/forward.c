@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blas.h"
@@ -34,11 +35,12 @@ int hydb_fwd_begin(hydb_fwd *f, const hydb_encoder *e)
 	f->legacy = hydb_forward_legacy;
 	f->split = !(f->legacy & HYDB_FWD_BLAS_THREADS);
 	f->bf16 = NULL;
-	if (e && e->bf16)
-		FORWARD_IF_ERROR(hydb_bf16_run_new(&f->bf16, e->bf16));
-	int rc = hydb_pool_new(&f->pool, 0);
+	FORWARD_IF_ERROR(hydb_pool_new(&f->pool, 0));
+	int rc = e && e->bf16 ? hydb_bf16_run_new(&f->bf16, e->bf16,
+						  hydb_pool_threads(f->pool)) :
+		 HYDB_OK;
 	if (rc < 0) {
-		hydb_bf16_run_free(f->bf16);
+		hydb_pool_free(f->pool);
 		return rc;
 	}
 	if (f->split)
@@ -530,16 +532,67 @@ static void round_bf16(const hydb_fwd *f, uint16_t *dst, const float *src,
 	parallel_rows(f, round_rows, &c, rows, width);
 }
 
-/* One oneDNN matmul on its own threads, bias, GELU and residual fused. */
+/* Rows of one block of a bf16 linear layer. The weights are packed, so a
+ * block costs no packing of its own; blocks this tall keep the kernels at
+ * full speed while a batch still gives the pool several per thread to
+ * even out a core shared with another process. */
+#define BF16_BLOCK_ROWS 512
+/* Fewer rows than this per block would leave the kernels' tiles empty. */
+#define BF16_MIN_ROWS 32
+
+struct bf16_step {
+	const hydb_fwd *f;
+	hydb_bf16_op op;
+	size_t row_parts, slices;
+};
+
+/* Block i: rows of part i / slices, columns of slice i % slices. */
+static void bf16_task(void *p, size_t i, size_t thread)
+{
+	const struct bf16_step *s = p;
+	size_t part = i / s->slices, n = s->op.n;
+	size_t r0 = n * part / s->row_parts, r1 = n * (part + 1) / s->row_parts;
+	hydb_bf16_op op = s->op;
+	op.slice = i % s->slices;
+	op.n = r1 - r0;
+	op.x += r0 * op.in;
+	op.y = (char *)op.y + r0 * op.out * (op.y_bf16 ? 2 : 4);
+	hydb_bf16_linear(s->f->bf16, thread, &op);
+}
+
+static double seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A linear layer on the engine, bias, GELU and residual fused, in blocks
+ * of rows x column slices on the pool. */
 static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
 			const uint16_t *x, const float *w, const float *bias,
 			size_t n, size_t in, size_t out, int gelu,
 			int accumulate)
 {
-	hydb_bf16_op op = {.y = y, .x = x, .w = w, .bias = bias, .n = n,
-			   .in = in, .out = out, .y_bf16 = y_bf16,
-			   .gelu = gelu, .accumulate = accumulate};
-	hydb_bf16_linear(f->bf16, &op);
+	struct bf16_step s = {f, {.y = y, .x = x, .w = w, .bias = bias,
+				  .n = n, .in = in, .out = out,
+				  .y_bf16 = y_bf16, .gelu = gelu,
+				  .accumulate = accumulate}, 0, 0};
+	size_t threads = hydb_pool_threads(pool_of(f));
+	s.slices = hydb_bf16_slices(f->bf16, w);
+	s.row_parts = (n + BF16_BLOCK_ROWS - 1) / BF16_BLOCK_ROWS;
+	if (s.row_parts < threads)
+		s.row_parts = n / BF16_MIN_ROWS < threads ? n / BF16_MIN_ROWS :
+			      threads;
+	/* A sliced weight (a caption's) is cut by columns only; an unknown
+	 * one runs as one block for the engine to report. */
+	if (s.slices != 1 || s.row_parts == 0)
+		s.row_parts = 1;
+	s.slices = s.slices ? s.slices : 1;
+	double t = hydb_bf16_timing ? seconds() : 0;
+	hydb_pool_run(pool_of(f), s.row_parts * s.slices, bf16_task, &s);
+	if (hydb_bf16_timing)
+		hydb_bf16_gemm_seconds += seconds() - t;
 }
 
 void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
@@ -932,27 +985,31 @@ static void drop_pages(const struct hydb_model *m, const float *w,
 }
 
 static int pack_one(hydb_encoder *e, const struct hydb_model *m,
-		    const float *w, size_t out, size_t in)
+		    const float *w, size_t out, size_t in, size_t slices)
 {
-	FORWARD_IF_ERROR(hydb_bf16_pack(e->bf16, w, out, in));
+	FORWARD_IF_ERROR(hydb_bf16_pack(e->bf16, w, out, in, slices));
 	drop_pages(m, w, out * in);
 	return HYDB_OK;
 }
 
+/* A tower's weights; slices > 1 for the text tower, whose few rows cannot
+ * be shared out among the threads, and for the final projections (one row
+ * an image or caption). */
 static int pack_tower(hydb_encoder *e, const struct hydb_model *m,
-		      const hydb_tower *t)
+		      const hydb_tower *t, size_t slices)
 {
 	size_t w = t->width, f = t->mlp;
+	size_t threads = hydb_pool_default_threads();
 	for (size_t i = 0; i < t->layers; i++) {
 		const hydb_block_w *b = &t->blocks[i];
-		FORWARD_IF_ERROR(pack_one(e, m, b->q_w, w, w));
-		FORWARD_IF_ERROR(pack_one(e, m, b->k_w, w, w));
-		FORWARD_IF_ERROR(pack_one(e, m, b->v_w, w, w));
-		FORWARD_IF_ERROR(pack_one(e, m, b->o_w, w, w));
-		FORWARD_IF_ERROR(pack_one(e, m, b->fc1_w, f, w));
-		FORWARD_IF_ERROR(pack_one(e, m, b->fc2_w, w, f));
+		FORWARD_IF_ERROR(pack_one(e, m, b->q_w, w, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->k_w, w, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->v_w, w, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->o_w, w, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->fc1_w, f, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->fc2_w, w, f, slices));
 	}
-	return pack_one(e, m, t->proj, e->embed_dim, w);
+	return pack_one(e, m, t->proj, e->embed_dim, w, threads);
 }
 
 /* Every weight the bf16 passes multiply by, packed once. */
@@ -960,9 +1017,9 @@ static int bf16_setup(hydb_encoder *e, const struct hydb_model *m)
 {
 	FORWARD_IF_ERROR(hydb_bf16_new(&e->bf16));
 	FORWARD_IF_ERROR(pack_one(e, m, e->patch_w, e->vision.width,
-				  3 * e->patch * e->patch));
-	FORWARD_IF_ERROR(pack_tower(e, m, &e->vision));
-	return pack_tower(e, m, &e->text);
+				  3 * e->patch * e->patch, 1));
+	FORWARD_IF_ERROR(pack_tower(e, m, &e->vision, 1));
+	return pack_tower(e, m, &e->text, hydb_pool_default_threads());
 }
 
 void hydb_encoder_release(void *enc)

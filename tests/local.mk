@@ -39,3 +39,7 @@ include tests/reliability.mk
 include tests/ingest_safety.mk
 include tests/import_safety.mk
 include tests/far.mk
+
+# --precision f32|bf16: one precision per database, bf16 near f32, refusals.
+TESTS += tests/test_precision.sh
+EXTRA_DIST += tests/test_precision.sh
