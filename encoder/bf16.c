@@ -24,6 +24,7 @@ double hydb_bf16_gemm_seconds;
 
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef uint32_t bf16_u16x __attribute__((vector_size(64)));
+typedef uint16_t bf16_h16 __attribute__((vector_size(32)));
 
 /* Round to nearest even on the bits: add 0x7fff plus the lowest kept bit,
  * keep the top half. NaNs keep a set quiet bit instead (the add could
@@ -47,8 +48,8 @@ void hydb_bf16_round(uint16_t *dst, const float *src, size_t n)
 		bf16_u16x nan = (bf16_u16x)((u & 0x7fffffffu) > 0x7f800000u);
 		bf16_u16x r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
 		r = (r & ~nan) | (((u >> 16) | 0x40) & nan);
-		for (int j = 0; j < 16; j++)
-			dst[i + j] = (uint16_t)r[j];
+		bf16_h16 h = __builtin_convertvector(r, bf16_h16);
+		memcpy(dst + i, &h, sizeof h);
 	}
 	for (; i < n; i++)
 		dst[i] = round_one(src[i]);
@@ -111,6 +112,12 @@ void hydb_bf16_run_fail(hydb_bf16_run *r, int rc)
 size_t hydb_bf16_slices(const hydb_bf16_run *r, const float *w)
 {
 	return 0;
+}
+
+void hydb_bf16_matmul(hydb_bf16_run *r, size_t lane, float *c, float alpha,
+		      const uint16_t *a, const uint16_t *b, size_t m, size_t k,
+		      size_t n, int b_trans)
+{
 }
 
 void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op)
@@ -192,11 +199,12 @@ enum {
 
 /* A matmul for one block shape and post-op set. */
 struct prim {
-	const struct slice *sl;
+	const struct slice *sl;  /* NULL for a plain matmul */
 	size_t n, ldy;
 	int flags;
+	float alpha;            /* plain matmuls' scale */
 	dnnl_primitive_t p;
-	dnnl_memory_desc_t src, bias, dst, pad;
+	dnnl_memory_desc_t src, wei, bias, dst, pad;
 	size_t pad_size;
 };
 
@@ -297,7 +305,8 @@ static void md_2d(dnnl_memory_desc_t *md, size_t r, size_t c, size_t ld,
  * wei is the packed layout, or format "any" to ask oneDNN for it. */
 static int matmul_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng,
 		     const dnnl_memory_desc_t *wei, size_t n, size_t in,
-		     size_t out, size_t ldy, int flags, struct prim *shape)
+		     size_t out, size_t ldy, int flags, float alpha,
+		     struct prim *shape)
 {
 	dnnl_memory_desc_t src, bias, dst;
 	dnnl_matmul_desc_t d;
@@ -311,6 +320,8 @@ static int matmul_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng,
 	DNNL_TRY(dnnl_primitive_attr_create(&attr), "attributes");
 	dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(
 		attr, dnnl_scratchpad_mode_user);
+	if (st == dnnl_success && alpha != 1.0f)
+		st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha);
 	if (st == dnnl_success && (st = dnnl_post_ops_create(&po)) ==
 	    dnnl_success) {
 		/* quick_gelu(x) = x * sigmoid(1.702 x) is oneDNN's swish. */
@@ -357,13 +368,13 @@ static int packed_layout(hydb_bf16 *e, dnnl_memory_desc_t *md, size_t in,
 	DNNL_TRY(dnnl_memory_desc_init_by_tag(&any, 2, d, dnnl_bf16,
 					      dnnl_format_tag_any), "weights");
 	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &any, PACK_ROWS, in, cols,
-				   cols, F_BIAS, NULL));
+				   cols, F_BIAS, 1.0f, NULL));
 	*md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
 	dnnl_primitive_desc_destroy(pd);
 	/* A layout that one row would not accept would fail captions later;
 	 * find out now. */
 	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, md, 1, in, cols, cols, F_BIAS,
-				   NULL));
+				   1.0f, NULL));
 	dnnl_primitive_desc_destroy(pd);
 	return HYDB_OK;
 }
@@ -554,8 +565,9 @@ static int prim_make(struct prim *pr, hydb_bf16 *e, const struct packed *pk,
 	pr->n = n;
 	pr->ldy = ldy;
 	pr->flags = flags;
+	pr->wei = sl->md;
 	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &sl->md, n, pk->in,
-				   sl->c1 - sl->c0, ldy, flags, pr));
+				   sl->c1 - sl->c0, ldy, flags, 1.0f, pr));
 	pr->pad = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md,
 						0);
 	pr->pad_size = dnnl_memory_desc_get_size(&pr->pad);
@@ -627,15 +639,15 @@ static void copy_block(void *dst, size_t ldd, const void *src, size_t lds,
 }
 
 static int execute(hydb_bf16 *e, const struct lane *l,
-		   const struct prim *pr, const void *x, void *y,
+		   const struct prim *pr, const void *x, void *w, void *y,
 		   const float *bias)
 {
 	dnnl_memory_t m[5] = {0};
 	int args[5] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST,
 		       DNNL_ARG_BIAS, DNNL_ARG_SCRATCHPAD};
-	const dnnl_memory_desc_t *mds[5] = {&pr->src, &pr->sl->md, &pr->dst,
+	const dnnl_memory_desc_t *mds[5] = {&pr->src, &pr->wei, &pr->dst,
 					    &pr->bias, &pr->pad};
-	void *ptrs[5] = {(void *)x, pr->sl->data, y, (void *)bias, l->pad};
+	void *ptrs[5] = {(void *)x, w, y, (void *)bias, l->pad};
 	dnnl_exec_arg_t ea[5];
 	int n = 0;
 	dnnl_status_t st = dnnl_success;
@@ -669,11 +681,11 @@ static int run_slice(hydb_bf16 *e, struct lane *l, const struct prim *pr,
 	char *y = (char *)op->y + sl->c0 * el;
 	const float *bias = op->bias ? op->bias + sl->c0 : NULL;
 	if (cols == op->out)
-		return execute(e, l, pr, op->x, y, bias);
+		return execute(e, l, pr, op->x, sl->data, y, bias);
 	FORWARD_IF_ERROR(reserve(&l->tmp, &l->tmp_size, op->n * cols * el));
 	if (op->accumulate)
 		copy_block(l->tmp, cols, y, op->out, op->n, cols, el);
-	FORWARD_IF_ERROR(execute(e, l, pr, op->x, l->tmp, bias));
+	FORWARD_IF_ERROR(execute(e, l, pr, op->x, sl->data, l->tmp, bias));
 	copy_block(y, op->out, l->tmp, cols, op->n, cols, el);
 	return HYDB_OK;
 }
@@ -698,6 +710,77 @@ static int linear(hydb_bf16_run *r, struct lane *l, const hydb_bf16_op *op)
 	if (own)
 		dnnl_primitive_destroy(pr.p);
 	return rc;
+}
+
+/* A plain matmul's primitive, cached beside the linear layers' with no
+ * slice (so that neither matches the other), n in ldy, and k and b_trans
+ * in the flags. */
+static int plain_prim(struct prim *out, int *own, hydb_bf16 *e, size_t m,
+		      size_t k, size_t n, int b_trans, float alpha)
+{
+	/* Above the F_ bits, which execute reads. */
+	int flags = (int)((k << 5) | (b_trans ? 16 : 0));
+	*own = 0;
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < e->npr; i++)
+		if (!e->pr[i].sl && e->pr[i].n == m && e->pr[i].ldy == n &&
+		    e->pr[i].flags == flags && e->pr[i].alpha == alpha) {
+			*out = e->pr[i];
+			pthread_mutex_unlock(&e->lock);
+			return HYDB_OK;
+		}
+	dnnl_memory_desc_t wei;
+	dnnl_primitive_desc_t pd;
+	memset(out, 0, sizeof *out);
+	out->n = m;
+	out->ldy = n;
+	out->flags = flags;
+	out->alpha = alpha;
+	dnnl_dims_t d = {(dnnl_dim_t)k, (dnnl_dim_t)n};
+	dnnl_dims_t st = {b_trans ? 1 : (dnnl_dim_t)n, b_trans ? (dnnl_dim_t)k : 1};
+	int rc = dnnl_memory_desc_init_by_strides(&wei, 2, d, dnnl_bf16, st) ==
+		 dnnl_success ? matmul_pd(&pd, e->eng, &wei, m, k, n, n, 0, alpha, out) :
+		 hydb_error_set(HYDB_EINVAL, "oneDNN: matmul operand");
+	if (rc == 0) {
+		out->wei = wei;
+		out->pad = *dnnl_primitive_desc_query_md(
+			pd, dnnl_query_scratchpad_md, 0);
+		out->pad_size = dnnl_memory_desc_get_size(&out->pad);
+		dnnl_status_t s = dnnl_primitive_create(&out->p, pd);
+		dnnl_primitive_desc_destroy(pd);
+		rc = s == dnnl_success ? HYDB_OK : dnnl_fail(s, "matmul");
+	}
+	if (rc == 0)
+		prim_keep(e, out, own);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+static int matmul(hydb_bf16_run *r, struct lane *l, float *c, float alpha,
+		  const uint16_t *a, const uint16_t *b, size_t m, size_t k,
+		  size_t n, int b_trans)
+{
+	struct prim pr;
+	int own;
+	FORWARD_IF_ERROR(plain_prim(&pr, &own, r->e, m, k, n, b_trans, alpha));
+	int rc = reserve(&l->pad, &l->pad_size, pr.pad_size);
+	if (rc == 0)
+		rc = execute(r->e, l, &pr, a, (void *)b, c, NULL);
+	if (own)
+		dnnl_primitive_destroy(pr.p);
+	return rc;
+}
+
+void hydb_bf16_matmul(hydb_bf16_run *r, size_t lane, float *c, float alpha,
+		      const uint16_t *a, const uint16_t *b, size_t m, size_t k,
+		      size_t n, int b_trans)
+{
+	struct lane *l = &r->lane[lane < r->lanes ? lane : 0];
+	if (l->rc != 0 || m == 0)
+		return;
+	int prev = solo_begin();
+	l->rc = matmul(r, l, c, alpha, a, b, m, k, n, b_trans);
+	solo_end(prev);
 }
 
 void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op)

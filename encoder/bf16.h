@@ -88,6 +88,14 @@ void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op);
 extern int hydb_bf16_timing;
 extern double hydb_bf16_gemm_seconds;
 
+/* c[m, n] = alpha a[m, k] b (float32), a and b bfloat16 and dense: b is
+ * [k, n], or [n, k] when b_trans (c = alpha a b^T). For the products of
+ * attention, whose operands change every call and so are not packed.
+ * Errors are kept in the lane. */
+void hydb_bf16_matmul(hydb_bf16_run *r, size_t lane, float *c, float alpha,
+		      const uint16_t *a, const uint16_t *b, size_t m, size_t k,
+		      size_t n, int b_trans);
+
 /* dst[i] = src[i] rounded to bfloat16, to nearest even (NaN stays NaN). */
 void hydb_bf16_round(uint16_t *dst, const float *src, size_t n);
 static inline float hydb_bf16_to_float(uint16_t h)

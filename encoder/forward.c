@@ -757,9 +757,82 @@ int hydb_block_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 	return HYDB_OK;
 }
 
+/* Attention on the bf16 engine: q, k and v come from their linear layers
+ * already in bfloat16; per head, their columns are copied into dense
+ * per-thread blocks, the scores (scaled inside the matmul) and the weighted
+ * sum are engine matmuls, and the softmax stays float32. */
+struct attn16_ctx {
+	const hydb_fwd *f;
+	float *o;
+	const uint16_t *q, *k, *v;
+	char *buf;              /* per thread: attn16_bytes */
+	size_t seq, width, d, heads;
+	float scale;
+	int causal;
+};
+
+static size_t attn16_bytes(size_t seq, size_t d)
+{
+	size_t b = 3 * seq * d * 2 + seq * seq * 4 + seq * seq * 2 + seq * d * 4;
+	return (b + 63) & ~(size_t)63;
+}
+
+/* dst [seq, d] dense = the head's columns of src [seq, width]. */
+static void head_copy(uint16_t *dst, const uint16_t *src, size_t seq,
+		      size_t d, size_t width)
+{
+	for (size_t t = 0; t < seq; t++)
+		memcpy(dst + t * d, src + t * width, d * sizeof *dst);
+}
+
+static void attn16_task(void *p, size_t task, size_t thread)
+{
+	const struct attn16_ctx *c = p;
+	size_t s = task / c->heads, h = task % c->heads, seq = c->seq, d = c->d;
+	size_t off = s * seq * c->width + h * d;
+	char *b = c->buf + thread * attn16_bytes(seq, d);
+	uint16_t *qh = (uint16_t *)b, *kh = qh + seq * d, *vh = kh + seq * d;
+	float *sc = (float *)(vh + seq * d);
+	uint16_t *pb = (uint16_t *)(sc + seq * seq);
+	float *oh = (float *)(pb + seq * seq);
+	head_copy(qh, c->q + off, seq, d, c->width);
+	head_copy(kh, c->k + off, seq, d, c->width);
+	head_copy(vh, c->v + off, seq, d, c->width);
+	hydb_bf16_matmul(c->f->bf16, thread, sc, c->scale, qh, kh, seq, d, seq,
+			 1);
+	for (size_t r = 0; r < seq; r++)
+		softmax_row(sc + r * seq, c->causal ? r + 1 : seq, seq);
+	hydb_bf16_round(pb, sc, seq * seq);
+	hydb_bf16_matmul(c->f->bf16, thread, oh, 1.0f, pb, vh, seq, seq, d, 0);
+	for (size_t t = 0; t < seq; t++)
+		memcpy(c->o + off + t * c->width, oh + t * d, d * sizeof *oh);
+}
+
+static void attention_bf16(const hydb_fwd *f, float *o, const uint16_t *q,
+			   const uint16_t *k, const uint16_t *v, size_t n_seq,
+			   size_t seq, size_t width, size_t heads, int causal)
+{
+	size_t threads = hydb_pool_threads(pool_of(f)), d = width / heads;
+	struct attn16_ctx c = {f, o, q, k, v, NULL, seq, width, d, heads,
+			       (float)(1.0 / sqrt((double)d)), causal};
+	c.buf = hydb_alloc_array(threads, attn16_bytes(seq, d),
+				 "attention blocks");
+	if (!c.buf) {
+		hydb_bf16_run_fail(f->bf16, HYDB_ENOMEM);
+		return;
+	}
+	size_t tasks = n_seq * heads;
+	if (seq * seq * d < ATTN_PARALLEL_MIN)
+		for (size_t t = 0; t < tasks; t++)
+			attn16_task(&c, t, 0);
+	else
+		hydb_pool_run(pool_of(f), tasks, attn16_task, &c);
+	free(c.buf);
+}
+
 /* hydb_block_forward on the bf16 engine: the same steps, each linear
- * layer one matmul with its bias, GELU or residual fused, fc1 writing the
- * bfloat16 input of fc2 directly. */
+ * layer one matmul with its bias, GELU or residual fused, q/k/v and fc1
+ * writing the bfloat16 inputs of what follows directly. */
 static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 			       const hydb_block_w *b, float *x, size_t n_seq,
 			       size_t seq, int causal, float *scratch)
@@ -774,10 +847,11 @@ static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 
 	hydb_layer_norm(f, h, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
 	round_bf16(f, xb, h, n, w);
-	bf16_linear(f, q, 0, xb, b->q_w, b->q_b, n, w, w, 0, 0);
-	bf16_linear(f, k, 0, xb, b->k_w, b->k_b, n, w, w, 0, 0);
-	bf16_linear(f, v, 0, xb, b->v_w, b->v_b, n, w, w, 0, 0);
-	attention(f, o, q, k, v, scores, n_seq, seq, w, t->heads, causal);
+	bf16_linear(f, q, 1, xb, b->q_w, b->q_b, n, w, w, 0, 0);
+	bf16_linear(f, k, 1, xb, b->k_w, b->k_b, n, w, w, 0, 0);
+	bf16_linear(f, v, 1, xb, b->v_w, b->v_b, n, w, w, 0, 0);
+	attention_bf16(f, o, (const uint16_t *)q, (const uint16_t *)k,
+		       (const uint16_t *)v, n_seq, seq, w, t->heads, causal);
 	round_bf16(f, xb, o, n, w);
 	bf16_linear(f, x, 0, xb, b->o_w, NULL, n, w, w, 0, 1);
 	bias_layer_norm(f, h, x, b->o_b, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
