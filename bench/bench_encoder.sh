@@ -28,7 +28,8 @@ if [ ! -s "$MODEL" ]; then
 	mv "$MODEL.tmp" "$MODEL"
 fi
 
-echo "== accuracy at full size (C float32 vs PyTorch float64)"
+[ "${HYDB_BENCH_ENGINES:-0}" = 1 ] ||
+	echo "== accuracy at full size (C float32 vs PyTorch float64)"
 $PY - "$T" <<'PYEOF'
 import sys
 import numpy as np
@@ -44,6 +45,9 @@ for i in a b; do
 done
 IDS1=49406,320,1125,539,320,2368,269,49407
 IDS2=49406,1237,2368,3465,525,518,4919,4120,320,7314,49407
+# HYDB_BENCH_ENGINES=1 runs only the engines and fidelity sections (no
+# PyTorch, no OpenBLAS core survey): minutes instead of most of an hour.
+if [ "${HYDB_BENCH_ENGINES:-0}" != 1 ]; then
 "$BUILD/hydb" encode --model "$MODEL" --json --features --ids $IDS1 \
 	--ids $IDS2 --image "$T/a.png" "$T/b.png" >"$T/c.jsonl"
 $PY "$REF" encode "$MODEL" --threads 2 --ids $IDS1 --ids $IDS2 \
@@ -95,6 +99,8 @@ for b in ("1", "8"):
               100 * float(h["vision_cpu_fraction_batch" + b])))
 PYEOF
 
+fi
+
 # ---- the two engines ------------------------------------------------------
 if ! "$BUILD/hydb" encode --model "$MODEL" --precision bf16 --ids $IDS1 \
 	>/dev/null 2>"$T/bf16.err"; then
@@ -102,11 +108,16 @@ if ! "$BUILD/hydb" encode --model "$MODEL" --precision bf16 --ids $IDS1 \
 	exit 0
 fi
 
-echo "== engines (2 threads; f32 and bf16 alternated, ${HYDB_BENCH_ROUNDS:-2} rounds, best of each)"
+# bf16-avx512 is bf16 with oneDNN held to AVX512_BF16 (DNNL_MAX_CPU_ISA),
+# the kernels of a CPU without AMX (AMD Zen 4), on this one.
+echo "== engines (2 threads; f32, bf16, bf16 without AMX alternated, ${HYDB_BENCH_ROUNDS:-2} rounds, best of each)"
 for round in $(seq "${HYDB_BENCH_ROUNDS:-2}"); do
-	for p in f32 bf16; do
-		"$BUILD/bench/bench_encoder" "$MODEL" --batches 1,8 --captions 20 \
-			--threads 2 --precision $p >"$T/eng-$p-$round.txt"
+	for p in f32 bf16 bf16-avx512; do
+		isa=
+		[ $p = bf16-avx512 ] && isa=AVX512_CORE_BF16
+		env ${isa:+DNNL_MAX_CPU_ISA=$isa} "$BUILD/bench/bench_encoder" "$MODEL" \
+			--batches 1,8 --captions 20 --threads 2 \
+			--precision "${p%-avx512}" >"$T/eng-$p-$round.txt"
 	done
 done
 $PY - "$T" "${HYDB_BENCH_ROUNDS:-2}" <<'PYEOF'
@@ -119,7 +130,7 @@ def read(p):
         out[k] = v.strip()
     return out
 rows = {}
-for p in ("f32", "bf16"):
+for p in ("f32", "bf16", "bf16-avx512"):
     runs = [read("%s/eng-%s-%d.txt" % (d, p, r + 1)) for r in range(rounds)]
     best = lambda k, f=max: f(float(x[k]) for x in runs)
     peak = "sgemm_peak_gflops" if p == "f32" else "gemm_peak_gflops"
@@ -129,17 +140,19 @@ for p in ("f32", "bf16"):
         b1=best("images_per_s_batch1"), b8=best("images_per_s_batch8"),
         cap=best("caption_ms", min), peak=best(peak),
         share=best("vision_peak_fraction_batch8"),
-        other=best("vision_non_gemm_share_batch8", min) if p == "bf16" else None,
+        other=best("vision_non_gemm_share_batch8", min) if p != "f32" else None,
         rss=best("peak_rss_mb"))
 print("| engine | precision | images/s b1 | images/s b8 | caption ms | GEMM peak GFLOP/s | share of peak (b8) | non-GEMM share (b8) | peak RSS MB |")
 print("|---|---|---|---|---|---|---|---|---|")
 for p, r in rows.items():
     print("| %s | %s | %.2f | %.2f | %.1f | %.0f | %.0f%% | %s | %.0f |" % (
-        r["engine"], p, r["b1"], r["b8"], r["cap"], r["peak"], 100 * r["share"],
+        r["engine"], p.split("-")[0], r["b1"], r["b8"], r["cap"], r["peak"], 100 * r["share"],
         "-" if r["other"] is None else "%.0f%%" % (100 * r["other"]), r["rss"]))
-f, b = rows["f32"], rows["bf16"]
-print("bf16 / f32: %.2fx at batch 1, %.2fx at batch 8, captions %.2fx faster" % (
-    b["b1"] / f["b1"], b["b8"] / f["b8"], f["cap"] / b["cap"]))
+f = rows["f32"]
+for p in ("bf16", "bf16-avx512"):
+    b = rows[p]
+    print("%s / f32: %.2fx at batch 1, %.2fx at batch 8, captions %.2fx faster" % (
+        p, b["b1"] / f["b1"], b["b8"] / f["b8"], f["cap"] / b["cap"]))
 PYEOF
 
 echo "== fidelity of bf16 against f32 (the full-size random model)"
