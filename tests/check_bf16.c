@@ -3,7 +3,7 @@
  *
  * The engine's matmuls against a float64 product of the same bf16-rounded
  * inputs, every post-op combination and row counts from a caption's one to
- * a batch's hundreds; a tiny model's embeddings in bf16 against float32
+ * a batch's hundreds, and attention's unpacked products; a tiny model's embeddings in bf16 against float32
  * (cosine >= 0.9995, |dradius| <= 0.005); and the refusals: a CPU without
  * bf16 (forced through the test hook), an unknown options version or
  * precision. Exits 77 after the refusal tests when the build has no oneDNN
@@ -306,6 +306,52 @@ START_TEST(matmul_rounds_inputs)
 }
 END_TEST
 
+/* Attention's plain products: c = alpha a b or alpha a b^T, operands not
+ * packed, against float64 on the same bf16 values; shapes of a caption's
+ * heads and an image's. */
+START_TEST(matmul_plain)
+{
+	static const size_t dims[][3] = {{14, 64, 14}, {257, 64, 257},
+					 {257, 257, 64}, {1, 64, 1}};
+	size_t m = dims[_i / 2][0], k = dims[_i / 2][1], n = dims[_i / 2][2];
+	int trans = _i % 2;
+	float alpha = trans ? 0.125f : 1.0f;
+	hydb_bf16 *e;
+	hydb_bf16_run *run;
+	float *a = randoms(m * k, 1.0f), *b = randoms(k * n, 1.0f);
+	float *c = malloc(m * n * sizeof *c);
+	uint16_t *ab = malloc(m * k * 2), *bb = malloc(k * n * 2);
+	hydb_bf16_round(ab, a, m * k);
+	hydb_bf16_round(bb, b, k * n);
+	ck_assert_int_eq(hydb_bf16_new(&e), HYDB_OK);
+	ck_assert_int_eq(hydb_bf16_run_new(&run, e, 1), HYDB_OK);
+	for (int rep = 0; rep < 2; rep++) {
+		hydb_bf16_matmul(run, 0, c, alpha, ab, bb, m, k, n, trans);
+		ck_assert_int_eq(hydb_bf16_run_status(run), HYDB_OK);
+		for (size_t i = 0; i < m; i++)
+			for (size_t j = 0; j < n; j++) {
+				double sum = 0, mag = 0;
+				for (size_t t = 0; t < k; t++) {
+					double p = (double)hydb_bf16_to_float(ab[i * k + t]) *
+						   hydb_bf16_to_float(trans ? bb[j * k + t] :
+								      bb[t * n + j]);
+					sum += p;
+					mag += fabs(p);
+				}
+				sum *= alpha;
+				mag *= alpha;
+				ck_assert_msg(fabs(c[i * n + j] - sum) <= 2e-5 * mag + 1e-6,
+					      "%zux%zux%zu trans %d [%zu,%zu]: %.9g, "
+					      "reference %.9g", m, k, n, trans, i, j,
+					      c[i * n + j], sum);
+			}
+	}
+	hydb_bf16_run_free(run);
+	hydb_bf16_free(e);
+	free(a), free(b), free(c), free(ab), free(bb);
+}
+END_TEST
+
 /* ---- a whole model ------------------------------------------------------ */
 
 static double cosine(const float *a, const float *b, size_t n)
@@ -384,6 +430,7 @@ static Suite *suite(int engine)
 	tcase_add_loop_test(t, matmul_gelu_bf16_out, 0, ns);
 	tcase_add_loop_test(t, matmul_accumulate, 0, ns);
 	tcase_add_test(t, matmul_rounds_inputs);
+	tcase_add_loop_test(t, matmul_plain, 0, 8);
 	tcase_add_test(t, tiny_model_bf16_near_f32);
 	suite_add_tcase(s, t);
 	return s;
