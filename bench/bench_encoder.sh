@@ -4,7 +4,13 @@
 #    and two captions of a random full-size model;
 #  - speed: images/s at batch 1 and 8, caption latency, peak RSS, for hydb
 #    and for PyTorch (Debian's, 2 threads) in the same run, and hydb's
-#    vision forward as a share of the sgemm peak measured alongside.
+#    vision forward as a share of the sgemm peak measured alongside;
+#  - engines: float32 (OpenBLAS) and bfloat16 (oneDNN) rows, each with its
+#    own GEMM peak, run alternately (f32, bf16, f32, bf16) so that load from
+#    other processes falls on both, best of the rounds;
+#  - fidelity of bfloat16 against float32: cosine, largest |dradius| and
+#    safe/unsafe label flips at the model's bounds, on the two images and
+#    captions above and on the sample photos and captions of the quick start.
 # The 1.7 GB model is generated once into $HYDB_BENCH_MODEL (default
 # /tmp/hydb-bench-vitl.st), never into the tree.
 set -eu
@@ -22,7 +28,8 @@ if [ ! -s "$MODEL" ]; then
 	mv "$MODEL.tmp" "$MODEL"
 fi
 
-echo "== accuracy at full size (C float32 vs PyTorch float64)"
+[ "${HYDB_BENCH_ENGINES:-0}" = 1 ] ||
+	echo "== accuracy at full size (C float32 vs PyTorch float64)"
 $PY - "$T" <<'PYEOF'
 import sys
 import numpy as np
@@ -38,6 +45,9 @@ for i in a b; do
 done
 IDS1=49406,320,1125,539,320,2368,269,49407
 IDS2=49406,1237,2368,3465,525,518,4919,4120,320,7314,49407
+# HYDB_BENCH_ENGINES=1 runs only the engines and fidelity sections (no
+# PyTorch, no OpenBLAS core survey): minutes instead of most of an hour.
+if [ "${HYDB_BENCH_ENGINES:-0}" != 1 ]; then
 "$BUILD/hydb" encode --model "$MODEL" --json --features --ids $IDS1 \
 	--ids $IDS2 --image "$T/a.png" "$T/b.png" >"$T/c.jsonl"
 $PY "$REF" encode "$MODEL" --threads 2 --ids $IDS1 --ids $IDS2 \
@@ -87,4 +97,120 @@ for b in ("1", "8"):
               b, h["vision_gflops_batch" + b],
               100 * float(h["vision_peak_fraction_batch" + b]),
               100 * float(h["vision_cpu_fraction_batch" + b])))
+PYEOF
+
+fi
+
+# ---- the two engines ------------------------------------------------------
+if ! "$BUILD/hydb" encode --model "$MODEL" --precision bf16 --ids $IDS1 \
+	>/dev/null 2>"$T/bf16.err"; then
+	echo "== bfloat16 engine: not available here: $(cat "$T/bf16.err")"
+	exit 0
+fi
+
+# bf16-avx512 is bf16 with oneDNN held to AVX512_BF16 (DNNL_MAX_CPU_ISA),
+# the kernels of a CPU without AMX (AMD Zen 4), on this one.
+echo "== engines (2 threads; f32, bf16, bf16 without AMX alternated, ${HYDB_BENCH_ROUNDS:-2} rounds, best of each)"
+for round in $(seq "${HYDB_BENCH_ROUNDS:-2}"); do
+	for p in f32 bf16 bf16-avx512; do
+		isa=
+		[ $p = bf16-avx512 ] && isa=AVX512_CORE_BF16
+		env ${isa:+DNNL_MAX_CPU_ISA=$isa} "$BUILD/bench/bench_encoder" "$MODEL" \
+			--batches 1,8 --captions 20 --threads 2 \
+			--precision "${p%-avx512}" >"$T/eng-$p-$round.txt"
+	done
+done
+$PY - "$T" "${HYDB_BENCH_ROUNDS:-2}" <<'PYEOF'
+import sys
+d, rounds = sys.argv[1], int(sys.argv[2])
+def read(p):
+    out = {}
+    for line in open(p):
+        k, v = line.split(None, 1)
+        out[k] = v.strip()
+    return out
+rows = {}
+for p in ("f32", "bf16", "bf16-avx512"):
+    runs = [read("%s/eng-%s-%d.txt" % (d, p, r + 1)) for r in range(rounds)]
+    best = lambda k, f=max: f(float(x[k]) for x in runs)
+    peak = "sgemm_peak_gflops" if p == "f32" else "gemm_peak_gflops"
+    rows[p] = dict(
+        engine="OpenBLAS " + runs[0]["blas_core"] if p == "f32" else
+               "oneDNN " + runs[0].get("bf16_isa", "?"),
+        b1=best("images_per_s_batch1"), b8=best("images_per_s_batch8"),
+        cap=best("caption_ms", min), peak=best(peak),
+        share=best("vision_peak_fraction_batch8"),
+        other=best("vision_non_gemm_share_batch8", min) if p != "f32" else None,
+        rss=best("peak_rss_mb"))
+print("| engine | precision | images/s b1 | images/s b8 | caption ms | GEMM peak GFLOP/s | share of peak (b8) | non-GEMM share (b8) | peak RSS MB |")
+print("|---|---|---|---|---|---|---|---|---|")
+for p, r in rows.items():
+    print("| %s | %s | %.2f | %.2f | %.1f | %.0f | %.0f%% | %s | %.0f |" % (
+        r["engine"], p.split("-")[0], r["b1"], r["b8"], r["cap"], r["peak"], 100 * r["share"],
+        "-" if r["other"] is None else "%.0f%%" % (100 * r["other"]), r["rss"]))
+f = rows["f32"]
+for p in ("bf16", "bf16-avx512"):
+    b = rows[p]
+    print("%s / f32: %.2fx at batch 1, %.2fx at batch 8, captions %.2fx faster" % (
+        p, b["b1"] / f["b1"], b["b8"] / f["b8"], f["cap"] / b["cap"]))
+PYEOF
+
+echo "== fidelity of bf16 against f32 (the full-size random model)"
+# The quick start's sample photos and captions, then the bench's two
+# images and two token lists.
+PHOTOS=/usr/lib/python3/dist-packages/skimage/data
+set --
+while IFS='|' read -r file caption; do
+	[ -f "$PHOTOS/$file" ] && set -- "$@" "$PHOTOS/$file"
+done <"$SRC/examples/demo-captions.txt"
+sed 's/^[^|]*|//' "$SRC/examples/demo-captions.txt" >"$T/captions.txt"
+for p in f32 bf16; do
+	{
+		while IFS= read -r c; do
+			"$BUILD/hydb" encode --model "$MODEL" --precision $p --json --text "$c"
+		done <"$T/captions.txt"
+		"$BUILD/hydb" encode --model "$MODEL" --precision $p --json \
+			--ids $IDS1 --ids $IDS2 --image "$T/a.png" "$T/b.png" "$@"
+	} >"$T/fid-$p.jsonl"
+done
+# The model's up_95 bounds; a model without them (the random one) gets
+# the median f32 radius of each modality instead, the bound with the most
+# inputs near it.
+BOUNDS=$("$BUILD/hydb" model info "$MODEL" | sed -n 's/^bounds [VS] (\([a-z]*\)).*up_95 \([0-9.eE+-]*\).*/\1=\2/p' | tr '\n' ' ')
+$PY - "$T/fid-f32.jsonl" "$T/fid-bf16.jsonl" "$(($(wc -l <"$T/captions.txt") + 2))" $BOUNDS <<'PYEOF'
+import json, sys
+import numpy as np
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+n_text = int(sys.argv[3])
+bounds = dict(kv.split("=") for kv in sys.argv[4:])
+assert len(a) == len(b) and len(a) > n_text
+where = "the model's bounds"
+if len(bounds) < 2:
+    rad = np.array([x["radius"] for x in a])
+    bounds = {"text": "%.6g" % np.median(rad[:n_text]),
+              "image": "%.6g" % np.median(rad[n_text:])}
+    where = "the median f32 radius of each modality (this model has no bounds)"
+worst_cos, worst_dr, flips = 1.0, 0.0, 0
+print("| input | cosine | abs(d radius) | label f32 -> bf16 |")
+print("|---|---|---|---|")
+for i, (x, y) in enumerate(zip(a, b)):
+    u, v = np.array(x["embedding"]), np.array(y["embedding"])
+    cos = float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+    dr = abs(x["radius"] - y["radius"])
+    ub = float(bounds["text" if i < n_text else "image"])
+    lab = lambda rad: "safe" if rad <= ub else "unsafe"
+    flip = lab(x["radius"]) != lab(y["radius"])
+    flips += flip
+    worst_cos, worst_dr = min(worst_cos, cos), max(worst_dr, dr)
+    name = x["input"].rsplit("/", 1)[-1][:44]
+    print("| %s | %.7f | %.1e | %s -> %s%s |" % (name, cos, dr, lab(x["radius"]),
+          lab(y["radius"]), " FLIP" if flip else ""))
+print("%d captions, %d images: worst cosine %.7f, largest |dradius| %.1e, "
+      "%d label flips at %s (%s)" % (
+      n_text, len(a) - n_text, worst_cos, worst_dr, flips, where,
+      ", ".join("%s %s" % kv for kv in sorted(bounds.items()))))
+ok = worst_cos >= 0.9995 and worst_dr <= 0.005 and flips == 0
+print("fidelity goal (cosine >= 0.9995, |dradius| <= 0.005, no flips): %s" %
+      ("met" if ok else "NOT MET"))
 PYEOF

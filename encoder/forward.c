@@ -18,21 +18,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "blas.h"
+#include "encoder/bf16.h"
 #include "encoder/forward.h"
 #include "encoder/pool.h"
 #include "internal.h"
 
 int hydb_forward_legacy;
 
-int hydb_fwd_begin(hydb_fwd *f)
+int hydb_fwd_begin(hydb_fwd *f, const hydb_encoder *e)
 {
 	f->legacy = hydb_forward_legacy;
 	f->split = !(f->legacy & HYDB_FWD_BLAS_THREADS);
+	f->bf16 = NULL;
 	FORWARD_IF_ERROR(hydb_pool_new(&f->pool, 0));
+	int rc = e && e->bf16 ? hydb_bf16_run_new(&f->bf16, e->bf16,
+						  hydb_pool_threads(f->pool)) :
+		 HYDB_OK;
+	if (rc < 0) {
+		hydb_pool_free(f->pool);
+		return rc;
+	}
 	if (f->split)
 		hydb_blas_serial_begin();
 	return HYDB_OK;
+}
+
+int hydb_fwd_status(const hydb_fwd *f)
+{
+	return f->bf16 ? hydb_bf16_run_status(f->bf16) : HYDB_OK;
 }
 
 void hydb_fwd_end(hydb_fwd *f)
@@ -41,6 +59,8 @@ void hydb_fwd_end(hydb_fwd *f)
 		hydb_blas_serial_end();
 	hydb_pool_free(f->pool);
 	f->pool = NULL;
+	hydb_bf16_run_free(f->bf16);
+	f->bf16 = NULL;
 }
 
 static hydb_pool *pool_of(const hydb_fwd *f)
@@ -489,9 +509,107 @@ static void run_linears(const hydb_fwd *f, struct lin *l, size_t nl)
 	}
 }
 
+/* ---- the bfloat16 engine's linear layers -------------------------------- */
+
+struct round_ctx {
+	uint16_t *dst;
+	const float *src;
+	size_t width;
+};
+
+static void round_rows(void *p, size_t r0, size_t r1)
+{
+	const struct round_ctx *c = p;
+	hydb_bf16_round(c->dst + r0 * c->width, c->src + r0 * c->width,
+			(r1 - r0) * c->width);
+}
+
+/* dst = src [rows, width] rounded to bfloat16, on the pool. */
+static void round_bf16(const hydb_fwd *f, uint16_t *dst, const float *src,
+		       size_t rows, size_t width)
+{
+	struct round_ctx c = {dst, src, width};
+	parallel_rows(f, round_rows, &c, rows, width);
+}
+
+/* Rows of one block of a bf16 linear layer. The weights are packed, so a
+ * block costs no packing of its own; blocks this tall keep the kernels at
+ * full speed while a batch still gives the pool several per thread to
+ * even out a core shared with another process. */
+#define BF16_BLOCK_ROWS 512
+/* Fewer rows than this per block would leave the kernels' tiles empty. */
+#define BF16_MIN_ROWS 32
+
+struct bf16_step {
+	const hydb_fwd *f;
+	hydb_bf16_op op;
+	size_t row_parts, slices;
+};
+
+/* Block i: rows of part i / slices, columns of slice i % slices. */
+static void bf16_task(void *p, size_t i, size_t thread)
+{
+	const struct bf16_step *s = p;
+	size_t part = i / s->slices, n = s->op.n;
+	size_t r0 = n * part / s->row_parts, r1 = n * (part + 1) / s->row_parts;
+	hydb_bf16_op op = s->op;
+	op.slice = i % s->slices;
+	op.n = r1 - r0;
+	op.x += r0 * op.in;
+	op.y = (char *)op.y + r0 * op.out * (op.y_bf16 ? 2 : 4);
+	hydb_bf16_linear(s->f->bf16, thread, &op);
+}
+
+static double seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A linear layer on the engine, bias, GELU and residual fused, in blocks
+ * of rows x column slices on the pool. */
+static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
+			const uint16_t *x, const float *w, const float *bias,
+			size_t n, size_t in, size_t out, int gelu,
+			int accumulate)
+{
+	struct bf16_step s = {f, {.y = y, .x = x, .w = w, .bias = bias,
+				  .n = n, .in = in, .out = out,
+				  .y_bf16 = y_bf16, .gelu = gelu,
+				  .accumulate = accumulate}, 0, 0};
+	size_t threads = hydb_pool_threads(pool_of(f));
+	s.slices = hydb_bf16_slices(f->bf16, w);
+	s.row_parts = (n + BF16_BLOCK_ROWS - 1) / BF16_BLOCK_ROWS;
+	if (s.row_parts < threads)
+		s.row_parts = n / BF16_MIN_ROWS < threads ? n / BF16_MIN_ROWS :
+			      threads;
+	/* A sliced weight (a caption's) is cut by columns only; an unknown
+	 * one runs as one block for the engine to report. */
+	if (s.slices != 1 || s.row_parts == 0)
+		s.row_parts = 1;
+	s.slices = s.slices ? s.slices : 1;
+	double t = hydb_bf16_timing ? seconds() : 0;
+	hydb_pool_run(pool_of(f), s.row_parts * s.slices, bf16_task, &s);
+	if (hydb_bf16_timing)
+		hydb_bf16_gemm_seconds += seconds() - t;
+}
+
 void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
 		   size_t in, size_t out, const float *w)
 {
+	if (f && f->bf16) {
+		uint16_t *xb = hydb_alloc_array(n, in * sizeof *xb,
+						"bf16 GEMM input");
+		if (!xb) {
+			hydb_bf16_run_fail(f->bf16, HYDB_ENOMEM);
+			return;
+		}
+		round_bf16(f, xb, x, n, in);
+		bf16_linear(f, y, 0, xb, w, NULL, n, in, out, 0, 0);
+		free(xb);
+		return;
+	}
 	struct lin l = lin_make(y, x, w, NULL, n, in, out, 0.0f, POST_NONE);
 	run_linears(f, &l, 1);
 }
@@ -617,24 +735,139 @@ static size_t scratch_per_row(const hydb_tower *t)
 	return t->width + (four > t->mlp ? four : t->mlp);
 }
 
+/* With the bf16 engine, the bfloat16 copy of a GEMM's input follows the
+ * scores: width floats a row hold it twice over, simpler than halves. */
+static size_t bf16_per_row(const hydb_fwd *f, const hydb_tower *t)
+{
+	return f && f->bf16 ? t->width : 0;
+}
+
 int hydb_block_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 		       size_t n_seq, size_t seq)
 {
-	size_t n, sq;
+	size_t n, sq, nb;
 	size_t threads = hydb_pool_threads(pool_of(f));
 	if (hydb_mul_size(&n, n_seq, seq) < 0 ||
+	    hydb_mul_size(&nb, n, bf16_per_row(f, t)) < 0 ||
 	    hydb_mul_size(&n, n, scratch_per_row(t)) < 0 ||
 	    hydb_mul3_size(&sq, threads, seq, seq) < 0 ||
-	    hydb_add_size(out, n, sq) < 0)
+	    hydb_add_size(out, n, sq) < 0 || hydb_add_size(out, *out, nb) < 0)
 		return hydb_error_set(HYDB_ENOMEM, "encoder scratch: %zu x %zu "
 				      "tokens overflow", n_seq, seq);
 	return HYDB_OK;
+}
+
+/* Attention on the bf16 engine: q, k and v come from their linear layers
+ * already in bfloat16; per head, their columns are copied into dense
+ * per-thread blocks, the scores (scaled inside the matmul) and the weighted
+ * sum are engine matmuls, and the softmax stays float32. */
+struct attn16_ctx {
+	const hydb_fwd *f;
+	float *o;
+	const uint16_t *q, *k, *v;
+	char *buf;              /* per thread: attn16_bytes */
+	size_t seq, width, d, heads;
+	float scale;
+	int causal;
+};
+
+static size_t attn16_bytes(size_t seq, size_t d)
+{
+	size_t b = 3 * seq * d * 2 + seq * seq * 4 + seq * seq * 2 + seq * d * 4;
+	return (b + 63) & ~(size_t)63;
+}
+
+/* dst [seq, d] dense = the head's columns of src [seq, width]. */
+static void head_copy(uint16_t *dst, const uint16_t *src, size_t seq,
+		      size_t d, size_t width)
+{
+	for (size_t t = 0; t < seq; t++)
+		memcpy(dst + t * d, src + t * width, d * sizeof *dst);
+}
+
+static void attn16_task(void *p, size_t task, size_t thread)
+{
+	const struct attn16_ctx *c = p;
+	size_t s = task / c->heads, h = task % c->heads, seq = c->seq, d = c->d;
+	size_t off = s * seq * c->width + h * d;
+	char *b = c->buf + thread * attn16_bytes(seq, d);
+	uint16_t *qh = (uint16_t *)b, *kh = qh + seq * d, *vh = kh + seq * d;
+	float *sc = (float *)(vh + seq * d);
+	uint16_t *pb = (uint16_t *)(sc + seq * seq);
+	float *oh = (float *)(pb + seq * seq);
+	head_copy(qh, c->q + off, seq, d, c->width);
+	head_copy(kh, c->k + off, seq, d, c->width);
+	head_copy(vh, c->v + off, seq, d, c->width);
+	hydb_bf16_matmul(c->f->bf16, thread, sc, c->scale, qh, kh, seq, d, seq,
+			 1);
+	for (size_t r = 0; r < seq; r++)
+		softmax_row(sc + r * seq, c->causal ? r + 1 : seq, seq);
+	hydb_bf16_round(pb, sc, seq * seq);
+	hydb_bf16_matmul(c->f->bf16, thread, oh, 1.0f, pb, vh, seq, seq, d, 0);
+	for (size_t t = 0; t < seq; t++)
+		memcpy(c->o + off + t * c->width, oh + t * d, d * sizeof *oh);
+}
+
+static void attention_bf16(const hydb_fwd *f, float *o, const uint16_t *q,
+			   const uint16_t *k, const uint16_t *v, size_t n_seq,
+			   size_t seq, size_t width, size_t heads, int causal)
+{
+	size_t threads = hydb_pool_threads(pool_of(f)), d = width / heads;
+	struct attn16_ctx c = {f, o, q, k, v, NULL, seq, width, d, heads,
+			       (float)(1.0 / sqrt((double)d)), causal};
+	c.buf = hydb_alloc_array(threads, attn16_bytes(seq, d),
+				 "attention blocks");
+	if (!c.buf) {
+		hydb_bf16_run_fail(f->bf16, HYDB_ENOMEM);
+		return;
+	}
+	size_t tasks = n_seq * heads;
+	if (seq * seq * d < ATTN_PARALLEL_MIN)
+		for (size_t t = 0; t < tasks; t++)
+			attn16_task(&c, t, 0);
+	else
+		hydb_pool_run(pool_of(f), tasks, attn16_task, &c);
+	free(c.buf);
+}
+
+/* hydb_block_forward on the bf16 engine: the same steps, each linear
+ * layer one matmul with its bias, GELU or residual fused, q/k/v and fc1
+ * writing the bfloat16 inputs of what follows directly. */
+static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
+			       const hydb_block_w *b, float *x, size_t n_seq,
+			       size_t seq, int causal, float *scratch)
+{
+	size_t n = n_seq * seq, w = t->width;
+	size_t threads = hydb_pool_threads(pool_of(f));
+	float *h = scratch;
+	float *q = h + n * w, *k = q + n * w, *v = k + n * w, *o = v + n * w;
+	float *scores = h + n * scratch_per_row(t);
+	uint16_t *xb = (uint16_t *)(scores + threads * seq * seq);
+	uint16_t *mid = (uint16_t *)q;
+
+	hydb_layer_norm(f, h, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
+	round_bf16(f, xb, h, n, w);
+	bf16_linear(f, q, 1, xb, b->q_w, b->q_b, n, w, w, 0, 0);
+	bf16_linear(f, k, 1, xb, b->k_w, b->k_b, n, w, w, 0, 0);
+	bf16_linear(f, v, 1, xb, b->v_w, b->v_b, n, w, w, 0, 0);
+	attention_bf16(f, o, (const uint16_t *)q, (const uint16_t *)k,
+		       (const uint16_t *)v, n_seq, seq, w, t->heads, causal);
+	round_bf16(f, xb, o, n, w);
+	bf16_linear(f, x, 0, xb, b->o_w, NULL, n, w, w, 0, 1);
+	bias_layer_norm(f, h, x, b->o_b, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
+	round_bf16(f, xb, h, n, w);
+	bf16_linear(f, mid, 1, xb, b->fc1_w, b->fc1_b, n, w, t->mlp, 1, 0);
+	bf16_linear(f, x, 0, mid, b->fc2_w, b->fc2_b, n, t->mlp, w, 0, 1);
 }
 
 void hydb_block_forward(const hydb_fwd *f, const hydb_tower *t,
 			const hydb_block_w *b, float *x, size_t n_seq,
 			size_t seq, int causal, float *scratch)
 {
+	if (f && f->bf16) {
+		block_forward_bf16(f, t, b, x, n_seq, seq, causal, scratch);
+		return;
+	}
 	size_t n = n_seq * seq, w = t->width;
 	float *h = scratch;
 	float *q = h + n * w, *k = q + n * w, *v = k + n * w, *o = v + n * w;
@@ -806,11 +1039,69 @@ static int resolve_text(struct resolver *r, hydb_encoder *e,
 	return r->rc;
 }
 
+/* ---- the bf16 engine's weights ----------------------------------------- */
+
+/* The float32 copy of a packed weight is not read again: give its pages
+ * back (the map is private and read-only, so a later read would fault them
+ * in from the file again, never see other data). Weights converted at load
+ * live outside the map and stay. */
+static void drop_pages(const struct hydb_model *m, const float *w,
+		       size_t floats)
+{
+	uintptr_t a = (uintptr_t)w, z = a + floats * sizeof *w;
+	uintptr_t base = (uintptr_t)m->map, pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	if (a < base || z > base + m->map_size)
+		return;
+	a = (a + pg - 1) & ~(pg - 1);
+	z &= ~(pg - 1);
+	if (z > a)
+		madvise((void *)a, z - a, MADV_DONTNEED);
+}
+
+static int pack_one(hydb_encoder *e, const struct hydb_model *m,
+		    const float *w, size_t out, size_t in, size_t slices)
+{
+	FORWARD_IF_ERROR(hydb_bf16_pack(e->bf16, w, out, in, slices));
+	drop_pages(m, w, out * in);
+	return HYDB_OK;
+}
+
+/* A tower's weights; slices > 1 for the text tower, whose few rows cannot
+ * be shared out among the threads, and for the final projections (one row
+ * an image or caption). */
+static int pack_tower(hydb_encoder *e, const struct hydb_model *m,
+		      const hydb_tower *t, size_t slices)
+{
+	size_t w = t->width, f = t->mlp;
+	size_t threads = hydb_pool_default_threads();
+	for (size_t i = 0; i < t->layers; i++) {
+		const hydb_block_w *b = &t->blocks[i];
+		FORWARD_IF_ERROR(pack_one(e, m, b->q_w, w, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->k_w, w, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->v_w, w, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->o_w, w, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->fc1_w, f, w, slices));
+		FORWARD_IF_ERROR(pack_one(e, m, b->fc2_w, w, f, slices));
+	}
+	return pack_one(e, m, t->proj, e->embed_dim, w, threads);
+}
+
+/* Every weight the bf16 passes multiply by, packed once. */
+static int bf16_setup(hydb_encoder *e, const struct hydb_model *m)
+{
+	FORWARD_IF_ERROR(hydb_bf16_new(&e->bf16));
+	FORWARD_IF_ERROR(pack_one(e, m, e->patch_w, e->vision.width,
+				  3 * e->patch * e->patch, 1));
+	FORWARD_IF_ERROR(pack_tower(e, m, &e->vision, 1));
+	return pack_tower(e, m, &e->text, hydb_pool_default_threads());
+}
+
 void hydb_encoder_release(void *enc)
 {
 	hydb_encoder *e = enc;
 	if (!e)
 		return;
+	hydb_bf16_free(e->bf16);
 	free(e->vision.blocks);
 	free(e->text.blocks);
 	hydb_encoder_tokenizer_free(e->tok);
@@ -829,6 +1120,8 @@ static int encoder_create(hydb_encoder **out, const struct hydb_model *m)
 	int rc = resolve_vision(&r, e, c);
 	if (rc == 0)
 		rc = resolve_text(&r, e, c);
+	if (rc == 0 && m->precision == HYDB_PRECISION_BF16)
+		rc = bf16_setup(e, m);
 	if (rc < 0) {
 		hydb_encoder_release(e);
 		return rc;

@@ -1,10 +1,13 @@
 /*
  * forward.h - the HySAC transformer forward pass (internal to encoder/).
  *
- * Weights are used in place from the model map: nothing is copied or
- * packed, so the resident size of an encoder is the part of the file it has
- * touched plus per-call scratch. The resolved tensor pointers live in
- * m->enc, made on first use.
+ * float32 (the default): weights are used in place from the model map,
+ * nothing is copied or packed, so the resident size of an encoder is the
+ * part of the file it has touched plus per-call scratch. bfloat16
+ * (HYDB_PRECISION_BF16): the linear layers' weights are packed once into
+ * the oneDNN engine (encoder/bf16.h) when the encoder is made, and their
+ * float32 pages are dropped from the process's resident set. The resolved
+ * tensor pointers live in m->enc, made on first use.
  */
 #ifndef HYDB_FORWARD_H
 #define HYDB_FORWARD_H
@@ -41,6 +44,7 @@ typedef struct hydb_encoder {
 	size_t vocab, context;
 	size_t embed_dim;
 	struct hydb_tokenizer *tok;           /* made on first text encode */
+	struct hydb_bf16 *bf16;               /* the bf16 engine, or NULL */
 } hydb_encoder;
 
 /* Images per forward batch (hydb_encode_image_files); chosen by
@@ -69,10 +73,15 @@ typedef struct hydb_fwd {
 	struct hydb_pool *pool;
 	int split;              /* GEMMs cut into blocks for the pool */
 	int legacy;             /* hydb_forward_legacy at hydb_fwd_begin */
+	struct hydb_bf16_run *bf16; /* linear layers on the bf16 engine */
 } hydb_fwd;
 
-/* Errors: HYDB_ENOMEM. */
-int hydb_fwd_begin(hydb_fwd *f);
+/* A pass of encoder e (NULL: float32 on OpenBLAS). Errors: HYDB_ENOMEM,
+ * and the bf16 engine's. */
+int hydb_fwd_begin(hydb_fwd *f, const hydb_encoder *e);
+/* HYDB_OK, or the first error of the pass's bf16 linear layers (which,
+ * like the float32 ones, have no return value of their own). */
+int hydb_fwd_status(const hydb_fwd *f);
 void hydb_fwd_end(hydb_fwd *f);
 /* y[n, out] = x[n, in] W^T with W [out, in], on the pass's threads. */
 void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,

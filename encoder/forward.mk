@@ -2,7 +2,7 @@
 # BLAS loader (src/blas.c) and the HySAC transformer forward pass.
 libhydb_internal_la_SOURCES += src/blas.h src/blas.c \
 	encoder/forward.h encoder/forward.c encoder/vision.c encoder/text.c \
-	encoder/pool.h encoder/pool.c \
+	encoder/pool.h encoder/pool.c encoder/bf16.h encoder/bf16.c \
 	encoder/encode.c
 hydb_SOURCES += src/cli/cmd_encode.c
 
@@ -15,6 +15,11 @@ check_PROGRAMS += tests/check_pool
 tests_check_pool_SOURCES = tests/check_pool.c
 tests_check_pool_LDADD = $(TEST_LIBS)
 TESTS += tests/check_pool
+# The bf16 engine: its matmuls, a tiny model against float32, refusals.
+check_PROGRAMS += tests/check_bf16
+tests_check_bf16_SOURCES = tests/check_bf16.c
+tests_check_bf16_LDADD = $(TEST_LIBS)
+TESTS += tests/check_bf16
 endif
 
 # The forward pass against a PyTorch reference on small random models.

@@ -23,6 +23,7 @@
 #include "encoder/tokenizer.h"
 
 #pragma weak hydb_encoder_release
+#pragma weak hydb_bf16_check
 
 #define MERGES_NAME "tokenizer.merges"
 
@@ -563,14 +564,78 @@ static int load(hydb_model *m, const char *path)
 	return 0;
 }
 
+void hydb_model_options_init(hydb_model_options *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof *opts);
+	opts->version = HYDB_MODEL_OPTIONS_VERSION;
+	opts->precision = HYDB_PRECISION_F32;
+}
+
+const char *hydb_precision_name(hydb_precision p)
+{
+	return p == HYDB_PRECISION_F32 ? "f32" :
+	       p == HYDB_PRECISION_BF16 ? "bf16" : NULL;
+}
+
+int hydb_precision_parse(const char *text, hydb_precision *out)
+{
+	RETURN_ERROR_IF(!text || !out, HYDB_EINVAL,
+			"hydb_precision_parse: NULL argument");
+	if (!strcmp(text, "f32"))
+		*out = HYDB_PRECISION_F32;
+	else if (!strcmp(text, "bf16"))
+		*out = HYDB_PRECISION_BF16;
+	else
+		return hydb_error_set(HYDB_EINVAL, "precision '%s': use f32 "
+				      "or bf16", text);
+	return HYDB_OK;
+}
+
+hydb_precision hydb_model_precision(const hydb_model *m)
+{
+	return m ? (hydb_precision)m->precision : HYDB_PRECISION_F32;
+}
+
+/* The precision opts ask for, refused before the file is read when this
+ * build or CPU cannot run it. */
+static int wanted_precision(int *out, const hydb_model_options *opts)
+{
+	*out = HYDB_PRECISION_F32;
+	if (!opts)
+		return HYDB_OK;
+	RETURN_ERROR_IF(opts->version != HYDB_MODEL_OPTIONS_VERSION, HYDB_EINVAL,
+			"hydb_model_open_ex: options version %u, this library "
+			"has %u", opts->version, HYDB_MODEL_OPTIONS_VERSION);
+	RETURN_ERROR_IF(!hydb_precision_name(opts->precision), HYDB_EINVAL,
+			"hydb_model_open_ex: unknown precision %d",
+			(int)opts->precision);
+	if (opts->precision == HYDB_PRECISION_BF16) {
+		RETURN_ERROR_IF(!hydb_bf16_check, HYDB_EINVAL, "precision bf16: "
+				"this program has no encoder");
+		FORWARD_IF_ERROR(hydb_bf16_check());
+	}
+	*out = opts->precision;
+	return HYDB_OK;
+}
+
 int hydb_model_open(hydb_model **out, const char *path)
 {
+	return hydb_model_open_ex(out, path, NULL);
+}
+
+int hydb_model_open_ex(hydb_model **out, const char *path,
+		       const hydb_model_options *opts)
+{
 	hydb_model *m;
-	int rc;
+	int rc, precision;
 	RETURN_ERROR_IF(!out || !path, HYDB_EINVAL, "hydb_model_open: NULL argument");
 	*out = NULL;
+	FORWARD_IF_ERROR(wanted_precision(&precision, opts));
 	m = calloc(1, sizeof *m);
 	RETURN_ERROR_IF(!m, HYDB_ENOMEM, "%s: cannot allocate the model handle", path);
+	m->precision = precision;
 	rc = load(m, path);
 	if (rc < 0) {
 		hydb_model_close(m);

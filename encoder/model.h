@@ -67,6 +67,7 @@ struct hydb_model {
 	char hash[17];         /* XXH64 hex of the whole file */
 	char path[4096];
 	void *enc;             /* encoder/: packed weights and scratch */
+	int precision;         /* hydb_precision */
 };
 
 /* Look up a tensor and check its shape (ndim entries; -1 = any).
@@ -81,5 +82,8 @@ const float *hydb_model_tensor_opt(const struct hydb_model *m,
 /* Frees m->enc; defined by the forward pass (encoder/forward.c). The model
  * references it weakly so that it links without the encoder. */
 void hydb_encoder_release(void *enc);
+/* HYDB_OK when this build and CPU can run the bf16 engine; defined by
+ * encoder/bf16.c, referenced weakly for the same reason. */
+int hydb_bf16_check(void);
 
 #endif

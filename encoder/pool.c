@@ -140,6 +140,12 @@ static void start_workers(hydb_pool *p, size_t threads)
 	}
 }
 
+size_t hydb_pool_default_threads(void)
+{
+	size_t n = cpus();
+	return n > HYDB_POOL_MAX ? HYDB_POOL_MAX : n;
+}
+
 int hydb_pool_new(hydb_pool **out, size_t threads)
 {
 	hydb_pool *p = calloc(1, sizeof *p);

@@ -25,6 +25,9 @@ typedef void (*hydb_task_fn)(void *ctx, size_t i, size_t thread);
  * pool. Errors: HYDB_ENOMEM. */
 int hydb_pool_new(hydb_pool **out, size_t threads);
 void hydb_pool_free(hydb_pool *p);
+/* The threads hydb_pool_new(.., 0) starts: one per CPU the process may
+ * run on, at most HYDB_POOL_MAX. */
+size_t hydb_pool_default_threads(void);
 /* Threads taking part in hydb_pool_run; 1 for a NULL pool. */
 size_t hydb_pool_threads(const hydb_pool *p);
 /* Run tasks 0..n-1 on every thread of p (a NULL pool runs them on the

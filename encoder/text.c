@@ -67,16 +67,17 @@ int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
 	RETURN_ERROR_IF(n_ids == 0, HYDB_EINVAL, "text: no tokens");
 	size_t len = pool_position(ids, n_ids, m->cfg.eos_id) + 1;
 	FORWARD_IF_ERROR(check_ids(e, ids, len));
-	FORWARD_IF_ERROR(hydb_fwd_begin(&f));
+	FORWARD_IF_ERROR(hydb_fwd_begin(&f, e));
 	size_t scratch, w = e->text.width;
 	int rc = hydb_block_scratch(&scratch, &f, &e->text, 1, len);
 	float *x = rc ? NULL : hydb_alloc_array(len + 1, w * sizeof(float),
 						"text tokens");
 	float *s = x ? hydb_alloc_array(scratch, sizeof(float),
 					"encoder scratch") : NULL;
-	if (s)
+	if (s) {
 		text_run(&f, e, ids, len, x, s, features);
-	else if (rc == 0)
+		rc = hydb_fwd_status(&f);
+	} else if (rc == 0)
 		rc = HYDB_ENOMEM;
 	free(s);
 	free(x);

@@ -114,10 +114,11 @@ int hydb_vision_forward(struct hydb_model *m, const float *pixels, size_t n,
 	if (n == 0)
 		return HYDB_OK;
 	FORWARD_IF_ERROR(hydb_encoder_get(&e, m));
-	FORWARD_IF_ERROR(hydb_fwd_begin(&f));
+	FORWARD_IF_ERROR(hydb_fwd_begin(&f, e));
 	int rc = vision_buf_alloc(&b, &f, e, n);
 	if (rc == 0) {
 		vision_run(&f, e, &b, pixels, n, features);
+		rc = hydb_fwd_status(&f);
 		vision_buf_free(&b);
 	}
 	hydb_fwd_end(&f);

@@ -420,8 +420,45 @@ typedef struct hydb_model hydb_model;
 
 /** Map a model file (see README, "Model file"). Close with hydb_model_close.
  *  Errors: HYDB_ENOTFOUND, HYDB_EMODEL (with the field or tensor named),
- *  HYDB_ECORRUPT (truncated), HYDB_EVERSION. */
+ *  HYDB_ECORRUPT (truncated), HYDB_EVERSION. Same as hydb_model_open_ex
+ *  with default options (float32). */
 HYDB_API int hydb_model_open(hydb_model **out, const char *path);
+
+/** The arithmetic of the encoder's matrix products (see README, "bfloat16
+ *  encoding"). */
+typedef enum hydb_precision {
+	/* float32 on OpenBLAS: matches HySAC's PyTorch model (default) */
+	HYDB_PRECISION_F32 = 0,
+	/* bfloat16 inputs, float32 accumulation, on oneDNN: about twice as
+	 * fast where the CPU has AVX512_BF16 or AMX; embeddings differ from
+	 * float32 ones by a cosine of ~0.9999 */
+	HYDB_PRECISION_BF16 = 1
+} hydb_precision;
+
+#define HYDB_MODEL_OPTIONS_VERSION 1
+
+typedef struct hydb_model_options {
+	unsigned version;         /* HYDB_MODEL_OPTIONS_VERSION */
+	hydb_precision precision; /* HYDB_PRECISION_F32 unless set */
+} hydb_model_options;
+
+/** Fill *opts with defaults (version set, float32). */
+HYDB_API void hydb_model_options_init(hydb_model_options *opts);
+/** hydb_model_open with options; opts may be NULL (defaults).
+ *  Errors as hydb_model_open, and HYDB_EINVAL for an unknown options
+ *  version or precision, or HYDB_PRECISION_BF16 where this build has no
+ *  oneDNN or the CPU has neither AVX512_BF16 nor AMX (the message says
+ *  which). The bf16 weights are packed on the first encode (~0.9 GB for
+ *  ViT-L/14, the float32 pages of those weights being released). */
+HYDB_API int hydb_model_open_ex(hydb_model **out, const char *path,
+				const hydb_model_options *opts);
+/** The precision the model was opened with. */
+HYDB_API hydb_precision hydb_model_precision(const hydb_model *m);
+/** "f32" or "bf16"; NULL for other values. */
+HYDB_API const char *hydb_precision_name(hydb_precision p);
+/** Parse "f32" or "bf16" (as hydb_precision_name writes them).
+ *  Errors: HYDB_EINVAL naming the text. */
+HYDB_API int hydb_precision_parse(const char *text, hydb_precision *out);
 HYDB_API void hydb_model_close(hydb_model *m);
 /** Embedding dimension (space components). */
 HYDB_API size_t hydb_model_dim(const hydb_model *m);

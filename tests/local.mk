@@ -58,3 +58,7 @@ include tests/ingest_safety.mk
 include tests/import_safety.mk
 include tests/far.mk
 include tests/python.mk
+
+# --precision f32|bf16: one precision per database, bf16 near f32, refusals.
+TESTS += tests/test_precision.sh
+EXTRA_DIST += tests/test_precision.sh

@@ -18,6 +18,7 @@
 #include "json.h"
 #include "encoder/forward.h"
 #include "encoder/image.h"
+#include "cli/model_select.h"
 #include "hydb.h"
 
 #define CMD "encode"
@@ -39,6 +40,7 @@ static void usage(FILE *f)
 		"                     exponential map)\n"
 		"      --tokens       print the token ids of each --text, not embeddings\n"
 		"  -b, --batch N      images per forward pass, 1..%d (default %d)\n"
+		"      --precision P  f32 (default) or bf16: the encoder's arithmetic\n"
 		"  -h, --help         this help\n\n"
 		"An input that cannot be encoded (an unreadable or broken image, a\n"
 		"caption the model refuses) is reported on standard error, one line\n"
@@ -59,6 +61,7 @@ struct opts {
 	size_t n_in;
 	int json, features, tokens;
 	size_t batch;
+	hydb_precision precision;
 };
 
 static int add_input(struct opts *o, enum input_kind kind, const char *arg)
@@ -75,7 +78,7 @@ static int add_input(struct opts *o, enum input_kind kind, const char *arg)
 /* 0 ok, 1 help printed, -1 usage error reported. */
 static int parse_args(struct opts *o, int argc, char **argv)
 {
-	enum { OPT_IDS = 256, OPT_JSON, OPT_FEATURES, OPT_TOKENS };
+	enum { OPT_IDS = 256, OPT_JSON, OPT_FEATURES, OPT_TOKENS, OPT_PRECISION };
 	static const struct option longopts[] = {
 		{"model", required_argument, NULL, 'm'},
 		{"text", required_argument, NULL, 't'},
@@ -85,6 +88,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		{"features", no_argument, NULL, OPT_FEATURES},
 		{"tokens", no_argument, NULL, OPT_TOKENS},
 		{"batch", required_argument, NULL, 'b'},
+		{"precision", required_argument, NULL, OPT_PRECISION},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int c, images = 0, rc = 0;
@@ -102,6 +106,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		case OPT_JSON: o->json = 1; break;
 		case OPT_FEATURES: o->features = 1; break;
 		case OPT_TOKENS: o->tokens = 1; break;
+		case OPT_PRECISION:
+			if (hydb_cli_parse_precision(CMD, optarg, &o->precision))
+				return -1;
+			break;
 		case 'b':
 			if (hydb_cli_parse_size(CMD, "--batch", optarg, 1, MAX_BATCH, &o->batch))
 				return -1;
@@ -387,7 +395,7 @@ int hydb_cmd_encode(int argc, char **argv)
 		return rc > 0 ? HYDB_EXIT_OK : HYDB_EXIT_USAGE;
 	}
 	hydb_model *m;
-	int lrc = hydb_model_open(&m, o.model);
+	int lrc = hydb_cli_model_open(&m, o.model, o.precision);
 	if (lrc < 0) {
 		free(o.in);
 		return hydb_cli_fail_lib(CMD, lrc);

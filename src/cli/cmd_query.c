@@ -44,6 +44,7 @@ static const char usage[] =
 	"                        the searched modality; see README)\n"
 	"  --bound UB            override ub for --redirect\n"
 	"  --model FILE          model for --text/--image (else $HYDB_MODEL or the database's)\n"
+	"  --precision P         f32 (default) or bf16: the encoder's arithmetic for --text/--image\n"
 	"  --json                one JSON object per result\n"
 	"  --sheet OUT.png       contact sheet of image results\n";
 
@@ -52,6 +53,7 @@ struct qopts {
 	const char *vector, *vector_file, *like, *text, *image, *model, *sheet;
 	double bound;
 	int json, modality_filter, safe_only;
+	hydb_precision precision;
 };
 
 /* A repeated --label or --modality widens the set (any of the values). */
@@ -108,7 +110,7 @@ static int make_queries(hydb_db *db, struct qopts *o, float **qs, size_t *nq, in
 		hydb_entry_free(e);
 		return HYDB_OK;
 	}
-	FORWARD_IF_ERROR(hydb_cli_model_for_db(model, db, o->model));
+	FORWARD_IF_ERROR(hydb_cli_model_for_db(model, db, o->model, o->precision));
 	RETURN_ERROR_IF(hydb_model_dim(*model) != dim, HYDB_EDIM,
 			"model embeds in %zu dimensions, the database has %zu", hydb_model_dim(*model), dim);
 	if (o->text) {
@@ -158,6 +160,7 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 		{"redirect", optional_argument, 0, 'D'}, {"bound", required_argument, 0, 'B'},
 		{"model", required_argument, 0, 'M'},  {"json", no_argument, 0, 'j'},
 		{"sheet", required_argument, 0, 'S'},  {"help", no_argument, 0, 'h'},
+		{"precision", required_argument, 0, 'P'},
 		{0, 0, 0, 0}};
 	int ch, nsrc = 0;
 	unsigned labels = 0, mods = 0;
@@ -215,6 +218,10 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 				return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound: '%s' is not a positive number", optarg);
 			break;
 		case 'M': o->model = optarg; break;
+		case 'P':
+			if (hydb_cli_parse_precision("query", optarg, &o->precision))
+				return HYDB_EXIT_USAGE;
+			break;
 		case 'j': o->json = 1; break;
 		case 'S': o->sheet = optarg; break;
 		case 'h': fputs(usage, stdout); return -1;

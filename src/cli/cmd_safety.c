@@ -108,7 +108,7 @@ static int open_inputs(const safety_args *a, hydb_db **db, hydb_model **m, int n
 	if (a->db || need_db || is_dir(dbp))
 		FORWARD_IF_ERROR(hydb_cli_open(db, a->db, 1));
 	if (*db)
-		return hydb_cli_model_for_db(m, *db, a->model);
+		return hydb_cli_model_for_db(m, *db, a->model, HYDB_PRECISION_F32);
 	if (!a->model && !getenv("HYDB_MODEL"))
 		return hydb_error_set(HYDB_EINVAL, "no model: pass --model FILE or set HYDB_MODEL");
 	return hydb_model_open(m, a->model ? a->model : getenv("HYDB_MODEL"));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "cli/model_select.h"
 #include "db_internal.h"
 #include "encoder/image.h"
@@ -32,7 +33,39 @@ int hydb_cli_model_fits_db(const hydb_model *m, hydb_db *db, const char *path)
 	return HYDB_OK;
 }
 
-int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_path)
+int hydb_cli_model_open(hydb_model **out, const char *path, hydb_precision precision)
+{
+	hydb_model_options o;
+	hydb_model_options_init(&o);
+	o.precision = precision;
+	return hydb_model_open_ex(out, path, &o);
+}
+
+int hydb_cli_parse_precision(const char *cmd, const char *text, hydb_precision *out)
+{
+	if (hydb_precision_parse(text, out) < 0)
+		return hydb_cli_fail(cmd, HYDB_EXIT_USAGE, "--precision %s: use f32 or bf16", text);
+	return 0;
+}
+
+int hydb_cli_precision_fits_db(const hydb_model *m, hydb_db *db)
+{
+	char got[16], hash[64];
+	const char *want = hydb_precision_name(hydb_model_precision(m));
+	if (hydb_db_meta_get(db, "model_precision", got, sizeof got) < 0) {
+		/* Embeddings made before precisions were recorded are f32. */
+		if (hydb_db_meta_get(db, "model_hash", hash, sizeof hash) < 0)
+			return HYDB_OK;
+		snprintf(got, sizeof got, "f32");
+	}
+	RETURN_ERROR_IF(strcmp(got, want), HYDB_EMISMATCH,
+			"this database's embeddings were made with --precision %s; refusing to add "
+			"--precision %s ones (use --precision %s or a new database)", got, want, got);
+	return HYDB_OK;
+}
+
+int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_path,
+			  hydb_precision precision)
 {
 	char recorded[PATH_MAX + 1], hash[64];
 	const char *path = explicit_path;
@@ -44,7 +77,7 @@ int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_pa
 		path = recorded;
 	RETURN_ERROR_IF(!path || !*path, HYDB_EINVAL,
 			"no model: pass --model FILE or set HYDB_MODEL (this database records none)");
-	FORWARD_IF_ERROR(hydb_model_open(out, path));
+	FORWARD_IF_ERROR(hydb_cli_model_open(out, path, precision));
 	if (have_hash && strcmp(hash, (*out)->hash)) {
 		char got[17];
 		snprintf(got, sizeof got, "%s", (*out)->hash);
@@ -69,7 +102,7 @@ int hydb_cli_model_record(hydb_db *db, hydb_model *m, const char *path)
 		RETURN_ERROR_IF(strcmp(hash, m->hash), HYDB_EMISMATCH,
 				"%s: model hash %s differs from %s, which made this database's embeddings; "
 				"refusing to mix models", path, m->hash, hash);
-		return HYDB_OK;
+		return hydb_cli_precision_fits_db(m, db);
 	}
 	if (!realpath(path, abs))
 		snprintf(abs, sizeof abs, "%s", path);
@@ -77,9 +110,11 @@ int hydb_cli_model_record(hydb_db *db, hydb_model *m, const char *path)
 		char b1[64], b2[64];
 		snprintf(b1, sizeof b1, "%.9g", m->cfg.bound_image.up_95);
 		snprintf(b2, sizeof b2, "%.9g", m->cfg.bound_text.up_95);
-		const char *names[] = {"model_hash", "model_path", "bound_image_up95", "bound_text_up95"};
-		const char *vals[] = {m->hash, abs, b1, b2};
-		for (int i = 0; i < 4; i++)
+		const char *names[] = {"model_hash", "model_path", "bound_image_up95", "bound_text_up95",
+				       "model_precision"};
+		const char *vals[] = {m->hash, abs, b1, b2,
+				      hydb_precision_name(hydb_model_precision(m))};
+		for (int i = 0; i < 5; i++)
 			FORWARD_IF_ERROR(hydb_db_put_meta(db, NULL, 0, NULL, names[i], vals[i]));
 	}
 	return HYDB_OK;

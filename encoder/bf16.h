@@ -1,0 +1,110 @@
+/*
+ * bf16.h - the bfloat16 GEMM engine on oneDNN (internal to encoder/).
+ *
+ * The second engine beside OpenBLAS's float32: a model opened with
+ * HYDB_PRECISION_BF16 runs its linear layers (the patch embedding, the
+ * q/k/v/out projections, the MLP and the final projection) as oneDNN
+ * matmuls on bfloat16 inputs with float32 accumulation. Attention, softmax,
+ * LayerNorm and the exp map stay float32. Each weight is rounded to
+ * bfloat16 and reordered into the layout oneDNN's kernel wants once, when
+ * the encoder is made; a matmul primitive is made once per shape and kept.
+ *
+ * The encoder's pool threads run each matmul in blocks, each block a
+ * single-threaded oneDNN call on the thread's own lane (stream and
+ * scratchpad): oneDNN's OpenMP team is not used, the same threads do the
+ * GEMMs and the rest of the pass. Blocks are rows of the output where
+ * there are many (image tokens); for the few rows of a caption, the weight
+ * is packed in column slices instead and the blocks are slices.
+ *
+ * Without oneDNN at build time (configure --without-dnnl, or libdnnl-dev
+ * absent) the functions exist but hydb_bf16_check refuses.
+ */
+#ifndef HYDB_BF16_H
+#define HYDB_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct hydb_bf16 hydb_bf16;         /* per model */
+typedef struct hydb_bf16_run hydb_bf16_run; /* per forward pass */
+
+/* Test hook (tests only): nonzero makes hydb_bf16_check answer as on a CPU
+ * with neither AVX512_BF16 nor AMX. */
+extern int hydb_bf16_test_no_cpu;
+
+/* HYDB_OK when this build has oneDNN and the CPU has AVX512_BF16 or AMX;
+ * else HYDB_EINVAL with a one-line reason. */
+int hydb_bf16_check(void);
+/* The instruction set oneDNN will use ("avx512_core_amx", ...), for the
+ * bench; "none" without oneDNN. */
+const char *hydb_bf16_isa(void);
+
+/* Most column slices of a weight. */
+#define HYDB_BF16_MAX_SLICES 16
+
+/* Errors: HYDB_EINVAL (hydb_bf16_check), HYDB_ENOMEM. */
+int hydb_bf16_new(hydb_bf16 **out);
+void hydb_bf16_free(hydb_bf16 *e);
+/* Round W [out, in] (nn.Linear's layout) to bfloat16 in the engine's
+ * packed layout, keyed by the pointer w, in up to slices column slices
+ * (none narrower than 128 columns, edges on multiples of 64). Call for
+ * every weight before the first hydb_bf16_linear; not thread-safe against
+ * other calls on e. Errors: HYDB_ENOMEM, HYDB_EINVAL (oneDNN refused the
+ * shape). */
+int hydb_bf16_pack(hydb_bf16 *e, const float *w, size_t out, size_t in,
+		   size_t slices);
+/* Bytes of packed weights held by e. */
+size_t hydb_bf16_packed_bytes(const hydb_bf16 *e);
+
+/* A pass's lanes: one stream and scratch per thread, lane i used by one
+ * thread at a time. */
+int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e, size_t lanes);
+/* Column slices w was packed in (0 if it was not). */
+size_t hydb_bf16_slices(const hydb_bf16_run *r, const float *w);
+void hydb_bf16_run_free(hydb_bf16_run *r);
+/* The first error of the run's linear layers (they keep no other way to
+ * report one), or HYDB_OK. Later layers of a failed run do nothing. */
+int hydb_bf16_run_status(const hydb_bf16_run *r);
+/* Record rc (< 0) as the run's error unless it has one already. */
+void hydb_bf16_run_fail(hydb_bf16_run *r, int rc);
+
+/* The columns of one slice of a linear layer: y[n, out] = x[n, in] W^T
+ * (+ bias) (then quick_gelu when gelu) (+ the old y when accumulate), only
+ * y's columns in the slice written. x is bfloat16 (see hydb_bf16_round),
+ * rows in apart; y is float32, or bfloat16 when y_bf16, rows out apart. w
+ * is a pointer given to hydb_bf16_pack. Errors are kept in the lane. */
+typedef struct hydb_bf16_op {
+	void *y;
+	const uint16_t *x;
+	const float *w, *bias;
+	size_t n, in, out, slice;
+	int y_bf16, gelu, accumulate;
+} hydb_bf16_op;
+void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op);
+
+/* For bench/bench_encoder: when hydb_bf16_timing is set, the forward pass
+ * adds the wall time of its bf16 GEMM steps to hydb_bf16_gemm_seconds (one
+ * pass at a time; not for concurrent use). */
+extern int hydb_bf16_timing;
+extern double hydb_bf16_gemm_seconds;
+
+/* c[m, n] = alpha a[m, k] b (float32), a and b bfloat16 and dense: b is
+ * [k, n], or [n, k] when b_trans (c = alpha a b^T). For the products of
+ * attention, whose operands change every call and so are not packed.
+ * Errors are kept in the lane. */
+void hydb_bf16_matmul(hydb_bf16_run *r, size_t lane, float *c, float alpha,
+		      const uint16_t *a, const uint16_t *b, size_t m, size_t k,
+		      size_t n, int b_trans);
+
+/* dst[i] = src[i] rounded to bfloat16, to nearest even (NaN stays NaN). */
+void hydb_bf16_round(uint16_t *dst, const float *src, size_t n);
+static inline float hydb_bf16_to_float(uint16_t h)
+{
+	union {
+		uint32_t u;
+		float f;
+	} v = {(uint32_t)h << 16};
+	return v.f;
+}
+
+#endif
