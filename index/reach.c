@@ -27,6 +27,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Tree links a list may hold: half the list on a first pass, so that the
  * heuristic keeps room to shape it, all but one when nothing else fits. */
@@ -81,6 +82,53 @@ static int attach(struct hnsw_ctx *cx, uint32_t x, uint32_t gone,
 	return 0;
 }
 
+/* When every candidate's and the root's lists are all tree links (data
+ * where most points share a few hubs, as the leaves of a taxonomy share
+ * their parents), x hangs below the nearest node with room that the
+ * candidates' tree links reach: x is new and has no subtree, so any parent
+ * keeps the tree a tree, and one below a hub is near x's neighbours. */
+static int attach_below(struct hnsw_ctx *cx, uint32_t x, const uint32_t *cand,
+			size_t n, int32_t *parent_rank, int *done)
+{
+	struct hnsw_l0 r;
+	size_t head = 0, tail = 0, cap = n + 64;
+	uint32_t *queue = hydb_alloc_array(cap, sizeof *queue, "tree search");
+	int rc = queue ? hnsw_visit_reset(cx) : HYDB_ENOMEM;
+	*done = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (!hnsw_visited(cx->sc, cand[i]))
+			queue[tail++] = cand[i];
+	while (rc == 0 && head < tail && !*done) {
+		uint32_t q = queue[head++];
+		rc = hnsw_l0_get(cx, q, &r);
+		if (rc)
+			break;
+		if (q != x && !hnsw_doomed(cx, q) && r.prot < tree_cap(cx->ix, 1)) {
+			*parent_rank = r.rank;
+			*done = 1;
+			rc = add_child(cx, q, &r, x);
+			break;
+		}
+		for (unsigned k = 0; k < r.prot && rc == 0; k++) {
+			uint32_t y = r.links[k];
+			if (y >= cx->meta.slot_limit || hnsw_visited(cx->sc, y))
+				continue;
+			if (tail == cap) {
+				uint32_t *nq = realloc(queue, 2 * cap * sizeof *queue);
+				if (!nq) {
+					rc = hydb_error_set(HYDB_ENOMEM, "index: tree search: out of memory");
+					break;
+				}
+				queue = nq;
+				cap *= 2;
+			}
+			queue[tail++] = y;
+		}
+	}
+	free(queue);
+	return rc;
+}
+
 static int set_rank(struct hnsw_ctx *cx, uint32_t x, int32_t rank)
 {
 	struct hnsw_l0 r;
@@ -116,12 +164,15 @@ int hnsw_tree_join(struct hnsw_ctx *cx, uint32_t x, unsigned level,
 	FORWARD_IF_ERROR(attach(cx, x, HYDB_NO_SLOT, cand, m, INT64_MAX, &pr,
 				&done));
 	if (!done) {
-		/* Every candidate's list is all tree links: the root's
-		 * neighbourhood cannot be, or the tree could not have grown. */
-		cand[0] = cx->meta.entry;
-		FORWARD_IF_ERROR(attach(cx, x, HYDB_NO_SLOT, cand, 1, INT64_MAX,
+		/* Every candidate's list is all tree links: try the root, then
+		 * the nodes the tree reaches from the candidates. */
+		uint32_t root = cx->meta.entry;
+		FORWARD_IF_ERROR(attach(cx, x, HYDB_NO_SLOT, &root, 1, INT64_MAX,
 					&pr, &done));
+		if (!done)
+			FORWARD_IF_ERROR(attach_below(cx, x, cand, m, &pr, &done));
 	}
+	/* Only a tree whose every node is full leaves x out (check reports). */
 	if (!done)
 		return 0;
 	/* Above the parent, and in insertion order once a counter exists

@@ -45,6 +45,10 @@ EXTRA_DIST += tests/test_golden.sh tests/golden
 TESTS += tests/test_sheet.sh
 EXTRA_DIST += tests/test_sheet.sh
 
+# Every node joins the reachability tree when its candidates are full hubs.
+TESTS += tests/test_tree_hubs.sh
+EXTRA_DIST += tests/test_tree_hubs.sh
+
 # Every outside file read comes from a package the install step installs.
 TESTS += tests/test_packages.sh
 EXTRA_DIST += tests/test_packages.sh tests/check_packages.py
