@@ -96,14 +96,7 @@ struct bf16_peak {
 static void bf16_peak_task(void *p, size_t i, size_t thread)
 {
 	const struct bf16_peak *s = p;
-	size_t part = i / s->slices, n = s->op.n;
-	size_t r0 = n * part / s->parts, r1 = n * (part + 1) / s->parts;
-	hydb_bf16_op op = s->op;
-	op.slice = i % s->slices;
-	op.n = r1 - r0;
-	op.x += r0 * op.in;
-	op.y = (float *)op.y + r0 * op.out;
-	hydb_bf16_linear(s->run, thread, &op);
+	hydb_bf16_linear_block(s->run, thread, &s->op, i, s->parts, s->slices);
 }
 
 /* The bf16 engine's matmul, x [m, k] by W [n, k]^T, like sgemm_gflops. */

@@ -794,3 +794,16 @@ void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op)
 }
 
 #endif /* HAVE_DNNL */
+
+void hydb_bf16_linear_block(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op, size_t block,
+			    size_t parts, size_t slices)
+{
+	size_t part = block / slices, n = op->n;
+	size_t r0 = n * part / parts, r1 = n * (part + 1) / parts;
+	hydb_bf16_op b = *op;
+	b.slice = block % slices;
+	b.n = r1 - r0;
+	b.x += r0 * b.in;
+	b.y = (char *)b.y + r0 * b.out * (b.y_bf16 ? sizeof(uint16_t) : sizeof(float));
+	hydb_bf16_linear(r, lane, &b);
+}

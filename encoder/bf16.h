@@ -81,6 +81,12 @@ typedef struct hydb_bf16_op {
 	int y_bf16, gelu, accumulate;
 } hydb_bf16_op;
 void hydb_bf16_linear(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op);
+/* Block `block` of op split into parts row blocks times slices column
+ * slices (block / slices the rows, block % slices the slice): how the
+ * forward pass (and the bench, to measure the same thing) spreads one
+ * layer over a pool's threads. */
+void hydb_bf16_linear_block(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *op, size_t block,
+			    size_t parts, size_t slices);
 
 /* For bench/bench_encoder: when hydb_bf16_timing is set, the forward pass
  * adds the wall time of its bf16 GEMM steps to hydb_bf16_gemm_seconds (one

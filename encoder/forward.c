@@ -550,14 +550,7 @@ struct bf16_step {
 static void bf16_task(void *p, size_t i, size_t thread)
 {
 	const struct bf16_step *s = p;
-	size_t part = i / s->slices, n = s->op.n;
-	size_t r0 = n * part / s->row_parts, r1 = n * (part + 1) / s->row_parts;
-	hydb_bf16_op op = s->op;
-	op.slice = i % s->slices;
-	op.n = r1 - r0;
-	op.x += r0 * op.in;
-	op.y = (char *)op.y + r0 * op.out * (op.y_bf16 ? 2 : 4);
-	hydb_bf16_linear(s->f->bf16, thread, &op);
+	hydb_bf16_linear_block(s->f->bf16, thread, &s->op, i, s->row_parts, s->slices);
 }
 
 static double seconds(void)
