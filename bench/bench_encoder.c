@@ -29,7 +29,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "blas.h"
+#include "base/blas.h"
 #include "encoder/bf16.h"
 #include "encoder/forward.h"
 #include "encoder/pool.h"

@@ -15,10 +15,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "blas.h"
+#include "base/blas.h"
 #include "hydb.h"
-#include "lorentz.h"
-#include "search.h"
+#include "base/lorentz.h"
+#include "search_exact.h"
 
 #define DIM 768
 #define CURV 1.0

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "index/distance.h"
+#include "base/lorentz_kernel.h"
 
 #define LATENT 32
 #define CLUSTERS 4000

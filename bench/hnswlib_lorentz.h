@@ -13,7 +13,7 @@
 #include <vector>
 
 extern "C" {
-#include "index/distance.h"
+#include "base/lorentz_kernel.h"
 }
 
 // A point as hnswlib stores it: D floats, then |x|^2 as a double, so each

@@ -33,7 +33,7 @@
 #include <time.h>
 
 #include "bench/recall_data.h"
-#include "index/distance.h"
+#include "base/lorentz_kernel.h"
 #include "index/hnsw.h"
 #include "storage/store.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "encoder/bf16.h"
-#include "internal.h"
+#include "base/base.h"
 
 #ifdef HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>

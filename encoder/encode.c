@@ -13,7 +13,7 @@
 #include "encoder/forward.h"
 #include "encoder/image.h"
 #include "encoder/tokenizer.h"
-#include "internal.h"
+#include "base/base.h"
 
 static void lift(const hydb_model *m, const float *f, double alpha,
 		 float *out, float *radius, float *features)

@@ -22,11 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "blas.h"
+#include "base/blas.h"
 #include "encoder/bf16.h"
 #include "encoder/forward.h"
 #include "encoder/pool.h"
-#include "internal.h"
+#include "base/base.h"
 
 int hydb_forward_legacy;
 

@@ -1,7 +1,6 @@
 # encoder: forward
-# BLAS loader (src/blas.c) and the HySAC transformer forward pass.
-libhydb_internal_la_SOURCES += src/blas.h src/blas.c \
-	encoder/forward.h encoder/forward.c encoder/vision.c encoder/text.c \
+# The HySAC transformer forward pass.
+libhydb_internal_la_SOURCES += encoder/forward.h encoder/forward.c encoder/vision.c encoder/text.c \
 	encoder/pool.h encoder/pool.c encoder/bf16.h encoder/bf16.c \
 	encoder/encode.c
 hydb_SOURCES += src/cli/cmd_encode.c

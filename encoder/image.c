@@ -32,7 +32,7 @@
 #endif
 
 #include "encoder/image.h"
-#include "internal.h"
+#include "base/base.h"
 
 const float hydb_clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 const float hydb_clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};

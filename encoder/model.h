@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 #define HYDB_MODEL_FORMAT_VERSION 1
 

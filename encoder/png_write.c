@@ -18,7 +18,7 @@
 #include <png.h>
 
 #include "encoder/image.h"
-#include "internal.h"
+#include "base/base.h"
 
 /* Encode to an open stream; 0 or a negative error naming path. */
 static int png_encode(FILE *f, const uint8_t *rgb, int w, int h, const char *path)

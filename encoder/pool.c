@@ -16,7 +16,7 @@
 #include <stdlib.h>
 
 #include "encoder/pool.h"
-#include "internal.h"
+#include "base/base.h"
 
 /* Task index of a step whose tasks are still being set up. */
 #define CLOSED UINT32_MAX

@@ -15,7 +15,7 @@
 #include "config.h"
 
 #include "encoder/image.h"
-#include "internal.h"
+#include "base/base.h"
 
 #include <limits.h>
 #include <math.h>

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 /* The format's own limit on the header; larger means a damaged length. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1024 * 1024)

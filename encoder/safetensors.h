@@ -3,7 +3,7 @@
  *
  * The model file is untrusted input: every number read from it is checked
  * against the file size before it is used to size or address anything.
- * JSON parsing itself is src/json.c's.
+ * JSON parsing itself is src/base/json.c's.
  */
 #ifndef HYDB_SAFETENSORS_H
 #define HYDB_SAFETENSORS_H
@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "json.h"
+#include "base/json.h"
 
 /* A non-negative integer written without sign, fraction or exponent, read
  * exactly from its text (doubles lose offsets past 2^53). text is the

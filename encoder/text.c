@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "encoder/forward.h"
-#include "internal.h"
+#include "base/base.h"
 
 /* HF pools at argmax(input_ids), which is the first EOS because EOS has the
  * largest id; the argmax also covers sequences cut off without an EOS. */

@@ -7,7 +7,7 @@
  */
 #include "encoder/tokenizer.h"
 
-#include "internal.h"
+#include "base/base.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "encoder/forward.h"
-#include "internal.h"
+#include "base/base.h"
 
 /* Rearrange one CHW image into rows of patches; each row is ordered like
  * the conv weight [out, channel, ky, kx] flattened. */

@@ -20,7 +20,7 @@
  *                              beyond HYDB_HALF_MAX_NORM is zero and the
  *                              walk reads its float32 vector instead
  *
- * Every distance is the Lorentz key cosh(sqrt(c) d) - 1 (index/distance.h).
+ * Every distance is the Lorentz key cosh(sqrt(c) d) - 1 (src/base/lorentz_kernel.h).
  * Parameters: M (default 16; 2M links on layer 0), efConstruction
  * (default 200), ef at search time (default max(k, 64)).
  *
@@ -52,9 +52,10 @@
 #define HYDB_INDEX_HNSW_H
 
 #include <lmdb.h>
+#include <math.h>
 #include <stdint.h>
 
-#include "search.h"
+#include "base/base.h"
 #include "storage/store.h"
 
 #define HYDB_HNSW_DEFAULT_M 16u
@@ -62,6 +63,52 @@
 #define HYDB_HNSW_DEFAULT_EF 64u
 #define HYDB_HNSW_MAX_M 128u
 #define HYDB_HNSW_MAX_LEVEL 16u
+
+/* A candidate: its slot and its ranking key cosh(sqrt(c) d) - 1 (monotone in
+ * the geodesic distance d). Ties are broken by record id, so results are
+ * deterministic. */
+typedef struct hydb_hit {
+	uint32_t slot;
+	uint64_t id;
+	double key;
+} hydb_hit;
+
+/* Record filter as applied to slot attributes. */
+typedef struct hydb_filter {
+	double min_radius, max_radius; /* inclusive; [0, INFINITY] = none */
+	unsigned modality_mask;        /* 0 = any */
+	unsigned label_mask;           /* 0 = any */
+} hydb_filter;
+
+static inline int hydb_filter_is_empty(const hydb_filter *f)
+{
+	return !f || (f->min_radius <= 0 && isinf(f->max_radius) &&
+		      !f->modality_mask && !f->label_mask);
+}
+
+static inline int hydb_filter_match(const hydb_filter *f,
+				    const hydb_slot_attr *a)
+{
+	if (!a->live)
+		return 0;
+	if (!f)
+		return 1;
+	if (a->radius < f->min_radius || a->radius > f->max_radius)
+		return 0;
+	/* The bytes come from disk: a value past the mask width matches no
+	 * mask rather than shifting out of range. */
+	if (f->modality_mask && (a->modality >= 32 || !(f->modality_mask & (1u << a->modality))))
+		return 0;
+	if (f->label_mask && (a->label >= 32 || !(f->label_mask & (1u << a->label))))
+		return 0;
+	return 1;
+}
+
+/* Order: smaller key first, then smaller id. */
+static inline int hydb_hit_less(const hydb_hit *a, const hydb_hit *b)
+{
+	return a->key < b->key || (a->key == b->key && a->id < b->id);
+}
 
 typedef struct hydb_index hydb_index;
 

@@ -7,14 +7,14 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "index/distance.h"
+#include "base/lorentz_kernel.h"
 #include "index/hnsw.h"
 
 #define HNSW_META_MAGIC 0x57534e48u /* "HNSW" */
 /* 2: layer-0 records carry the reachability tree (index/reach.c). Format 1
  * graphs are searched but not changed.
  * 3: a compact block ends with a byte per row, HNSW_ROW_WIDE for a row the
- * walk reads in float32 from the store (distance.h, HYDB_HALF_MAX_NORM).
+ * walk reads in float32 from the store (src/base/lorentz_kernel.h, HYDB_HALF_MAX_NORM).
  * Blocks without the bytes (written by format 2) are all half precision;
  * an insert rewrites each block it touches in the new layout and marks the
  * graph format 3, which format-2 libraries refuse. */

@@ -2,7 +2,7 @@
  * db.c - the public database API: a write goes store -> index in one LMDB
  * transaction; a search goes redirect -> plan (index or exact) -> records.
  */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "db_internal.h"
-#include "search.h"
+#include "search_exact.h"
 #include "storage/store.h"
 #include "index/hnsw.h"
 

@@ -1,5 +1,5 @@
 # Lorentz geometry and exact search.
-libhydb_internal_la_SOURCES += src/lorentz.c src/lorentz.h src/search_exact.c
+libhydb_internal_la_SOURCES += src/search_exact.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_lorentz tests/check_exact

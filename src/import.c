@@ -19,7 +19,7 @@
 #include <xxhash.h>
 
 #include "db_internal.h"
-#include "json.h"
+#include "base/json.h"
 
 #define LINE_MAX_BYTES (8u << 20)
 

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 typedef enum {
 	HYDB_FMT_AUTO,

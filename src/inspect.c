@@ -4,7 +4,7 @@
  * stats, check and export do with internal calls, for bindings such as the
  * Python package).
  */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <string.h>

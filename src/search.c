@@ -4,14 +4,14 @@
  *   -> resolve hits to records.
  * The query planner for filtered searches lives in index/ (see hnsw.h).
  */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "index/hnsw.h"
-#include "search.h"
+#include "search_exact.h"
 #include "storage/store.h"
 
 

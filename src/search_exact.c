@@ -15,10 +15,10 @@
  * output of a chunk is screened by two threads, one per half of the
  * queries.
  */
-#include "internal.h"
-#include "blas.h"
-#include "lorentz.h"
-#include "search.h"
+#include "base/base.h"
+#include "base/blas.h"
+#include "base/lorentz.h"
+#include "search_exact.h"
 
 #include <math.h>
 #include <pthread.h>

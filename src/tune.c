@@ -21,7 +21,7 @@
  * index has at least HYDB_TUNE_MIN_NODES nodes and has doubled since (or
  * halved: a delete-heavy history).
  */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,7 +31,7 @@
 
 #include "db_internal.h"
 #include "index/hnsw.h"
-#include "search.h"
+#include "search_exact.h"
 #include "storage/store.h"
 
 #define TUNE_META "index_tune"

@@ -33,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 #define PG_HDR 16u
 #define PG_BRANCH 0x01u

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 #define HYDB_REC_MAGIC 0x43455248u /* "HREC" */
 #define HYDB_REC_VERSION 1

@@ -28,7 +28,7 @@
 #include <lmdb.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "base/base.h"
 #include "storage/lmdb_verify.h"
 
 #define HYDB_BLOCK_SLOTS 64u

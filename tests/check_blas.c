@@ -17,8 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "blas.h"
-#include "internal.h"
+#include "base/blas.h"
+#include "base/base.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 

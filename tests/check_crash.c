@@ -28,7 +28,7 @@
 #include "hydb.h"
 #include "db_internal.h"
 #include "index/hnsw.h"
-#include "internal.h"
+#include "base/base.h"
 #include "storage/check.h"
 #include "storage/store.h"
 

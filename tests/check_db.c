@@ -15,7 +15,7 @@
 
 #include "hydb.h"
 #include "db_internal.h"
-#include "internal.h"
+#include "base/base.h"
 #include "storage/store.h"
 
 #define DIM 19 /* odd on purpose: SIMD tails */

@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "hydb.h"
-#include "lorentz.h"
-#include "search.h"
+#include "base/lorentz.h"
+#include "search_exact.h"
 
 typedef struct {
 	size_t n, nq, dim, k;

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "index/distance.h"
+#include "base/lorentz_kernel.h"
 #include "index/hnsw.h"
 #include "index/hnsw_impl.h"
 

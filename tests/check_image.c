@@ -20,7 +20,7 @@
 #include <jpeglib.h>
 
 #include "encoder/image.h"
-#include "internal.h"
+#include "base/base.h"
 
 /* ---- byte builders ------------------------------------------------------- */
 

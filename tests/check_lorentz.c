@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "hydb.h"
-#include "lorentz.h"
+#include "base/lorentz.h"
 
 #define TOL 1e-5
 #define N_CURV 3

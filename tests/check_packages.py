@@ -84,12 +84,12 @@ for binary in [os.path.join(build, "hydb")] + glob.glob(os.path.join(build, ".li
         for m in re.finditer(r"=> (/\S+)", out):
             want(m.group(1), "linked by " + os.path.basename(binary))
 ldconfig = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
-for soname in ["libopenblas.so.0"]:  # src/blas.c dlopen()s it
+for soname in ["libopenblas.so.0"]:  # src/base/blas.c dlopen()s it
     m = re.search(r"\s%s \(.*x86-64.*\) => (\S+)" % re.escape(soname), ldconfig)
     if m:
-        want(os.path.realpath(m.group(1)), "dlopen()ed by src/blas.c")
+        want(os.path.realpath(m.group(1)), "dlopen()ed by src/base/blas.c")
     else:
-        files[soname] = "MISSING: dlopen()ed by src/blas.c"
+        files[soname] = "MISSING: dlopen()ed by src/base/blas.c"
 
 # 4. Python modules the project's Python code imports (files, heredocs, -c)
 modules = {}

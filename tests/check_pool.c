@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 #include "encoder/pool.h"
-#include "internal.h"
+#include "base/base.h"
 
 #define MAX_TASKS 64
 

@@ -14,7 +14,7 @@
 #include <zlib.h>
 
 #include "encoder/tokenizer.h"
-#include "internal.h"
+#include "base/base.h"
 
 /* ---- a tiny JSON-lines reader for {"text": "...", "ids": [...]} ---------- */
 

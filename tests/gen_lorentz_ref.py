@@ -88,7 +88,7 @@ def mp_ref(x, y, v, c):
     a, b, p = mp.fdot(X, X), mp.fdot(Y, Y), mp.fdot(X, Y)
     x0, y0 = mp.sqrt(1 / c + a), mp.sqrt(1 / c + b)
     # c (x0 y0 - p) - 1 rewritten without cancellation (an identity, see
-    # src/lorentz.h): exactly 0 for identical or parallel inputs, where the
+    # src/base/lorentz.h): exactly 0 for identical or parallel inputs, where the
     # textbook form leaves a residue of the working precision.
     u = mp.fsum((s - t) ** 2 for s, t in zip(X, Y))
     key = (u + c * (a * b - p * p)) / (x0 * y0 + p + 1 / c)

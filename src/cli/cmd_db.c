@@ -15,7 +15,7 @@
 #include "cli/cli.h"
 #include "cli/output.h"
 #include "hydb.h"
-#include "search.h"
+#include "search_exact.h"
 #include "storage/store.h"
 
 #include "db_internal.h"

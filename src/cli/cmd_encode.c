@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "json.h"
+#include "base/json.h"
 #include "encoder/forward.h"
 #include "encoder/image.h"
 #include "cli/model_select.h"

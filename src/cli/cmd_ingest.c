@@ -42,8 +42,8 @@
 #include "encoder/forward.h"
 #include "encoder/image.h"
 #include "encoder/model.h"
-#include "internal.h"
-#include "json.h"
+#include "base/base.h"
+#include "base/json.h"
 
 #define MAX_CAPTIONS 16
 #define MAX_BATCH 256

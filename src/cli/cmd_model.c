@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "json.h"
+#include "base/json.h"
 #include "encoder/model.h"
 #include "hydb.h"
 

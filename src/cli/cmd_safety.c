@@ -18,8 +18,8 @@
 #include "cli/safety.h"
 #include "db_internal.h"
 #include "encoder/model.h"
-#include "json.h"
-#include "search.h"
+#include "base/json.h"
+#include "search_exact.h"
 
 #define EXIT_UNSAFE 3
 

@@ -12,7 +12,7 @@
 #include "db_internal.h"
 #include "encoder/image.h"
 #include "encoder/model.h"
-#include "json.h"
+#include "base/json.h"
 
 /* Curvatures closer than this (relative) are the same: a database created
  * from a model stores the model's value exactly; anything else is another

@@ -10,8 +10,8 @@
 #include "cli/glyphs.h"
 #include "cli/output.h"
 #include "encoder/image.h"
-#include "internal.h"
-#include "json.h"
+#include "base/base.h"
+#include "base/json.h"
 
 static const char *const mod_names[] = {"other", "image", "text"};
 static const char *const label_names[] = {"unknown", "safe", "unsafe"};

@@ -12,7 +12,7 @@
 
 #include "cli/query_input.h"
 #include "import.h"
-#include "json.h"
+#include "base/json.h"
 
 #define MAX_TEXT_BYTES (256u << 20)
 

@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 /* One JSON query in text[0..len): an array of dim numbers or an object
  * with "vector". where names it in errors. */

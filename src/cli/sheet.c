@@ -20,8 +20,8 @@
 #include "cli/glyphs.h"
 #include "cli/model_select.h"
 #include "encoder/image.h"
-#include "internal.h"
-#include "json.h"
+#include "base/base.h"
+#include "base/json.h"
 
 #define TILE 224
 #define FRAME 4

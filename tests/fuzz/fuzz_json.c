@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "src/json.h"
+#include "src/base/json.h"
 
 static void round_trip(const char *s, size_t len)
 {

@@ -4,7 +4,7 @@
  * Debian's OpenBLAS 0.3.21 does not recognise recent Intel CPUs and falls
  * back to its Prescott (SSE3) kernels, 3-5x slower than the AVX-512 ones.
  * OpenBLAS reads OPENBLAS_CORETYPE only when it is loaded, so libhydb does
- * not link it: src/blas.c picks the core type from the CPU's flags, sets the
+ * not link it: src/base/blas.c picks the core type from the CPU's flags, sets the
  * variable (unless the user did) and dlopen()s OpenBLAS on first use. Every
  * GEMM in hydb goes through these wrappers.
  */

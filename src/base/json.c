@@ -1,12 +1,12 @@
 /* json.c - strict recursive-descent JSON reader (RFC 8259) and writer. */
-#include "json.h"
+#include "base/json.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "base/base.h"
 
 typedef struct {
 	const char *s;

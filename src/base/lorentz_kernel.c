@@ -1,5 +1,5 @@
 /*
- * distance.c - Lorentz ranking-key kernels, dispatched on the CPU's flags.
+ * lorentz_kernel.c - Lorentz ranking-key kernels, dispatched on the CPU's flags.
  *
  * A kernel makes one pass over both vectors and returns two sums over
  * d = y - x: |d|^2 and x.d; hydb_key_* turn them into the key with the
@@ -8,7 +8,7 @@
  * multiplying; the half-precision walk kernel sums float32 products over
  * 64 lanes and then in double (it only steers the beam).
  */
-#include "index/distance.h"
+#include "base/lorentz_kernel.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -185,7 +185,7 @@ static double key_from_sums(const hydb_kquery *q, const double s[2])
 	return (s[0] + q->c * wedge) / (q->x0 * y0 + xy + q->inv_c);
 }
 
-/* The far query's key from {|d|^2, x.d, |y|^2} (distance.h). The wedge
+/* The far query's key from {|d|^2, x.d, |y|^2} (lorentz_kernel.h). The wedge
  * |x|^2|v|^2 - (x.v)^2 is the same for v = d and v = y; its rounding is
  * about eps |x|^2 |v|^2, so the shorter one is taken. For an obtuse pair
  * c x0 y0 - 1 = p / (sqrt(1 + p) + 1) with p = c(|x|^2 + |y|^2) +

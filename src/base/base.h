@@ -1,5 +1,5 @@
 /*
- * internal.h - conventions shared by every part of libhydb (not installed).
+ * base.h - conventions shared by every part of libhydb (not installed).
  *
  * Errors propagate zstd-style: a function that fails records a message for
  * the calling thread with hydb_error_set() and returns a negative hydb_error;

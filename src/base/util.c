@@ -1,5 +1,5 @@
 /* util.c - small checked helpers shared by every part of the library. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /*
- * distance.h - the ranking key cosh(sqrt(c) d) - 1 as fast kernels (internal).
+ * lorentz_kernel.h - the ranking key cosh(sqrt(c) d) - 1 as fast kernels (internal).
  *
  * Every distance the index computes, in build and in search, is this key.
  * Written as (|x-y|^2 + c|x^y|^2) / (x0 y0 + x.y + 1/c) it has no

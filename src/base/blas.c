@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "internal.h"
+#include "base/blas.h"
+#include "base/base.h"
 
 /* cblas enum values (cblas.h), so that no OpenBLAS header is needed. */
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };

@@ -8,8 +8,8 @@
  * 1.4e-4 look equally far), and log_map0 uses asinh(sqrt(c)|x|), equal to
  * MERU's acosh(sqrt(1 + c|x|^2)) but accurate near the origin.
  */
-#include "internal.h"
-#include "lorentz.h"
+#include "base/base.h"
+#include "base/lorentz.h"
 
 #include <math.h>
 

@@ -4,7 +4,7 @@
  * The message lives in thread-local storage so that concurrent readers on
  * one handle never see each other's errors.
  */
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdarg.h>
 #include <stdio.h>
