@@ -1097,7 +1097,6 @@ void hydb_encoder_release(void *enc)
 	hydb_bf16_free(e->bf16);
 	free(e->vision.blocks);
 	free(e->text.blocks);
-	hydb_encoder_tokenizer_free(e->tok);
 	free(e);
 }
 

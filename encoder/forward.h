@@ -43,7 +43,6 @@ typedef struct hydb_encoder {
 	const float *tok_emb, *txt_pos;
 	size_t vocab, context;
 	size_t embed_dim;
-	struct hydb_tokenizer *tok;           /* made on first text encode */
 	struct hydb_bf16 *bf16;               /* the bf16 engine, or NULL */
 } hydb_encoder;
 
@@ -92,7 +91,6 @@ void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
 int hydb_encoder_get(hydb_encoder **out, struct hydb_model *m);
 /* Called by hydb_model_close. */
 void hydb_encoder_release(void *enc);
-void hydb_encoder_tokenizer_free(struct hydb_tokenizer *t);
 
 /* The token ids hydb_encode_text would use: ids receives context_length
  * entries, *n_used the count up to and including EOS. */

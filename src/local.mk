@@ -2,8 +2,9 @@
 # A query travels: cli/cmd_query.c -> search.c -> index/ (or search_exact.c)
 # -> storage/; a write: cli/cmd_import.c -> import.c -> db.c -> storage/ + index/.
 libhydb_internal_la_SOURCES += \
-	src/hydb.h src/search_exact.h src/db_internal.h \
-	src/db.c src/search.c src/tune.c src/import.c src/import.h src/inspect.c
+	src/hydb.h src/admin.h src/search_exact.h src/db_internal.h \
+	src/db.c src/search.c src/tune.c src/import.c src/import.h src/inspect.c \
+	src/encode.c
 
 hydb_SOURCES += src/cli/main.c src/cli/cli.h src/cli/args.c src/cli/output.c src/cli/output.h \
 	src/cli/cmd_db.c src/cli/cmd_import.c src/cli/cmd_query.c src/cli/cmd_tune.c \

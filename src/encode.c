@@ -1,12 +1,12 @@
 /*
- * encode.c - the public encoder calls: tokenise or decode, run a tower,
- * then lift the Euclidean features onto the hyperboloid as HySAC does
- * (scale by the learned alpha, exponential map at the origin).
+ * encode.c - the public encoder calls (library face): tokenise or decode,
+ * run a tower (encoder/), then lift the Euclidean features onto the
+ * hyperboloid as HySAC does (scale by the learned alpha, exponential map at
+ * the origin, base/lorentz).
  */
 #include "config.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,34 +38,14 @@ static int check_model(const hydb_model *m, const void *out)
 
 /* ---- text -------------------------------------------------------------- */
 
-static pthread_mutex_t tok_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* The model file carries the merges; a tiny model's vocabulary keeps only
- * the first vocab_size - 514 of them (512 byte symbols, 2 specials). */
+/* The tokenizer is the one hydb_model_open built and checked against the
+ * config (encoder/model.c); encoding only reads it, so threads share it. */
 static int tokenizer_get(hydb_tokenizer **out, hydb_model *m)
 {
-	hydb_encoder *e;
-	FORWARD_IF_ERROR(hydb_encoder_get(&e, m));
-	pthread_mutex_lock(&tok_lock);
-	int rc = HYDB_OK;
-	if (!e->tok) {
-		long merges = (long)m->cfg.vocab_size - 514;
-		if (merges <= 0)
-			rc = hydb_error_set(HYDB_EMODEL, "%s: vocab_size %d too "
-					    "small for a BPE vocabulary",
-					    m->path, m->cfg.vocab_size);
-		else
-			rc = hydb_tokenizer_new(&e->tok, m->merges,
-						m->merges_len, (size_t)merges);
-	}
-	pthread_mutex_unlock(&tok_lock);
-	*out = e->tok;
-	return rc;
-}
-
-void hydb_encoder_tokenizer_free(struct hydb_tokenizer *t)
-{
-	hydb_tokenizer_free(t);
+	RETURN_ERROR_IF(!m->tok, HYDB_EMODEL, "%s: model has no tokenizer",
+			m->path);
+	*out = m->tok;
+	return HYDB_OK;
 }
 
 int hydb_encode_tokens(hydb_model *m, const char *text, int32_t *ids,
