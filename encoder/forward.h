@@ -19,16 +19,16 @@
 
 /* One pre-LN transformer block, HF CLIPEncoderLayer names. Linear weights
  * are [out, in] as nn.Linear stores them. */
-typedef struct hydb_block_w {
+typedef struct hydb_layer_w {
 	const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
 	const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
 	const float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} hydb_block_w;
+} hydb_layer_w;
 
 typedef struct hydb_tower {
 	size_t width, layers, heads, mlp;
 	double ln_eps;
-	hydb_block_w *blocks;
+	hydb_layer_w *blocks;
 	const float *final_ln_w, *final_ln_b; /* post_layernorm / final_layer_norm */
 	const float *proj;                    /* [embed_dim, width] */
 } hydb_tower;
@@ -104,13 +104,13 @@ int hydb_encode_image_batches(struct hydb_model *m, const char *const *paths,
 int hydb_encode_ids(struct hydb_model *m, const int32_t *ids, size_t n,
 		    float *out, float *radius, float *features);
 
-/* Floats of scratch hydb_block_forward needs for n_seq x seq tokens. */
-int hydb_block_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
+/* Floats of scratch hydb_layer_forward needs for n_seq x seq tokens. */
+int hydb_layer_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 		       size_t n_seq, size_t seq);
 /* Run one block in place on x [n_seq * seq, width]: n_seq independent
  * sequences of seq tokens. causal: token i attends to tokens <= i. */
-void hydb_block_forward(const hydb_fwd *f, const hydb_tower *t,
-			const hydb_block_w *b, float *x, size_t n_seq,
+void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,
+			const hydb_layer_w *b, float *x, size_t n_seq,
 			size_t seq, int causal, float *scratch);
 /* Row-wise LayerNorm: out may alias x. */
 void hydb_layer_norm(const hydb_fwd *f, float *out, const float *x,

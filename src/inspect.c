@@ -11,7 +11,7 @@
 
 #include "db_internal.h"
 #include "index/hnsw.h"
-#include "storage/check.h"
+#include "storage/store_check.h"
 #include "storage/store.h"
 
 static int stats_block(uint32_t block_no, const hydb_block *blk, void *vctx)

@@ -29,7 +29,7 @@
 #include "db_internal.h"
 #include "index/hnsw.h"
 #include "base/base.h"
-#include "storage/check.h"
+#include "storage/store_check.h"
 #include "storage/store.h"
 
 #define DIM 16

@@ -16,7 +16,7 @@
 #include "cli/output.h"
 #include "db_internal.h"
 #include "index/hnsw.h"
-#include "storage/check.h"
+#include "storage/store_check.h"
 
 static const char check_usage[] =
 	"usage: hydb check [DB] [--quiet]\n"
