@@ -236,8 +236,8 @@ static int brute_query(struct hnsw_ctx *cx, const float *x, size_t k,
 static double mask_fraction(const struct hnsw_meta *m, const hydb_filter *f)
 {
 	uint64_t hit = 0, all = 0;
-	for (unsigned mo = 0; mo < 3; mo++)
-		for (unsigned la = 0; la < 3; la++) {
+	for (unsigned mo = 0; mo < HYDB_N_MODALITIES; mo++)
+		for (unsigned la = 0; la < HYDB_N_LABELS; la++) {
 			uint64_t c = m->counts[mo][la];
 			all += c;
 			if ((!f->modality_mask || (f->modality_mask >> mo) & 1) &&

@@ -36,7 +36,7 @@ struct hnsw_meta {
 	uint32_t slot_limit; /* 1 + the highest slot ever inserted */
 	uint32_t next_rank;  /* rank of the next new node (reach.c); 0: none */
 	uint64_t rng;        /* level generator state: builds are repeatable */
-	uint64_t counts[3][3]; /* live nodes by modality x label */
+	uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS]; /* live nodes */
 	double c;
 };
 

@@ -30,7 +30,7 @@ unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m)
 
 void hnsw_count_attr(struct hnsw_meta *m, const hydb_slot_attr *a, int d)
 {
-	if (a->modality < 3 && a->label < 3)
+	if (a->modality < HYDB_N_MODALITIES && a->label < HYDB_N_LABELS)
 		m->counts[a->modality][a->label] += (uint64_t)(int64_t)d;
 }
 

@@ -280,7 +280,7 @@ static int remove_doomed(struct hnsw_ctx *cx, const uint32_t *list,
 		const hydb_slot_attr *a;
 		FORWARD_IF_ERROR(hnsw_node_delete(cx, list[i]));
 		if (hnsw_slot_data(cx, list[i], NULL, &a, NULL) == 0 &&
-		    a->modality < 3 && a->label < 3 &&
+		    a->modality < HYDB_N_MODALITIES && a->label < HYDB_N_LABELS &&
 		    m->counts[a->modality][a->label])
 			m->counts[a->modality][a->label]--;
 		m->nodes--;

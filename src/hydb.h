@@ -129,12 +129,14 @@ typedef enum hydb_modality {
 	HYDB_MOD_IMAGE = 1,
 	HYDB_MOD_TEXT = 2
 } hydb_modality;
+#define HYDB_N_MODALITIES 3
 
 typedef enum hydb_label {
 	HYDB_LABEL_UNKNOWN = 0,
 	HYDB_LABEL_SAFE = 1,
 	HYDB_LABEL_UNSAFE = 2
 } hydb_label;
+#define HYDB_N_LABELS 3
 
 /* Documented limits. Longer keys are accepted up to HYDB_MAX_KEY and stored
  * under a hash in LMDB's key space (which allows 511 bytes). */
@@ -258,7 +260,7 @@ HYDB_API int hydb_count(hydb_db *db, uint64_t *out);
 /** Counts and radius range of the live records, from one snapshot. */
 typedef struct hydb_db_stats {
 	uint64_t count;
-	uint64_t groups[3][3]; /* [hydb_modality][hydb_label] */
+	uint64_t groups[HYDB_N_MODALITIES][HYDB_N_LABELS];
 	double radius_min, radius_max; /* both 0 when empty */
 } hydb_db_stats;
 

@@ -452,6 +452,63 @@ static int check_dir(const char *path, int create, int *exists)
 	return HYDB_OK;
 }
 
+static int check_open_options(const char *path, const hydb_open_options *opts)
+{
+	RETURN_ERROR_IF(!path || !*path, HYDB_EINVAL, "database path is empty");
+	RETURN_ERROR_IF(strlen(path) >= PATH_MAX - 32, HYDB_EINVAL, "database path too long");
+	RETURN_ERROR_IF(opts->version < 1 || opts->version > HYDB_OPEN_OPTIONS_VERSION, HYDB_EINVAL,
+			"%s: unknown open-options version %u", path, opts->version);
+	if (!(opts->flags & HYDB_OPEN_CREATE))
+		return HYDB_OK;
+	RETURN_ERROR_IF(opts->dim == 0 || opts->dim > HYDB_MAX_DIM, HYDB_EINVAL,
+			"%s: dimension must be 1..%d, got %zu", path, HYDB_MAX_DIM, opts->dim);
+	RETURN_ERROR_IF(!(opts->curvature > 0) || !isfinite(opts->curvature), HYDB_EINVAL,
+			"%s: curvature must be a positive finite number", path);
+	RETURN_ERROR_IF(opts->flags & HYDB_OPEN_RDONLY, HYDB_EINVAL,
+			"%s: cannot create a database read-only", path);
+	return HYDB_OK;
+}
+
+/* Writer-preferring: with the default reader preference, threads that
+ * search back to back keep the lock shared forever and a write that must
+ * grow the map never gets it. No hydb call holds a transaction while it
+ * opens another, so no thread re-enters the read side while growth waits. */
+static void growlock_init(pthread_rwlock_t *l)
+{
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(l, &ra);
+	pthread_rwlockattr_destroy(&ra);
+}
+
+/* The tables, the header (written when the database is new, then read and
+ * compared with what a create asked for) and the block size the page size
+ * gives. The environment is open and registered. */
+static int open_contents(hydb_store *st, const hydb_open_options *opts, int exists)
+{
+	MDB_stat ms;
+	int rc = open_dbis(st, !exists);
+	if (rc == 0 && !exists) {
+		st->dim = opts->dim;
+		st->curvature = opts->curvature;
+		rc = hydb_store_write(st, write_header, NULL);
+	}
+	if (rc == 0)
+		rc = read_header(st);
+	FORWARD_IF_ERROR(rc);
+	RETURN_ERROR_IF(exists && (opts->flags & HYDB_OPEN_CREATE) &&
+			(st->dim != opts->dim || st->curvature != opts->curvature),
+			HYDB_EMISMATCH,
+			"%s: database exists with dim %zu and curvature %g (asked for %zu, %g)",
+			st->path, st->dim, st->curvature, opts->dim, opts->curvature);
+	rc = mdb_env_stat(st->env, &ms);
+	if (rc)
+		return hydb_store_mdb_error(rc, st->path);
+	st->block_bytes = block_bytes_for(st->dim, ms.ms_psize);
+	return HYDB_OK;
+}
+
 int hydb_store_open(hydb_store **out, const char *path,
 		    const hydb_open_options *opts)
 {
@@ -464,36 +521,14 @@ int hydb_store_open(hydb_store **out, const char *path,
 		hydb_open_options_init(&def);
 		opts = &def;
 	}
-	RETURN_ERROR_IF(!path || !*path, HYDB_EINVAL, "database path is empty");
-	RETURN_ERROR_IF(strlen(path) >= PATH_MAX - 32, HYDB_EINVAL, "database path too long");
-	RETURN_ERROR_IF(opts->version < 1 || opts->version > HYDB_OPEN_OPTIONS_VERSION, HYDB_EINVAL,
-			"%s: unknown open-options version %u", path, opts->version);
-	if (opts->flags & HYDB_OPEN_CREATE) {
-		RETURN_ERROR_IF(opts->dim == 0 || opts->dim > HYDB_MAX_DIM, HYDB_EINVAL,
-				"%s: dimension must be 1..%d, got %zu", path, HYDB_MAX_DIM, opts->dim);
-		RETURN_ERROR_IF(!(opts->curvature > 0) || !isfinite(opts->curvature), HYDB_EINVAL,
-				"%s: curvature must be a positive finite number", path);
-		RETURN_ERROR_IF(opts->flags & HYDB_OPEN_RDONLY, HYDB_EINVAL,
-				"%s: cannot create a database read-only", path);
-	}
+	FORWARD_IF_ERROR(check_open_options(path, opts));
 	FORWARD_IF_ERROR(check_dir(path, !!(opts->flags & HYDB_OPEN_CREATE), &exists));
 	RETURN_ERROR_IF(!exists && !(opts->flags & HYDB_OPEN_CREATE), HYDB_ENOTFOUND,
 			"%s: no database here (create one with 'hydb init')", path);
 
 	st = calloc(1, sizeof *st);
 	RETURN_ERROR_IF(!st, HYDB_ENOMEM, "%s: out of memory", path);
-	{
-		/* Writer-preferring: with the default reader preference, threads
-		 * that search back to back keep the lock shared forever and a
-		 * write that must grow the map never gets it. No hydb call holds
-		 * a transaction while it opens another, so no thread re-enters
-		 * the read side while growth waits. */
-		pthread_rwlockattr_t ra;
-		pthread_rwlockattr_init(&ra);
-		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-		pthread_rwlock_init(&st->growlock, &ra);
-		pthread_rwlockattr_destroy(&ra);
-	}
+	growlock_init(&st->growlock);
 	snprintf(st->path, sizeof st->path, "%s", path);
 	st->readonly = !!(opts->flags & HYDB_OPEN_RDONLY);
 	if (st->readonly)
@@ -511,30 +546,9 @@ int hydb_store_open(hydb_store **out, const char *path,
 		rc = registry_add(st);
 	if (rc < 0)
 		goto fail_env;
-	rc = open_dbis(st, !exists);
-	if (rc == 0 && !exists) {
-		st->dim = opts->dim;
-		st->curvature = opts->curvature;
-		rc = hydb_store_write(st, write_header, NULL);
-	}
-	if (rc == 0)
-		rc = read_header(st);
-	if (rc == 0 && exists && (opts->flags & HYDB_OPEN_CREATE) &&
-	    (st->dim != opts->dim || st->curvature != opts->curvature))
-		rc = hydb_error_set(HYDB_EMISMATCH,
-				    "%s: database exists with dim %zu and curvature %g (asked for %zu, %g)",
-				    path, st->dim, st->curvature, opts->dim, opts->curvature);
+	rc = open_contents(st, opts, exists);
 	if (rc < 0)
 		goto fail_reg;
-	{
-		MDB_stat ms;
-		rc = mdb_env_stat(st->env, &ms);
-		if (rc) {
-			rc = hydb_store_mdb_error(rc, st->path);
-			goto fail_reg;
-		}
-		st->block_bytes = block_bytes_for(st->dim, ms.ms_psize);
-	}
 	*out = st;
 	return HYDB_OK;
 
