@@ -85,8 +85,4 @@ const char *hydb_tokenizer_token(const hydb_tokenizer *t, int32_t id);
 int hydb_tokenizer_clean(char **out, size_t *out_len, const char *text,
 			 size_t len);
 
-/* Writes code point c (at most U+10FFFF, no surrogate) as 1 to 4 bytes of
- * UTF-8 at out; returns the byte count. */
-size_t hydb_utf8_put_cp(char *out, uint32_t c);
-
 #endif /* HYDB_ENCODER_TOKENIZER_H */

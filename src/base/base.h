@@ -77,7 +77,14 @@ void hydb_report(hydb_reporter *r, const char *fmt, ...) HYDB_PRINTF(2, 3);
 /* Returns index of the first non-finite value in v[0..n), or n if none. */
 size_t hydb_first_nonfinite(const float *v, size_t n);
 
-/* Validates that s (len bytes) is UTF-8 without NUL; 0 or -1. */
+/* UTF-8 (src/base/utf8.c). Validates that s (len bytes) is UTF-8 without
+ * NUL: 0 or -1. */
 int hydb_utf8_valid(const char *s, size_t len);
+/* Decodes the sequence at s[0..avail) into *cp and returns its length, or 0
+ * when the bytes there are a NUL or not UTF-8 (overlong, surrogate, past
+ * U+10FFFF, truncated). */
+size_t hydb_utf8_get(const unsigned char *s, size_t avail, uint32_t *cp);
+/* Writes cp (at most U+10FFFF) as 1 to 4 bytes at out; returns the count. */
+size_t hydb_utf8_put(char *out, uint32_t cp);
 
 #endif /* HYDB_INTERNAL_H */
