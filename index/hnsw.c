@@ -285,7 +285,7 @@ int hydb_index_search(hydb_index *ix, MDB_txn *rtxn, const float *q, size_t k,
 	if (k == 0)
 		return 0;
 	if (ef == 0)
-		ef = k > HYDB_HNSW_DEFAULT_EF ? k : HYDB_HNSW_DEFAULT_EF;
+		ef = hydb_index_default_ef(k);
 	if (ef < k)
 		ef = k;
 	struct hnsw_ctx cx;

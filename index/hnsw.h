@@ -60,7 +60,13 @@
 
 #define HYDB_HNSW_DEFAULT_M 16u
 #define HYDB_HNSW_DEFAULT_EFC 200u
-#define HYDB_HNSW_DEFAULT_EF 64u
+/* The beam when the caller names none: the public HYDB_DEFAULT_EF, and never
+ * below k (the one place this rule is written; src/tune.c uses it too). */
+#define HYDB_HNSW_DEFAULT_EF ((unsigned)HYDB_DEFAULT_EF)
+static inline size_t hydb_index_default_ef(size_t k)
+{
+	return k > HYDB_DEFAULT_EF ? k : (size_t)HYDB_DEFAULT_EF;
+}
 #define HYDB_HNSW_MAX_M 128u
 #define HYDB_HNSW_MAX_LEVEL 16u
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lorentz.h"
 #include "index/hnsw.h"
 #include "search_exact.h"
 #include "storage/store.h"
@@ -69,14 +70,6 @@ static int results_alloc(hydb_results **out, size_t n)
 	return HYDB_OK;
 }
 
-/* d = acosh(1 + key)/sqrt(c), without the cancellation of acosh near 1. */
-static double key_to_dist(double key, double c)
-{
-	if (key <= 0)
-		return 0;
-	return log1p(key + sqrt(key * (key + 2))) / sqrt(c);
-}
-
 static int resolve_hits(hydb_store *st, MDB_txn *txn, const hydb_hit *hits, size_t n,
 			hydb_results *r)
 {
@@ -88,7 +81,7 @@ static int resolve_hits(hydb_store *st, MDB_txn *txn, const hydb_hit *hits, size
 		r->keys[i] = e->key;
 		r->captions[i] = e->caption;
 		e->key = e->caption = NULL;
-		r->distances[i] = key_to_dist(hits[i].key, c);
+		r->distances[i] = hydb_lorentz_key_to_dist(hits[i].key, c);
 		r->radii[i] = e->radius;
 		r->labels[i] = e->label;
 		r->modalities[i] = e->modality;

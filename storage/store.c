@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "storage/keys.h"
 #include "storage/record.h"
@@ -1018,12 +1017,12 @@ int hydb_store_set_label(hydb_store *st, MDB_txn *txn, uint64_t id, hydb_label l
 	buf = malloc(v.mv_size);
 	RETURN_ERROR_IF(!buf, HYDB_ENOMEM, "record %llu: out of memory", (unsigned long long)id);
 	memcpy(buf, v.mv_data, v.mv_size);
-	memcpy(&h, buf, sizeof h);
-	h.label = (uint8_t)label;
-	h.rec_hash = 0;
-	memcpy(buf, &h, sizeof h);
-	h.rec_hash = XXH64(buf, v.mv_size, 0);
-	memcpy(buf, &h, sizeof h);
+	rc = hydb_rec_set_label(buf, v.mv_size, label);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	hydb_rec_header(&h, buf);
 	put_be64(kb, id);
 	v.mv_data = buf;
 	rc = mdb_put(txn, st->dbi[HYDB_DBI_RECORDS], &k, &v, 0);
