@@ -22,17 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/bench_switch.h"
 #include "base/blas.h"
 #include "encoder/bf16.h"
 #include "encoder/forward.h"
 #include "encoder/pool.h"
 #include "base/base.h"
 
-int hydb_forward_legacy;
-
 int hydb_fwd_begin(hydb_fwd *f, const hydb_encoder *e)
 {
-	f->legacy = hydb_forward_legacy;
+	/* bench builds: HYDB_FORWARD_LEGACY=flags (HYDB_FWD_*) */
+	f->legacy = (int)hydb_bench_switch("HYDB_FORWARD_LEGACY", 0);
 	f->split = !(f->legacy & HYDB_FWD_BLAS_THREADS);
 	f->bf16 = NULL;
 	FORWARD_IF_ERROR(hydb_pool_new(&f->pool, 0));

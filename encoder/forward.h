@@ -55,7 +55,8 @@ typedef struct hydb_encoder {
 /* Earlier ways of running parts of the forward pass, kept so that
  * bench/bench_encoder can time old and new in one process (the machine's
  * load changes too much between runs to compare across them). Same
- * results either way. Read when a pass begins. */
+ * results either way. Read when a pass begins, from HYDB_FORWARD_LEGACY in
+ * bench builds only (base/bench_switch.h). */
 enum {
 	/* each GEMM one call on OpenBLAS's threads, its bias or GELU a pass
 	 * of its own, instead of blocks on the pool's threads */
@@ -63,7 +64,6 @@ enum {
 	/* scalar loops for the softmax and LayerNorm, GELU in chunks */
 	HYDB_FWD_SCALAR = 2,
 };
-extern int hydb_forward_legacy;
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
  * single-threaded from hydb_fwd_begin to hydb_fwd_end, the pool's threads

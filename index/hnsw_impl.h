@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "base/bench_switch.h"
 #include "base/lorentz_kernel.h"
 #include "index/hnsw.h"
 

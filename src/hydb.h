@@ -156,7 +156,7 @@ typedef enum hydb_label {
 
 #define HYDB_MAX_HNSW_M 128
 
-#define HYDB_OPEN_OPTIONS_VERSION 1
+#define HYDB_OPEN_OPTIONS_VERSION 2
 #define HYDB_OPEN_RDONLY 0x1u /* never write; works on read-only media */
 #define HYDB_OPEN_CREATE 0x2u /* create if missing (needs dim, curvature) */
 #define HYDB_OPEN_NOSYNC 0x4u /* faster writes; the last commits before an
@@ -171,7 +171,13 @@ typedef struct hydb_open_options {
 	unsigned hnsw_m;   /* with HYDB_OPEN_CREATE: 0 = default (16), else
 			      2..HYDB_MAX_HNSW_M */
 	unsigned hnsw_ef_construction; /* 0 = default (200) */
+	/* version 2: the bytes LMDB maps at first, 0 = 256 MiB (or twice the
+	 * file); the map grows by itself when a write needs more, so a small
+	 * value only saves address space, at the cost of more growth steps.
+	 * At least HYDB_MIN_INITIAL_MAP. */
+	size_t initial_map;
 } hydb_open_options;
+#define HYDB_MIN_INITIAL_MAP 65536
 
 /** Fill *opts with defaults (version set, no flags, curvature 1). */
 HYDB_API void hydb_open_options_init(hydb_open_options *opts);

@@ -370,19 +370,13 @@ static size_t block_bytes_for(size_t dim, size_t psize)
 	return b > psize ? b : psize + 64;
 }
 
-static int env_setup(hydb_store *st, unsigned flags)
+static int env_setup(hydb_store *st, unsigned flags, size_t initial_map)
 {
 	struct stat sb;
 	char datafile[PATH_MAX + 16];
 	int rc;
-	size_t map = HYDB_INITIAL_MAP;
+	size_t map = initial_map ? initial_map : HYDB_INITIAL_MAP;
 
-	{
-		/* Tests start small to exercise growth. */
-		const char *env = getenv("HYDB_TEST_INITIAL_MAP");
-		if (env && strtoull(env, NULL, 10) >= 65536)
-			map = (size_t)strtoull(env, NULL, 10);
-	}
 	snprintf(datafile, sizeof datafile, "%s/data.mdb", st->path);
 	if (stat(datafile, &sb) == 0) {
 		/* LMDB trusts its file; damage must be an error, not a crash */
@@ -403,7 +397,7 @@ static int env_setup(hydb_store *st, unsigned flags)
 		 * it readers are safe only while no process writes. */
 		mdb_env_close(st->env);
 		st->env = NULL;
-		return env_setup(st, flags | MDB_NOLOCK);
+		return env_setup(st, flags | MDB_NOLOCK, initial_map);
 	}
 	if (rc) {
 		int code;
@@ -457,6 +451,10 @@ static int check_open_options(const char *path, const hydb_open_options *opts)
 	RETURN_ERROR_IF(strlen(path) >= PATH_MAX - 32, HYDB_EINVAL, "database path too long");
 	RETURN_ERROR_IF(opts->version < 1 || opts->version > HYDB_OPEN_OPTIONS_VERSION, HYDB_EINVAL,
 			"%s: unknown open-options version %u", path, opts->version);
+	RETURN_ERROR_IF(opts->version >= 2 && opts->initial_map &&
+			opts->initial_map < HYDB_MIN_INITIAL_MAP, HYDB_EINVAL,
+			"%s: initial map must be 0 or at least %d bytes, got %zu", path,
+			HYDB_MIN_INITIAL_MAP, opts->initial_map);
 	if (!(opts->flags & HYDB_OPEN_CREATE))
 		return HYDB_OK;
 	RETURN_ERROR_IF(opts->dim == 0 || opts->dim > HYDB_MAX_DIM, HYDB_EINVAL,
@@ -540,7 +538,7 @@ int hydb_store_open(hydb_store **out, const char *path,
 				    path, strerror(errno));
 		goto fail;
 	}
-	rc = env_setup(st, flags);
+	rc = env_setup(st, flags, opts->version >= 2 ? opts->initial_map : 0);
 	if (rc == 0)
 		rc = registry_add(st);
 	if (rc < 0)
@@ -582,7 +580,6 @@ uint64_t hydb_store_map_generation(const hydb_store *st)
 	return __atomic_load_n(&st->mapgen, __ATOMIC_ACQUIRE);
 }
 MDB_dbi hydb_store_dbi(const hydb_store *st, enum hydb_dbi_id which) { return st->dbi[which]; }
-size_t hydb_store_block_bytes(const hydb_store *st) { return st->block_bytes; }
 const hydb_lmdb_verify_stats *hydb_store_verified(const hydb_store *st) { return &st->verified; }
 
 /* ---- vector blocks ------------------------------------------------------ */

@@ -162,41 +162,6 @@ double hydb_lorentz_key_to_dist(double key, double c)
 	return log1p(key + sqrt(key * (key + 2.0))) / sqrt(c);
 }
 
-double hydb_lorentz_key_n(const float *x, const float *y, size_t dim,
-			  double c, double xx, double yy)
-{
-	double pa[HYDB_LANES] = { 0 }, ua[HYDB_LANES] = { 0 };
-	size_t i = 0;
-	for (; i + HYDB_LANES <= dim; i += HYDB_LANES) {
-		for (int l = 0; l < HYDB_LANES; l++) {
-			double a = x[i + l], b = y[i + l], d = a - b;
-			pa[l] += a * b;
-			ua[l] += d * d;
-		}
-	}
-	for (; i < dim; i++) {
-		double a = x[i], b = y[i], d = a - b;
-		pa[0] += a * b;
-		ua[0] += d * d;
-	}
-	double p = (pa[0] + pa[1]) + (pa[2] + pa[3]);
-	double u = (ua[0] + ua[1]) + (ua[2] + ua[3]);
-	double x0y0 = sqrt((1.0 / c + xx) * (1.0 / c + yy));
-	if (p < -0.5 * (x0y0 + 1.0 / c))
-		return c * (x0y0 - p) - 1.0;
-	double nx = sqrt(xx), ny = sqrt(yy), nn = nx * ny, s;
-	if (u < nn) {
-		/* Close points: |x||y| - p = (u - (|x| - |y|)^2) / 2 keeps
-		 * the error proportional to u instead of to |x||y|. */
-		double dn = (xx - yy) / (nx + ny);
-		s = 0.5 * (u - dn * dn);
-	} else {
-		s = nn - p;
-	}
-	double wedge = s > 0 ? s * (nn + p) : 0.0;
-	return (u + c * wedge) / (x0y0 + p + 1.0 / c);
-}
-
 /* ---- public geometry --------------------------------------------------- */
 
 double hydb_lorentz_time(const float *x, size_t dim, double c)
