@@ -195,6 +195,8 @@ HYDB_API int hydb_open(hydb_db **out, const char *path,
 /** Close a handle; NULL is allowed. No call may be running on it. */
 HYDB_API void hydb_close(hydb_db *db);
 
+/** The database's dimension and curvature c (its points lie on the
+ *  hyperboloid of curvature -c). */
 HYDB_API size_t hydb_dim(const hydb_db *db);
 HYDB_API double hydb_curvature(const hydb_db *db);
 
@@ -238,7 +240,9 @@ HYDB_API int hydb_delete_batch(hydb_db *db, const char *const *keys,
 			       const uint64_t *ids, size_t n, unsigned flags,
 			       size_t *deleted);
 
-/** Delete by key or id. HYDB_ENOTFOUND when absent. */
+/** Delete one record by key or id: hydb_delete_batch of one with no flags.
+ *  Errors: HYDB_ENOTFOUND (absent; nothing changes), HYDB_EINVAL (NULL
+ *  handle, NULL or empty key), and the write errors of hydb_delete_batch. */
 HYDB_API int hydb_delete_key(hydb_db *db, const char *key);
 HYDB_API int hydb_delete_id(hydb_db *db, uint64_t id);
 
@@ -256,11 +260,17 @@ typedef struct hydb_entry {
 	char *meta;     /* NULL if none */
 } hydb_entry;
 
+/** Read one record by key (at most HYDB_MAX_KEY bytes) or by id into a new
+ *  *out that the caller frees with hydb_entry_free.
+ *  Errors: HYDB_ENOTFOUND (no live record), HYDB_EINVAL (NULL argument,
+ *  empty key), HYDB_ETOOBIG (key over HYDB_MAX_KEY), HYDB_ECORRUPT (the
+ *  record fails its checksum), HYDB_EIO, HYDB_ENOMEM. */
 HYDB_API int hydb_get_key(hydb_db *db, const char *key, hydb_entry **out);
 HYDB_API int hydb_get_id(hydb_db *db, uint64_t id, hydb_entry **out);
 HYDB_API void hydb_entry_free(hydb_entry *e);
 
-/** Number of live records. */
+/** Number of live records. Errors: HYDB_EINVAL (NULL argument), HYDB_EIO,
+ *  HYDB_ECORRUPT. */
 HYDB_API int hydb_count(hydb_db *db, uint64_t *out);
 
 /** Counts and radius range of the live records, from one snapshot. */
@@ -365,8 +375,12 @@ typedef struct hydb_results {
  *  HYDB_ECORRUPT, HYDB_ENOMEM. */
 HYDB_API int hydb_search(hydb_db *db, hydb_results **out, const float *query,
 			 const hydb_search_options *opts);
-/** nq queries, row-major; out receives an array of nq result pointers, freed
- *  with hydb_results_free_batch. */
+/** nq queries, row-major, in one read snapshot; out receives an array of nq
+ *  result pointers, freed with hydb_results_free_batch. Either every query
+ *  is answered or none (*out is then untouched).
+ *  nq may be 0 (an empty array). Errors: those of hydb_search (the message
+ *  names the query's row), HYDB_EINVAL for NULL queries with nq > 0,
+ *  HYDB_ENOMEM when nq * dim overflows. */
 HYDB_API int hydb_search_batch(hydb_db *db, hydb_results ***out,
 			       const float *queries, size_t nq,
 			       const hydb_search_options *opts);
@@ -416,7 +430,11 @@ HYDB_API int hydb_tune_get(hydb_db *db, hydb_tune_info *out);
  *  when none does, HYDB_DEFAULT_EF for t = NULL; never below k. */
 HYDB_API size_t hydb_tune_pick(const hydb_tune_info *t, double target, size_t k);
 
-/** Apply a redirect rule to a query in place; returns 1 if it moved. */
+/** Apply a redirect rule to a query (dim space components, curvature c) in
+ *  place; returns 1 if it moved, 0 if it was already within bound (or mode
+ *  is HYDB_REDIRECT_NONE).
+ *  Errors: HYDB_EINVAL (NULL or empty query, c or bound not finite and
+ *  positive, unknown mode). */
 HYDB_API int hydb_redirect_query(float *q, size_t dim, double c,
 				 hydb_redirect mode, double bound);
 /** HySAC's widened bound ub' = ub + tanh((ub - 0.8)/c) + 1. */
@@ -474,15 +492,28 @@ HYDB_API double hydb_model_curvature(const hydb_model *m);
 /** Safe-class bound: up_95 radius for HYDB_MOD_IMAGE or HYDB_MOD_TEXT. */
 HYDB_API double hydb_model_bound(const hydb_model *m, hydb_modality mod);
 
-/** Encode a caption. out: dim floats (space components); radius may be NULL.
- *  features, if non-NULL, receives the Euclidean projection output (dim). */
+/** Encode a caption (NUL-terminated UTF-8). out: dim floats (space
+ *  components); radius may be NULL. features, if non-NULL, receives the
+ *  Euclidean projection output (dim). Text longer than the model's context
+ *  (77 tokens for CLIP) is cut so that the end-of-text token stays last, as
+ *  CLIP does. Thread-safe: threads may share one model.
+ *  Errors: HYDB_EINVAL (NULL model, text or out), HYDB_EUTF8 (text is not
+ *  UTF-8), HYDB_EMODEL (the model has no usable tokenizer), HYDB_ENOMEM. */
 HYDB_API int hydb_encode_text(hydb_model *m, const char *text, float *out,
 			      float *radius, float *features);
-/** Encode n image files in one batch. out: n*dim floats. */
+/** Encode n image files (JPEG, PNG or WebP) in batches. out: n*dim floats;
+ *  radii (n) and features (n*dim) may be NULL. Either every image is
+ *  encoded or the call fails, naming the file.
+ *  Limits: a file of at most 256 MiB, an image of at most 89,478,485 pixels.
+ *  Errors: HYDB_EINVAL (NULL model, paths or out), HYDB_ENOTFOUND (no such
+ *  file), HYDB_EIO, HYDB_EFORMAT (not a decodable image, truncated),
+ *  HYDB_ETOOBIG (over a limit), HYDB_ENOMEM. */
 HYDB_API int hydb_encode_image_files(hydb_model *m, const char *const *paths,
 				     size_t n, float *out, float *radii,
 				     float *features);
-/** Encode one image held in memory (JPEG or PNG bytes). */
+/** Encode one image held in memory (len bytes of JPEG, PNG or WebP).
+ *  Limits and errors as hydb_encode_image_files, without HYDB_ENOTFOUND and
+ *  HYDB_EIO. */
 HYDB_API int hydb_encode_image_memory(hydb_model *m, const void *data,
 				      size_t len, float *out, float *radius,
 				      float *features);
