@@ -1628,6 +1628,8 @@ int hydb_tokenize(const hydb_tokenizer *t, const char *text, size_t len,
 			encode_word(t, &w, c.v + i, m, ids, &k, limit);
 		i += m;
 	}
+	/* the EOS at k stays inside the context, however long the text */
+	assert(k < context);
 	for (size_t i = k; i < context; i++)
 		ids[i] = hydb_tokenizer_eos(t);
 	if (n_used)

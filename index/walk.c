@@ -46,6 +46,7 @@ static void heap_push(struct hnsw_cand *h, size_t *n, struct hnsw_cand c,
 
 static struct hnsw_cand heap_pop(struct hnsw_cand *h, size_t *n, int sign)
 {
+	assert(*n > 0);
 	struct hnsw_cand top = h[0], last = h[--(*n)];
 	size_t i = 0, m = *n;
 	for (;;) {

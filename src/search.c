@@ -76,6 +76,8 @@ static int resolve_hits(hydb_store *st, MDB_txn *txn, const hydb_hit *hits, size
 	double c = hydb_store_curvature(st);
 	for (size_t i = 0; i < n; i++) {
 		hydb_entry *e;
+		/* the planner's contract: nearest first, ties by id */
+		assert(i == 0 || !hydb_hit_less(&hits[i], &hits[i - 1]));
 		FORWARD_IF_ERROR(hydb_store_get(st, txn, hits[i].id, &e));
 		r->ids[i] = e->id;
 		r->keys[i] = e->key;

@@ -114,6 +114,7 @@ int hydb_rec_encode(void **out, size_t *out_len, const hydb_record *rec,
 		p += h.meta_zlen;
 	}
 	*out_len = (size_t)(p - buf);
+	assert(*out_len <= cap && *out_len == sizeof h + klen + h.caption_zlen + h.meta_zlen);
 	memcpy(buf, &h, sizeof h);
 	rec_seal(buf, *out_len);
 	*out = buf;

@@ -653,6 +653,7 @@ int hydb_store_slot(hydb_store *st, MDB_txn *txn, uint32_t slot,
 {
 	hydb_block b;
 	uint32_t i = slot % HYDB_BLOCK_SLOTS;
+	assert(st->dim > 0 && st->block_bytes > 0);
 	FORWARD_IF_ERROR(hydb_store_block_get(st, txn, slot / HYDB_BLOCK_SLOTS, &b));
 	if (vec)
 		*vec = b.vec + (size_t)i * st->dim;

@@ -9,6 +9,7 @@
 #ifndef HYDB_INTERNAL_H
 #define HYDB_INTERNAL_H
 
+#include <assert.h> /* invariants: active unless NDEBUG (configure.ac) */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -42,6 +42,7 @@ size_t hydb_utf8_get(const unsigned char *s, size_t avail, uint32_t *cp)
 
 size_t hydb_utf8_put(char *out, uint32_t c)
 {
+	assert(c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF));
 	if (c < 0x80) {
 		out[0] = (char)c;
 		return 1;
