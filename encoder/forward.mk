@@ -2,7 +2,6 @@
 # The HySAC transformer forward pass.
 libhydb_internal_la_SOURCES += encoder/forward.h encoder/forward.c encoder/vision.c encoder/text.c \
 	encoder/pool.h encoder/pool.c encoder/bf16.h encoder/bf16.c
-hydb_SOURCES += src/cli/cmd_encode.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_blas

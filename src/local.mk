@@ -1,4 +1,4 @@
-# Public API, geometry, exact search and the command-line tool.
+# Public API (library face), exact search, the encode calls and the command-line tool.
 # A query travels: cli/cmd_query.c -> search.c -> index/ (or search_exact.c)
 # -> storage/; a write: cli/cmd_import.c -> import.c -> db.c -> storage/ + index/.
 libhydb_internal_la_SOURCES += \
@@ -11,6 +11,7 @@ hydb_SOURCES += src/cli/main.c src/cli/cli.h src/cli/args.c src/cli/output.c src
 	src/cli/query_input.c src/cli/query_input.h src/cli/sheet.c \
 	src/cli/model_select.c src/cli/model_select.h \
 	src/cli/cmd_ingest.c src/cli/ingest.h src/cli/cmd_safety.c src/cli/safety.h \
-	src/cli/cmd_check.c src/cli/glyphs.h
+	src/cli/cmd_check.c src/cli/glyphs.h \
+	src/cli/cmd_encode.c src/cli/cmd_preprocess.c src/cli/cmd_model.c
 
 include src/geo.mk
