@@ -197,7 +197,7 @@ static int brute_slot(uint32_t slot, void *ctx)
 	const float *v;
 	const hydb_slot_attr *a;
 	FORWARD_IF_ERROR(hnsw_slot_data(b->cx, slot, &v, &a, NULL));
-	if (!hydb_filter_match(b->f, a))
+	if (!hydb_filter_match(b->f, a) || !hydb_filter_cone_match(b->f, v))
 		return 0;
 	hydb_hit h = {slot, a->id, hydb_key_f32(&b->q, v)};
 	brute_offer(b, h);
@@ -247,6 +247,31 @@ static double mask_fraction(const struct hnsw_meta *m, const hydb_filter *f)
 	return all ? (double)hit / (double)all : 1.0;
 }
 
+/* The share of live nodes inside f's cones, from up to CONE_SAMPLE slots
+ * spread evenly over the table: cones have no table to count them on, and
+ * a cone can hold almost nothing (a leaf's children) or half the space (the
+ * root's), so the planner has to look. */
+#define CONE_SAMPLE 256
+static int cone_fraction(struct hnsw_ctx *cx, const hydb_filter *f, double *out)
+{
+	uint32_t limit = cx->meta.slot_limit, step = limit / CONE_SAMPLE + 1;
+	size_t live = 0, in = 0;
+	*out = 1.0;
+	for (uint32_t s = 0; s < limit; s += step) {
+		const float *v;
+		const hydb_slot_attr *a;
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, s, &v, &a, NULL));
+		if (!a->live)
+			continue;
+		live++;
+		in += (size_t)hydb_filter_cone_match(f, v);
+	}
+	/* one match counted as half: a sample that saw none still allows a few */
+	if (live)
+		*out = in ? (double)in / (double)live : 0.5 / (double)live;
+	return 0;
+}
+
 static int filtered_query(struct hnsw_ctx *cx, const float *x, size_t k,
 			  size_t ef, const hydb_filter *f, hydb_hit *out,
 			  size_t *nout, const char **plan)
@@ -254,7 +279,10 @@ static int filtered_query(struct hnsw_ctx *cx, const float *x, size_t k,
 	hydb_index *ix = cx->ix;
 	double n = (double)cx->meta.nodes;
 	double limit = sqrt(4.0 * (double)ef * n);
-	double frac = mask_fraction(&cx->meta, f);
+	double frac = mask_fraction(&cx->meta, f), cone = 1.0;
+	if (f->cone)
+		FORWARD_IF_ERROR(cone_fraction(cx, f, &cone));
+	frac *= cone;
 	int radius = f->min_radius > 0 || !isinf(f->max_radius);
 	if (radius && ix->src.radius_count && ix->src.radius_scan) {
 		uint64_t cnt;

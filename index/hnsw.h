@@ -84,12 +84,32 @@ typedef struct hydb_filter {
 	double min_radius, max_radius; /* inclusive; [0, INFINITY] = none */
 	unsigned modality_mask;        /* 0 = any */
 	unsigned label_mask;           /* 0 = any */
+	/* HYDB_CONE_* tests against cone_query (dim components, curvature c),
+	 * whose half-aperture is query_aperture; 0 = none */
+	unsigned cone;
+	const float *cone_query;
+	double query_aperture, c;
+	size_t dim;
 } hydb_filter;
 
 static inline int hydb_filter_is_empty(const hydb_filter *f)
 {
 	return !f || (f->min_radius <= 0 && isinf(f->max_radius) &&
-		      !f->modality_mask && !f->label_mask);
+		      !f->modality_mask && !f->label_mask && !f->cone);
+}
+
+/* The cone tests of f on a stored point v (its attributes matched). Each is
+ * an exact angle (base/lorentz.c), so the index and exact search agree. */
+static inline int hydb_filter_cone_match(const hydb_filter *f, const float *v)
+{
+	if (!f || !f->cone)
+		return 1;
+	if ((f->cone & HYDB_CONE_WITHIN) &&
+	    !(hydb_oxy_angle(v, f->cone_query, f->dim, f->c) <=
+	      hydb_half_aperture(v, f->dim, f->c)))
+		return 0;
+	return !(f->cone & HYDB_CONE_CONTAINS) ||
+	       hydb_oxy_angle(f->cone_query, v, f->dim, f->c) <= f->query_aperture;
 }
 
 static inline int hydb_filter_match(const hydb_filter *f,

@@ -149,10 +149,11 @@ int hnsw_greedy(struct hnsw_ctx *cx, const hydb_kquery *q, unsigned top,
 static int accepts(struct hnsw_ctx *cx, const hydb_filter *f, uint32_t slot)
 {
 	const hydb_slot_attr *a;
+	const float *v = NULL;
 	if (!f)
 		return 1;
-	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, NULL, &a, NULL));
-	return hydb_filter_match(f, a);
+	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, f->cone ? &v : NULL, &a, NULL));
+	return hydb_filter_match(f, a) && hydb_filter_cone_match(f, v);
 }
 
 /* Keys of a node's unvisited neighbours, measured as one batch. */

@@ -313,7 +313,7 @@ HYDB_API int hydb_each_entry(hydb_db *db, int (*fn)(const hydb_entry *e, void *c
 
 /* ---- search ------------------------------------------------------------ */
 
-#define HYDB_SEARCH_OPTIONS_VERSION 2
+#define HYDB_SEARCH_OPTIONS_VERSION 3
 
 typedef enum hydb_redirect {
 	HYDB_REDIRECT_NONE = 0,
@@ -324,6 +324,15 @@ typedef enum hydb_redirect {
 	 * equals the bound. */
 	HYDB_REDIRECT_GEODESIC = 2
 } hydb_redirect;
+
+/* Entailment cones (HySAC, MERU): y lies in x's cone when the exterior angle
+ * at x of the triangle origin-x-y, hydb_oxy_angle(x, y), is at most x's
+ * half-aperture asin(2K / (sqrt(c)|x|)), K = 0.1. Generic concepts sit near
+ * the origin with wide cones holding their specific ones. */
+#define HYDB_CONE_WITHIN 0x1u   /* results whose cone holds the query:
+				   its more generic parents */
+#define HYDB_CONE_CONTAINS 0x2u /* results inside the query's cone: its
+				   more specific children */
 
 /* Modality and label masks: bit (1u << value). 0 = any. */
 #define HYDB_MASK(v) (1u << (unsigned)(v))
@@ -346,6 +355,9 @@ typedef struct hydb_search_options {
 	 * 0 < target_recall <= 1; 0 = HYDB_DEFAULT_RECALL. Ignored when ef is
 	 * set or the search is exact. */
 	double target_recall;
+	/* version 3: HYDB_CONE_* bits, both = both tests; applied to the query
+	 * as searched (after a redirect), with every other filter. */
+	unsigned cone;
 } hydb_search_options;
 
 HYDB_API void hydb_search_options_init(hydb_search_options *opts);
@@ -366,6 +378,12 @@ typedef struct hydb_results {
 	double query_radius;     /* before redirect */
 	double searched_radius;  /* after redirect */
 	const char *plan;    /* static: "exact", "hnsw", "filtered-brute", ... */
+	/* With a cone filter (else NULL, and query_aperture 0): for each
+	 * result r and the searched query q, hydb_oxy_angle(r, q) and r's
+	 * half-aperture (the HYDB_CONE_WITHIN test), hydb_oxy_angle(q, r)
+	 * (the HYDB_CONE_CONTAINS test against query_aperture), radians. */
+	double *angles_at_result, *apertures, *angles_at_query;
+	double query_aperture;
 } hydb_results;
 
 /** k-NN of one query (dim space components).

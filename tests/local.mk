@@ -41,6 +41,9 @@ EXTRA_DIST += tests/test_json_output.sh
 TESTS += tests/test_golden.sh
 EXTRA_DIST += tests/test_golden.sh tests/golden
 
+# Entailment-cone filters (tests/cone.mk).
+include tests/cone.mk
+
 # hydb query --sheet: tiles framed by label, text under them, placeholders.
 TESTS += tests/test_sheet.sh
 EXTRA_DIST += tests/test_sheet.sh
