@@ -103,4 +103,65 @@ void hydb_image_batch_clear(hydb_image_batch *b);
 int hydb_image_batch_encode(hydb_model *m, const hydb_image_batch *b, float *out, float *radii,
 			    float *features);
 
+/* ---- images as the encoder sees them (src/image_tool.c) -------------------
+ * For hydb preprocess, the contact sheet and plots: decoding, the crop the
+ * encoder sees, and PNG output, without reaching into encoder/. */
+
+/* 8-bit RGB, row-major, w * h * 3 bytes in rgb; free with hydb_rgb_free. */
+typedef struct hydb_rgb {
+	int w, h;
+	uint8_t *rgb;
+} hydb_rgb;
+
+/* Decode a JPEG, PNG or WebP file (format from its bytes, never its name)
+ * as the encoder does. max_pixels 0 selects HYDB_IMAGE_DEFAULT_MAX_PIXELS.
+ * Errors: HYDB_ENOTFOUND, HYDB_EIO (unreadable, a directory), HYDB_EFORMAT
+ * (empty, truncated, malformed, unsupported), HYDB_ETOOBIG (over the pixel
+ * cap or HYDB_IMAGE_MAX_BYTES), HYDB_ENOMEM. */
+int hydb_rgb_load(hydb_rgb *out, const char *path, size_t max_pixels);
+/* Release the pixels; the struct is zeroed. NULL is allowed. */
+void hydb_rgb_free(hydb_rgb *img);
+/* The crop the encoder sees: shorter side resized to size with Pillow's
+ * bicubic filter, centre size x size, into out (size * size * 3 bytes).
+ * Errors: HYDB_EINVAL (size outside 1..HYDB_CLIP_MAX_SIZE), HYDB_ENOMEM. */
+int hydb_rgb_crop(uint8_t *out, const hydb_rgb *img, int size);
+/* The same crop rescaled by 1/255 and normalised with CLIP's mean and std,
+ * float32 CHW (3 * size * size floats): the tensor of a model with the
+ * default image_mean/image_std. Errors as hydb_rgb_crop. */
+int hydb_rgb_tensor(float *out, const hydb_rgb *img, int size);
+/* Write w x h 8-bit RGB pixels as PNG, atomically (a temporary file, then
+ * rename). Errors: HYDB_EINVAL (NULL argument, w or h not positive),
+ * HYDB_EIO (the message names path), HYDB_ENOMEM. */
+int hydb_rgb_write_png(const char *path, const uint8_t *rgb, int w, int h);
+
+/* ---- what a model file holds (src/model_desc.c) --------------------------
+ * For hydb model info: the validated configuration and tensor list. */
+
+typedef struct hydb_model_bounds_desc {
+	double avg, low_05, up_95; /* NaN when the file gives none */
+} hydb_model_bounds_desc;
+
+typedef struct hydb_model_desc {
+	const char *file, *name, *hash; /* valid while the model is open */
+	int format_version;
+	size_t tensors, merges;         /* tensor count, tokenizer merges */
+	unsigned long long parameters;  /* elements over all tensors */
+	int vision_width, vision_layers, vision_heads, vision_mlp;
+	int image_size, patch_size, patch_bias;
+	int text_width, text_layers, text_heads, text_mlp;
+	int vocab_size, context_length, bos_id, eos_id;
+	int embed_dim;
+	double ln_eps, curvature, visual_alpha, textual_alpha;
+	hydb_model_bounds_desc bound_image, bound_text; /* HySAC's V and S */
+	float image_mean[3], image_std[3];
+} hydb_model_desc;
+
+/* Fill *out from m. Errors: HYDB_EINVAL (NULL argument). */
+int hydb_model_describe(const hydb_model *m, hydb_model_desc *out);
+/* Tensor i (0 <= i < desc.tensors): its name (valid while the model is
+ * open), number of dimensions (1..4) and shape. Errors: HYDB_EINVAL (NULL
+ * argument, i out of range). */
+int hydb_model_tensor_shape(const hydb_model *m, size_t i, const char **name, int *ndim,
+			    int64_t shape[4]);
+
 #endif /* HYDB_ADMIN_H */

@@ -17,7 +17,6 @@
 #include "admin.h"
 #include "cli/cli.h"
 #include "cli/model_select.h"
-#include "encoder/image.h"
 #include "hydb.h"
 
 #define CMD "encode"
