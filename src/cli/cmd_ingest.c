@@ -7,9 +7,10 @@
  * main thread runs the vision transformer on batch i; each batch (images
  * plus their captions) is one atomic commit. Both steps are the library's
  * (admin.h: hydb_image_batch), the same pipeline as hydb_encode_image_files,
- * so an ingested image is stored exactly as hydb encode prints it. Re-running skips files whose
- * path, size, mtime and captions are unchanged, so a killed ingest resumes
- * where it stopped and a finished one is a no-op.
+ * so an ingested image is stored exactly as hydb encode prints it.
+ * Re-running skips files whose path, size, mtime and captions are
+ * unchanged, so a killed ingest resumes where it stopped and a finished
+ * one is a no-op.
  *
  * Keys: the folder's path relative to the working directory (its absolute
  * path when it lies elsewhere) joined with the file's path under it, so two
@@ -262,73 +263,98 @@ static int add_caption(manifest *m, const char *rel, const char *cap, const char
 	return HYDB_OK;
 }
 
+/* Where a manifest line is, for its messages, and the root its paths are
+ * checked against. */
+typedef struct {
+	const char *root;
+	int allow_outside;
+	size_t line;
+	char where[PATH_MAX + 32]; /* "FILE: line N" */
+} manifest_pos;
+
+/* The image a manifest line names, relative to the root; NULL (message
+ * set) when it escapes the root. */
+static const char *manifest_path(const manifest_pos *at, const char *path)
+{
+	const char *rel = manifest_rel(path, at->root, at->allow_outside);
+	if (!rel || !hydb_ingest_path_ok(rel, at->allow_outside)) {
+		hydb_error_set(HYDB_EFORMAT, "%s: path '%s' escapes the ingest root %s", at->where, path,
+			       at->root);
+		return NULL;
+	}
+	return rel;
+}
+
+/* "PATH,CAPTION" (a first line "path,..." is a header); the caption may be
+ * in double quotes. */
+static int manifest_csv_line(manifest *m, char *line, const manifest_pos *at)
+{
+	char *comma = strchr(line, ','), *c;
+	const char *rel;
+	size_t cl;
+	RETURN_ERROR_IF(!comma, HYDB_EFORMAT, "%s: expected PATH,CAPTION", at->where);
+	*comma = 0;
+	if (at->line == 1 && !strcmp(line, "path"))
+		return HYDB_OK;
+	if (!(rel = manifest_path(at, line)))
+		return HYDB_EFORMAT;
+	c = comma + 1;
+	cl = strlen(c);
+	if (cl >= 2 && c[0] == '"' && c[cl - 1] == '"') {
+		c[cl - 1] = 0;
+		c++;
+	}
+	return add_caption(m, rel, c, at->where, at->line);
+}
+
+/* {"path": REL, "caption": TEXT} and/or {"path": REL, "captions": [...]}. */
+static int manifest_json_line(manifest *m, const char *line, size_t len, const manifest_pos *at)
+{
+	hydb_json *j;
+	const hydb_json *p, *c, *cs;
+	const char *rel = NULL;
+	int rc = hydb_json_parse(&j, line, len);
+	if (rc < 0)
+		return hydb_error_prefix(rc, "%s", at->where);
+	p = hydb_json_get(j, "path");
+	c = hydb_json_get(j, "caption");
+	cs = hydb_json_get(j, "captions");
+	if (!p || p->type != HYDB_JSON_STRING)
+		rc = hydb_error_set(HYDB_EFORMAT, "%s: \"path\" must be a string", at->where);
+	else if (!(rel = manifest_path(at, p->str)))
+		rc = HYDB_EFORMAT;
+	if (rc == 0 && c && c->type == HYDB_JSON_STRING)
+		rc = add_caption(m, rel, c->str, at->where, at->line);
+	if (rc == 0 && cs && cs->type == HYDB_JSON_ARRAY)
+		for (size_t i = 0; rc == 0 && i < cs->n; i++)
+			if (cs->items[i].type == HYDB_JSON_STRING)
+				rc = add_caption(m, rel, cs->items[i].str, at->where, at->line);
+	hydb_json_free(j);
+	return rc;
+}
+
+/* A captions manifest: CSV when its name ends in .csv, else JSON Lines.
+ * The first bad line stops the load (and the ingest, before any write). */
 static int manifest_load(manifest *m, const char *path, const char *root, int allow_outside)
 {
 	FILE *f = fopen(path, "rb");
-	char *line = NULL, where[PATH_MAX + 32];
-	size_t cap = 0, lineno = 0;
+	manifest_pos at = {root, allow_outside, 0, ""};
+	char *line = NULL;
+	size_t cap = 0;
 	ssize_t len;
-	int csv, rc = HYDB_OK;
-	const char *dot = strrchr(path, '.'), *rel;
+	int rc = HYDB_OK;
+	const char *dot = strrchr(path, '.');
+	int csv = dot && !strcasecmp(dot, ".csv");
 
 	RETURN_ERROR_IF(!f, HYDB_ENOTFOUND, "%s: %s", path, strerror(errno));
-	csv = dot && !strcasecmp(dot, ".csv");
 	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
-		lineno++;
+		at.line++;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = 0;
 		if (len == 0)
 			continue;
-		snprintf(where, sizeof where, "%s: line %zu", path, lineno);
-		if (csv) {
-			char *comma = strchr(line, ',');
-			if (!comma) {
-				rc = hydb_error_set(HYDB_EFORMAT, "%s: expected PATH,CAPTION", where);
-				break;
-			}
-			*comma = 0;
-			if (lineno == 1 && !strcmp(line, "path"))
-				continue; /* header */
-			rel = manifest_rel(line, root, allow_outside);
-			if (!rel || !hydb_ingest_path_ok(rel, allow_outside)) {
-				rc = hydb_error_set(HYDB_EFORMAT, "%s: path '%s' escapes the ingest root %s", where, line,
-						    root);
-				break;
-			}
-			{
-				char *c = comma + 1;
-				size_t cl = strlen(c);
-				if (cl >= 2 && c[0] == '"' && c[cl - 1] == '"') {
-					c[cl - 1] = 0;
-					c++;
-				}
-				rc = add_caption(m, rel, c, where, lineno);
-			}
-		} else {
-			hydb_json *j;
-			const hydb_json *p, *c, *cs;
-			rc = hydb_json_parse(&j, line, (size_t)len);
-			if (rc < 0) {
-				hydb_error_prefix(rc, "%s", where);
-				break;
-			}
-			p = hydb_json_get(j, "path");
-			c = hydb_json_get(j, "caption");
-			cs = hydb_json_get(j, "captions");
-			rel = p && p->type == HYDB_JSON_STRING ? manifest_rel(p->str, root, allow_outside) : NULL;
-			if (!p || p->type != HYDB_JSON_STRING)
-				rc = hydb_error_set(HYDB_EFORMAT, "%s: \"path\" must be a string", where);
-			else if (!rel || !hydb_ingest_path_ok(rel, allow_outside))
-				rc = hydb_error_set(HYDB_EFORMAT, "%s: path '%s' escapes the ingest root %s", where,
-						    p->str, root);
-			if (rc == 0 && c && c->type == HYDB_JSON_STRING)
-				rc = add_caption(m, rel, c->str, where, lineno);
-			if (rc == 0 && cs && cs->type == HYDB_JSON_ARRAY)
-				for (size_t i = 0; rc == 0 && i < cs->n; i++)
-					if (cs->items[i].type == HYDB_JSON_STRING)
-						rc = add_caption(m, rel, cs->items[i].str, where, lineno);
-			hydb_json_free(j);
-		}
+		snprintf(at.where, sizeof at.where, "%s: line %zu", path, at.line);
+		rc = csv ? manifest_csv_line(m, line, &at) : manifest_json_line(m, line, (size_t)len, &at);
 	}
 	free(line);
 	fclose(f);
