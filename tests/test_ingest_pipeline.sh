@@ -8,7 +8,8 @@
 # preprocessor config of unusual mean and std; four images (noise of
 # different shapes, a PNG with alpha, a JPEG) are ingested, and every stored
 # vector and radius must equal hydb encode's for the same file to float
-# tolerance. With CLIP's constants instead the vectors differ by far more.
+# tolerance, and the PyTorch reference's on pixels normalised with the
+# model's constants. With CLIP's constants the vectors differ by far more.
 set -eu
 : "${HYDB_BUILDDIR:?}" "${HYDB_SRCDIR:?}"
 H="$HYDB_BUILDDIR/hydb"
@@ -71,6 +72,56 @@ for e in encoded:
     rerr = abs(r - e["radius"]) / e["radius"]
     print(f"{e['input'].rsplit('/', 1)[1]}: vector rel. error {err:.2e}, radius rel. error {rerr:.2e}")
     bad += not (err < 1e-4 and rerr < 1e-5)
+sys.exit(1 if bad else 0)
+PY
+
+# And the pipeline itself uses the model's mean and std: the stored points
+# equal the PyTorch reference (tests/ref_hysac.py) run on the encoder's crop
+# (hydb preprocess) normalised with the model's constants as Hugging Face
+# does (rescale in double, round to float32, normalise in float32). Bounds
+# as tests/test_forward.sh: cosine >= 0.99999, max relative error <= 1e-4.
+mkdir crops
+for img in imgs/*; do
+	"$H" preprocess "$img" -o "crops/$(basename "$img").png" >/dev/null ||
+		fail "preprocess $img"
+done
+"$H" model info model.safetensors --json >info.json
+"$PY" - <<'PY'
+import glob, json, os
+import numpy as np
+from PIL import Image
+info = json.load(open("info.json"))
+mean = np.array(info["image_mean"], np.float32)[:, None, None]
+std = np.array(info["image_std"], np.float32)[:, None, None]
+for png in sorted(glob.glob("crops/*.png")):
+    u8 = np.asarray(Image.open(png).convert("RGB")).transpose(2, 0, 1)
+    x = (u8 * (1.0 / 255.0)).astype(np.float32)
+    np.save(png[:-4] + ".npy", ((x - mean) / std).astype(np.float32))
+PY
+pix=""
+for n in crops/*.npy; do pix="$pix --pixels $n"; done
+# shellcheck disable=SC2086
+"$PY" "$HYDB_SRCDIR/tests/ref_hysac.py" encode model.safetensors $pix >ref.jsonl ||
+	fail "the reference failed"
+"$PY" - <<'PY' || fail "stored vectors differ from the reference with the model's mean/std"
+import json, os, sys
+import numpy as np
+stored = {}
+for line in open("export.jsonl"):
+    r = json.loads(line)
+    if r["modality"] == "image":
+        stored[os.path.basename(r["meta"]["path"])] = (np.array(r["vector"]), r["radius"])
+bad = 0
+for line in open("ref.jsonl"):
+    ref = json.loads(line)
+    name = os.path.basename(ref["input"])[:-len(".npy")]  # crops/NAME.npy
+    v, r = stored[name]
+    want = np.array(ref["embedding"])
+    cos = float(v @ want / (np.linalg.norm(v) * np.linalg.norm(want)))
+    rel = float(np.max(np.abs(v - want)) / np.max(np.abs(want)))
+    rr = abs(r - ref["radius"]) / ref["radius"]
+    print(f"{name}: against the reference cosine {cos:.9f}, max rel. error {rel:.2e}, radius {rr:.2e}")
+    bad += not (cos >= 0.99999 and rel <= 1e-4 and rr <= 1e-4)
 sys.exit(1 if bad else 0)
 PY
 echo "test_ingest_pipeline: ok"
