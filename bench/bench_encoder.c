@@ -31,6 +31,7 @@
 
 #include "base/blas.h"
 #include "encoder/bf16.h"
+#include "admin.h"
 #include "encoder/forward.h"
 #include "encoder/pool.h"
 #include "hydb.h"

@@ -46,12 +46,6 @@ typedef struct hydb_encoder {
 	struct hydb_bf16 *bf16;               /* the bf16 engine, or NULL */
 } hydb_encoder;
 
-/* Images per forward batch (hydb_encode_image_files); chosen by
- * bench/bench_encoder. */
-#define HYDB_ENCODE_BATCH 8
-/* Longest token context the encoder accepts (CLIP's is 77). */
-#define HYDB_ENCODE_MAX_CONTEXT 512
-
 /* Earlier ways of running parts of the forward pass, kept so that
  * bench/bench_encoder can time old and new in one process (the machine's
  * load changes too much between runs to compare across them). Same
@@ -91,18 +85,6 @@ void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
 int hydb_encoder_get(hydb_encoder **out, struct hydb_model *m);
 /* Called by hydb_model_close. */
 void hydb_encoder_release(void *enc);
-
-/* The token ids hydb_encode_text would use: ids receives context_length
- * entries, *n_used the count up to and including EOS. */
-int hydb_encode_tokens(struct hydb_model *m, const char *text, int32_t *ids,
-		       size_t *n_used);
-/* hydb_encode_image_files running the tower batch images at a time. */
-int hydb_encode_image_batches(struct hydb_model *m, const char *const *paths,
-			      size_t n, size_t batch, float *out, float *radii,
-			      float *features);
-/* hydb_encode_text from token ids (n of them). */
-int hydb_encode_ids(struct hydb_model *m, const int32_t *ids, size_t n,
-		    float *out, float *radius, float *features);
 
 /* Floats of scratch hydb_layer_forward needs for n_seq x seq tokens. */
 int hydb_layer_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,

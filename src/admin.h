@@ -41,6 +41,127 @@ int hydb_record_validate(const hydb_record *r, size_t dim, double c, const char 
 
 /* ---- administration: checks, statistics, re-labelling (src/inspect.c) --- */
 
-/* ---- encoding pipeline steps (src/encode.c) ----------------------------- */
+/* ---- encoding pipeline steps (src/encode.c) -----------------------------
+ * The steps of the public hydb_encode_* calls, for callers that schedule
+ * them themselves (hydb ingest decodes the next batch while the tower runs
+ * on this one; hydb encode prints token ids). There is one pipeline: decode,
+ * preprocess with the model's own image_mean/image_std, run the tower, scale
+ * by the model's alpha and map onto the hyperboloid (exp_map0). */
+
+/* Images per forward batch of hydb_encode_image_files; chosen by
+ * bench/bench_encoder (activations grow ~8 MB per ViT-L/14 image, GEMMs
+ * stop getting faster beyond a few). */
+#define HYDB_ENCODE_BATCH 8
+/* Longest token context the encoder accepts (CLIP's is 77). */
+#define HYDB_ENCODE_MAX_CONTEXT 512
+
+/* The token ids hydb_encode_text would use: ids receives context_length
+ * (at most HYDB_ENCODE_MAX_CONTEXT) entries, *n_used the count up to and
+ * including EOS; a longer text is cut to the context, as CLIP does.
+ * Errors: HYDB_EINVAL (NULL argument), HYDB_EUTF8, HYDB_ETOOBIG (over
+ * HYDB_MAX_CAPTION bytes), HYDB_EMODEL (no tokenizer, unsupported
+ * context_length), HYDB_ENOMEM. */
+int hydb_encode_tokens(hydb_model *m, const char *text, int32_t *ids, size_t *n_used);
+/* hydb_encode_text from n token ids (BOS ... EOS). Errors: HYDB_EINVAL
+ * (NULL argument, n 0, an id outside the vocabulary), HYDB_ETOOBIG (n over
+ * the context), HYDB_EMODEL (a tensor missing), HYDB_ENOMEM. */
+int hydb_encode_ids(hydb_model *m, const int32_t *ids, size_t n, float *out, float *radius,
+		    float *features);
+/* hydb_encode_image_files running the tower batch (>= 1) images at a
+ * time. One file that cannot be decoded fails the call (its error, naming
+ * it). Errors: HYDB_EINVAL (NULL argument, batch 0), the decoder's
+ * (HYDB_ENOTFOUND, HYDB_EIO, HYDB_EFORMAT, HYDB_ETOOBIG), HYDB_ENOMEM. */
+int hydb_encode_image_batches(hydb_model *m, const char *const *paths, size_t n, size_t batch,
+			      float *out, float *radii, float *features);
+
+/* A batch of images decoded and preprocessed for one model, ready for its
+ * vision tower: hydb_encode_image_batches in steps, so that one thread can
+ * fill a batch while another encodes the previous one. A batch is used by
+ * one thread at a time; the model may be shared. */
+typedef struct hydb_image_batch hydb_image_batch;
+
+/* A batch of room for cap (>= 1) images of model m (3 * image_size^2
+ * floats each). Errors: HYDB_EINVAL, HYDB_ENOMEM. */
+int hydb_image_batch_new(hydb_image_batch **out, const hydb_model *m, size_t cap);
+/* NULL is allowed. */
+void hydb_image_batch_free(hydb_image_batch *b);
+/* Decode the file and preprocess it as the model's encoder expects,
+ * appending it to the batch. On an error nothing is appended and the
+ * message names the file. Errors: HYDB_EINVAL (the batch is full), the
+ * decoder's (HYDB_ENOTFOUND, HYDB_EIO, HYDB_EFORMAT, HYDB_ETOOBIG),
+ * HYDB_ENOMEM. */
+int hydb_image_batch_add(hydb_image_batch *b, const char *path);
+/* Images appended since the batch was made or last cleared. */
+size_t hydb_image_batch_count(const hydb_image_batch *b);
+/* Empty the batch (keeping its memory) for the next images. */
+void hydb_image_batch_clear(hydb_image_batch *b);
+/* Run the tower on the batch's images, in the order they were appended,
+ * and lift each as hydb_encode_image_files does: out receives count * dim
+ * floats; radii (count) and features (count * dim) may be NULL. The batch
+ * is left as it was. Errors: HYDB_EINVAL (NULL argument, a batch made for
+ * another model), HYDB_ENOMEM, the tower's (HYDB_EMODEL). */
+int hydb_image_batch_encode(hydb_model *m, const hydb_image_batch *b, float *out, float *radii,
+			    float *features);
+
+/* ---- images as the encoder sees them (src/image_tool.c) -------------------
+ * For hydb preprocess, the contact sheet and plots: decoding, the crop the
+ * encoder sees, and PNG output, without reaching into encoder/. */
+
+/* 8-bit RGB, row-major, w * h * 3 bytes in rgb; free with hydb_rgb_free. */
+typedef struct hydb_rgb {
+	int w, h;
+	uint8_t *rgb;
+} hydb_rgb;
+
+/* Decode a JPEG, PNG or WebP file (format from its bytes, never its name)
+ * as the encoder does. max_pixels 0 selects HYDB_IMAGE_DEFAULT_MAX_PIXELS.
+ * Errors: HYDB_ENOTFOUND, HYDB_EIO (unreadable, a directory), HYDB_EFORMAT
+ * (empty, truncated, malformed, unsupported), HYDB_ETOOBIG (over the pixel
+ * cap or HYDB_IMAGE_MAX_BYTES), HYDB_ENOMEM. */
+int hydb_rgb_load(hydb_rgb *out, const char *path, size_t max_pixels);
+/* Release the pixels; the struct is zeroed. NULL is allowed. */
+void hydb_rgb_free(hydb_rgb *img);
+/* The crop the encoder sees: shorter side resized to size with Pillow's
+ * bicubic filter, centre size x size, into out (size * size * 3 bytes).
+ * Errors: HYDB_EINVAL (size outside 1..HYDB_CLIP_MAX_SIZE), HYDB_ENOMEM. */
+int hydb_rgb_crop(uint8_t *out, const hydb_rgb *img, int size);
+/* The same crop rescaled by 1/255 and normalised with CLIP's mean and std,
+ * float32 CHW (3 * size * size floats): the tensor of a model with the
+ * default image_mean/image_std. Errors as hydb_rgb_crop. */
+int hydb_rgb_tensor(float *out, const hydb_rgb *img, int size);
+/* Write w x h 8-bit RGB pixels as PNG, atomically (a temporary file, then
+ * rename). Errors: HYDB_EINVAL (NULL argument, w or h not positive),
+ * HYDB_EIO (the message names path), HYDB_ENOMEM. */
+int hydb_rgb_write_png(const char *path, const uint8_t *rgb, int w, int h);
+
+/* ---- what a model file holds (src/model_desc.c) --------------------------
+ * For hydb model info: the validated configuration and tensor list. */
+
+typedef struct hydb_model_bounds_desc {
+	double avg, low_05, up_95; /* NaN when the file gives none */
+} hydb_model_bounds_desc;
+
+typedef struct hydb_model_desc {
+	const char *file, *name, *hash; /* valid while the model is open */
+	int format_version;
+	size_t tensors, merges;         /* tensor count, tokenizer merges */
+	unsigned long long parameters;  /* elements over all tensors */
+	int vision_width, vision_layers, vision_heads, vision_mlp;
+	int image_size, patch_size, patch_bias;
+	int text_width, text_layers, text_heads, text_mlp;
+	int vocab_size, context_length, bos_id, eos_id;
+	int embed_dim;
+	double ln_eps, curvature, visual_alpha, textual_alpha;
+	hydb_model_bounds_desc bound_image, bound_text; /* HySAC's V and S */
+	float image_mean[3], image_std[3];
+} hydb_model_desc;
+
+/* Fill *out from m. Errors: HYDB_EINVAL (NULL argument). */
+int hydb_model_describe(const hydb_model *m, hydb_model_desc *out);
+/* Tensor i (0 <= i < desc.tensors): its name (valid while the model is
+ * open), number of dimensions (1..4) and shape. Errors: HYDB_EINVAL (NULL
+ * argument, i out of range). */
+int hydb_model_tensor_shape(const hydb_model *m, size_t i, const char **name, int *ndim,
+			    int64_t shape[4]);
 
 #endif /* HYDB_ADMIN_H */

@@ -509,6 +509,24 @@ HYDB_API size_t hydb_model_dim(const hydb_model *m);
 HYDB_API double hydb_model_curvature(const hydb_model *m);
 /** Safe-class bound: up_95 radius for HYDB_MOD_IMAGE or HYDB_MOD_TEXT. */
 HYDB_API double hydb_model_bound(const hydb_model *m, hydb_modality mod);
+/** The model file's content hash: 16 lowercase hex digits (XXH64 of the
+ *  whole file), the same for every copy of the file wherever it lies, so a
+ *  database can record which model made its embeddings. Valid until
+ *  hydb_model_close; "" for NULL. */
+HYDB_API const char *hydb_model_hash(const hydb_model *m);
+
+/* Limits of the image inputs of the encode calls below. */
+/** Image files (and images in memory) larger than this are refused before
+ *  being read: HYDB_ETOOBIG. */
+#define HYDB_IMAGE_MAX_BYTES ((size_t)256 << 20)
+/** Images of more pixels are refused before pixel memory is allocated
+ *  (HYDB_ETOOBIG): PIL's decompression-bomb limit, 1024^3 / 4 / 3. */
+#define HYDB_IMAGE_DEFAULT_MAX_PIXELS ((size_t)89478485)
+/** The input side of CLIP ViT-L/14, which HySAC models use: images are
+ *  resized (shorter side) and centre-cropped to the model's image_size. */
+#define HYDB_CLIP_SIZE 224
+/** The largest image_size a model file may give, and the largest crop. */
+#define HYDB_CLIP_MAX_SIZE 4096
 
 /** Encode a caption (NUL-terminated UTF-8). out: dim floats (space
  *  components); radius may be NULL. features, if non-NULL, receives the

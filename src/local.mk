@@ -5,6 +5,8 @@ libhydb_internal_la_SOURCES += \
 	src/hydb.h src/admin.h src/search_exact.h src/db_internal.h \
 	src/db.c src/search.c src/tune.c src/import.c src/import.h src/inspect.c \
 	src/encode.c
+# What the tool needs of encoder/ without including it (admin.h).
+libhydb_internal_la_SOURCES += src/image_tool.c src/model_desc.c
 
 hydb_SOURCES += src/cli/main.c src/cli/cli.h src/cli/args.c src/cli/output.c src/cli/output.h \
 	src/cli/cmd_db.c src/cli/cmd_import.c src/cli/cmd_query.c src/cli/cmd_tune.c \

@@ -6,12 +6,10 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "cli/cli.h"
 #include "cli/glyphs.h"
 #include "cli/output.h"
-#include "encoder/image.h"
-#include "base/base.h"
-#include "base/json.h"
 
 static const char *const mod_names[] = {"other", "image", "text"};
 static const char *const label_names[] = {"unknown", "safe", "unsafe"};
@@ -235,7 +233,7 @@ int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins
 		hydb_draw_text(img, W, H, W / 2 - 6 * S * 3, y, "radius", black, S);
 		hydb_draw_text(img, W, H, W - margin - 6 * S * (int)strlen(hi), y, hi, black, S);
 	}
-	rc = hydb_png_write(path, img, W, H);
+	rc = hydb_rgb_write_png(path, img, W, H);
 	free(img);
 	return rc;
 }
