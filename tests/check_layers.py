@@ -10,9 +10,10 @@ cannot disagree. It also fails on two files of the same name, and on a
 function of the library's folders longer than the limit written under the
 table.
 
-Usage: check_layers.py [--root DIR] [--report]
+Usage: check_layers.py [--root DIR] [--report | --graph]
   --report  print the table, every crossing include and the function-length
             distribution (median, longest five), then the verdict.
+  --graph   print only the include graph between layers (includes a pair).
 Exit 0 when every rule holds, 1 otherwise.
 """
 import os
@@ -74,7 +75,7 @@ def resolve(root, src, inc):
     return None  # generated (config.h) or outside the tree
 
 
-def check_includes(root, layers, allowed, out):
+def check_includes(root, layers, allowed, out, edges=None):
     bad = crossing = 0
     for src in sources(root):
         me = layer_of(src, layers)
@@ -94,6 +95,8 @@ def check_includes(root, layers, allowed, out):
             if them == me:
                 continue
             crossing += 1
+            if edges is not None:
+                edges[(me, them)] = edges.get((me, them), 0) + 1
             if them in allowed[me] or target in allowed[me]:
                 continue
             out.append(f"{src}:{n}: includes {target} ({them}); "
@@ -147,8 +150,14 @@ def main():
         root = args[args.index("--root") + 1]
     report = "--report" in args
     layers, allowed, order, limit = parse_table(root)
-    out = []
-    bad, crossing = check_includes(root, layers, allowed, out)
+    out, edges = [], {}
+    bad, crossing = check_includes(root, layers, allowed, out, edges)
+    if "--graph" in args:
+        # the include graph between layers: includes per pair, top down
+        for a in order:
+            row = ", ".join("%s %d" % (b, edges[(a, b)]) for b in order if (a, b) in edges)
+            print("  %-9s -> %s" % (a, row or "nothing"))
+        return 0
     bad_names = check_names(root, out)
     fns = sorted(functions(root), reverse=True)
     long_fns = [f for f in fns if f[0] > limit]
