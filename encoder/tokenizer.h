@@ -34,6 +34,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The ids that are not merges: 256 byte symbols, the same 256 with "</w>",
+ * and the two specials; a vocabulary of V ids holds V - this many merges. */
+#define HYDB_TOKENIZER_FIXED_IDS 514
 /* CLIP's vocabulary: 256 bytes, 256 bytes + "</w>", 48894 merges, 2 specials. */
 #define HYDB_CLIP_MERGES 48894
 #define HYDB_CLIP_VOCAB 49408
