@@ -202,15 +202,4 @@ typedef struct hydb_eval_rates {
 int hydb_eval_classifier(const double *safe_r, size_t n_safe, const double *unsafe_r,
 			 size_t n_unsafe, double t, hydb_eval_rates *out);
 
-/* The safe class's bounds the model file carries for mod (HYDB_MOD_IMAGE:
- * HySAC's "V", HYDB_MOD_TEXT: "S"); NaN where the file has none.
- * Errors: HYDB_EINVAL (NULL model, other modality). */
-int hydb_eval_model_bounds(const hydb_model *m, hydb_modality mod, double *avg,
-			   double *low_05, double *up_95);
-
-/* 8-bit RGB rows (w * h * 3 bytes) to a PNG file, by the library's writer
- * (encoder/png_write.c), for the tool's plots. Errors: HYDB_EIO naming
- * path, HYDB_EINVAL. */
-int hydb_png_write(const char *path, const uint8_t *rgb, int w, int h);
-
 #endif /* HYDB_ADMIN_H */

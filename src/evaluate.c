@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include "admin.h"
-#include "encoder/model.h"
 
 int hydb_eval_recall(const uint32_t *ranked, size_t stride, const size_t *nranked,
 		     const uint32_t *target, size_t nq, const size_t *ks, size_t nk, double *out)
@@ -119,19 +118,5 @@ int hydb_eval_classifier(const double *safe_r, size_t n_safe, const double *unsa
 	out->accuracy = 1.0 - (double)(out->false_pos + out->false_neg) / (double)(n_safe + n_unsafe);
 	out->fpr = n_safe ? (double)out->false_pos / (double)n_safe : NAN;
 	out->fnr = n_unsafe ? (double)out->false_neg / (double)n_unsafe : NAN;
-	return HYDB_OK;
-}
-
-int hydb_eval_model_bounds(const hydb_model *m, hydb_modality mod, double *avg,
-			   double *low_05, double *up_95)
-{
-	const hydb_model_bounds *b;
-	RETURN_ERROR_IF(!m || !avg || !low_05 || !up_95, HYDB_EINVAL, "model bounds: NULL argument");
-	RETURN_ERROR_IF(mod != HYDB_MOD_IMAGE && mod != HYDB_MOD_TEXT, HYDB_EINVAL,
-			"model bounds: modality %d has no bounds", (int)mod);
-	b = mod == HYDB_MOD_IMAGE ? &m->cfg.bound_image : &m->cfg.bound_text;
-	*avg = b->avg;
-	*low_05 = b->low_05;
-	*up_95 = b->up_95;
 	return HYDB_OK;
 }

@@ -100,6 +100,8 @@ import json, subprocess, sys, os
 out, bounds = sys.argv[1], json.loads(sys.argv[2])
 c = json.load(open("model.json"))["c"]
 thr = {"image": bounds["image"]["up_95"], "text": bounds["text"]["up_95"]}
+if os.environ.get("THR"):  # the database's calibrated thresholds
+    thr = json.loads(os.environ["THR"])
 r = subprocess.run([os.environ.get("PY3", "/usr/bin/python3"),
                     os.environ["HYDB_SRCDIR"] + "/tests/ref_hysac_recall.py", "export.jsonl",
                     "--curvature", repr(c), "--bounds", json.dumps(bounds),
@@ -154,6 +156,46 @@ import json
 a, b = json.load(open("got1.json")), json.load(open("got3.json"))
 assert a["searches"]["exact"] == b["searches"]["exact"] and a["radius"] == b["radius"]
 assert b["encoded"] == 40 and b["reused"] == 0
+PY
+
+# 3b. Calibrated thresholds: hydb calibrate on the true labels stores them
+# (and re-labels by radius); evaluate uses them, writes the manifest's labels
+# back without re-encoding, and its classifier rates are calibrate's own.
+"$PY" -c '
+print("key,label")
+for r in range(10):
+    for c, l in (("S", "safe"), ("U", "unsafe"), ("V", "safe"), ("G", "unsafe")):
+        print("evaluate:%d:%s,%s" % (r, c, l))' >labels.csv
+"$H" calibrate ev.db --labels labels.csv --json >cal.json 2>err.txt || fail "calibrate: $(cat err.txt)"
+"$H" evaluate quads.jsonl --db ev.db --exact --json >got4.json 2>err.txt || fail "evaluate calibrated: $(cat err.txt)"
+"$PY" - <<'PY' || fail "calibrated thresholds not used as calibrate reports them"
+import json
+cal = {d["modality"]: d for d in map(json.loads, open("cal.json")) if "threshold" in d}
+g = json.load(open("got4.json"))
+assert g["encoded"] == 0 and g["reused"] == 40 and g["relabelled"] > 0, (g["encoded"], g["reused"], g["relabelled"])
+for m in ("image", "text"):
+    c, e = cal[m], g["classifier"][m]
+    assert e["source"] == "calibrated" and abs(e["threshold"] - c["threshold"]) < 1e-8, (m, e, c)
+    for f in ("accuracy", "fpr", "fnr"):
+        assert abs(e[f] - c[f]) < 1e-6, (m, f, e[f], c[f])
+json.dump({m: g["classifier"][m]["threshold"] for m in ("image", "text")}, open("thr.json", "w"))
+PY
+"$H" export ev.db >export.jsonl
+export THR
+THR=$(cat thr.json)
+reference ref4.json "$(cat model.json | "$PY" -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["bounds"]))')"
+compare got4.json ref4.json
+unset THR
+
+# 3c. A database that holds other entries too (hydb ingest of the photos):
+# they are searched past, so the figures are the manifest's alone.
+"$H" ingest ing.db photos --model model.safetensors >/dev/null 2>err.txt || fail "ingest: $(cat err.txt)"
+"$H" evaluate quads.jsonl --db ing.db --both --json >got5.json 2>err.txt || fail "evaluate ing.db: $(cat err.txt)"
+"$PY" - <<'PY' || fail "other entries in the database changed the figures"
+import json
+a, b = json.load(open("got3.json")), json.load(open("got5.json"))
+assert b["searches"]["exact"] == a["searches"]["exact"], "exact"
+assert b["searches"]["index"]["results"] == a["searches"]["exact"]["results"], "index"
 PY
 
 # 4. The table and the PNG.

@@ -437,15 +437,19 @@ static int compute_stats(struct ev *e)
 {
 	for (int cl = 0; cl < 4; cl++)
 		FORWARD_IF_ERROR(hydb_eval_radius_stats(e->rad[cl], e->mf.n, &e->stats[cl]));
+	hydb_model_desc desc;
 	if (e->bounds_file)
 		return read_bounds_file(e);
+	FORWARD_IF_ERROR(hydb_model_describe(e->m, &desc));
 	for (int i = 0; i < 2; i++) {
 		double *b = e->bound[i];
 		const hydb_eval_stats *s = &e->stats[i == 0 ? C_V : C_S];
 		const double data[3] = {[B_UP95] = s->up_95, [B_LOW05] = s->low_05, [B_AVG] = s->mean};
 		int from_data = 0;
-		FORWARD_IF_ERROR(hydb_eval_model_bounds(e->m, i == 0 ? HYDB_MOD_IMAGE : HYDB_MOD_TEXT,
-							&b[B_AVG], &b[B_LOW05], &b[B_UP95]));
+		const hydb_model_bounds_desc *mb = i == 0 ? &desc.bound_image : &desc.bound_text;
+		b[B_AVG] = mb->avg;
+		b[B_LOW05] = mb->low_05;
+		b[B_UP95] = mb->up_95;
 		for (int j = 0; j < 3; j++)
 			if (!(b[j] > 0 && isfinite(b[j]))) {
 				b[j] = data[j];
@@ -874,7 +878,7 @@ static int write_plot(const struct ev *e)
 	memset(cv.px, 255, (size_t)cv.w * cv.h * 3);
 	plot_recall(e, &cv, 20, 240);
 	plot_radii(e, &cv, 310);
-	rc = hydb_png_write(e->plot, cv.px, cv.w, cv.h);
+	rc = hydb_rgb_write_png(e->plot, cv.px, cv.w, cv.h);
 	free(cv.px);
 	return rc;
 }
