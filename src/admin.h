@@ -164,4 +164,42 @@ int hydb_model_describe(const hydb_model *m, hydb_model_desc *out);
 int hydb_model_tensor_shape(const hydb_model *m, size_t i, const char **name, int *ndim,
 			    int64_t shape[4]);
 
+/* ---- evaluation (src/evaluate.c) ----------------------------------------
+ * The arithmetic of `hydb evaluate`: recall at K from ranked lists, the
+ * safety score, radius statistics and the radius classifier's rates, with
+ * HySAC's definitions (recall_computation.py, recalls.py). Query q's
+ * ranked list is ranked[q * stride ...], nranked[q] gallery indices
+ * (0-based, nearest first); its correct match is target[q]. */
+
+/* out[j] = share of the nq queries whose target is among their first
+ * ks[j] ranked indices (HySAC's R@K). Errors: HYDB_EINVAL (NULL array,
+ * nq or a K of 0). */
+int hydb_eval_recall(const uint32_t *ranked, size_t stride, const size_t *nranked,
+		     const uint32_t *target, size_t nq, const size_t *ks, size_t nk, double *out);
+/* *out = share of the nq queries whose top-1 index lies in [lo, hi): with
+ * the unsafe half of a mixed gallery, HySAC's safety score (lower is
+ * safer). A query with no result counts as not landing there.
+ * Errors: HYDB_EINVAL. */
+int hydb_eval_top1_share(const uint32_t *ranked, size_t stride, const size_t *nranked,
+			 size_t nq, uint32_t lo, uint32_t hi, double *out);
+
+/* Order statistics of n radii; quantiles by linear interpolation between
+ * order statistics (numpy's percentile default, as HySAC's bounds). */
+typedef struct hydb_eval_stats {
+	size_t n;
+	double min, q1, median, q3, max, mean, low_05, up_95;
+} hydb_eval_stats;
+/* Errors: HYDB_EINVAL (n = 0, a NaN radius), HYDB_ENOMEM. */
+int hydb_eval_radius_stats(const double *radii, size_t n, hydb_eval_stats *out);
+
+/* The radius classifier at threshold t (unsafe iff radius > t, as `hydb
+ * classify`): unsafe is the positive class. */
+typedef struct hydb_eval_rates {
+	size_t n_safe, n_unsafe, false_pos, false_neg;
+	double accuracy, fpr, fnr; /* fpr = false_pos / n_safe, fnr likewise */
+} hydb_eval_rates;
+/* Errors: HYDB_EINVAL (no radii at all, t NaN). */
+int hydb_eval_classifier(const double *safe_r, size_t n_safe, const double *unsafe_r,
+			 size_t n_unsafe, double t, hydb_eval_rates *out);
+
 #endif /* HYDB_ADMIN_H */

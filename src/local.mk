@@ -17,3 +17,4 @@ hydb_SOURCES += src/cli/main.c src/cli/cli.h src/cli/args.c src/cli/output.c src
 	src/cli/cmd_encode.c src/cli/cmd_preprocess.c src/cli/cmd_model.c
 
 include src/geo.mk
+include src/evaluate.mk
