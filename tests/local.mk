@@ -70,3 +70,4 @@ include tests/python.mk
 TESTS += tests/test_precision.sh
 EXTRA_DIST += tests/test_precision.sh
 include tests/cli_encode.mk
+include tests/cli_db.mk
