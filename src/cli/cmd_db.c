@@ -136,16 +136,10 @@ static const char get_usage[] =
 int hydb_cli_open(hydb_db **db, const char *path, int readonly)
 {
 	hydb_open_options o;
-	int rc;
 	hydb_open_options_init(&o);
 	o.flags = readonly ? HYDB_OPEN_RDONLY : 0;
-	rc = hydb_open(db, hydb_cli_db_path(path), &o);
-	if (rc == HYDB_EREADONLY && !readonly) {
-		return rc;
-	}
-	return rc;
+	return hydb_open(db, hydb_cli_db_path(path), &o);
 }
-
 
 int hydb_cmd_get(int argc, char **argv)
 {
