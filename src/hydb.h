@@ -299,8 +299,9 @@ typedef struct hydb_check_report {
  * Verify the store and the index in one snapshot, as `hydb check` does
  * (without its self-search). Each problem and warning is passed to fn (may
  * be NULL) as a one-line message naming the record id or slot, or the
- * modality and label whose count is off. Returns
- * HYDB_OK when the check ran, even when it found problems (see *out).
+ * modality and label whose count is off (compared only when the store
+ * passed). Returns HYDB_OK when the check ran, even when it found problems
+ * (see *out).
  * Errors: HYDB_EINVAL (NULL db or out), HYDB_EIO, HYDB_ENOMEM.
  */
 HYDB_API int hydb_check(hydb_db *db, void (*fn)(const char *msg, void *ctx),

@@ -234,7 +234,10 @@ static int check_in_txn(hydb_db *db, MDB_txn *txn, const hydb_check_options *o, 
 
 	FORWARD_IF_ERROR(hydb_store_check(hydb_db_store(db), txn, sink_fn, &store, &cs));
 	FORWARD_IF_ERROR(hydb_index_check(ix, txn, sink_fn, &index, &graph));
-	FORWARD_IF_ERROR(check_label_counts(db, txn, &index, &counts));
+	/* Blocks that failed the store check are reported already, and would
+	 * stop the count of the labels in the blocks. */
+	if (cs.problems == 0)
+		FORWARD_IF_ERROR(check_label_counts(db, txn, &index, &counts));
 	FORWARD_IF_ERROR(hydb_index_unreachable(ix, txn, sink_fn, &unreachable, &r->report.unreachable));
 	if (o->flags & HYDB_CHECK_OUTSIDE_TREE)
 		FORWARD_IF_ERROR(hydb_index_outside_tree(ix, txn, NULL, NULL, &r->outside_tree));
