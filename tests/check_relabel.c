@@ -6,6 +6,8 @@
  * into the store alone: the counts kept the import's labels, a --safe-only
  * search over a database that had become mostly safe was planned as if
  * nothing were safe, and nothing reported it.
+ * Also the other administration calls of src/admin.h that `hydb stats`,
+ * `hydb import` and `hydb check` use instead of the store and the index.
  */
 #define _XOPEN_SOURCE 700
 #include <check.h>
@@ -227,6 +229,90 @@ START_TEST(test_relabel_refusals)
 }
 END_TEST
 
+/* The histogram's rows add up to the groups; refusals of bad shapes. */
+START_TEST(test_stats_histogram)
+{
+	enum { BINS = 7, STRIDE = 9 };
+	hydb_db *db = fixture();
+	uint64_t hist[HYDB_N_MODALITIES * HYDB_N_LABELS * STRIDE];
+	hydb_db_stats s, plain;
+	ck_assert_int_eq(hydb_stats_histogram(db, &s, BINS, STRIDE, hist), 0);
+	ck_assert_int_eq(hydb_stats(db, &plain), 0);
+	ck_assert_mem_eq(&s, &plain, sizeof s);
+	for (unsigned g = 0; g < HYDB_N_MODALITIES * HYDB_N_LABELS; g++) {
+		uint64_t sum = 0;
+		for (unsigned b = 0; b < STRIDE; b++)
+			sum += hist[g * STRIDE + b];
+		ck_assert_uint_eq(sum, s.groups[g / HYDB_N_LABELS][g % HYDB_N_LABELS]);
+		ck_assert_uint_eq(hist[g * STRIDE + BINS], 0); /* past the bins */
+	}
+	/* The farthest image is in the last bin, the nearest in the first. */
+	ck_assert_uint_ge(hist[(HYDB_MOD_IMAGE * HYDB_N_LABELS + HYDB_LABEL_UNSAFE) * STRIDE + BINS - 1], 1);
+	ck_assert_uint_ge(hist[(HYDB_MOD_IMAGE * HYDB_N_LABELS + HYDB_LABEL_UNSAFE) * STRIDE], 1);
+	ck_assert_int_eq(hydb_stats_histogram(db, &s, 0, STRIDE, hist), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_stats_histogram(db, &s, STRIDE + 1, STRIDE, hist), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_stats_histogram(NULL, &s, BINS, STRIDE, hist), HYDB_EINVAL);
+	hydb_close(db);
+}
+END_TEST
+
+START_TEST(test_keys_stored)
+{
+	hydb_db *db = fixture();
+	const char *keys[] = {"k0", "nope", "k649", "k650"};
+	const char *empty[] = {"k0", ""};
+	uint8_t found[4];
+	ck_assert_int_eq(hydb_keys_stored(db, keys, 4, found), 0);
+	ck_assert_uint_eq(found[0], 1);
+	ck_assert_uint_eq(found[1], 0);
+	ck_assert_uint_eq(found[2], 1);
+	ck_assert_uint_eq(found[3], 0);
+	ck_assert_int_eq(hydb_keys_stored(db, empty, 2, found), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_keys_stored(db, NULL, 0, NULL), 0);
+	hydb_close(db);
+}
+END_TEST
+
+/* Findings arrive tagged with their kind. */
+static void count_kinds(hydb_finding kind, const char *msg, void *ctx)
+{
+	(void)msg;
+	((size_t *)ctx)[kind]++;
+}
+
+START_TEST(test_check_run)
+{
+	hydb_db *db = fixture();
+	size_t kinds[HYDB_FINDING_LOST + 1] = {0};
+	hydb_check_options o = {HYDB_CHECK_OUTSIDE_TREE | HYDB_CHECK_SELF_SEARCH, 0, 1000, count_kinds, kinds};
+	hydb_check_result r;
+	hydb_lmdb_report v;
+
+	ck_assert_int_eq(hydb_check_run(db, &o, &r), 0);
+	ck_assert_int_eq(r.searched, 1);
+	ck_assert_uint_eq(r.self_checked, N_IMAGES + N_TEXTS); /* limit 0: all */
+	ck_assert_uint_eq(r.self_ef, HYDB_DEFAULT_EF);
+	ck_assert_uint_eq(r.self_lost + r.report.index_problems + r.report.store_problems, 0);
+	ck_assert_int_eq(r.stale_readers, 0);
+	ck_assert_uint_eq(kinds[HYDB_FINDING_STORE] + kinds[HYDB_FINDING_INDEX] + kinds[HYDB_FINDING_LOST], 0);
+
+	ck_assert_int_eq(hydb_store_write(hydb_db_store(db), store_only_relabel, NULL), 0);
+	ck_assert_int_eq(hydb_check_run(db, &o, &r), 0);
+	ck_assert_uint_eq(kinds[HYDB_FINDING_INDEX], 2);
+	ck_assert_uint_eq(r.report.index_problems, 2);
+	ck_assert_int_eq(r.searched, 1); /* stale counts do not stop the search */
+
+	o.flags = 0x80;
+	ck_assert_int_eq(hydb_check_run(db, &o, &r), HYDB_EINVAL);
+	ck_assert_int_eq(hydb_check_run(db, NULL, &r), HYDB_EINVAL);
+	/* This open created the database: nothing was there to verify. */
+	ck_assert_int_eq(hydb_lmdb_verified(db, &v), 0);
+	ck_assert_uint_eq(v.txnid + v.tables + v.leaf_pages, 0);
+	ck_assert_int_eq(hydb_lmdb_verified(db, NULL), HYDB_EINVAL);
+	hydb_close(db);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("relabel");
@@ -238,6 +324,9 @@ int main(void)
 	tcase_add_test(tc, test_relabel_updates_index_counts);
 	tcase_add_test(tc, test_stale_counts_found_and_repaired);
 	tcase_add_test(tc, test_relabel_refusals);
+	tcase_add_test(tc, test_stats_histogram);
+	tcase_add_test(tc, test_keys_stored);
+	tcase_add_test(tc, test_check_run);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1,7 +1,8 @@
 # The CLI's database commands through the library (issue 13).
 
 # Re-labelling keeps the index's per-label counts, which the planner reads,
-# equal to the labels in the blocks; hydb check finds stale ones.
+# equal to the labels in the blocks; hydb check finds stale ones. Also the
+# other calls of src/admin.h the CLI uses instead of the store and index.
 if HAVE_CHECK
 check_PROGRAMS += tests/check_relabel
 tests_check_relabel_SOURCES = tests/check_relabel.c
