@@ -364,3 +364,21 @@ int hydb_index_stats_get(hydb_index *ix, MDB_txn *rtxn, hydb_index_stats *out)
 	out->bytes_per_vector = m.nodes ? pages * st.ms_psize / m.nodes : 0;
 	return 0;
 }
+
+int hydb_index_label_counts(hydb_index *ix, MDB_txn *rtxn,
+			    uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS])
+{
+	struct hnsw_meta m;
+	FORWARD_IF_ERROR(hnsw_meta_load(ix, rtxn, &m));
+	memcpy(counts, m.counts, sizeof m.counts);
+	return 0;
+}
+
+int hydb_index_set_label_counts(hydb_index *ix, MDB_txn *wtxn,
+				const uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS])
+{
+	struct hnsw_meta m;
+	FORWARD_IF_ERROR(hnsw_meta_load(ix, wtxn, &m));
+	memcpy(m.counts, counts, sizeof m.counts);
+	return hnsw_meta_save(ix, wtxn, &m);
+}

@@ -254,6 +254,17 @@ typedef struct hydb_index_stats {
 } hydb_index_stats;
 int hydb_index_stats_get(hydb_index *ix, MDB_txn *rtxn, hydb_index_stats *out);
 
+/* Live nodes by modality and label, as the planner reads them to estimate
+ * how many nodes a label or modality mask matches. */
+int hydb_index_label_counts(hydb_index *ix, MDB_txn *rtxn,
+			    uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS]);
+/* Replace those counts after re-labelling (src/inspect.c). A label is no
+ * part of the graph, so the counts are all the index keeps of it; the
+ * caller counted the live slots' attributes in the same write transaction,
+ * so counts left stale by an earlier re-labelling are repaired too. */
+int hydb_index_set_label_counts(hydb_index *ix, MDB_txn *wtxn,
+				const uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS]);
+
 /* Worker threads for large inserts (default 2; 1 = serial). */
 void hydb_index_set_threads(hydb_index *ix, unsigned n);
 

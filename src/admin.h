@@ -41,6 +41,83 @@ int hydb_record_validate(const hydb_record *r, size_t dim, double c, const char 
 
 /* ---- administration: checks, statistics, re-labelling (src/inspect.c) --- */
 
+/* hydb_stats plus a radius histogram, from one snapshot: bins equal bins
+ * over [radius_min, radius_max] (the largest radius falls in the last bin;
+ * all in bin 0 when every radius is equal). hist holds HYDB_N_MODALITIES *
+ * HYDB_N_LABELS rows of stride counts, row modality * HYDB_N_LABELS + label,
+ * and is zeroed first; bins 1..stride. Errors: HYDB_EINVAL (NULL argument,
+ * bins 0 or above stride), HYDB_ECORRUPT, HYDB_EIO. */
+int hydb_stats_histogram(hydb_db *db, hydb_db_stats *out, unsigned bins, size_t stride,
+			 uint64_t *hist);
+
+/* Which keys are stored, looked up in one snapshot without decoding any
+ * record: found[i] = 1 when keys[i] is, else 0 (`hydb import` counts the
+ * records a batch will replace). Errors: HYDB_EINVAL (NULL argument, an
+ * empty key), HYDB_EIO, HYDB_ECORRUPT. */
+int hydb_keys_stored(hydb_db *db, const char *const *keys, size_t n, uint8_t *found);
+
+/* LMDB's structure as hydb_open verified it, before LMDB mapped the file
+ * (storage/lmdb_verify.h): all zero for a database this open created. */
+typedef struct hydb_lmdb_report {
+	uint64_t txnid; /* the snapshot verified */
+	uint64_t tables, branch_pages, leaf_pages, overflow_pages, free_pages;
+	uint64_t unaccounted;      /* pages neither used nor free: leaked */
+	uint64_t count_mismatches; /* tables whose stored counts are off */
+} hydb_lmdb_report;
+/* Errors: HYDB_EINVAL (NULL argument). */
+int hydb_lmdb_verified(hydb_db *db, hydb_lmdb_report *out);
+
+/* What a finding of hydb_check_run is: a problem of the store, of the
+ * index (invariants and label counts), a node no search reaches (a
+ * warning: exact search finds it), or a node its own vector cannot find
+ * even with the wide beam (a problem: wrong results). */
+typedef enum hydb_finding {
+	HYDB_FINDING_STORE,
+	HYDB_FINDING_INDEX,
+	HYDB_FINDING_UNREACHABLE,
+	HYDB_FINDING_LOST
+} hydb_finding;
+
+#define HYDB_CHECK_CLEAR_READERS 0x1u /* first clear reader slots left by
+					 crashed processes */
+#define HYDB_CHECK_OUTSIDE_TREE 0x2u  /* count nodes outside the
+					 reachability tree */
+#define HYDB_CHECK_SELF_SEARCH 0x4u   /* search nodes by their own vector */
+
+typedef struct hydb_check_options {
+	unsigned flags;         /* HYDB_CHECK_* */
+	size_t self_limit;      /* nodes searched, spread evenly; 0: all */
+	size_t self_wide_ef;    /* beam of the second search of a node the
+				   default beam missed */
+	void (*fn)(hydb_finding kind, const char *msg, void *ctx); /* or NULL */
+	void *ctx;
+} hydb_check_options;
+
+typedef struct hydb_check_result {
+	hydb_check_report report; /* as hydb_check; lost nodes not included */
+	int stale_readers;        /* reader slots cleared */
+	size_t outside_tree;
+	int searched;             /* the self-search ran: it does not when
+				     the graph failed its invariants */
+	size_t self_ef, self_checked, self_missed, self_lost;
+} hydb_check_result;
+
+/* hydb_check with what `hydb check` adds, in one snapshot. Returns HYDB_OK
+ * when the check ran, whatever it found. Errors: HYDB_EINVAL (NULL
+ * argument, unknown flags), HYDB_EIO, HYDB_ENOMEM. */
+int hydb_check_run(hydb_db *db, const hydb_check_options *o, hydb_check_result *out);
+
+/* Re-label by radius, as `hydb calibrate` does: every live entry of
+ * modality m with threshold[m] > 0 becomes HYDB_LABEL_SAFE when its radius
+ * is at most threshold[m], else HYDB_LABEL_UNSAFE; others keep their label.
+ * One write transaction changes the records, the vector blocks' slot
+ * attributes and the index's per-label counts (which the planner's
+ * estimates of label filters read). *changed (may be NULL) receives how
+ * many labels changed. Errors: HYDB_EINVAL (NULL db or threshold),
+ * HYDB_EREADONLY, HYDB_ENOSPC, HYDB_EIO, HYDB_ECORRUPT, HYDB_ENOMEM. */
+int hydb_relabel_by_radius(hydb_db *db, const double threshold[HYDB_N_MODALITIES],
+			   uint64_t *changed);
+
 /* ---- encoding pipeline steps (src/encode.c) -----------------------------
  * The steps of the public hydb_encode_* calls, for callers that schedule
  * them themselves (hydb ingest decodes the next batch while the tower runs

@@ -288,7 +288,9 @@ HYDB_API int hydb_stats(hydb_db *db, hydb_db_stats *out);
 typedef struct hydb_check_report {
 	uint64_t records, live_slots, keys, radius_entries;
 	size_t store_problems; /* checksums, tables that disagree, metadata */
-	size_t index_problems; /* HNSW invariants (links, degrees, nodes) */
+	size_t index_problems; /* HNSW invariants (links, degrees, nodes),
+				  and per-label counts that disagree with
+				  the records (the planner's estimates) */
 	size_t unreachable;    /* nodes no index search reaches (a quality
 				  warning: exact search still finds them) */
 } hydb_check_report;
@@ -296,8 +298,10 @@ typedef struct hydb_check_report {
 /**
  * Verify the store and the index in one snapshot, as `hydb check` does
  * (without its self-search). Each problem and warning is passed to fn (may
- * be NULL) as a one-line message naming the record id or slot. Returns
- * HYDB_OK when the check ran, even when it found problems (see *out).
+ * be NULL) as a one-line message naming the record id or slot, or the
+ * modality and label whose count is off (compared only when the store
+ * passed). Returns HYDB_OK when the check ran, even when it found problems
+ * (see *out).
  * Errors: HYDB_EINVAL (NULL db or out), HYDB_EIO, HYDB_ENOMEM.
  */
 HYDB_API int hydb_check(hydb_db *db, void (*fn)(const char *msg, void *ctx),

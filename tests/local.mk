@@ -44,6 +44,10 @@ EXTRA_DIST += tests/test_golden.sh tests/golden
 # Entailment-cone filters (tests/cone.mk).
 include tests/cone.mk
 
+# The layering of ARCHITECTURE.md: includes, file names, function length.
+TESTS += tests/test_layers.sh
+EXTRA_DIST += tests/test_layers.sh tests/check_layers.py
+
 # hydb query --sheet: tiles framed by label, text under them, placeholders.
 TESTS += tests/test_sheet.sh
 EXTRA_DIST += tests/test_sheet.sh
@@ -71,3 +75,4 @@ TESTS += tests/test_precision.sh
 EXTRA_DIST += tests/test_precision.sh
 include tests/cli_encode.mk
 include tests/evaluate.mk
+include tests/cli_db.mk
