@@ -14,7 +14,7 @@ hydb_SOURCES += src/cli/main.c src/cli/cli.h src/cli/args.c src/cli/output.c src
 	src/cli/model_select.c src/cli/model_select.h \
 	src/cli/cmd_ingest.c src/cli/ingest.h src/cli/cmd_safety.c src/cli/safety.h \
 	src/cli/cmd_check.c src/cli/glyphs.h \
-	src/cli/cmd_encode.c src/cli/cmd_preprocess.c src/cli/cmd_model.c
+	src/cli/cmd_encode.c src/cli/cmd_preprocess.c src/cli/cmd_model.c src/cli/cmd_traverse.c
 
 include src/geo.mk
 include src/evaluate.mk

@@ -6,7 +6,7 @@ numpy from its definitions, for checking `hydb traverse --cone`.
 
 TEXTS.jsonl: one {"key": ..., "vector": [...]} per candidate text (as
 `hydb export` writes them); QUERY.json: {"vector": [...]} of the query (an
-image's embedding, as `hydb encode --json` writes it). Prints one JSON line
+image's embedding). Prints one JSON line
 a step: {"step": i, "key": best text or "[ROOT]"}.
 
 The steps are HySAC's scripts/safety_traversal_retrieval.py: the query is

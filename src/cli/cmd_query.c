@@ -42,6 +42,10 @@ static const char usage[] =
 	"                        (bound ub' = ub + tanh((ub-0.8)/c) + 1, ub = safe up_95 of\n"
 	"                        the searched modality; see README)\n"
 	"  --bound UB            override ub for --redirect\n"
+	"  --within-cone         only entries whose entailment cone holds the query\n"
+	"                        (its more generic parents)\n"
+	"  --contains-cone       only entries inside the query's cone (its more specific\n"
+	"                        children); both flags: both tests. JSON gives the angles\n"
 	"  --model FILE          model for --text/--image (else $HYDB_MODEL or the database's)\n"
 	"  --precision P         f32 (default) or bf16: the encoder's arithmetic for --text/--image\n"
 	"  --json                one JSON object per result\n"
@@ -192,6 +196,8 @@ static int query_option(int ch, const char *arg, char **argv, struct qopts *o, s
 	case 't': o->text = arg; f->nsrc++; return 0;
 	case 'i': o->image = arg; f->nsrc++; return 0;
 	case 'x': o->so.exact = 1; return 0;
+	case 'W': o->so.cone |= HYDB_CONE_WITHIN; return 0;
+	case 'C': o->so.cone |= HYDB_CONE_CONTAINS; return 0;
 	case 's': o->safe_only = 1; return 0;
 	case 'L': return add_choice("--label", arg, hydb_cli_label_parse, &f->labels) ? HYDB_EXIT_USAGE : 0;
 	case 'm': return add_choice("--modality", arg, hydb_cli_modality_parse, &f->mods) ? HYDB_EXIT_USAGE : 0;
@@ -237,6 +243,7 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 		{"model", required_argument, 0, 'M'},  {"json", no_argument, 0, 'j'},
 		{"sheet", required_argument, 0, 'S'},  {"help", no_argument, 0, 'h'},
 		{"precision", required_argument, 0, 'P'},
+		{"within-cone", no_argument, 0, 'W'}, {"contains-cone", no_argument, 0, 'C'},
 		{0, 0, 0, 0}};
 	struct qfilters f = {0, 0, 0};
 	int ch, rc;

@@ -1,7 +1,6 @@
 /*
- * cmd_safety.c - the safety tools: classify (safe/unsafe by radius),
- * calibrate (thresholds from known labels), traverse (walk a query toward
- * the origin and watch its nearest caption change).
+ * cmd_safety.c - the safety tools: classify (safe/unsafe by radius) and
+ * calibrate (thresholds from known labels). traverse is cmd_traverse.c.
  */
 #include "config.h"
 
@@ -48,11 +47,10 @@ static double threshold_for(hydb_db *db, hydb_model *m, int mod)
 	return hydb_model_bound(m, mod == HYDB_MOD_TEXT ? HYDB_MOD_TEXT : HYDB_MOD_IMAGE);
 }
 
-/* Common argument handling for classify and traverse:
- * [DB] (FILE | --text T) [--model F]. */
+/* classify's arguments: [DB] (FILE | --text T) [--model F]. */
 typedef struct {
 	const char *db, *text, *file, *model;
-	int json, exit_status, steps;
+	int json, exit_status;
 } safety_args;
 
 static int parse_safety(int argc, char **argv, safety_args *a, const char *usage)
@@ -60,11 +58,10 @@ static int parse_safety(int argc, char **argv, safety_args *a, const char *usage
 	static const struct option lo[] = {
 		{"text", required_argument, 0, 't'}, {"model", required_argument, 0, 'm'},
 		{"json", no_argument, 0, 'j'},       {"exit-status", no_argument, 0, 'x'},
-		{"steps", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
+		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	int ch;
 	memset(a, 0, sizeof *a);
-	a->steps = 50;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
@@ -72,13 +69,6 @@ static int parse_safety(int argc, char **argv, safety_args *a, const char *usage
 		case 'm': a->model = optarg; break;
 		case 'j': a->json = 1; break;
 		case 'x': a->exit_status = 1; break;
-		case 's': {
-			unsigned long long v;
-			if (hydb_cli_parse_uint(argv[0], "--steps", optarg, 2, 10000, &v))
-				return HYDB_EXIT_USAGE;
-			a->steps = (int)v;
-			break;
-		}
 		case 'h': fputs(usage, stdout); return -1;
 		default: return hydb_cli_bad_option(argv[0], argv);
 		}
@@ -476,79 +466,3 @@ int hydb_cmd_calibrate(int argc, char **argv)
 	return status;
 }
 
-/* ---- traverse ------------------------------------------------------------- */
-
-static const char traverse_usage[] =
-	"usage: hydb traverse [DB] (IMAGE | --text \"...\") [--steps 50] [--model FILE] [--json]\n"
-	"Walk the query toward the origin along its geodesic (in the tangent space at\n"
-	"the origin, t from 1 to 0) and print the nearest text entry at each step where it\n"
-	"changes: HySAC's traversal view from unsafe content to its safe counterpart.\n";
-
-int hydb_cmd_traverse(int argc, char **argv)
-{
-	safety_args a;
-	hydb_db *db;
-	hydb_model *m;
-	float *v = NULL, *t = NULL, *x = NULL;
-	uint64_t last = 0;
-	int rc, mod, status = HYDB_EXIT_OK;
-	size_t d;
-
-	if ((status = parse_safety(argc, argv, &a, traverse_usage)))
-		return status < 0 ? HYDB_EXIT_OK : status;
-	rc = open_inputs(&a, &db, &m, 1);
-	if (rc < 0)
-		return hydb_cli_fail_lib("traverse", rc);
-	d = hydb_model_dim(m);
-	v = calloc(d, sizeof *v);
-	t = calloc(d, sizeof *t);
-	x = calloc(d, sizeof *x);
-	rc = v && t && x ? encode_input(m, a.text, a.file, v, &mod) : hydb_error_set(HYDB_ENOMEM, "out of memory");
-	if (rc == 0)
-		hydb_log_map0(t, v, d, hydb_model_curvature(m));
-	for (int s = 0; rc == 0 && s <= a.steps; s++) {
-		double frac = 1.0 - (double)s / a.steps;
-		hydb_search_options so;
-		hydb_results *res;
-		for (size_t i = 0; i < d; i++)
-			x[i] = (float)(t[i] * frac);
-		hydb_exp_map0(x, x, d, hydb_model_curvature(m));
-		hydb_search_options_init(&so);
-		so.k = 1;
-		so.exact = 1;
-		so.modality_mask = HYDB_MASK(HYDB_MOD_TEXT);
-		rc = hydb_search(db, &res, x, &so);
-		if (rc < 0)
-			break;
-		if (res->n && res->ids[0] != last) {
-			double r = hydb_lorentz_radius(x, d, hydb_model_curvature(m));
-			last = res->ids[0];
-			if (a.json) {
-				printf("{\"step\":%d,\"t\":%.4f,\"radius\":%.6f,\"key\":", s, frac, r);
-				hydb_json_write_string(stdout, res->keys[0]);
-				printf(",\"label\":\"%s\",\"distance\":%.6f,\"caption\":",
-				       hydb_cli_label_name(res->labels[0]), res->distances[0]);
-				if (res->captions[0])
-					hydb_json_write_string(stdout, res->captions[0]);
-				else
-					fputs("null", stdout);
-				fputs("}\n", stdout);
-			} else {
-				printf("step %3d  t %.3f  radius %8.4f  %-7s %s", s, frac, r,
-				       hydb_cli_label_name(res->labels[0]), res->keys[0]);
-				if (res->captions[0])
-					printf("  \"%s\"", res->captions[0]);
-				putchar('\n');
-			}
-		}
-		hydb_results_free(res);
-	}
-	if (rc < 0)
-		status = hydb_cli_fail_lib("traverse", rc);
-	free(v);
-	free(t);
-	free(x);
-	hydb_model_close(m);
-	hydb_close(db);
-	return status;
-}

@@ -124,6 +124,11 @@ void hydb_cli_print_results(FILE *f, const hydb_results *r, int json, size_t que
 			if (r->redirected)
 				fprintf(f, ",\"redirected_from\":%.9g,\"redirected_to\":%.9g", r->query_radius,
 					r->searched_radius);
+			if (r->angles_at_result)
+				fprintf(f, ",\"cone\":{\"angle_at_result\":%.9g,\"aperture\":%.9g,"
+					"\"angle_at_query\":%.9g,\"query_aperture\":%.9g}",
+					r->angles_at_result[i], r->apertures[i], r->angles_at_query[i],
+					r->query_aperture);
 			fputs("}\n", f);
 		}
 		return;
