@@ -25,8 +25,10 @@ static const char check_usage[] =
 	"are listed as warnings (a graph-quality defect, not damage).\n"
 	"Every index node (an even sample of 10,000 in larger databases) is then\n"
 	"searched by its own vector at the default ef and the nodes not returned are\n"
-	"counted (HNSW is approximate); a reachable node not returned even at ef\n"
-	"10,000 is a problem: the index cannot find it by its own vector.\n";
+	"counted (HNSW is approximate). A reachable node not returned even at ef\n"
+	"10,000 is a problem in an index of at most 10,000 nodes, where that search\n"
+	"visits every node; in a larger one it is a warning (a hub can hold more\n"
+	"leaves than the beam, as WordNet's do).\n";
 
 /* Self-search: how many nodes are searched by their own vector, and the
  * beam of the second search of a node the default ef missed. Up to that
@@ -39,13 +41,22 @@ static const char check_usage[] =
 #define MAX_PROBLEM_LINES 1000
 #define MAX_WARNING_LINES 100
 
-/* ctx: lines seen so far, one counter per hydb_finding. Misses at the
- * default ef are a figure of HNSW's approximation, as recall is: counted,
- * not listed; lost nodes are wrong results, listed as problems. */
+/* Lines seen so far, one counter per hydb_finding, and whether a lost node
+ * proves wrong keys (the wide search visited every node) or is only hard
+ * to find (the graph is larger than the wide beam). */
+struct seen {
+	size_t n[HYDB_FINDING_LOST + 1];
+	int lost_is_problem;
+};
+
+/* Misses at the default ef are a figure of HNSW's approximation, as recall
+ * is: counted, not listed. */
 static void print_finding(hydb_finding kind, const char *msg, void *ctx)
 {
-	size_t *n = (size_t *)ctx + kind;
-	int warning = kind == HYDB_FINDING_UNREACHABLE;
+	struct seen *s = ctx;
+	size_t *n = &s->n[kind];
+	int warning = kind == HYDB_FINDING_UNREACHABLE ||
+		      (kind == HYDB_FINDING_LOST && !s->lost_is_problem);
 	if (*n < (warning ? MAX_WARNING_LINES : MAX_PROBLEM_LINES))
 		fprintf(stdout, "%s: %s\n", warning ? "warning" : "problem", msg);
 	(*n)++;
@@ -70,11 +81,12 @@ static void print_lmdb(hydb_db *db)
 		       "their trees (statistics only)\n", (unsigned long long)v.count_mismatches);
 }
 
-/* The totals after the findings; index problems include lost nodes. */
-static void print_summary(const hydb_check_result *r, int quiet)
+/* The totals after the findings; index problems include lost nodes when
+ * they prove wrong keys. */
+static void print_summary(const hydb_check_result *r, int quiet, int lost_is_problem)
 {
 	const hydb_check_report *c = &r->report;
-	size_t index_problems = c->index_problems + r->self_lost;
+	size_t index_problems = c->index_problems + (lost_is_problem ? r->self_lost : 0);
 	if (!quiet || c->store_problems || index_problems)
 		printf("checked %llu records, %llu vector slots, %llu keys, %llu radius entries: "
 		       "%zu store problems, %zu index problems; cleared %d stale reader slot%s\n",
@@ -114,9 +126,10 @@ static int check_args(int argc, char **argv, int *quiet, const char **path)
 
 int hydb_cmd_check(int argc, char **argv)
 {
-	size_t lines[HYDB_FINDING_LOST + 1] = {0};
+	struct seen lines = {{0}, 0};
 	hydb_check_options o = {HYDB_CHECK_CLEAR_READERS | HYDB_CHECK_OUTSIDE_TREE | HYDB_CHECK_SELF_SEARCH,
-				SELF_SAMPLE, SELF_WIDE_EF, print_finding, lines};
+				SELF_SAMPLE, SELF_WIDE_EF, print_finding, &lines};
+	uint64_t count = 0;
 	hydb_check_result r;
 	const char *path = NULL;
 	int rc, quiet = 0;
@@ -128,13 +141,18 @@ int hydb_cmd_check(int argc, char **argv)
 		return hydb_cli_fail_lib("check", rc);
 	if (!quiet)
 		print_lmdb(db); /* the open itself verified LMDB's structure */
-	rc = hydb_check_run(db, &o, &r);
+	rc = hydb_count(db, &count);
+	lines.lost_is_problem = count <= SELF_WIDE_EF;
+	if (rc == 0)
+		rc = hydb_check_run(db, &o, &r);
 	hydb_close(db);
 	if (rc < 0)
 		return hydb_cli_fail_lib("check", rc);
-	print_summary(&r, quiet);
-	return r.report.store_problems || r.report.index_problems || r.self_lost ? HYDB_EXIT_DATA
-										 : HYDB_EXIT_OK;
+	print_summary(&r, quiet, lines.lost_is_problem);
+	return r.report.store_problems || r.report.index_problems ||
+			       (r.self_lost && lines.lost_is_problem)
+		       ? HYDB_EXIT_DATA
+		       : HYDB_EXIT_OK;
 }
 
 /* ---- export ------------------------------------------------------------- */
