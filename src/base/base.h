@@ -64,6 +64,11 @@ static inline int hydb_mul3_size(size_t *out, size_t a, size_t b, size_t c)
 /* malloc of n*size bytes with overflow check; sets HYDB_ENOMEM message
  * naming what on failure. */
 void *hydb_alloc_array(size_t n, size_t size, const char *what);
+/* A growing array p of *cap elements of size bytes, grown (doubling, from
+ * 64) to hold at least need: returns the array, moved or not, with *cap
+ * updated; NULL with an HYDB_ENOMEM message naming what when memory or the
+ * size runs out, p then unchanged and still the caller's. */
+void *hydb_array_grow(void *p, size_t *cap, size_t need, size_t size, const char *what);
 
 /* Collects the problems a checker finds: each is counted and passed, as
  * one formatted line, to fn (which may be NULL). */

@@ -20,6 +20,21 @@ void *hydb_alloc_array(size_t n, size_t size, const char *what)
 	return p;
 }
 
+void *hydb_array_grow(void *p, size_t *cap, size_t need, size_t size, const char *what)
+{
+	size_t nc = *cap ? *cap : 64, bytes;
+	while (nc < need)
+		if (hydb_mul_size(&nc, nc, 2) < 0)
+			return hydb_error_set(HYDB_ENOMEM, "%s: too many entries", what), NULL;
+	if (nc == *cap)
+		return p;
+	void *np = hydb_mul_size(&bytes, nc, size) < 0 ? NULL : realloc(p, bytes);
+	if (!np)
+		return hydb_error_set(HYDB_ENOMEM, "%s: out of memory", what), NULL;
+	*cap = nc;
+	return np;
+}
+
 size_t hydb_first_nonfinite(const float *v, size_t n)
 {
 	/* Branch-free accumulation over the whole vector (no SIMD tail left

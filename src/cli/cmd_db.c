@@ -204,14 +204,10 @@ struct key_list {
 
 static int key_list_add(struct key_list *l, char *k)
 {
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? 2 * l->cap : 64;
-		char **nv = realloc(l->v, nc * sizeof *nv);
-		if (!nv)
-			return -1;
-		l->v = nv;
-		l->cap = nc;
-	}
+	char **nv = hydb_array_grow(l->v, &l->cap, l->n + 1, sizeof *nv, "key list");
+	if (!nv)
+		return -1;
+	l->v = nv;
 	l->v[l->n++] = k;
 	return 0;
 }
@@ -279,14 +275,10 @@ static int delete_parse(int argc, char **argv, struct delete_args *a, int *first
 		if (ch == 'i') {
 			if (hydb_cli_parse_uint("delete", "--id", optarg, 1, UINT64_MAX, &v))
 				return HYDB_EXIT_USAGE;
-			if (a->nids == a->cap_ids) {
-				size_t nc = a->cap_ids ? 2 * a->cap_ids : 16;
-				uint64_t *nv = realloc(a->ids, nc * sizeof *nv);
-				if (!nv)
-					return hydb_cli_fail("delete", HYDB_EXIT_DATA, "out of memory");
-				a->ids = nv;
-				a->cap_ids = nc;
-			}
+			uint64_t *nv = hydb_array_grow(a->ids, &a->cap_ids, a->nids + 1, sizeof *nv, "--id");
+			if (!nv)
+				return hydb_cli_fail("delete", HYDB_EXIT_DATA, "out of memory");
+			a->ids = nv;
 			a->ids[a->nids++] = v;
 		} else if (ch == 'f') {
 			a->keys_file = optarg;

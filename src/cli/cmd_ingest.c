@@ -156,14 +156,10 @@ static int walk_fn(const char *path, const struct stat *sb, int type, struct FTW
 	}
 	if (!has_image_ext(path))
 		return 0;
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 256;
-		image_file *nv = realloc(l->v, nc * sizeof *nv);
-		if (!nv)
-			return -1;
-		l->v = nv;
-		l->cap = nc;
-	}
+	image_file *nv = hydb_array_grow(l->v, &l->cap, l->n + 1, sizeof *nv, "image list");
+	if (!nv)
+		return -1;
+	l->v = nv;
 	f = &l->v[l->n];
 	memset(f, 0, sizeof *f);
 	f->abs = strdup(path);
@@ -202,14 +198,10 @@ static manifest_entry *manifest_find(manifest *m, const char *rel, int create)
 			return &m->v[i];
 	if (!create)
 		return NULL;
-	if (m->n == m->cap) {
-		size_t nc = m->cap ? m->cap * 2 : 64;
-		manifest_entry *nv = realloc(m->v, nc * sizeof *nv);
-		if (!nv)
-			return NULL;
-		m->v = nv;
-		m->cap = nc;
-	}
+	manifest_entry *nv = hydb_array_grow(m->v, &m->cap, m->n + 1, sizeof *nv, "manifest");
+	if (!nv)
+		return NULL;
+	m->v = nv;
 	memset(&m->v[m->n], 0, sizeof m->v[0]);
 	m->v[m->n].rel = strdup(rel);
 	return m->v[m->n].rel ? &m->v[m->n++] : NULL;
@@ -594,14 +586,10 @@ static int pend_str(pending *p, char *s)
 {
 	if (!s)
 		return hydb_error_set(HYDB_ENOMEM, "ingest: out of memory");
-	if (p->nstr == p->capstr) {
-		size_t nc = p->capstr ? p->capstr * 2 : 64;
-		char **ns = realloc(p->strs, nc * sizeof *ns);
-		if (!ns)
-			return hydb_error_set(HYDB_ENOMEM, "ingest: out of memory");
-		p->strs = ns;
-		p->capstr = nc;
-	}
+	char **ns = hydb_array_grow(p->strs, &p->capstr, p->nstr + 1, sizeof *ns, "ingest");
+	if (!ns)
+		return HYDB_ENOMEM;
+	p->strs = ns;
 	p->strs[p->nstr++] = s;
 	return HYDB_OK;
 }
@@ -1081,13 +1069,10 @@ struct stale {
 
 static int stale_add(struct stale *st, const char *key)
 {
-	if (st->n == st->cap) {
-		size_t nc = st->cap ? 2 * st->cap : 64;
-		char **nv = realloc(st->keys, nc * sizeof *nv);
-		RETURN_ERROR_IF(!nv, HYDB_ENOMEM, "ingest: out of memory");
-		st->keys = nv;
-		st->cap = nc;
-	}
+	char **nv = hydb_array_grow(st->keys, &st->cap, st->n + 1, sizeof *nv, "ingest");
+	if (!nv)
+		return HYDB_ENOMEM;
+	st->keys = nv;
 	RETURN_ERROR_IF(!(st->keys[st->n] = strdup(key)), HYDB_ENOMEM, "ingest: out of memory");
 	st->n++;
 	return HYDB_OK;

@@ -280,14 +280,11 @@ struct labelled {
 
 static int labelled_add(struct labelled *k, int m, int cls, double radius)
 {
-	if (k->nr[m][cls] == k->cap[m][cls]) {
-		size_t nc = k->cap[m][cls] ? k->cap[m][cls] * 2 : 256;
-		double *nv = realloc(k->rad[m][cls], nc * sizeof *nv);
-		if (!nv)
-			return -1;
-		k->rad[m][cls] = nv;
-		k->cap[m][cls] = nc;
-	}
+	double *nv = hydb_array_grow(k->rad[m][cls], &k->cap[m][cls], k->nr[m][cls] + 1,
+				     sizeof *nv, "calibrate");
+	if (!nv)
+		return -1;
+	k->rad[m][cls] = nv;
 	k->rad[m][cls][k->nr[m][cls]++] = radius;
 	return 0;
 }
