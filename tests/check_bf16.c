@@ -326,7 +326,7 @@ START_TEST(matmul_plain)
 	ck_assert_int_eq(hydb_bf16_new(&e), HYDB_OK);
 	ck_assert_int_eq(hydb_bf16_run_new(&run, e, 1), HYDB_OK);
 	for (int rep = 0; rep < 2; rep++) {
-		hydb_bf16_matmul(run, 0, c, alpha, ab, bb, m, k, n, trans);
+		hydb_bf16_matmul(run, 0, c, alpha, ab, bb, m, k, n, trans, 0);
 		ck_assert_int_eq(hydb_bf16_run_status(run), HYDB_OK);
 		for (size_t i = 0; i < m; i++)
 			for (size_t j = 0; j < n; j++) {
