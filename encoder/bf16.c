@@ -17,8 +17,10 @@
 #endif
 
 int hydb_bf16_test_no_cpu;
+int hydb_bf16_test_generic;
 int hydb_bf16_timing;
 double hydb_bf16_gemm_seconds;
+double hydb_bf16_attn_gemm_seconds;
 
 /* ---- rounding ----------------------------------------------------------- */
 

@@ -32,6 +32,10 @@ typedef struct hydb_bf16_run hydb_bf16_run; /* per forward pass */
 /* Test hook (tests only): nonzero makes hydb_bf16_check answer as on a CPU
  * with neither AVX512_BF16 nor AMX. */
 extern int hydb_bf16_test_no_cpu;
+/* Test hook (tests only): nonzero makes the bf16 forward's own loops
+ * (encoder/forward.c) take their generic code instead of AVX512_BF16's,
+ * as a build without it would. */
+extern int hydb_bf16_test_generic;
 
 /* HYDB_OK when this build has oneDNN and the CPU has AVX512_BF16 or AMX;
  * else HYDB_EINVAL with a one-line reason. */
@@ -91,9 +95,13 @@ void hydb_bf16_linear_block(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *o
 
 /* For bench/bench_encoder: when hydb_bf16_timing is set, the forward pass
  * adds the wall time of its bf16 GEMM steps to hydb_bf16_gemm_seconds (one
- * pass at a time; not for concurrent use). */
+ * pass at a time; not for concurrent use): the linear layers' steps, and
+ * of each attention step the part its threads spent in the engine's
+ * matmuls (q k^T and P v: their thread-seconds over the threads that ran
+ * the step), which it also adds to hydb_bf16_attn_gemm_seconds. */
 extern int hydb_bf16_timing;
 extern double hydb_bf16_gemm_seconds;
+extern double hydb_bf16_attn_gemm_seconds;
 
 /* c[m, n] = alpha a[m, k] b (float32, dense), a bfloat16 and dense, b
  * bfloat16: [k, n], or [n, k] when b_trans (c = alpha a b^T), its rows

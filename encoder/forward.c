@@ -208,6 +208,126 @@ static void exp_array(float *y, const float *x, size_t n)
 		y[i] = expf(x[i]);
 }
 
+/* ---- AVX512_BF16 ---------------------------------------------------------- */
+
+/* The bf16 engine runs only where the CPU has AVX512_BF16 (or AMX, which
+ * comes with it): the loops that write its bfloat16 inputs use the CPU's
+ * own rounding (vcvtneps2bf16: to nearest even like hydb_bf16_round, but
+ * denormals flushed to zero) and, for the softmax, a base-2 exponential
+ * at bfloat16's precision, a quarter of the generic loops' instructions.
+ * The generic loops remain for compilers or CPUs without it. */
+#if defined(__x86_64__) && defined(__GNUC__) && \
+	(__GNUC__ >= 10 || defined(__clang__))
+#include <immintrin.h>
+#define HYDB_AVX512BF16 1
+#define BF16_TARGET \
+	__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
+
+static int have_avx512bf16(void)
+{
+	static int have = -1;
+	int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+	if (h < 0) {
+		__builtin_cpu_init();
+		h = __builtin_cpu_supports("avx512bf16") != 0;
+		__atomic_store_n(&have, h, __ATOMIC_RELAXED);
+	}
+	return h && !hydb_bf16_test_generic;
+}
+
+/* 2^t: 2^round(t) (scalef, which takes t down to -inf as 0) times 2^f,
+ * |f| <= 1/2, by its degree-5 Taylor polynomial (relative error < 3e-6,
+ * against bfloat16's 2e-3). NaN stays NaN. */
+BF16_TARGET static inline __m512 exp2_avx512(__m512 t)
+{
+	t = _mm512_max_ps(_mm512_set1_ps(-200.0f), t);
+	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
+					       _MM_FROUND_NO_EXC);
+	__m512 f = _mm512_sub_ps(t, n);
+	__m512 p = _mm512_set1_ps(1.3333558e-3f);
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+/* v rounded to bfloat16 into the lanes of dst in mask; returns the rounded
+ * values as float32. */
+BF16_TARGET static inline __m512 store_bf16_avx512(uint16_t *dst,
+						   __mmask16 mask, __m512 v)
+{
+	__m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+	_mm256_mask_storeu_epi16(dst, mask, h);
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h),
+						     16));
+}
+
+static __mmask16 lanes(size_t n)
+{
+	return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+}
+
+/* hydb_softmax_row_bf16 on one row (see there). */
+BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
+						 const float *row,
+						 size_t live)
+{
+	__m512 m = _mm512_set1_ps(-INFINITY), acc = _mm512_setzero_ps();
+	for (size_t j = 0; j < live; j += 16) {
+		__mmask16 k = lanes(live - j);
+		m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, row + j));
+	}
+	__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+	for (size_t j = 0; j < live; j += 16) {
+		__mmask16 k = lanes(live - j);
+		__m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx);
+		__m512 r = store_bf16_avx512(p + j, k, exp2_avx512(t));
+		acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, r));
+	}
+	return 1.0f / _mm512_reduce_add_ps(acc);
+}
+
+/* The last pass of ln_row_bf16: o = bf16((x - m) inv w + b). */
+BF16_TARGET static void ln_out_bf16_avx512(uint16_t *o, const float *x,
+					   float m, float inv, const float *w,
+					   const float *b, size_t width)
+{
+	__m512 vm = _mm512_set1_ps(m), vi = _mm512_set1_ps(inv);
+	for (size_t i = 0; i < width; i += 16) {
+		__mmask16 k = lanes(width - i);
+		__m512 d = _mm512_mul_ps(_mm512_sub_ps(
+			_mm512_maskz_loadu_ps(k, x + i), vm), vi);
+		__m512 y = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(k, w + i),
+					   _mm512_maskz_loadu_ps(k, b + i));
+		store_bf16_avx512(o + i, k, y);
+	}
+}
+
+/* rows x d of src (dense) times s[row], rounded into dst (rows ld apart). */
+BF16_TARGET static void scale_rows_bf16_avx512(uint16_t *dst, size_t ld,
+					       const float *src,
+					       const float *s, size_t rows,
+					       size_t d)
+{
+	for (size_t r = 0; r < rows; r++) {
+		__m512 vs = _mm512_set1_ps(s[r]);
+		for (size_t i = 0; i < d; i += 16) {
+			__mmask16 k = lanes(d - i);
+			__m512 v = _mm512_maskz_loadu_ps(k, src + r * d + i);
+			store_bf16_avx512(dst + r * ld + i, k,
+					  _mm512_mul_ps(v, vs));
+		}
+	}
+}
+#else
+static int have_avx512bf16(void)
+{
+	return 0;
+}
+#endif
+
 /* ---- LayerNorm --------------------------------------------------------- */
 
 struct ln_ctx {
@@ -296,6 +416,12 @@ static void ln_row_bf16(uint16_t *o, float *x, const float *add,
 	size_t n16 = width / 16 * 16, i;
 	float m, inv;
 	ln_stats(x, add, width, eps, &m, &inv);
+#ifdef HYDB_AVX512BF16
+	if (have_avx512bf16()) {
+		ln_out_bf16_avx512(o, x, m, inv, w, b, width);
+		return;
+	}
+#endif
 	hydb_v16 vm = v16_splat(m);
 	for (i = 0; i < n16; i += 16) {
 		hydb_v16 y = (v16_load(x + i) - vm) * inv * v16_load(w + i) +
@@ -733,19 +859,27 @@ static void softmax_row_scalar(float *row, size_t live, size_t cols)
 		row[j] = 0.0f;
 }
 
-/* The bf16 engine's softmax, unnormalised: p[0, live) = exp(row - max)
- * rounded to bfloat16, zeros to cols; returns 1 / the sum of p's rounded
- * values, the scale that makes them sum to 1. Left to the rows of P V, it
- * is d multiplies a row instead of seq. */
+/* The bf16 engine's softmax, unnormalised and in base 2 (attention folds
+ * log2(e) into the scores' scale): p[0, live) = 2^(row - max) rounded to
+ * bfloat16, zeros to cols; returns 1 / the sum of p's rounded values, the
+ * scale that makes them sum to 1. Left to the rows of P v, it is d
+ * multiplies a row instead of seq. */
 V16_CLONES
 float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
 			    size_t cols)
 {
+	if (live < cols)
+		memset(p + live, 0, (cols - live) * sizeof *p);
+#ifdef HYDB_AVX512BF16
+	if (have_avx512bf16())
+		return softmax_row_bf16_avx512(p, row, live);
+#endif
 	size_t n16 = live / 16 * 16, j;
 	float mx = row_max(row, live);
 	hydb_v16 vmx = v16_splat(mx), acc = {0};
+	const float ln2 = 0.693147180559945309f;
 	for (j = 0; j < n16; j += 16) {
-		hydb_v16 d = v16_load(row + j) - vmx, e = v16_exp(&d);
+		hydb_v16 d = (v16_load(row + j) - vmx) * ln2, e = v16_exp(&d);
 		acc += v16_store_bf16(p + j, &e);
 	}
 	double sum = v16_sum(&acc);
@@ -754,13 +888,12 @@ float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
 		float t[16] = {0};
 		uint16_t h[16];
 		memcpy(t, row + j, (live - j) * sizeof *t);
-		hydb_v16 d = v16_load(t) - vmx, e = v16_exp(&d);
+		hydb_v16 d = (v16_load(t) - vmx) * ln2, e = v16_exp(&d);
 		hydb_v16 r = v16_store_bf16(h, &e);
 		memcpy(p + j, h, (live - j) * sizeof *p);
 		for (size_t i = 0; i < live - j; i++)
 			sum += r[i];
 	}
-	memset(p + live, 0, (cols - live) * sizeof *p);
 	return (float)(1.0 / sum);
 }
 
@@ -915,6 +1048,45 @@ overflow:
 			      "tokens overflow", n_seq, seq);
 }
 
+/* For bench/bench_encoder (hydb_bf16_timing): the seconds each thread of
+ * an attention step spends in the engine's matmuls. */
+struct attn_clock {
+	double mm[HYDB_POOL_MAX];
+};
+
+/* hydb_bf16_matmul, timed into k when k is set. */
+static void attn_matmul(struct attn_clock *k, const hydb_fwd *f,
+			size_t thread, float *c, float alpha, const uint16_t *a,
+			const uint16_t *b, size_t m, size_t kk, size_t n,
+			int b_trans, size_t ldb)
+{
+	double t = k ? seconds() : 0;
+	hydb_bf16_matmul(f->bf16, thread, c, alpha, a, b, m, kk, n, b_trans,
+			 ldb);
+	if (k && thread < HYDB_POOL_MAX)
+		k->mm[thread] += seconds() - t;
+}
+
+/* Run an attention step's tasks (on the pool unless a head is too small
+ * to share out) and count its matmuls' part of the step as GEMM time. */
+static void attn_run(const hydb_fwd *f, size_t tasks, int pool,
+		     hydb_task_fn fn, void *ctx, struct attn_clock *k)
+{
+	if (!pool)
+		for (size_t t = 0; t < tasks; t++)
+			fn(ctx, t, 0);
+	else
+		hydb_pool_run(pool_of(f), tasks, fn, ctx);
+	if (!k)
+		return;
+	size_t threads = pool ? hydb_pool_threads(pool_of(f)) : 1;
+	double mm = 0;
+	for (size_t i = 0; i < HYDB_POOL_MAX; i++)
+		mm += k->mm[i];
+	hydb_bf16_gemm_seconds += mm / (double)threads;
+	hydb_bf16_attn_gemm_seconds += mm / (double)threads;
+}
+
 /* Attention on the bf16 engine: q, k and v come from their linear layers
  * already in bfloat16, o goes to the out-projection in bfloat16. Per head
  * on one thread: q's and k's columns copied into dense blocks (oneDNN
@@ -930,14 +1102,33 @@ struct attn16_ctx {
 	size_t seq, width, d, heads;
 	float scale;
 	int causal;
+	struct attn_clock *clk; /* hydb_bf16_timing, else NULL */
 };
 
 /* dst [seq, d] dense = the head's columns of src [seq, width]. */
 static void head_copy(uint16_t *dst, const uint16_t *src, size_t seq,
 		      size_t d, size_t width)
 {
-	for (size_t t = 0; t < seq; t++)
-		memcpy(dst + t * d, src + t * width, d * sizeof *dst);
+	if (d == 64) /* ViT-L's and CLIP text's heads: copies made inline */
+		for (size_t t = 0; t < seq; t++)
+			memcpy(dst + t * 64, src + t * width, 64 * sizeof *dst);
+	else
+		for (size_t t = 0; t < seq; t++)
+			memcpy(dst + t * d, src + t * width, d * sizeof *dst);
+}
+
+/* dst rows (ld apart) = src [rows, d] rows times s[row], in bfloat16. */
+static void scale_rows_bf16(uint16_t *dst, size_t ld, const float *src,
+			    const float *s, size_t rows, size_t d)
+{
+#ifdef HYDB_AVX512BF16
+	if (have_avx512bf16()) {
+		scale_rows_bf16_avx512(dst, ld, src, s, rows, d);
+		return;
+	}
+#endif
+	for (size_t t = 0; t < rows; t++)
+		hydb_bf16_round_scaled(dst + t * ld, src + t * d, s[t], d);
 }
 
 static void attn16_task(void *p, size_t task, size_t thread)
@@ -949,16 +1140,14 @@ static void attn16_task(void *p, size_t task, size_t thread)
 	attn16_layout(&b, c->buf + thread * attn16_bytes(seq, d), seq, d);
 	head_copy(b.qh, c->q + off, seq, d, c->width);
 	head_copy(b.kh, c->k + off, seq, d, c->width);
-	hydb_bf16_matmul(c->f->bf16, thread, b.sc, c->scale, b.qh, b.kh, seq,
-			 d, seq, 1, 0);
+	attn_matmul(c->clk, c->f, thread, b.sc, c->scale, b.qh, b.kh, seq, d,
+		    seq, 1, 0);
 	for (size_t r = 0; r < seq; r++)
 		b.inv[r] = hydb_softmax_row_bf16(b.pb + r * seq, b.sc + r * seq,
 						 c->causal ? r + 1 : seq, seq);
-	hydb_bf16_matmul(c->f->bf16, thread, b.oh, 1.0f, b.pb, c->v + off,
-			 seq, seq, d, 0, c->width);
-	for (size_t t = 0; t < seq; t++)
-		hydb_bf16_round_scaled(c->o + off + t * c->width, b.oh + t * d,
-				       b.inv[t], d);
+	attn_matmul(c->clk, c->f, thread, b.oh, 1.0f, b.pb, c->v + off, seq,
+		    seq, d, 0, c->width);
+	scale_rows_bf16(c->o + off, c->width, b.oh, b.inv, seq, d);
 }
 
 void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
@@ -967,15 +1156,15 @@ void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
 			 void *buf)
 {
 	size_t d = width / heads;
+	struct attn_clock clk = {{0}};
+	/* log2(e) / sqrt(d): the softmax is in base 2. */
 	struct attn16_ctx c = {f, o, q, k, v, (char *)round64((uintptr_t)buf),
 			       seq, width, d, heads,
-			       (float)(1.0 / sqrt((double)d)), causal};
-	size_t tasks = n_seq * heads;
-	if (seq * seq * d < ATTN_PARALLEL_MIN)
-		for (size_t t = 0; t < tasks; t++)
-			attn16_task(&c, t, 0);
-	else
-		hydb_pool_run(pool_of(f), tasks, attn16_task, &c);
+			       (float)(1.4426950408889634 / sqrt((double)d)),
+			       causal,
+			       hydb_bf16_timing ? &clk : NULL};
+	attn_run(f, n_seq * heads, seq * seq * d >= ATTN_PARALLEL_MIN,
+		 attn16_task, &c, c.clk);
 }
 
 /* ---- the bf16 block of before (HYDB_FWD_BF16_PASSES) ------------------ */
@@ -991,6 +1180,7 @@ struct attn16_v1_ctx {
 	size_t seq, width, d, heads;
 	float scale;
 	int causal;
+	struct attn_clock *clk; /* hydb_bf16_timing, else NULL */
 };
 
 static size_t attn16_v1_bytes(size_t seq, size_t d)
@@ -1011,13 +1201,12 @@ static void attn16_v1_task(void *p, size_t task, size_t thread)
 	head_copy(qh, c->q + off, seq, d, c->width);
 	head_copy(kh, c->k + off, seq, d, c->width);
 	head_copy(vh, c->v + off, seq, d, c->width);
-	hydb_bf16_matmul(c->f->bf16, thread, sc, c->scale, qh, kh, seq, d, seq,
-			 1, 0);
+	attn_matmul(c->clk, c->f, thread, sc, c->scale, qh, kh, seq, d, seq, 1,
+		    0);
 	for (size_t r = 0; r < seq; r++)
 		softmax_row(sc + r * seq, c->causal ? r + 1 : seq, seq);
 	hydb_bf16_round(pb, sc, seq * seq);
-	hydb_bf16_matmul(c->f->bf16, thread, oh, 1.0f, pb, vh, seq, seq, d, 0,
-			 0);
+	attn_matmul(c->clk, c->f, thread, oh, 1.0f, pb, vh, seq, seq, d, 0, 0);
 	for (size_t t = 0; t < seq; t++)
 		memcpy(c->o + off + t * c->width, oh + t * d, d * sizeof *oh);
 }
@@ -1028,20 +1217,18 @@ static void attention_bf16_v1(const hydb_fwd *f, float *o, const uint16_t *q,
 			      size_t heads, int causal)
 {
 	size_t threads = hydb_pool_threads(pool_of(f)), d = width / heads;
+	struct attn_clock clk = {{0}};
 	struct attn16_v1_ctx c = {f, o, q, k, v, NULL, seq, width, d, heads,
-				  (float)(1.0 / sqrt((double)d)), causal};
+				  (float)(1.0 / sqrt((double)d)), causal,
+				  hydb_bf16_timing ? &clk : NULL};
 	c.buf = hydb_alloc_array(threads, attn16_v1_bytes(seq, d),
 				 "attention blocks");
 	if (!c.buf) {
 		hydb_bf16_run_fail(f->bf16, HYDB_ENOMEM);
 		return;
 	}
-	size_t tasks = n_seq * heads;
-	if (seq * seq * d < ATTN_PARALLEL_MIN)
-		for (size_t t = 0; t < tasks; t++)
-			attn16_v1_task(&c, t, 0);
-	else
-		hydb_pool_run(pool_of(f), tasks, attn16_v1_task, &c);
+	attn_run(f, n_seq * heads, seq * seq * d >= ATTN_PARALLEL_MIN,
+		 attn16_v1_task, &c, c.clk);
 	free(c.buf);
 }
 
