@@ -97,8 +97,9 @@ void hydb_bf16_linear_block(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *o
  * adds the wall time of its bf16 GEMM steps to hydb_bf16_gemm_seconds (one
  * pass at a time; not for concurrent use): the linear layers' steps, and
  * of each attention step the part its threads spent in the engine's
- * matmuls (q k^T and P v: their thread-seconds over the threads that ran
- * the step), which it also adds to hydb_bf16_attn_gemm_seconds. */
+ * matmuls (q k^T and P v: the step's wall time times their share of its
+ * threads' seconds in its tasks), which it also adds to
+ * hydb_bf16_attn_gemm_seconds. */
 extern int hydb_bf16_timing;
 extern double hydb_bf16_gemm_seconds;
 extern double hydb_bf16_attn_gemm_seconds;

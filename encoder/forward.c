@@ -1049,9 +1049,11 @@ overflow:
 }
 
 /* For bench/bench_encoder (hydb_bf16_timing): the seconds each thread of
- * an attention step spends in the engine's matmuls. */
+ * an attention step spends in the engine's matmuls and in its tasks. */
 struct attn_clock {
-	double mm[HYDB_POOL_MAX];
+	double mm[HYDB_POOL_MAX], all[HYDB_POOL_MAX];
+	hydb_task_fn fn;        /* the step's task, timed by attn_timed */
+	void *ctx;
 };
 
 /* hydb_bf16_matmul, timed into k when k is set. */
@@ -1067,24 +1069,42 @@ static void attn_matmul(struct attn_clock *k, const hydb_fwd *f,
 		k->mm[thread] += seconds() - t;
 }
 
+static void attn_timed(void *p, size_t task, size_t thread)
+{
+	struct attn_clock *k = p;
+	double t = seconds();
+	k->fn(k->ctx, task, thread);
+	if (thread < HYDB_POOL_MAX)
+		k->all[thread] += seconds() - t;
+}
+
 /* Run an attention step's tasks (on the pool unless a head is too small
- * to share out) and count its matmuls' part of the step as GEMM time. */
+ * to share out). Timed, the step's wall time is split between GEMM and
+ * the rest in proportion to its threads' seconds in the matmuls and in
+ * the whole tasks, as the threads' waits (a worker woken late on a loaded
+ * machine, the last task) hold up both alike. */
 static void attn_run(const hydb_fwd *f, size_t tasks, int pool,
 		     hydb_task_fn fn, void *ctx, struct attn_clock *k)
 {
+	if (k) {
+		k->fn = fn, k->ctx = ctx;
+		fn = attn_timed, ctx = k;
+	}
+	double t = k ? seconds() : 0, mm = 0, all = 0;
 	if (!pool)
-		for (size_t t = 0; t < tasks; t++)
-			fn(ctx, t, 0);
+		for (size_t i = 0; i < tasks; i++)
+			fn(ctx, i, 0);
 	else
 		hydb_pool_run(pool_of(f), tasks, fn, ctx);
 	if (!k)
 		return;
-	size_t threads = pool ? hydb_pool_threads(pool_of(f)) : 1;
-	double mm = 0;
+	t = seconds() - t;
 	for (size_t i = 0; i < HYDB_POOL_MAX; i++)
-		mm += k->mm[i];
-	hydb_bf16_gemm_seconds += mm / (double)threads;
-	hydb_bf16_attn_gemm_seconds += mm / (double)threads;
+		mm += k->mm[i], all += k->all[i];
+	if (all > 0) {
+		hydb_bf16_gemm_seconds += t * mm / all;
+		hydb_bf16_attn_gemm_seconds += t * mm / all;
+	}
 }
 
 /* Attention on the bf16 engine: q, k and v come from their linear layers
@@ -1156,7 +1176,8 @@ void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
 			 void *buf)
 {
 	size_t d = width / heads;
-	struct attn_clock clk = {{0}};
+	struct attn_clock clk;
+	memset(&clk, 0, sizeof clk);
 	/* log2(e) / sqrt(d): the softmax is in base 2. */
 	struct attn16_ctx c = {f, o, q, k, v, (char *)round64((uintptr_t)buf),
 			       seq, width, d, heads,
@@ -1217,7 +1238,8 @@ static void attention_bf16_v1(const hydb_fwd *f, float *o, const uint16_t *q,
 			      size_t heads, int causal)
 {
 	size_t threads = hydb_pool_threads(pool_of(f)), d = width / heads;
-	struct attn_clock clk = {{0}};
+	struct attn_clock clk;
+	memset(&clk, 0, sizeof clk);
 	struct attn16_v1_ctx c = {f, o, q, k, v, NULL, seq, width, d, heads,
 				  (float)(1.0 / sqrt((double)d)), causal,
 				  hydb_bf16_timing ? &clk : NULL};
