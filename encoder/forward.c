@@ -269,19 +269,25 @@ static __mmask16 lanes(size_t n)
 	return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
 }
 
-/* hydb_softmax_row_bf16 on one row (see there). */
+/* hydb_softmax_row_bf16 on one row (see there): whole vectors, then the
+ * masked rest. */
 BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
 						 const float *row,
 						 size_t live)
 {
+	size_t n16 = live / 16 * 16, j;
+	__mmask16 k = lanes(live - n16);
 	__m512 m = _mm512_set1_ps(-INFINITY), acc = _mm512_setzero_ps();
-	for (size_t j = 0; j < live; j += 16) {
-		__mmask16 k = lanes(live - j);
-		m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, row + j));
-	}
+	for (j = 0; j < n16; j += 16)
+		m = _mm512_max_ps(m, _mm512_loadu_ps(row + j));
+	m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, row + j));
 	__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
-	for (size_t j = 0; j < live; j += 16) {
-		__mmask16 k = lanes(live - j);
+	for (j = 0; j < n16; j += 16) {
+		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
+		acc = _mm512_add_ps(acc, store_bf16_avx512(p + j, 0xffff,
+							   exp2_avx512(t)));
+	}
+	if (k) {
 		__m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx);
 		__m512 r = store_bf16_avx512(p + j, k, exp2_avx512(t));
 		acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, r));
@@ -725,19 +731,6 @@ static void round_bf16(const hydb_fwd *f, uint16_t *dst, const float *src,
 /* Fewer rows than this per block would leave the kernels' tiles empty. */
 #define BF16_MIN_ROWS 32
 
-struct bf16_step {
-	const hydb_fwd *f;
-	hydb_bf16_op op;
-	size_t row_parts, slices;
-};
-
-/* Block i: rows of part i / slices, columns of slice i % slices. */
-static void bf16_task(void *p, size_t i, size_t thread)
-{
-	const struct bf16_step *s = p;
-	hydb_bf16_linear_block(s->f->bf16, thread, &s->op, i, s->row_parts, s->slices);
-}
-
 static double seconds(void)
 {
 	struct timespec ts;
@@ -745,19 +738,62 @@ static double seconds(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* A linear layer on the engine, bias, GELU and residual fused, in blocks
- * of rows x column slices on the pool. */
-static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
-			const uint16_t *x, const float *w, const float *bias,
-			size_t n, size_t in, size_t out, int gelu,
-			int accumulate)
+struct bf16_step {
+	const hydb_fwd *f;
+	hydb_bf16_op op;
+	size_t row_parts, slices;
+	/* A LayerNorm of y's rows after each block (whole rows), or NULL;
+	 * timed (hydb_bf16_timing): each thread's seconds in it and in its
+	 * tasks. */
+	const struct ln_ctx *then;
+	double ln[HYDB_POOL_MAX], all[HYDB_POOL_MAX];
+};
+
+/* Block i: rows of part i / slices, columns of slice i % slices; then the
+ * LayerNorm of those rows while they are still in cache. */
+static void bf16_task(void *p, size_t i, size_t thread)
 {
-	struct bf16_step s = {f, {.y = y, .x = x, .w = w, .bias = bias,
-				  .n = n, .in = in, .out = out,
-				  .y_bf16 = y_bf16, .gelu = gelu,
-				  .accumulate = accumulate}, 0, 0};
-	size_t threads = hydb_pool_threads(pool_of(f));
-	s.slices = hydb_bf16_slices(f->bf16, w);
+	struct bf16_step *s = p;
+	int timed = s->then && hydb_bf16_timing && thread < HYDB_POOL_MAX;
+	double t0 = timed ? seconds() : 0;
+	hydb_bf16_linear_block(s->f->bf16, thread, &s->op, i, s->row_parts,
+			       s->slices);
+	if (!s->then)
+		return;
+	double t1 = timed ? seconds() : 0;
+	/* slices is 1 here: the rows of hydb_bf16_linear_block's block i */
+	ln_rows((void *)s->then, s->op.n * i / s->row_parts,
+		s->op.n * (i + 1) / s->row_parts);
+	if (timed) {
+		double t2 = seconds();
+		s->ln[thread] += t2 - t1;
+		s->all[thread] += t2 - t0;
+	}
+}
+
+/* The step's wall time t as GEMM time: with a LayerNorm in its tasks, the
+ * part of it the threads spent in the matmuls. */
+static void bf16_step_time(const struct bf16_step *s, double t)
+{
+	double ln = 0, all = 0;
+	if (s->then)
+		for (size_t i = 0; i < HYDB_POOL_MAX; i++)
+			ln += s->ln[i], all += s->all[i];
+	hydb_bf16_gemm_seconds += all > 0 ? t * (all - ln) / all : t;
+}
+
+/* A linear layer on the engine, bias, GELU and residual fused, in blocks
+ * of rows x column slices on the pool; then, when then is set, its
+ * LayerNorm of the float32 y into bfloat16 (then->out16): in each block
+ * when blocks are whole rows, else in a pass of its own. */
+static void bf16_linear_then(const hydb_fwd *f, const hydb_bf16_op *op,
+			     const struct ln_ctx *then)
+{
+	struct bf16_step s;
+	memset(&s, 0, sizeof s);
+	s.f = f, s.op = *op;
+	size_t threads = hydb_pool_threads(pool_of(f)), n = op->n;
+	s.slices = hydb_bf16_slices(f->bf16, op->w);
 	s.row_parts = (n + BF16_BLOCK_ROWS - 1) / BF16_BLOCK_ROWS;
 	if (s.row_parts < threads)
 		s.row_parts = n / BF16_MIN_ROWS < threads ? n / BF16_MIN_ROWS :
@@ -766,11 +802,25 @@ static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
 	 * one runs as one block for the engine to report. */
 	if (s.slices != 1 || s.row_parts == 0)
 		s.row_parts = 1;
+	s.then = s.slices == 1 ? then : NULL;
 	s.slices = s.slices ? s.slices : 1;
 	double t = hydb_bf16_timing ? seconds() : 0;
 	hydb_pool_run(pool_of(f), s.row_parts * s.slices, bf16_task, &s);
 	if (hydb_bf16_timing)
-		hydb_bf16_gemm_seconds += seconds() - t;
+		bf16_step_time(&s, seconds() - t);
+	if (then && !s.then)
+		parallel_rows(f, ln_rows, (void *)then, n, op->out);
+}
+
+static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
+			const uint16_t *x, const float *w, const float *bias,
+			size_t n, size_t in, size_t out, int gelu,
+			int accumulate)
+{
+	hydb_bf16_op op = {.y = y, .x = x, .w = w, .bias = bias, .n = n,
+			   .in = in, .out = out, .y_bf16 = y_bf16, .gelu = gelu,
+			   .accumulate = accumulate};
+	bf16_linear_then(f, &op, NULL);
 }
 
 void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
@@ -1286,7 +1336,9 @@ static void block_forward_bf16_v1(const hydb_fwd *f, const hydb_tower *t,
  * layer one matmul with its bias, GELU or residual fused (out_proj's bias
  * too), q/k/v and fc1 writing the bfloat16 inputs of what follows
  * directly, and so do both LayerNorms and attention: no float32 copy of a
- * matmul's input is made and then rounded. */
+ * matmul's input is made and then rounded. The LayerNorms run in the
+ * blocks of the matmuls before them (out_proj's, and fc2's for the next
+ * block), on rows still in cache, where the blocks are whole rows. */
 static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 			       const hydb_layer_w *b, float *x, size_t n_seq,
 			       size_t seq, int causal, float *scratch)
@@ -1299,17 +1351,29 @@ static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 	struct bf16_scratch s = bf16_scratch_of(t, scratch, n);
 	uint16_t *q = (uint16_t *)s.q, *k = (uint16_t *)s.k;
 	uint16_t *v = (uint16_t *)s.v, *mid = q;
+	const hydb_layer_w *next = b + 1 < t->blocks + t->layers ? b + 1 : NULL;
+	struct ln_ctx ln2 = {NULL, s.xb, x, b->ln2_w, b->ln2_b, NULL, w,
+			     t->ln_eps, 0};
+	struct ln_ctx ln1 = {NULL, s.xb, x, next ? next->ln1_w : NULL,
+			     next ? next->ln1_b : NULL, NULL, w, t->ln_eps, 0};
 
-	hydb_layer_norm_bf16(f, s.xb, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
+	/* The blocks after a tower's first find their LayerNorm in xb, made
+	 * by the previous block's last matmul. */
+	if (b == t->blocks)
+		hydb_layer_norm_bf16(f, s.xb, x, n, w, b->ln1_w, b->ln1_b,
+				     t->ln_eps);
 	bf16_linear(f, q, 1, s.xb, b->q_w, b->q_b, n, w, w, 0, 0);
 	bf16_linear(f, k, 1, s.xb, b->k_w, b->k_b, n, w, w, 0, 0);
 	bf16_linear(f, v, 1, s.xb, b->v_w, b->v_b, n, w, w, 0, 0);
 	hydb_attention_bf16(f, s.xb, q, k, v, n_seq, seq, w, t->heads, causal,
 			    s.attn);
-	bf16_linear(f, x, 0, s.xb, b->o_w, b->o_b, n, w, w, 0, 1);
-	hydb_layer_norm_bf16(f, s.xb, x, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
+	hydb_bf16_op o = {.y = x, .x = s.xb, .w = b->o_w, .bias = b->o_b,
+			  .n = n, .in = w, .out = w, .accumulate = 1};
+	bf16_linear_then(f, &o, &ln2);
 	bf16_linear(f, mid, 1, s.xb, b->fc1_w, b->fc1_b, n, w, t->mlp, 1, 0);
-	bf16_linear(f, x, 0, mid, b->fc2_w, b->fc2_b, n, t->mlp, w, 0, 1);
+	hydb_bf16_op fc2 = {.y = x, .x = mid, .w = b->fc2_w, .bias = b->fc2_b,
+			    .n = n, .in = t->mlp, .out = w, .accumulate = 1};
+	bf16_linear_then(f, &fc2, next ? &ln1 : NULL);
 }
 
 void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,

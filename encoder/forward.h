@@ -114,7 +114,10 @@ int hydb_encode_ids(struct hydb_model *m, const int32_t *ids, size_t n,
 int hydb_layer_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 		       size_t n_seq, size_t seq);
 /* Run one block in place on x [n_seq * seq, width]: n_seq independent
- * sequences of seq tokens. causal: token i attends to tokens <= i. */
+ * sequences of seq tokens. causal: token i attends to tokens <= i. With
+ * the bf16 engine a block's last matmul also makes the next block's
+ * first LayerNorm, in scratch: run a tower's blocks in order, from its
+ * first, on the same x and scratch. */
 void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,
 			const hydb_layer_w *b, float *x, size_t n_seq,
 			size_t seq, int causal, float *scratch);
