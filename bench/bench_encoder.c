@@ -12,7 +12,10 @@
  * --precision bf16 opens the model on the bfloat16 engine: the peak is then
  * the engine's matmul on the same shape (bf16 inputs, float32 output), and
  * the share of the forward's time spent outside the engine's matmuls
- * (attention, softmax, LayerNorm, GELU-free rounding passes) is printed too.
+ * (softmax, LayerNorm, copies and rounding, the pool's steps) is printed
+ * too: vision_non_gemm_share counts attention's q k^T and P v matmuls as
+ * engine matmuls, vision_non_linear_share counts them with the rest (all
+ * of attention outside, as the figure was first defined).
  *
  * --ab FLAGS times the forward with HYDB_FORWARD_LEGACY = FLAGS and = 0
  * alternately (encoder/forward.h lists the flags), --rounds times each,
@@ -22,6 +25,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,18 +182,21 @@ static int bench_images(hydb_model *m, size_t batch)
 	size_t px = 3 * (size_t)c->image_size * c->image_size;
 	float *pixels = random_floats(batch * px, 3);
 	float *f = malloc(batch * c->embed_dim * sizeof *f);
-	double best = 1e30, best_cpu = 1e30, gemm_share = 0;
+	double best = 1e30, best_cpu = 1e30, gemm_share = 0, attn_share = 0;
 	int rc = 0;
 	/* The first run faults the weights in from the page cache. */
 	for (int r = 0; r < 3 && rc == 0; r++) {
 		peak_gflops(c);
 		double g0 = hydb_bf16_gemm_seconds;
+		double a0 = hydb_bf16_attn_gemm_seconds;
 		double t = now(), cpu = cpu_now();
 		rc = hydb_vision_forward(m, pixels, batch, f);
 		double dt = now() - t;
 		cpu = cpu_now() - cpu;
-		if (dt < best)
+		if (dt < best) {
 			gemm_share = (hydb_bf16_gemm_seconds - g0) / dt;
+			attn_share = (hydb_bf16_attn_gemm_seconds - a0) / dt;
+		}
 		best = dt < best ? dt : best;
 		best_cpu = cpu < best_cpu ? cpu : best_cpu;
 	}
@@ -206,9 +213,12 @@ static int bench_images(hydb_model *m, size_t batch)
 	 * processes taking a core during one of the two measurements. */
 	double gcpu = vision_flops(c) * batch / best_cpu / 1e9;
 	printf("vision_cpu_fraction_batch%zu %.3f\n", batch, gcpu / cpu_peak);
-	if (precision == HYDB_PRECISION_BF16)
+	if (precision == HYDB_PRECISION_BF16) {
 		printf("vision_non_gemm_share_batch%zu %.3f\n", batch,
 		       1 - gemm_share);
+		printf("vision_non_linear_share_batch%zu %.3f\n", batch,
+		       1 - gemm_share + attn_share);
+	}
 	free(pixels);
 	free(f);
 	return 0;
@@ -241,6 +251,57 @@ static double max_rel_diff(const float *a, const float *b, size_t n)
 	return scale > 0 ? d / scale : d;
 }
 
+/* One timed forward of an A/B round: images/s by wall and by CPU time,
+ * and with the bf16 engine the shares of its time outside the engine's
+ * matmuls and outside the linear layers' (see bench_images). */
+struct ab_run {
+	double ips, cpu_ips, non_gemm, non_linear;
+};
+
+static int ab_forward(hydb_model *m, const float *pixels, size_t batch,
+		      float *out, struct ab_run *r)
+{
+	double g0 = hydb_bf16_gemm_seconds, a0 = hydb_bf16_attn_gemm_seconds;
+	double t = now(), cpu = cpu_now();
+	int rc = hydb_vision_forward(m, pixels, batch, out);
+	double dt = now() - t, gemm = hydb_bf16_gemm_seconds - g0;
+	r->ips = batch / dt;
+	r->cpu_ips = batch / (cpu_now() - cpu);
+	r->non_gemm = 1 - gemm / dt;
+	r->non_linear = 1 - (gemm - (hydb_bf16_attn_gemm_seconds - a0)) / dt;
+	return rc;
+}
+
+/* The median of field off (offsetof in struct ab_run) over n runs. */
+static double ab_median(const struct ab_run *r, int n, size_t off)
+{
+	double v[AB_MAX_ROUNDS];
+	for (int i = 0; i < n; i++)
+		memcpy(&v[i], (const char *)&r[i] + off, sizeof v[i]);
+	return median(v, n);
+}
+
+static void ab_print(const char *what, size_t batch, const struct ab_run *r,
+		     int rounds, const hydb_model_config *c)
+{
+	double peak = peak_gflops(c), fl = vision_flops(c) / 1e9;
+	double ips = ab_median(r, rounds, offsetof(struct ab_run, ips));
+	double cpu = ab_median(r, rounds, offsetof(struct ab_run, cpu_ips));
+	printf("ab_%s_images_per_s_batch%zu %.3f\n", what, batch, ips);
+	printf("ab_%s_peak_fraction_batch%zu %.3f\n", what, batch,
+	       ips * fl / peak);
+	/* Per CPU second, against the sgemm's best per CPU second: less
+	 * skewed by other processes, but blind to a thread waiting. */
+	printf("ab_%s_cpu_fraction_batch%zu %.3f\n", what, batch,
+	       cpu * fl / cpu_peak);
+	if (precision != HYDB_PRECISION_BF16)
+		return;
+	printf("ab_%s_non_gemm_share_batch%zu %.3f\n", what, batch,
+	       ab_median(r, rounds, offsetof(struct ab_run, non_gemm)));
+	printf("ab_%s_non_linear_share_batch%zu %.3f\n", what, batch,
+	       ab_median(r, rounds, offsetof(struct ab_run, non_linear)));
+}
+
 /* Images/s of the legacy and current code paths, interleaved. */
 static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 {
@@ -249,8 +310,7 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 	float *pixels = random_floats(batch * px, 3);
 	size_t nf = batch * c->embed_dim;
 	float *f = malloc(2 * nf * sizeof *f);
-	double t_old[AB_MAX_ROUNDS], t_new[AB_MAX_ROUNDS];
-	double c_old[AB_MAX_ROUNDS], c_new[AB_MAX_ROUNDS];
+	struct ab_run r_old[AB_MAX_ROUNDS], r_new[AB_MAX_ROUNDS];
 	int rc = hydb_vision_forward(m, pixels, batch, f); /* warm-up */
 	rounds = rounds > AB_MAX_ROUNDS ? AB_MAX_ROUNDS : rounds;
 	for (int r = 0; r < rounds && rc == 0; r++) {
@@ -258,11 +318,8 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 			/* Alternate which goes first so drift hits both. */
 			int old = (v + r) % 2;
 			set_legacy(old ? flags : 0);
-			double t = now(), cpu = cpu_now();
-			rc = hydb_vision_forward(m, pixels, batch,
-						 f + (old ? nf : 0));
-			(old ? t_old : t_new)[r] = batch / (now() - t);
-			(old ? c_old : c_new)[r] = batch / (cpu_now() - cpu);
+			rc = ab_forward(m, pixels, batch, f + (old ? nf : 0),
+					old ? &r_old[r] : &r_new[r]);
 		}
 	}
 	set_legacy(0);
@@ -274,21 +331,10 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 		return 2;
 	}
 	printf("ab_max_rel_diff_batch%zu %.2e\n", batch, diff);
-	double peak = peak_gflops(c), fl = vision_flops(c) / 1e9;
-	double mo = median(t_old, rounds), mn = median(t_new, rounds);
-	printf("ab_legacy%d_images_per_s_batch%zu %.3f\n", flags, batch, mo);
-	printf("ab_current_images_per_s_batch%zu %.3f\n", batch, mn);
-	printf("ab_legacy%d_peak_fraction_batch%zu %.3f\n", flags, batch,
-	       mo * fl / peak);
-	printf("ab_current_peak_fraction_batch%zu %.3f\n", batch, mn * fl / peak);
-	/* Per CPU second, against the sgemm's best per CPU second: less
-	 * skewed by other processes, but blind to a thread waiting. */
-	mo = median(c_old, rounds);
-	mn = median(c_new, rounds);
-	printf("ab_legacy%d_cpu_fraction_batch%zu %.3f\n", flags, batch,
-	       mo * fl / cpu_peak);
-	printf("ab_current_cpu_fraction_batch%zu %.3f\n", batch,
-	       mn * fl / cpu_peak);
+	char legacy[32];
+	snprintf(legacy, sizeof legacy, "legacy%d", flags);
+	ab_print(legacy, batch, r_old, rounds, c);
+	ab_print("current", batch, r_new, rounds, c);
 	return 0;
 }
 

@@ -110,19 +110,26 @@ fi
 
 # bf16-avx512 is bf16 with oneDNN held to AVX512_BF16 (DNNL_MAX_CPU_ISA),
 # the kernels of a CPU without AMX (AMD Zen 4), on this one.
-echo "== engines (2 threads; f32, bf16, bf16 without AMX alternated, ${HYDB_BENCH_ROUNDS:-2} rounds, best of each)"
+# HYDB_BENCH_BEFORE=1 adds bf16-before, the bf16 block of before
+# (HYDB_FORWARD_LEGACY=4, encoder/forward.h), to the rotation.
+VARIANTS="f32 bf16 bf16-avx512"
+[ "${HYDB_BENCH_BEFORE:-0}" = 1 ] && VARIANTS="$VARIANTS bf16-before"
+echo "== engines (2 threads; $VARIANTS alternated, ${HYDB_BENCH_ROUNDS:-2} rounds, best of each)"
 for round in $(seq "${HYDB_BENCH_ROUNDS:-2}"); do
-	for p in f32 bf16 bf16-avx512; do
-		isa=
+	for p in $VARIANTS; do
+		isa= legacy=
 		[ $p = bf16-avx512 ] && isa=AVX512_CORE_BF16
-		env ${isa:+DNNL_MAX_CPU_ISA=$isa} "$BUILD/bench/bench_encoder" "$MODEL" \
+		[ $p = bf16-before ] && legacy=4
+		env ${isa:+DNNL_MAX_CPU_ISA=$isa} \
+			${legacy:+HYDB_FORWARD_LEGACY=$legacy} \
+			"$BUILD/bench/bench_encoder" "$MODEL" \
 			--batches 1,8 --captions 20 --threads 2 \
-			--precision "${p%-avx512}" >"$T/eng-$p-$round.txt"
+			--precision "${p%%-*}" >"$T/eng-$p-$round.txt"
 	done
 done
-$PY - "$T" "${HYDB_BENCH_ROUNDS:-2}" <<'PYEOF'
+$PY - "$T" "${HYDB_BENCH_ROUNDS:-2}" $VARIANTS <<'PYEOF'
 import sys
-d, rounds = sys.argv[1], int(sys.argv[2])
+d, rounds, variants = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 def read(p):
     out = {}
     for line in open(p):
@@ -130,26 +137,31 @@ def read(p):
         out[k] = v.strip()
     return out
 rows = {}
-for p in ("f32", "bf16", "bf16-avx512"):
+for p in variants:
     runs = [read("%s/eng-%s-%d.txt" % (d, p, r + 1)) for r in range(rounds)]
     best = lambda k, f=max: f(float(x[k]) for x in runs)
     peak = "sgemm_peak_gflops" if p == "f32" else "gemm_peak_gflops"
     rows[p] = dict(
         engine="OpenBLAS " + runs[0]["blas_core"] if p == "f32" else
-               "oneDNN " + runs[0].get("bf16_isa", "?"),
+               "oneDNN " + runs[0].get("bf16_isa", "?") +
+               (" (block of before)" if p == "bf16-before" else ""),
         b1=best("images_per_s_batch1"), b8=best("images_per_s_batch8"),
         cap=best("caption_ms", min), peak=best(peak),
         share=best("vision_peak_fraction_batch8"),
         other=best("vision_non_gemm_share_batch8", min) if p != "f32" else None,
+        nonlin=best("vision_non_linear_share_batch8", min) if p != "f32" else None,
         rss=best("peak_rss_mb"))
-print("| engine | precision | images/s b1 | images/s b8 | caption ms | GEMM peak GFLOP/s | share of peak (b8) | non-GEMM share (b8) | peak RSS MB |")
-print("|---|---|---|---|---|---|---|---|---|")
+# non-GEMM: time outside the engine's matmuls (attention's q k^T and P v
+# count as matmuls); outside linear: all of attention counted outside too.
+print("| engine | precision | images/s b1 | images/s b8 | caption ms | GEMM peak GFLOP/s | share of peak (b8) | non-GEMM share (b8) | outside linear layers (b8) | peak RSS MB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+pct = lambda v: "-" if v is None else "%.1f%%" % (100 * v)
 for p, r in rows.items():
-    print("| %s | %s | %.2f | %.2f | %.1f | %.0f | %.0f%% | %s | %.0f |" % (
+    print("| %s | %s | %.2f | %.2f | %.1f | %.0f | %.0f%% | %s | %s | %.0f |" % (
         r["engine"], p.split("-")[0], r["b1"], r["b8"], r["cap"], r["peak"], 100 * r["share"],
-        "-" if r["other"] is None else "%.0f%%" % (100 * r["other"]), r["rss"]))
+        pct(r["other"]), pct(r["nonlin"]), r["rss"]))
 f = rows["f32"]
-for p in ("bf16", "bf16-avx512"):
+for p in variants[1:]:
     b = rows[p]
     print("%s / f32: %.2fx at batch 1, %.2fx at batch 8, captions %.2fx faster" % (
         p, b["b1"] / f["b1"], b["b8"] / f["b8"], f["cap"] / b["cap"]))

@@ -17,18 +17,20 @@
 #endif
 
 int hydb_bf16_test_no_cpu;
+int hydb_bf16_test_generic;
 int hydb_bf16_timing;
 double hydb_bf16_gemm_seconds;
+double hydb_bf16_attn_gemm_seconds;
 
 /* ---- rounding ----------------------------------------------------------- */
 
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef uint32_t bf16_u16x __attribute__((vector_size(64)));
-typedef uint16_t bf16_h16 __attribute__((vector_size(32)));
+typedef float bf16_f16x __attribute__((vector_size(64)));
 
 /* Round to nearest even on the bits: add 0x7fff plus the lowest kept bit,
  * keep the top half. NaNs keep a set quiet bit instead (the add could
- * carry them into infinity). */
+ * carry them into infinity). hydb_bf16_round_bits is the same on 16
+ * lanes. */
 static inline uint16_t round_one(float f)
 {
 	uint32_t u;
@@ -43,16 +45,31 @@ void hydb_bf16_round(uint16_t *dst, const float *src, size_t n)
 {
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
-		bf16_u16x u;
+		hydb_bf16_bits16 u;
 		memcpy(&u, src + i, sizeof u);
-		bf16_u16x nan = (bf16_u16x)((u & 0x7fffffffu) > 0x7f800000u);
-		bf16_u16x r = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
-		r = (r & ~nan) | (((u >> 16) | 0x40) & nan);
-		bf16_h16 h = __builtin_convertvector(r, bf16_h16);
-		memcpy(dst + i, &h, sizeof h);
+		hydb_bf16_round_bits(&u);
+		hydb_bf16_store16(dst + i, &u);
 	}
 	for (; i < n; i++)
 		dst[i] = round_one(src[i]);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void hydb_bf16_round_scaled(uint16_t *dst, const float *src, float s,
+			    size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		bf16_f16x v;
+		hydb_bf16_bits16 u;
+		memcpy(&v, src + i, sizeof v);
+		v *= s;
+		memcpy(&u, &v, sizeof u);
+		hydb_bf16_round_bits(&u);
+		hydb_bf16_store16(dst + i, &u);
+	}
+	for (; i < n; i++)
+		dst[i] = round_one(src[i] * s);
 }
 
 #ifndef HAVE_DNNL
@@ -116,7 +133,7 @@ size_t hydb_bf16_slices(const hydb_bf16_run *r, const float *w)
 
 void hydb_bf16_matmul(hydb_bf16_run *r, size_t lane, float *c, float alpha,
 		      const uint16_t *a, const uint16_t *b, size_t m, size_t k,
-		      size_t n, int b_trans)
+		      size_t n, int b_trans, size_t ldb)
 {
 }
 
@@ -203,6 +220,7 @@ struct prim {
 	size_t n, ldy;
 	int flags;
 	float alpha;            /* plain matmuls' scale */
+	size_t ldb;             /* plain matmuls' b row stride */
 	dnnl_primitive_t p;
 	dnnl_memory_desc_t src, wei, bias, dst, pad;
 	size_t pad_size;
@@ -712,44 +730,56 @@ static int linear(hydb_bf16_run *r, struct lane *l, const hydb_bf16_op *op)
 	return rc;
 }
 
-/* A plain matmul's primitive, cached beside the linear layers' with no
- * slice (so that neither matches the other), n in ldy, and k and b_trans
- * in the flags. */
-static int plain_prim(struct prim *out, int *own, hydb_bf16 *e, size_t m,
-		      size_t k, size_t n, int b_trans, float alpha)
+/* A plain matmul's shape: m rows in n, n in ldy, k and b_trans in the
+ * flags (above the F_ bits, which execute reads), b's row stride in ldb. */
+static struct prim plain_key(size_t m, size_t k, size_t n, int b_trans,
+			     size_t ldb, float alpha)
 {
-	/* Above the F_ bits, which execute reads. */
-	int flags = (int)((k << 5) | (b_trans ? 16 : 0));
+	struct prim key = {.n = m, .ldy = n, .alpha = alpha, .ldb = ldb,
+			   .flags = (int)((k << 5) | (b_trans ? 16 : 0))};
+	return key;
+}
+
+/* Make the primitive of key (k x n operand b, rows ldb apart). */
+static int plain_make(struct prim *out, hydb_bf16 *e, size_t k, int b_trans)
+{
+	dnnl_memory_desc_t wei;
+	dnnl_primitive_desc_t pd;
+	size_t m = out->n, n = out->ldy, ldb = out->ldb;
+	dnnl_dims_t d = {(dnnl_dim_t)k, (dnnl_dim_t)n};
+	dnnl_dims_t st = {b_trans ? 1 : (dnnl_dim_t)ldb,
+			  b_trans ? (dnnl_dim_t)ldb : 1};
+	if (dnnl_memory_desc_init_by_strides(&wei, 2, d, dnnl_bf16, st) !=
+	    dnnl_success)
+		return hydb_error_set(HYDB_EINVAL, "oneDNN: matmul operand");
+	FORWARD_IF_ERROR(matmul_pd(&pd, e->eng, &wei, m, k, n, n, 0,
+				   out->alpha, out));
+	out->wei = wei;
+	out->pad = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md,
+						 0);
+	out->pad_size = dnnl_memory_desc_get_size(&out->pad);
+	dnnl_status_t s = dnnl_primitive_create(&out->p, pd);
+	dnnl_primitive_desc_destroy(pd);
+	return s == dnnl_success ? HYDB_OK : dnnl_fail(s, "matmul");
+}
+
+/* A plain matmul's primitive, cached beside the linear layers' with no
+ * slice (so that neither matches the other). */
+static int plain_prim(struct prim *out, int *own, hydb_bf16 *e, size_t m,
+		      size_t k, size_t n, int b_trans, size_t ldb, float alpha)
+{
+	*out = plain_key(m, k, n, b_trans, ldb ? ldb : b_trans ? k : n, alpha);
 	*own = 0;
 	pthread_mutex_lock(&e->lock);
 	for (size_t i = 0; i < e->npr; i++)
-		if (!e->pr[i].sl && e->pr[i].n == m && e->pr[i].ldy == n &&
-		    e->pr[i].flags == flags && e->pr[i].alpha == alpha) {
+		if (!e->pr[i].sl && e->pr[i].n == out->n &&
+		    e->pr[i].ldy == out->ldy && e->pr[i].flags == out->flags &&
+		    e->pr[i].alpha == alpha && e->pr[i].ldb == out->ldb) {
 			*out = e->pr[i];
 			pthread_mutex_unlock(&e->lock);
 			return HYDB_OK;
 		}
-	dnnl_memory_desc_t wei;
-	dnnl_primitive_desc_t pd;
-	memset(out, 0, sizeof *out);
-	out->n = m;
-	out->ldy = n;
-	out->flags = flags;
-	out->alpha = alpha;
-	dnnl_dims_t d = {(dnnl_dim_t)k, (dnnl_dim_t)n};
-	dnnl_dims_t st = {b_trans ? 1 : (dnnl_dim_t)n, b_trans ? (dnnl_dim_t)k : 1};
-	int rc = dnnl_memory_desc_init_by_strides(&wei, 2, d, dnnl_bf16, st) ==
-		 dnnl_success ? matmul_pd(&pd, e->eng, &wei, m, k, n, n, 0, alpha, out) :
-		 hydb_error_set(HYDB_EINVAL, "oneDNN: matmul operand");
-	if (rc == 0) {
-		out->wei = wei;
-		out->pad = *dnnl_primitive_desc_query_md(
-			pd, dnnl_query_scratchpad_md, 0);
-		out->pad_size = dnnl_memory_desc_get_size(&out->pad);
-		dnnl_status_t s = dnnl_primitive_create(&out->p, pd);
-		dnnl_primitive_desc_destroy(pd);
-		rc = s == dnnl_success ? HYDB_OK : dnnl_fail(s, "matmul");
-	}
+	int rc = plain_make(out, e, k, b_trans);
 	if (rc == 0)
 		prim_keep(e, out, own);
 	pthread_mutex_unlock(&e->lock);
@@ -758,11 +788,12 @@ static int plain_prim(struct prim *out, int *own, hydb_bf16 *e, size_t m,
 
 static int matmul(hydb_bf16_run *r, struct lane *l, float *c, float alpha,
 		  const uint16_t *a, const uint16_t *b, size_t m, size_t k,
-		  size_t n, int b_trans)
+		  size_t n, int b_trans, size_t ldb)
 {
 	struct prim pr;
 	int own;
-	FORWARD_IF_ERROR(plain_prim(&pr, &own, r->e, m, k, n, b_trans, alpha));
+	FORWARD_IF_ERROR(plain_prim(&pr, &own, r->e, m, k, n, b_trans, ldb,
+				    alpha));
 	int rc = reserve(&l->pad, &l->pad_size, pr.pad_size);
 	if (rc == 0)
 		rc = execute(r->e, l, &pr, a, (void *)b, c, NULL);
@@ -773,13 +804,13 @@ static int matmul(hydb_bf16_run *r, struct lane *l, float *c, float alpha,
 
 void hydb_bf16_matmul(hydb_bf16_run *r, size_t lane, float *c, float alpha,
 		      const uint16_t *a, const uint16_t *b, size_t m, size_t k,
-		      size_t n, int b_trans)
+		      size_t n, int b_trans, size_t ldb)
 {
 	struct lane *l = &r->lane[lane < r->lanes ? lane : 0];
 	if (l->rc != 0 || m == 0)
 		return;
 	int prev = solo_begin();
-	l->rc = matmul(r, l, c, alpha, a, b, m, k, n, b_trans);
+	l->rc = matmul(r, l, c, alpha, a, b, m, k, n, b_trans, ldb);
 	solo_end(prev);
 }
 

@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct hydb_bf16 hydb_bf16;         /* per model */
 typedef struct hydb_bf16_run hydb_bf16_run; /* per forward pass */
@@ -31,6 +32,10 @@ typedef struct hydb_bf16_run hydb_bf16_run; /* per forward pass */
 /* Test hook (tests only): nonzero makes hydb_bf16_check answer as on a CPU
  * with neither AVX512_BF16 nor AMX. */
 extern int hydb_bf16_test_no_cpu;
+/* Test hook (tests only): nonzero makes the bf16 forward's own loops
+ * (encoder/forward.c) take their generic code instead of AVX512_BF16's,
+ * as a build without it would. */
+extern int hydb_bf16_test_generic;
 
 /* HYDB_OK when this build has oneDNN and the CPU has AVX512_BF16 or AMX;
  * else HYDB_EINVAL with a one-line reason. */
@@ -90,20 +95,56 @@ void hydb_bf16_linear_block(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *o
 
 /* For bench/bench_encoder: when hydb_bf16_timing is set, the forward pass
  * adds the wall time of its bf16 GEMM steps to hydb_bf16_gemm_seconds (one
- * pass at a time; not for concurrent use). */
+ * pass at a time; not for concurrent use): the linear layers' steps, and
+ * of each attention step the part its threads spent in the engine's
+ * matmuls (q k^T and P v: the step's wall time times their share of its
+ * threads' seconds in its tasks), which it also adds to
+ * hydb_bf16_attn_gemm_seconds. */
 extern int hydb_bf16_timing;
 extern double hydb_bf16_gemm_seconds;
+extern double hydb_bf16_attn_gemm_seconds;
 
-/* c[m, n] = alpha a[m, k] b (float32), a and b bfloat16 and dense: b is
- * [k, n], or [n, k] when b_trans (c = alpha a b^T). For the products of
- * attention, whose operands change every call and so are not packed.
- * Errors are kept in the lane. */
+/* c[m, n] = alpha a[m, k] b (float32, dense), a bfloat16 and dense, b
+ * bfloat16: [k, n], or [n, k] when b_trans (c = alpha a b^T), its rows
+ * ldb elements apart (0: dense). For the products of attention, whose
+ * operands change every call and so are not packed: oneDNN 2.6 has AMX
+ * kernels for a b^T only when both are dense, and its strided b (a head's
+ * columns of v) runs as fast as a copied one. Errors are kept in the
+ * lane. */
 void hydb_bf16_matmul(hydb_bf16_run *r, size_t lane, float *c, float alpha,
 		      const uint16_t *a, const uint16_t *b, size_t m, size_t k,
-		      size_t n, int b_trans);
+		      size_t n, int b_trans, size_t ldb);
 
 /* dst[i] = src[i] rounded to bfloat16, to nearest even (NaN stays NaN). */
 void hydb_bf16_round(uint16_t *dst, const float *src, size_t n);
+/* dst[i] = src[i] * s rounded to bfloat16 (the product in float32). */
+void hydb_bf16_round_scaled(uint16_t *dst, const float *src, float s,
+			    size_t n);
+
+/* The rounding of hydb_bf16_round on 16 lanes, for the vector loops that
+ * write bfloat16 directly (GCC vectors, inlined into the caller's
+ * AVX-512 or AVX2 clone; by pointer, so no vector crosses a call): u
+ * holds float32 bit patterns and receives the rounded values', whose low
+ * halves are zero. */
+typedef uint32_t hydb_bf16_bits16 __attribute__((vector_size(64)));
+static inline __attribute__((always_inline)) void
+hydb_bf16_round_bits(hydb_bf16_bits16 *u)
+{
+	hydb_bf16_bits16 v = *u;
+	hydb_bf16_bits16 nan = (hydb_bf16_bits16)((v & 0x7fffffffu) >
+						   0x7f800000u);
+	hydb_bf16_bits16 r = (v + 0x7fffu + ((v >> 16) & 1)) & 0xffff0000u;
+	*u = (r & ~nan) | ((v | 0x400000u) & 0xffff0000u & nan);
+}
+
+/* dst[0, 16) = the bfloat16 halves of u (after hydb_bf16_round_bits). */
+static inline __attribute__((always_inline)) void
+hydb_bf16_store16(uint16_t *dst, const hydb_bf16_bits16 *u)
+{
+	typedef uint16_t h16 __attribute__((vector_size(32)));
+	h16 h = __builtin_convertvector(*u >> 16, h16);
+	memcpy(dst, &h, sizeof h);
+}
 static inline float hydb_bf16_to_float(uint16_t h)
 {
 	union {

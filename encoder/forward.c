@@ -208,23 +208,149 @@ static void exp_array(float *y, const float *x, size_t n)
 		y[i] = expf(x[i]);
 }
 
+/* ---- AVX512_BF16 ---------------------------------------------------------- */
+
+/* The bf16 engine runs only where the CPU has AVX512_BF16 (or AMX, which
+ * comes with it): the loops that write its bfloat16 inputs use the CPU's
+ * own rounding (vcvtneps2bf16: to nearest even like hydb_bf16_round, but
+ * denormals flushed to zero) and, for the softmax, a base-2 exponential
+ * at bfloat16's precision, a quarter of the generic loops' instructions.
+ * The generic loops remain for compilers or CPUs without it. */
+#if defined(__x86_64__) && defined(__GNUC__) && \
+	(__GNUC__ >= 10 || defined(__clang__))
+#include <immintrin.h>
+#define HYDB_AVX512BF16 1
+#define BF16_TARGET \
+	__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
+
+static int have_avx512bf16(void)
+{
+	static int have = -1;
+	int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+	if (h < 0) {
+		__builtin_cpu_init();
+		h = __builtin_cpu_supports("avx512bf16") != 0;
+		__atomic_store_n(&have, h, __ATOMIC_RELAXED);
+	}
+	return h && !hydb_bf16_test_generic;
+}
+
+/* 2^t: 2^round(t) (scalef, which takes t down to -inf as 0) times 2^f,
+ * |f| <= 1/2, by its degree-5 Taylor polynomial (relative error < 3e-6,
+ * against bfloat16's 2e-3). NaN stays NaN. */
+BF16_TARGET static inline __m512 exp2_avx512(__m512 t)
+{
+	t = _mm512_max_ps(_mm512_set1_ps(-200.0f), t);
+	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
+					       _MM_FROUND_NO_EXC);
+	__m512 f = _mm512_sub_ps(t, n);
+	__m512 p = _mm512_set1_ps(1.3333558e-3f);
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+/* v rounded to bfloat16 into the lanes of dst in mask; returns the rounded
+ * values as float32. */
+BF16_TARGET static inline __m512 store_bf16_avx512(uint16_t *dst,
+						   __mmask16 mask, __m512 v)
+{
+	__m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+	_mm256_mask_storeu_epi16(dst, mask, h);
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h),
+						     16));
+}
+
+static __mmask16 lanes(size_t n)
+{
+	return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+}
+
+/* hydb_softmax_row_bf16 on one row (see there): whole vectors, then the
+ * masked rest. */
+BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
+						 const float *row,
+						 size_t live)
+{
+	size_t n16 = live / 16 * 16, j;
+	__mmask16 k = lanes(live - n16);
+	__m512 m = _mm512_set1_ps(-INFINITY), acc = _mm512_setzero_ps();
+	for (j = 0; j < n16; j += 16)
+		m = _mm512_max_ps(m, _mm512_loadu_ps(row + j));
+	m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, row + j));
+	__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+	for (j = 0; j < n16; j += 16) {
+		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
+		acc = _mm512_add_ps(acc, store_bf16_avx512(p + j, 0xffff,
+							   exp2_avx512(t)));
+	}
+	if (k) {
+		__m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx);
+		__m512 r = store_bf16_avx512(p + j, k, exp2_avx512(t));
+		acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, r));
+	}
+	return 1.0f / _mm512_reduce_add_ps(acc);
+}
+
+/* The last pass of ln_row_bf16: o = bf16((x - m) inv w + b). */
+BF16_TARGET static void ln_out_bf16_avx512(uint16_t *o, const float *x,
+					   float m, float inv, const float *w,
+					   const float *b, size_t width)
+{
+	__m512 vm = _mm512_set1_ps(m), vi = _mm512_set1_ps(inv);
+	for (size_t i = 0; i < width; i += 16) {
+		__mmask16 k = lanes(width - i);
+		__m512 d = _mm512_mul_ps(_mm512_sub_ps(
+			_mm512_maskz_loadu_ps(k, x + i), vm), vi);
+		__m512 y = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(k, w + i),
+					   _mm512_maskz_loadu_ps(k, b + i));
+		store_bf16_avx512(o + i, k, y);
+	}
+}
+
+/* rows x d of src (dense) times s[row], rounded into dst (rows ld apart). */
+BF16_TARGET static void scale_rows_bf16_avx512(uint16_t *dst, size_t ld,
+					       const float *src,
+					       const float *s, size_t rows,
+					       size_t d)
+{
+	for (size_t r = 0; r < rows; r++) {
+		__m512 vs = _mm512_set1_ps(s[r]);
+		for (size_t i = 0; i < d; i += 16) {
+			__mmask16 k = lanes(d - i);
+			__m512 v = _mm512_maskz_loadu_ps(k, src + r * d + i);
+			store_bf16_avx512(dst + r * ld + i, k,
+					  _mm512_mul_ps(v, vs));
+		}
+	}
+}
+#else
+static int have_avx512bf16(void)
+{
+	return 0;
+}
+#endif
+
 /* ---- LayerNorm --------------------------------------------------------- */
 
 struct ln_ctx {
 	float *out;
+	uint16_t *out16;    /* bfloat16 output instead of out, or NULL */
 	float *x;           /* written only when add is set */
 	const float *w, *b;
 	const float *add;   /* a bias to add to x first, or NULL */
 	size_t width;
 	double eps;
-	int scalar;         /* HYDB_FWD_SCALAR */
+	int scalar;         /* HYDB_FWD_SCALAR (float32 output only) */
 };
 
-/* The row, x += add first when add is set; the sums are kept per lane and
- * added in double. */
-V16_CLONES
-static void ln_row(float *o, float *x, const float *add, const float *w,
-		   const float *b, size_t width, double eps)
+/* The row's mean and 1 / standard deviation, x += add first when add is
+ * set; the sums are kept per lane and added in double. */
+V16_INLINE void ln_stats(float *x, const float *add, size_t width,
+			 double eps, float *mean, float *inv)
 {
 	size_t n16 = width / 16 * 16, i;
 	hydb_v16 acc = {0};
@@ -252,7 +378,18 @@ static void ln_row(float *o, float *x, const float *add, const float *w,
 	for (; i < width; i++)
 		var += (double)(x[i] - m) * (x[i] - m);
 	var += v16_sum(&acc);
-	float inv = (float)(1.0 / sqrt(var / (double)width + eps));
+	*mean = m;
+	*inv = (float)(1.0 / sqrt(var / (double)width + eps));
+}
+
+V16_CLONES
+static void ln_row(float *o, float *x, const float *add, const float *w,
+		   const float *b, size_t width, double eps)
+{
+	size_t n16 = width / 16 * 16, i;
+	float m, inv;
+	ln_stats(x, add, width, eps, &m, &inv);
+	hydb_v16 vm = v16_splat(m);
 	for (i = 0; i < n16; i += 16) {
 		hydb_v16 y = (v16_load(x + i) - vm) * inv * v16_load(w + i) +
 			     v16_load(b + i);
@@ -260,6 +397,47 @@ static void ln_row(float *o, float *x, const float *add, const float *w,
 	}
 	for (; i < width; i++)
 		o[i] = (x[i] - m) * inv * w[i] + b[i];
+}
+
+/* 16 floats rounded to bfloat16 into dst (hydb_bf16_round's rounding);
+ * returns the rounded values. */
+V16_INLINE hydb_v16 v16_store_bf16(uint16_t *dst, const hydb_v16 *v)
+{
+	hydb_bf16_bits16 u;
+	hydb_v16 r;
+	memcpy(&u, v, sizeof u);
+	hydb_bf16_round_bits(&u);
+	hydb_bf16_store16(dst, &u);
+	memcpy(&r, &u, sizeof r);
+	return r;
+}
+
+/* ln_row writing the bf16 engine's input directly: the same values as
+ * ln_row then hydb_bf16_round, without the float32 row in between. */
+V16_CLONES
+static void ln_row_bf16(uint16_t *o, float *x, const float *add,
+			const float *w, const float *b, size_t width,
+			double eps)
+{
+	size_t n16 = width / 16 * 16, i;
+	float m, inv;
+	ln_stats(x, add, width, eps, &m, &inv);
+#ifdef HYDB_AVX512BF16
+	if (have_avx512bf16()) {
+		ln_out_bf16_avx512(o, x, m, inv, w, b, width);
+		return;
+	}
+#endif
+	hydb_v16 vm = v16_splat(m);
+	for (i = 0; i < n16; i += 16) {
+		hydb_v16 y = (v16_load(x + i) - vm) * inv * v16_load(w + i) +
+			     v16_load(b + i);
+		v16_store_bf16(o + i, &y);
+	}
+	for (; i < width; i++) {
+		float y = (x[i] - m) * inv * w[i] + b[i];
+		hydb_bf16_round(o + i, &y, 1);
+	}
 }
 
 /* The scalar rows of before ln_row, for bench/bench_encoder --ab. */
@@ -289,9 +467,13 @@ static void ln_rows(void *p, size_t r0, size_t r1)
 	const struct ln_ctx *c = p;
 	size_t w = c->width;
 	for (size_t r = r0; r < r1; r++)
-		(c->scalar ? ln_row_scalar : ln_row)(c->out + r * w,
-						     c->x + r * w, c->add, c->w,
-						     c->b, w, c->eps);
+		if (c->out16)
+			ln_row_bf16(c->out16 + r * w, c->x + r * w, c->add,
+				    c->w, c->b, w, c->eps);
+		else
+			(c->scalar ? ln_row_scalar : ln_row)(
+				c->out + r * w, c->x + r * w, c->add, c->w,
+				c->b, w, c->eps);
 }
 
 static int scalar_mode(const hydb_fwd *f)
@@ -303,8 +485,16 @@ void hydb_layer_norm(const hydb_fwd *f, float *out, const float *x,
 		     size_t rows, size_t width, const float *w, const float *b,
 		     double eps)
 {
-	struct ln_ctx c = {out, (float *)x, w, b, NULL, width, eps,
+	struct ln_ctx c = {out, NULL, (float *)x, w, b, NULL, width, eps,
 			   scalar_mode(f)};
+	parallel_rows(f, ln_rows, &c, rows, width);
+}
+
+void hydb_layer_norm_bf16(const hydb_fwd *f, uint16_t *out, const float *x,
+			  size_t rows, size_t width, const float *w,
+			  const float *b, double eps)
+{
+	struct ln_ctx c = {NULL, out, (float *)x, w, b, NULL, width, eps, 0};
 	parallel_rows(f, ln_rows, &c, rows, width);
 }
 
@@ -314,7 +504,8 @@ static void bias_layer_norm(const hydb_fwd *f, float *out, float *x,
 			    const float *bias, size_t rows, size_t width,
 			    const float *w, const float *b, double eps)
 {
-	struct ln_ctx c = {out, x, w, b, bias, width, eps, scalar_mode(f)};
+	struct ln_ctx c = {out, NULL, x, w, b, bias, width, eps,
+			   scalar_mode(f)};
 	parallel_rows(f, ln_rows, &c, rows, width);
 }
 
@@ -540,19 +731,6 @@ static void round_bf16(const hydb_fwd *f, uint16_t *dst, const float *src,
 /* Fewer rows than this per block would leave the kernels' tiles empty. */
 #define BF16_MIN_ROWS 32
 
-struct bf16_step {
-	const hydb_fwd *f;
-	hydb_bf16_op op;
-	size_t row_parts, slices;
-};
-
-/* Block i: rows of part i / slices, columns of slice i % slices. */
-static void bf16_task(void *p, size_t i, size_t thread)
-{
-	const struct bf16_step *s = p;
-	hydb_bf16_linear_block(s->f->bf16, thread, &s->op, i, s->row_parts, s->slices);
-}
-
 static double seconds(void)
 {
 	struct timespec ts;
@@ -560,19 +738,62 @@ static double seconds(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* A linear layer on the engine, bias, GELU and residual fused, in blocks
- * of rows x column slices on the pool. */
-static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
-			const uint16_t *x, const float *w, const float *bias,
-			size_t n, size_t in, size_t out, int gelu,
-			int accumulate)
+struct bf16_step {
+	const hydb_fwd *f;
+	hydb_bf16_op op;
+	size_t row_parts, slices;
+	/* A LayerNorm of y's rows after each block (whole rows), or NULL;
+	 * timed (hydb_bf16_timing): each thread's seconds in it and in its
+	 * tasks. */
+	const struct ln_ctx *then;
+	double ln[HYDB_POOL_MAX], all[HYDB_POOL_MAX];
+};
+
+/* Block i: rows of part i / slices, columns of slice i % slices; then the
+ * LayerNorm of those rows while they are still in cache. */
+static void bf16_task(void *p, size_t i, size_t thread)
 {
-	struct bf16_step s = {f, {.y = y, .x = x, .w = w, .bias = bias,
-				  .n = n, .in = in, .out = out,
-				  .y_bf16 = y_bf16, .gelu = gelu,
-				  .accumulate = accumulate}, 0, 0};
-	size_t threads = hydb_pool_threads(pool_of(f));
-	s.slices = hydb_bf16_slices(f->bf16, w);
+	struct bf16_step *s = p;
+	int timed = s->then && hydb_bf16_timing && thread < HYDB_POOL_MAX;
+	double t0 = timed ? seconds() : 0;
+	hydb_bf16_linear_block(s->f->bf16, thread, &s->op, i, s->row_parts,
+			       s->slices);
+	if (!s->then)
+		return;
+	double t1 = timed ? seconds() : 0;
+	/* slices is 1 here: the rows of hydb_bf16_linear_block's block i */
+	ln_rows((void *)s->then, s->op.n * i / s->row_parts,
+		s->op.n * (i + 1) / s->row_parts);
+	if (timed) {
+		double t2 = seconds();
+		s->ln[thread] += t2 - t1;
+		s->all[thread] += t2 - t0;
+	}
+}
+
+/* The step's wall time t as GEMM time: with a LayerNorm in its tasks, the
+ * part of it the threads spent in the matmuls. */
+static void bf16_step_time(const struct bf16_step *s, double t)
+{
+	double ln = 0, all = 0;
+	if (s->then)
+		for (size_t i = 0; i < HYDB_POOL_MAX; i++)
+			ln += s->ln[i], all += s->all[i];
+	hydb_bf16_gemm_seconds += all > 0 ? t * (all - ln) / all : t;
+}
+
+/* A linear layer on the engine, bias, GELU and residual fused, in blocks
+ * of rows x column slices on the pool; then, when then is set, its
+ * LayerNorm of the float32 y into bfloat16 (then->out16): in each block
+ * when blocks are whole rows, else in a pass of its own. */
+static void bf16_linear_then(const hydb_fwd *f, const hydb_bf16_op *op,
+			     const struct ln_ctx *then)
+{
+	struct bf16_step s;
+	memset(&s, 0, sizeof s);
+	s.f = f, s.op = *op;
+	size_t threads = hydb_pool_threads(pool_of(f)), n = op->n;
+	s.slices = hydb_bf16_slices(f->bf16, op->w);
 	s.row_parts = (n + BF16_BLOCK_ROWS - 1) / BF16_BLOCK_ROWS;
 	if (s.row_parts < threads)
 		s.row_parts = n / BF16_MIN_ROWS < threads ? n / BF16_MIN_ROWS :
@@ -581,11 +802,25 @@ static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
 	 * one runs as one block for the engine to report. */
 	if (s.slices != 1 || s.row_parts == 0)
 		s.row_parts = 1;
+	s.then = s.slices == 1 ? then : NULL;
 	s.slices = s.slices ? s.slices : 1;
 	double t = hydb_bf16_timing ? seconds() : 0;
 	hydb_pool_run(pool_of(f), s.row_parts * s.slices, bf16_task, &s);
 	if (hydb_bf16_timing)
-		hydb_bf16_gemm_seconds += seconds() - t;
+		bf16_step_time(&s, seconds() - t);
+	if (then && !s.then)
+		parallel_rows(f, ln_rows, (void *)then, n, op->out);
+}
+
+static void bf16_linear(const hydb_fwd *f, void *y, int y_bf16,
+			const uint16_t *x, const float *w, const float *bias,
+			size_t n, size_t in, size_t out, int gelu,
+			int accumulate)
+{
+	hydb_bf16_op op = {.y = y, .x = x, .w = w, .bias = bias, .n = n,
+			   .in = in, .out = out, .y_bf16 = y_bf16, .gelu = gelu,
+			   .accumulate = accumulate};
+	bf16_linear_then(f, &op, NULL);
 }
 
 void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
@@ -609,9 +844,8 @@ void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
 
 /* ---- attention --------------------------------------------------------- */
 
-/* Softmax of row[0, live), zeros after: max, exp and sum, scale. */
-V16_CLONES
-static void softmax_row(float *row, size_t live, size_t cols)
+/* The largest of row[0, live), live > 0. */
+V16_INLINE float row_max(const float *row, size_t live)
 {
 	size_t n16 = live / 16 * 16, j;
 	float mx = row[0];
@@ -625,6 +859,15 @@ static void softmax_row(float *row, size_t live, size_t cols)
 	}
 	for (j = n16; j < live; j++)
 		mx = row[j] > mx ? row[j] : mx;
+	return mx;
+}
+
+/* Softmax of row[0, live), zeros after: max, exp and sum, scale. */
+V16_CLONES
+static void softmax_row(float *row, size_t live, size_t cols)
+{
+	size_t n16 = live / 16 * 16, j;
+	float mx = row_max(row, live);
 	hydb_v16 vmx = v16_splat(mx), acc = {0};
 	for (j = 0; j < n16; j += 16) {
 		hydb_v16 d = v16_load(row + j) - vmx, e = v16_exp(&d);
@@ -664,6 +907,44 @@ static void softmax_row_scalar(float *row, size_t live, size_t cols)
 		row[j] *= inv;
 	for (size_t j = live; j < cols; j++)
 		row[j] = 0.0f;
+}
+
+/* The bf16 engine's softmax, unnormalised and in base 2 (attention folds
+ * log2(e) into the scores' scale): p[0, live) = 2^(row - max) rounded to
+ * bfloat16, zeros to cols; returns 1 / the sum of p's rounded values, the
+ * scale that makes them sum to 1. Left to the rows of P v, it is d
+ * multiplies a row instead of seq. */
+V16_CLONES
+float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
+			    size_t cols)
+{
+	if (live < cols)
+		memset(p + live, 0, (cols - live) * sizeof *p);
+#ifdef HYDB_AVX512BF16
+	if (have_avx512bf16())
+		return softmax_row_bf16_avx512(p, row, live);
+#endif
+	size_t n16 = live / 16 * 16, j;
+	float mx = row_max(row, live);
+	hydb_v16 vmx = v16_splat(mx), acc = {0};
+	const float ln2 = 0.693147180559945309f;
+	for (j = 0; j < n16; j += 16) {
+		hydb_v16 d = (v16_load(row + j) - vmx) * ln2, e = v16_exp(&d);
+		acc += v16_store_bf16(p + j, &e);
+	}
+	double sum = v16_sum(&acc);
+	if (j < live) {
+		/* The last few on one vector; lanes past live are not kept. */
+		float t[16] = {0};
+		uint16_t h[16];
+		memcpy(t, row + j, (live - j) * sizeof *t);
+		hydb_v16 d = (v16_load(t) - vmx) * ln2, e = v16_exp(&d);
+		hydb_v16 r = v16_store_bf16(h, &e);
+		memcpy(p + j, h, (live - j) * sizeof *p);
+		for (size_t i = 0; i < live - j; i++)
+			sum += r[i];
+	}
+	return (float)(1.0 / sum);
 }
 
 struct attn_ctx {
@@ -728,11 +1009,68 @@ static size_t scratch_per_row(const hydb_tower *t)
 	return t->width + (four > t->mlp ? four : t->mlp);
 }
 
-/* With the bf16 engine, the bfloat16 copy of a GEMM's input follows the
- * scores: width floats a row hold it twice over, simpler than halves. */
-static size_t bf16_per_row(const hydb_fwd *f, const hydb_tower *t)
+static size_t round64(size_t bytes)
 {
-	return f && f->bf16 ? t->width : 0;
+	return (bytes + 63) & ~(size_t)63;
+}
+
+/* One thread's block for attention on the bf16 engine: a head's scores,
+ * P v, the softmax's scales, and q's and k's columns and P in bfloat16,
+ * each part 64-byte aligned. */
+struct attn16_buf {
+	float *sc, *oh, *inv;
+	uint16_t *qh, *kh, *pb;
+};
+
+static size_t attn16_layout(struct attn16_buf *l, char *b, size_t seq,
+			    size_t d)
+{
+	size_t at = 0;
+	void **part[6] = {(void **)&l->sc, (void **)&l->oh, (void **)&l->inv,
+			  (void **)&l->qh, (void **)&l->kh, (void **)&l->pb};
+	size_t bytes[6] = {seq * seq * 4, seq * d * 4, seq * 4, seq * d * 2,
+			   seq * d * 2, seq * seq * 2};
+	for (int i = 0; i < 6; i++) {
+		*part[i] = b ? b + at : NULL;
+		at += round64(bytes[i]);
+	}
+	return at;
+}
+
+static size_t attn16_bytes(size_t seq, size_t d)
+{
+	struct attn16_buf l;
+	return attn16_layout(&l, NULL, seq, d);
+}
+
+size_t hydb_attention_bf16_bytes(const hydb_fwd *f, size_t seq, size_t d)
+{
+	return hydb_pool_threads(pool_of(f)) * attn16_bytes(seq, d) + 64;
+}
+
+/* With the bf16 engine: h | q | k | v | o as for float32 (q, k, v and the
+ * MLP's hidden layer in bfloat16, h and o used only by the block of
+ * before, HYDB_FWD_BF16_PASSES), then the bfloat16 input of a GEMM (width
+ * floats a row hold it twice over, simpler than halves), then each
+ * thread's attention block. */
+struct bf16_scratch {
+	float *h, *q, *k, *v, *o;
+	uint16_t *xb;
+	char *attn;
+};
+
+static struct bf16_scratch bf16_scratch_of(const hydb_tower *t, float *s,
+					   size_t n)
+{
+	struct bf16_scratch b;
+	size_t w = t->width;
+	b.h = s;
+	b.q = b.h + n * w, b.k = b.q + n * w, b.v = b.k + n * w;
+	b.o = b.v + n * w;
+	b.xb = (uint16_t *)(s + n * scratch_per_row(t));
+	uintptr_t a = (uintptr_t)(b.xb + 2 * n * w);
+	b.attn = (char *)round64(a);
+	return b;
 }
 
 int hydb_layer_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
@@ -740,42 +1078,127 @@ int hydb_layer_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 {
 	size_t n, sq, nb;
 	size_t threads = hydb_pool_threads(pool_of(f));
+	int bf16 = f && f->bf16;
 	if (hydb_mul_size(&n, n_seq, seq) < 0 ||
-	    hydb_mul_size(&nb, n, bf16_per_row(f, t)) < 0 ||
+	    hydb_mul_size(&nb, n, bf16 ? t->width : 0) < 0 ||
 	    hydb_mul_size(&n, n, scratch_per_row(t)) < 0 ||
-	    hydb_mul3_size(&sq, threads, seq, seq) < 0 ||
-	    hydb_add_size(out, n, sq) < 0 || hydb_add_size(out, *out, nb) < 0)
-		return hydb_error_set(HYDB_ENOMEM, "encoder scratch: %zu x %zu "
-				      "tokens overflow", n_seq, seq);
+	    hydb_mul3_size(&sq, threads, seq, seq) < 0)
+		goto overflow;
+	/* With the bf16 engine, the attention blocks (under 16 seq (seq +
+	 * width) bytes a thread, in floats) replace the per-thread scores. */
+	if (bf16 && seq > SIZE_MAX / 32 / threads / (seq + t->width))
+		goto overflow;
+	if (bf16)
+		sq = hydb_attention_bf16_bytes(f, seq, t->width / t->heads) / 4 + 1;
+	if (hydb_add_size(out, n, sq) < 0 || hydb_add_size(out, *out, nb) < 0)
+		goto overflow;
 	return HYDB_OK;
+overflow:
+	return hydb_error_set(HYDB_ENOMEM, "encoder scratch: %zu x %zu "
+			      "tokens overflow", n_seq, seq);
+}
+
+/* For bench/bench_encoder (hydb_bf16_timing): the seconds each thread of
+ * an attention step spends in the engine's matmuls and in its tasks. */
+struct attn_clock {
+	double mm[HYDB_POOL_MAX], all[HYDB_POOL_MAX];
+	hydb_task_fn fn;        /* the step's task, timed by attn_timed */
+	void *ctx;
+};
+
+/* hydb_bf16_matmul, timed into k when k is set. */
+static void attn_matmul(struct attn_clock *k, const hydb_fwd *f,
+			size_t thread, float *c, float alpha, const uint16_t *a,
+			const uint16_t *b, size_t m, size_t kk, size_t n,
+			int b_trans, size_t ldb)
+{
+	double t = k ? seconds() : 0;
+	hydb_bf16_matmul(f->bf16, thread, c, alpha, a, b, m, kk, n, b_trans,
+			 ldb);
+	if (k && thread < HYDB_POOL_MAX)
+		k->mm[thread] += seconds() - t;
+}
+
+static void attn_timed(void *p, size_t task, size_t thread)
+{
+	struct attn_clock *k = p;
+	double t = seconds();
+	k->fn(k->ctx, task, thread);
+	if (thread < HYDB_POOL_MAX)
+		k->all[thread] += seconds() - t;
+}
+
+/* Run an attention step's tasks (on the pool unless a head is too small
+ * to share out). Timed, the step's wall time is split between GEMM and
+ * the rest in proportion to its threads' seconds in the matmuls and in
+ * the whole tasks, as the threads' waits (a worker woken late on a loaded
+ * machine, the last task) hold up both alike. */
+static void attn_run(const hydb_fwd *f, size_t tasks, int pool,
+		     hydb_task_fn fn, void *ctx, struct attn_clock *k)
+{
+	if (k) {
+		k->fn = fn, k->ctx = ctx;
+		fn = attn_timed, ctx = k;
+	}
+	double t = k ? seconds() : 0, mm = 0, all = 0;
+	if (!pool)
+		for (size_t i = 0; i < tasks; i++)
+			fn(ctx, i, 0);
+	else
+		hydb_pool_run(pool_of(f), tasks, fn, ctx);
+	if (!k)
+		return;
+	t = seconds() - t;
+	for (size_t i = 0; i < HYDB_POOL_MAX; i++)
+		mm += k->mm[i], all += k->all[i];
+	if (all > 0) {
+		hydb_bf16_gemm_seconds += t * mm / all;
+		hydb_bf16_attn_gemm_seconds += t * mm / all;
+	}
 }
 
 /* Attention on the bf16 engine: q, k and v come from their linear layers
- * already in bfloat16; per head, their columns are copied into dense
- * per-thread blocks, the scores (scaled inside the matmul) and the weighted
- * sum are engine matmuls, and the softmax stays float32. */
+ * already in bfloat16, o goes to the out-projection in bfloat16. Per head
+ * on one thread: q's and k's columns copied into dense blocks (oneDNN
+ * 2.6's AMX kernel for q k^T wants them dense), the scores a matmul
+ * scaled inside, the softmax writing P in bfloat16 unnormalised, P v a
+ * matmul reading v's columns in place, and its rows scaled by the
+ * softmax's 1 / sum as they are rounded into o. */
 struct attn16_ctx {
 	const hydb_fwd *f;
-	float *o;
+	uint16_t *o;
 	const uint16_t *q, *k, *v;
 	char *buf;              /* per thread: attn16_bytes */
 	size_t seq, width, d, heads;
 	float scale;
 	int causal;
+	struct attn_clock *clk; /* hydb_bf16_timing, else NULL */
 };
-
-static size_t attn16_bytes(size_t seq, size_t d)
-{
-	size_t b = 3 * seq * d * 2 + seq * seq * 4 + seq * seq * 2 + seq * d * 4;
-	return (b + 63) & ~(size_t)63;
-}
 
 /* dst [seq, d] dense = the head's columns of src [seq, width]. */
 static void head_copy(uint16_t *dst, const uint16_t *src, size_t seq,
 		      size_t d, size_t width)
 {
-	for (size_t t = 0; t < seq; t++)
-		memcpy(dst + t * d, src + t * width, d * sizeof *dst);
+	if (d == 64) /* ViT-L's and CLIP text's heads: copies made inline */
+		for (size_t t = 0; t < seq; t++)
+			memcpy(dst + t * 64, src + t * width, 64 * sizeof *dst);
+	else
+		for (size_t t = 0; t < seq; t++)
+			memcpy(dst + t * d, src + t * width, d * sizeof *dst);
+}
+
+/* dst rows (ld apart) = src [rows, d] rows times s[row], in bfloat16. */
+static void scale_rows_bf16(uint16_t *dst, size_t ld, const float *src,
+			    const float *s, size_t rows, size_t d)
+{
+#ifdef HYDB_AVX512BF16
+	if (have_avx512bf16()) {
+		scale_rows_bf16_avx512(dst, ld, src, s, rows, d);
+		return;
+	}
+#endif
+	for (size_t t = 0; t < rows; t++)
+		hydb_bf16_round_scaled(dst + t * ld, src + t * d, s[t], d);
 }
 
 static void attn16_task(void *p, size_t task, size_t thread)
@@ -783,7 +1206,65 @@ static void attn16_task(void *p, size_t task, size_t thread)
 	const struct attn16_ctx *c = p;
 	size_t s = task / c->heads, h = task % c->heads, seq = c->seq, d = c->d;
 	size_t off = s * seq * c->width + h * d;
-	char *b = c->buf + thread * attn16_bytes(seq, d);
+	struct attn16_buf b;
+	attn16_layout(&b, c->buf + thread * attn16_bytes(seq, d), seq, d);
+	head_copy(b.qh, c->q + off, seq, d, c->width);
+	head_copy(b.kh, c->k + off, seq, d, c->width);
+	attn_matmul(c->clk, c->f, thread, b.sc, c->scale, b.qh, b.kh, seq, d,
+		    seq, 1, 0);
+	for (size_t r = 0; r < seq; r++)
+		b.inv[r] = hydb_softmax_row_bf16(b.pb + r * seq, b.sc + r * seq,
+						 c->causal ? r + 1 : seq, seq);
+	attn_matmul(c->clk, c->f, thread, b.oh, 1.0f, b.pb, c->v + off, seq,
+		    seq, d, 0, c->width);
+	scale_rows_bf16(c->o + off, c->width, b.oh, b.inv, seq, d);
+}
+
+void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
+			 const uint16_t *k, const uint16_t *v, size_t n_seq,
+			 size_t seq, size_t width, size_t heads, int causal,
+			 void *buf)
+{
+	size_t d = width / heads;
+	struct attn_clock clk;
+	memset(&clk, 0, sizeof clk);
+	/* log2(e) / sqrt(d): the softmax is in base 2. */
+	struct attn16_ctx c = {f, o, q, k, v, (char *)round64((uintptr_t)buf),
+			       seq, width, d, heads,
+			       (float)(1.4426950408889634 / sqrt((double)d)),
+			       causal,
+			       hydb_bf16_timing ? &clk : NULL};
+	attn_run(f, n_seq * heads, seq * seq * d >= ATTN_PARALLEL_MIN,
+		 attn16_task, &c, c.clk);
+}
+
+/* ---- the bf16 block of before (HYDB_FWD_BF16_PASSES) ------------------ */
+
+/* Each head's q, k and v copied into dense blocks, the softmax in float32
+ * normalised in place then rounded in a pass of its own, P v written
+ * float32 and copied out; LayerNorm writing float32 for a rounding pass. */
+struct attn16_v1_ctx {
+	const hydb_fwd *f;
+	float *o;
+	const uint16_t *q, *k, *v;
+	char *buf;              /* per thread: attn16_v1_bytes */
+	size_t seq, width, d, heads;
+	float scale;
+	int causal;
+	struct attn_clock *clk; /* hydb_bf16_timing, else NULL */
+};
+
+static size_t attn16_v1_bytes(size_t seq, size_t d)
+{
+	return round64(3 * seq * d * 2 + seq * seq * 6 + seq * d * 4);
+}
+
+static void attn16_v1_task(void *p, size_t task, size_t thread)
+{
+	const struct attn16_v1_ctx *c = p;
+	size_t s = task / c->heads, h = task % c->heads, seq = c->seq, d = c->d;
+	size_t off = s * seq * c->width + h * d;
+	char *b = c->buf + thread * attn16_v1_bytes(seq, d);
 	uint16_t *qh = (uint16_t *)b, *kh = qh + seq * d, *vh = kh + seq * d;
 	float *sc = (float *)(vh + seq * d);
 	uint16_t *pb = (uint16_t *)(sc + seq * seq);
@@ -791,66 +1272,108 @@ static void attn16_task(void *p, size_t task, size_t thread)
 	head_copy(qh, c->q + off, seq, d, c->width);
 	head_copy(kh, c->k + off, seq, d, c->width);
 	head_copy(vh, c->v + off, seq, d, c->width);
-	hydb_bf16_matmul(c->f->bf16, thread, sc, c->scale, qh, kh, seq, d, seq,
-			 1);
+	attn_matmul(c->clk, c->f, thread, sc, c->scale, qh, kh, seq, d, seq, 1,
+		    0);
 	for (size_t r = 0; r < seq; r++)
 		softmax_row(sc + r * seq, c->causal ? r + 1 : seq, seq);
 	hydb_bf16_round(pb, sc, seq * seq);
-	hydb_bf16_matmul(c->f->bf16, thread, oh, 1.0f, pb, vh, seq, seq, d, 0);
+	attn_matmul(c->clk, c->f, thread, oh, 1.0f, pb, vh, seq, seq, d, 0, 0);
 	for (size_t t = 0; t < seq; t++)
 		memcpy(c->o + off + t * c->width, oh + t * d, d * sizeof *oh);
 }
 
-static void attention_bf16(const hydb_fwd *f, float *o, const uint16_t *q,
-			   const uint16_t *k, const uint16_t *v, size_t n_seq,
-			   size_t seq, size_t width, size_t heads, int causal)
+static void attention_bf16_v1(const hydb_fwd *f, float *o, const uint16_t *q,
+			      const uint16_t *k, const uint16_t *v,
+			      size_t n_seq, size_t seq, size_t width,
+			      size_t heads, int causal)
 {
 	size_t threads = hydb_pool_threads(pool_of(f)), d = width / heads;
-	struct attn16_ctx c = {f, o, q, k, v, NULL, seq, width, d, heads,
-			       (float)(1.0 / sqrt((double)d)), causal};
-	c.buf = hydb_alloc_array(threads, attn16_bytes(seq, d),
+	struct attn_clock clk;
+	memset(&clk, 0, sizeof clk);
+	struct attn16_v1_ctx c = {f, o, q, k, v, NULL, seq, width, d, heads,
+				  (float)(1.0 / sqrt((double)d)), causal,
+				  hydb_bf16_timing ? &clk : NULL};
+	c.buf = hydb_alloc_array(threads, attn16_v1_bytes(seq, d),
 				 "attention blocks");
 	if (!c.buf) {
 		hydb_bf16_run_fail(f->bf16, HYDB_ENOMEM);
 		return;
 	}
-	size_t tasks = n_seq * heads;
-	if (seq * seq * d < ATTN_PARALLEL_MIN)
-		for (size_t t = 0; t < tasks; t++)
-			attn16_task(&c, t, 0);
-	else
-		hydb_pool_run(pool_of(f), tasks, attn16_task, &c);
+	attn_run(f, n_seq * heads, seq * seq * d >= ATTN_PARALLEL_MIN,
+		 attn16_v1_task, &c, c.clk);
 	free(c.buf);
 }
 
+static void block_forward_bf16_v1(const hydb_fwd *f, const hydb_tower *t,
+				  const hydb_layer_w *b, float *x,
+				  size_t n_seq, size_t seq, int causal,
+				  float *scratch)
+{
+	size_t n = n_seq * seq, w = t->width;
+	struct bf16_scratch s = bf16_scratch_of(t, scratch, n);
+	uint16_t *mid = (uint16_t *)s.q;
+
+	hydb_layer_norm(f, s.h, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
+	round_bf16(f, s.xb, s.h, n, w);
+	bf16_linear(f, s.q, 1, s.xb, b->q_w, b->q_b, n, w, w, 0, 0);
+	bf16_linear(f, s.k, 1, s.xb, b->k_w, b->k_b, n, w, w, 0, 0);
+	bf16_linear(f, s.v, 1, s.xb, b->v_w, b->v_b, n, w, w, 0, 0);
+	attention_bf16_v1(f, s.o, (const uint16_t *)s.q, (const uint16_t *)s.k,
+			  (const uint16_t *)s.v, n_seq, seq, w, t->heads,
+			  causal);
+	round_bf16(f, s.xb, s.o, n, w);
+	bf16_linear(f, x, 0, s.xb, b->o_w, NULL, n, w, w, 0, 1);
+	bias_layer_norm(f, s.h, x, b->o_b, n, w, b->ln2_w, b->ln2_b,
+			t->ln_eps);
+	round_bf16(f, s.xb, s.h, n, w);
+	bf16_linear(f, mid, 1, s.xb, b->fc1_w, b->fc1_b, n, w, t->mlp, 1, 0);
+	bf16_linear(f, x, 0, mid, b->fc2_w, b->fc2_b, n, t->mlp, w, 0, 1);
+}
+
+/* ---- the bf16 block ------------------------------------------------------ */
+
 /* hydb_layer_forward on the bf16 engine: the same steps, each linear
- * layer one matmul with its bias, GELU or residual fused, q/k/v and fc1
- * writing the bfloat16 inputs of what follows directly. */
+ * layer one matmul with its bias, GELU or residual fused (out_proj's bias
+ * too), q/k/v and fc1 writing the bfloat16 inputs of what follows
+ * directly, and so do both LayerNorms and attention: no float32 copy of a
+ * matmul's input is made and then rounded. The LayerNorms run in the
+ * blocks of the matmuls before them (out_proj's, and fc2's for the next
+ * block), on rows still in cache, where the blocks are whole rows. */
 static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 			       const hydb_layer_w *b, float *x, size_t n_seq,
 			       size_t seq, int causal, float *scratch)
 {
+	if (f->legacy & HYDB_FWD_BF16_PASSES) {
+		block_forward_bf16_v1(f, t, b, x, n_seq, seq, causal, scratch);
+		return;
+	}
 	size_t n = n_seq * seq, w = t->width;
-	size_t threads = hydb_pool_threads(pool_of(f));
-	float *h = scratch;
-	float *q = h + n * w, *k = q + n * w, *v = k + n * w, *o = v + n * w;
-	float *scores = h + n * scratch_per_row(t);
-	uint16_t *xb = (uint16_t *)(scores + threads * seq * seq);
-	uint16_t *mid = (uint16_t *)q;
+	struct bf16_scratch s = bf16_scratch_of(t, scratch, n);
+	uint16_t *q = (uint16_t *)s.q, *k = (uint16_t *)s.k;
+	uint16_t *v = (uint16_t *)s.v, *mid = q;
+	const hydb_layer_w *next = b + 1 < t->blocks + t->layers ? b + 1 : NULL;
+	struct ln_ctx ln2 = {NULL, s.xb, x, b->ln2_w, b->ln2_b, NULL, w,
+			     t->ln_eps, 0};
+	struct ln_ctx ln1 = {NULL, s.xb, x, next ? next->ln1_w : NULL,
+			     next ? next->ln1_b : NULL, NULL, w, t->ln_eps, 0};
 
-	hydb_layer_norm(f, h, x, n, w, b->ln1_w, b->ln1_b, t->ln_eps);
-	round_bf16(f, xb, h, n, w);
-	bf16_linear(f, q, 1, xb, b->q_w, b->q_b, n, w, w, 0, 0);
-	bf16_linear(f, k, 1, xb, b->k_w, b->k_b, n, w, w, 0, 0);
-	bf16_linear(f, v, 1, xb, b->v_w, b->v_b, n, w, w, 0, 0);
-	attention_bf16(f, o, (const uint16_t *)q, (const uint16_t *)k,
-		       (const uint16_t *)v, n_seq, seq, w, t->heads, causal);
-	round_bf16(f, xb, o, n, w);
-	bf16_linear(f, x, 0, xb, b->o_w, NULL, n, w, w, 0, 1);
-	bias_layer_norm(f, h, x, b->o_b, n, w, b->ln2_w, b->ln2_b, t->ln_eps);
-	round_bf16(f, xb, h, n, w);
-	bf16_linear(f, mid, 1, xb, b->fc1_w, b->fc1_b, n, w, t->mlp, 1, 0);
-	bf16_linear(f, x, 0, mid, b->fc2_w, b->fc2_b, n, t->mlp, w, 0, 1);
+	/* The blocks after a tower's first find their LayerNorm in xb, made
+	 * by the previous block's last matmul. */
+	if (b == t->blocks)
+		hydb_layer_norm_bf16(f, s.xb, x, n, w, b->ln1_w, b->ln1_b,
+				     t->ln_eps);
+	bf16_linear(f, q, 1, s.xb, b->q_w, b->q_b, n, w, w, 0, 0);
+	bf16_linear(f, k, 1, s.xb, b->k_w, b->k_b, n, w, w, 0, 0);
+	bf16_linear(f, v, 1, s.xb, b->v_w, b->v_b, n, w, w, 0, 0);
+	hydb_attention_bf16(f, s.xb, q, k, v, n_seq, seq, w, t->heads, causal,
+			    s.attn);
+	hydb_bf16_op o = {.y = x, .x = s.xb, .w = b->o_w, .bias = b->o_b,
+			  .n = n, .in = w, .out = w, .accumulate = 1};
+	bf16_linear_then(f, &o, &ln2);
+	bf16_linear(f, mid, 1, s.xb, b->fc1_w, b->fc1_b, n, w, t->mlp, 1, 0);
+	hydb_bf16_op fc2 = {.y = x, .x = mid, .w = b->fc2_w, .bias = b->fc2_b,
+			    .n = n, .in = t->mlp, .out = w, .accumulate = 1};
+	bf16_linear_then(f, &fc2, next ? &ln1 : NULL);
 }
 
 void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,

@@ -55,8 +55,14 @@ enum {
 	/* each GEMM one call on OpenBLAS's threads, its bias or GELU a pass
 	 * of its own, instead of blocks on the pool's threads */
 	HYDB_FWD_BLAS_THREADS = 1,
-	/* scalar loops for the softmax and LayerNorm, GELU in chunks */
+	/* scalar loops for the softmax and LayerNorm, GELU in chunks (the
+	 * float32 engine's) */
 	HYDB_FWD_SCALAR = 2,
+	/* the bf16 engine's block of before: LayerNorm and attention write
+	 * float32 that a pass of its own rounds for the next matmul, each
+	 * head's q, k, v copied in and P v copied out, the softmax
+	 * normalised over its seq columns */
+	HYDB_FWD_BF16_PASSES = 4,
 };
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
@@ -90,7 +96,10 @@ void hydb_encoder_release(void *enc);
 int hydb_layer_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 		       size_t n_seq, size_t seq);
 /* Run one block in place on x [n_seq * seq, width]: n_seq independent
- * sequences of seq tokens. causal: token i attends to tokens <= i. */
+ * sequences of seq tokens. causal: token i attends to tokens <= i. With
+ * the bf16 engine a block's last matmul also makes the next block's
+ * first LayerNorm, in scratch: run a tower's blocks in order, from its
+ * first, on the same x and scratch. */
 void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,
 			const hydb_layer_w *b, float *x, size_t n_seq,
 			size_t seq, int causal, float *scratch);
@@ -98,6 +107,27 @@ void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,
 void hydb_layer_norm(const hydb_fwd *f, float *out, const float *x,
 		     size_t rows, size_t width, const float *w, const float *b,
 		     double eps);
+
+/* hydb_layer_norm writing bfloat16 (the bf16 engine's matmul input): the
+ * float32 result rounded as hydb_bf16_round would. */
+void hydb_layer_norm_bf16(const hydb_fwd *f, uint16_t *out, const float *x,
+			  size_t rows, size_t width, const float *w,
+			  const float *b, double eps);
+/* p[0, live) = exp(row - max of row[0, live)) rounded to bfloat16, p[live,
+ * cols) = 0; returns 1 / the sum of p[0, live) (as rounded), which
+ * normalises them. live > 0. */
+float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
+			    size_t cols);
+/* Bytes of buf hydb_attention_bf16 needs on f's threads. */
+size_t hydb_attention_bf16_bytes(const hydb_fwd *f, size_t seq, size_t d);
+/* o = softmax(q k^T / sqrt(d)) v on the bf16 engine (f->bf16), all
+ * bfloat16 [n_seq * seq, width], head h in columns [h*d, (h+1)*d), d =
+ * width / heads; causal as for hydb_layer_forward. Errors are the run's
+ * (hydb_fwd_status). */
+void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
+			 const uint16_t *k, const uint16_t *v, size_t n_seq,
+			 size_t seq, size_t width, size_t heads, int causal,
+			 void *buf);
 
 /* pixels: n images, CHW float, image_size^2 each, already normalised.
  * features: n * embed_dim. */

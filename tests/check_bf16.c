@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "encoder/bf16.h"
+#include "encoder/forward.h"
+#include "encoder/pool.h"
 #include "hydb.h"
 
 static unsigned long long rng_state = 88172645463325252ull;
@@ -313,28 +315,34 @@ START_TEST(matmul_plain)
 {
 	static const size_t dims[][3] = {{14, 64, 14}, {257, 64, 257},
 					 {257, 257, 64}, {1, 64, 1}};
-	size_t m = dims[_i / 2][0], k = dims[_i / 2][1], n = dims[_i / 2][2];
+	size_t row = _i % 8 / 2;
+	size_t m = dims[row][0], k = dims[row][1], n = dims[row][2];
 	int trans = _i % 2;
+	/* _i >= 8: b's rows further apart than its width, as a head's
+	 * columns of v are (the same products, other strides). */
+	size_t ld = (trans ? k : n) + (_i >= 8 ? 37 : 0);
 	float alpha = trans ? 0.125f : 1.0f;
 	hydb_bf16 *e;
 	hydb_bf16_run *run;
-	float *a = randoms(m * k, 1.0f), *b = randoms(k * n, 1.0f);
+	size_t nb = (trans ? n : k) * ld;
+	float *a = randoms(m * k, 1.0f), *b = randoms(nb, 1.0f);
 	float *c = malloc(m * n * sizeof *c);
-	uint16_t *ab = malloc(m * k * 2), *bb = malloc(k * n * 2);
+	uint16_t *ab = malloc(m * k * 2), *bb = malloc(nb * 2);
 	hydb_bf16_round(ab, a, m * k);
-	hydb_bf16_round(bb, b, k * n);
+	hydb_bf16_round(bb, b, nb);
 	ck_assert_int_eq(hydb_bf16_new(&e), HYDB_OK);
 	ck_assert_int_eq(hydb_bf16_run_new(&run, e, 1), HYDB_OK);
 	for (int rep = 0; rep < 2; rep++) {
-		hydb_bf16_matmul(run, 0, c, alpha, ab, bb, m, k, n, trans);
+		hydb_bf16_matmul(run, 0, c, alpha, ab, bb, m, k, n, trans,
+				 _i >= 8 ? ld : 0);
 		ck_assert_int_eq(hydb_bf16_run_status(run), HYDB_OK);
 		for (size_t i = 0; i < m; i++)
 			for (size_t j = 0; j < n; j++) {
 				double sum = 0, mag = 0;
 				for (size_t t = 0; t < k; t++) {
 					double p = (double)hydb_bf16_to_float(ab[i * k + t]) *
-						   hydb_bf16_to_float(trans ? bb[j * k + t] :
-								      bb[t * n + j]);
+						   hydb_bf16_to_float(trans ? bb[j * ld + t] :
+								      bb[t * ld + j]);
 					sum += p;
 					mag += fabs(p);
 				}
@@ -349,6 +357,193 @@ START_TEST(matmul_plain)
 	hydb_bf16_run_free(run);
 	hydb_bf16_free(e);
 	free(a), free(b), free(c), free(ab), free(bb);
+}
+END_TEST
+
+/* ---- the bf16 block's own loops ----------------------------------------- */
+
+/* x * s rounded: the product in float32, then hydb_bf16_round's rule. */
+START_TEST(round_scaled)
+{
+	float *x = randoms(37, 3.0f), y[37];
+	uint16_t got[37], want[37];
+	for (int i = 0; i < 37; i++)
+		y[i] = x[i] * 0.3712f;
+	hydb_bf16_round_scaled(got, x, 0.3712f, 37); /* 32 in vectors, 5 after */
+	hydb_bf16_round(want, y, 37);
+	for (int i = 0; i < 37; i++)
+		ck_assert_uint_eq(got[i], want[i]);
+	free(x);
+}
+END_TEST
+
+/* |got - ref| within bfloat16's rounding of ref (half an ulp: 2^-8
+ * relative at most, 8 significant bits) plus err, the error before the
+ * rounding. */
+static void near_bf16(double got, double ref, double err, const char *what,
+		      size_t i)
+{
+	double tol = 0x1p-8 * fabs(ref) * 1.001 + err;
+	ck_assert_msg(fabs(got - ref) <= tol, "%s [%zu]: %.9g, reference "
+		      "%.9g", what, i, got, ref);
+}
+
+/* LayerNorm writing bfloat16 against float64, rows with a large mean and
+ * a tail past the 16-lane loop (_i = 1: width 40). */
+START_TEST(layer_norm_bf16)
+{
+	size_t rows = 5, width = _i & 1 ? 40 : 1024;
+	hydb_bf16_test_generic = _i >= 2;
+	float *x = randoms(rows * width, 2.0f), *w = randoms(width, 1.5f);
+	float *b = randoms(width, 0.5f);
+	uint16_t *out = malloc(rows * width * sizeof *out);
+	for (size_t i = 0; i < width; i++)
+		x[i] += 30.0f; /* row 0: mean far from 0 */
+	hydb_layer_norm_bf16(NULL, out, x, rows, width, w, b, 1e-5);
+	hydb_bf16_test_generic = 0;
+	for (size_t r = 0; r < rows; r++) {
+		const float *xr = x + r * width;
+		double mean = 0, var = 0;
+		for (size_t i = 0; i < width; i++)
+			mean += xr[i];
+		mean /= (double)width;
+		for (size_t i = 0; i < width; i++)
+			var += (xr[i] - mean) * (xr[i] - mean);
+		double inv = 1.0 / sqrt(var / (double)width + 1e-5);
+		for (size_t i = 0; i < width; i++) {
+			double ref = (xr[i] - mean) * inv * w[i] + b[i];
+			near_bf16(hydb_bf16_to_float(out[r * width + i]), ref,
+				  1e-5 * (fabs(w[i]) * 4 + 1), "layer norm",
+				  r * width + i);
+		}
+	}
+	free(x), free(w), free(b), free(out);
+}
+END_TEST
+
+/* The softmax of attention (base 2, unnormalised, 1/sum returned) against
+ * float64, for the lengths a causal mask gives: 1, under, at and over a
+ * vector, an image's 257. */
+START_TEST(softmax_bf16)
+{
+	static const size_t lives[] = {1, 5, 16, 17, 100, 257};
+	size_t cols = 257;
+	float *row = randoms(cols, 12.0f);
+	uint16_t p[257];
+	size_t off = 0, count = 0;
+	for (size_t l = 0; l < sizeof lives / sizeof lives[0]; l++) {
+		size_t live = lives[l];
+		memset(p, 0xff, sizeof p);
+		hydb_bf16_test_generic = _i;
+		float inv = hydb_softmax_row_bf16(p, row, live, cols);
+		hydb_bf16_test_generic = 0;
+		double mx = row[0], sum = 0, total = 0;
+		for (size_t j = 1; j < live; j++)
+			mx = row[j] > mx ? row[j] : mx;
+		for (size_t j = 0; j < live; j++)
+			sum += exp2((double)row[j] - mx);
+		for (size_t j = 0; j < live; j++) {
+			double ref = exp2((double)row[j] - mx) / sum;
+			double got = (double)hydb_bf16_to_float(p[j]) * inv;
+			/* p's rounding, and its share of 1 / sum's. */
+			near_bf16(got, ref, (0x1p-8 + 1e-5) * ref, "softmax", j);
+			total += got;
+			/* The exponential itself is good to far better than
+			 * bfloat16: p is 2^(row - max) correctly rounded but
+			 * for the rare value next to a rounding edge. */
+			off += hydb_bf16_to_float(p[j]) !=
+			       round_d((float)exp2((double)row[j] - mx));
+		}
+		ck_assert_double_eq_tol(total, 1.0, 1e-5);
+		count += live;
+		for (size_t j = live; j < cols; j++)
+			ck_assert_uint_eq(p[j], 0);
+	}
+	ck_assert_uint_le(off, 2 + count / 100);
+	free(row);
+}
+END_TEST
+
+/* One head of one sequence of attention in float64, on the bf16 inputs:
+ * ref [seq, d] and, for the tolerance, sum_j P_ij |v_jc| in mag. */
+static void attention_ref(double *ref, double *mag, const uint16_t *q,
+			  const uint16_t *k, const uint16_t *v, size_t seq,
+			  size_t width, size_t d, int causal)
+{
+	double *sc = malloc(seq * sizeof *sc);
+	for (size_t i = 0; i < seq; i++) {
+		size_t live = causal ? i + 1 : seq;
+		double mx = -INFINITY, sum = 0;
+		for (size_t j = 0; j < live; j++) {
+			double dot = 0;
+			for (size_t c = 0; c < d; c++)
+				dot += (double)hydb_bf16_to_float(q[i * width + c]) *
+				       hydb_bf16_to_float(k[j * width + c]);
+			sc[j] = dot / sqrt((double)d);
+			mx = sc[j] > mx ? sc[j] : mx;
+		}
+		for (size_t j = 0; j < live; j++)
+			sum += sc[j] = exp(sc[j] - mx);
+		for (size_t c = 0; c < d; c++) {
+			double o = 0, m = 0;
+			for (size_t j = 0; j < live; j++) {
+				double vj = hydb_bf16_to_float(v[j * width + c]);
+				o += sc[j] / sum * vj;
+				m += sc[j] / sum * fabs(vj);
+			}
+			ref[i * d + c] = o;
+			mag[i * d + c] = m;
+		}
+	}
+	free(sc);
+}
+
+/* Attention on the engine against float64: two sequences of a caption's
+ * length (causal or not, heads of 64 and of 32 columns, on the caller
+ * alone) and one image's 257 tokens on a pool of two threads. P is
+ * rounded to bfloat16 (2^-8 of each weight, and as much again through
+ * 1 / sum) before P v: 2^-7 of sum_j P_ij |v_j| bounds that, plus the
+ * rounding of o. */
+START_TEST(attention_bf16)
+{
+	int causal = _i & 1, image = (_i & 2) != 0;
+	size_t n_seq = image ? 1 : 2, seq = image ? 257 : 19;
+	size_t heads = image ? 2 : (causal ? 3 : 2), width = image ? 128 : 96;
+	size_t d = width / heads, n = n_seq * seq * width;
+	hydb_bf16 *e;
+	hydb_fwd f = {0};
+	float *x = randoms(3 * n, 2.0f);
+	uint16_t *qkv = malloc(3 * n * 2), *o = malloc(n * 2);
+	double *ref = malloc(seq * d * sizeof *ref), *mag = malloc(seq * d * 8);
+	hydb_bf16_round(qkv, x, 3 * n);
+	ck_assert_int_eq(hydb_bf16_new(&e), HYDB_OK);
+	if (image)
+		ck_assert_int_eq(hydb_pool_new(&f.pool, 2), HYDB_OK);
+	ck_assert_int_eq(hydb_bf16_run_new(&f.bf16, e, hydb_pool_threads(f.pool)),
+			 HYDB_OK);
+	void *buf = malloc(hydb_attention_bf16_bytes(&f, seq, d));
+	hydb_bf16_test_generic = _i >= 4;
+	hydb_attention_bf16(&f, o, qkv, qkv + n, qkv + 2 * n, n_seq, seq, width,
+			    heads, causal, buf);
+	hydb_bf16_test_generic = 0;
+	ck_assert_int_eq(hydb_fwd_status(&f), HYDB_OK);
+	for (size_t s = 0; s < n_seq; s++)
+		for (size_t h = 0; h < heads; h++) {
+			size_t off = s * seq * width + h * d;
+			attention_ref(ref, mag, qkv + off, qkv + n + off,
+				      qkv + 2 * n + off, seq, width, d, causal);
+			for (size_t i = 0; i < seq; i++)
+				for (size_t c = 0; c < d; c++)
+					near_bf16(hydb_bf16_to_float(
+						o[off + i * width + c]),
+						ref[i * d + c],
+						0x1p-7 * mag[i * d + c] + 1e-6,
+						"attention", off + i * width + c);
+		}
+	hydb_bf16_run_free(f.bf16);
+	hydb_pool_free(f.pool);
+	hydb_bf16_free(e);
+	free(x), free(qkv), free(o), free(ref), free(mag), free(buf);
 }
 END_TEST
 
@@ -430,7 +625,12 @@ static Suite *suite(int engine)
 	tcase_add_loop_test(t, matmul_gelu_bf16_out, 0, ns);
 	tcase_add_loop_test(t, matmul_accumulate, 0, ns);
 	tcase_add_test(t, matmul_rounds_inputs);
-	tcase_add_loop_test(t, matmul_plain, 0, 8);
+	tcase_add_loop_test(t, matmul_plain, 0, 16);
+	tcase_add_test(t, round_scaled);
+	/* Each twice: the AVX512_BF16 loops, then the generic ones. */
+	tcase_add_loop_test(t, layer_norm_bf16, 0, 4);
+	tcase_add_loop_test(t, softmax_bf16, 0, 2);
+	tcase_add_loop_test(t, attention_bf16, 0, 8);
 	tcase_add_test(t, tiny_model_bf16_near_f32);
 	suite_add_tcase(s, t);
 	return s;
