@@ -1,0 +1,230 @@
+/*
+ * hnsw_page.c - the index in PostgreSQL pages.
+ *
+ * Block 0 is the metapage; every other block holds elements, each one heap
+ * row's vector with its links, written whole so that a scan never sees an
+ * element without links. Every change after the build goes through generic
+ * WAL records, which is what lets crash recovery and standbys replay it
+ * without a resource manager of our own.
+ */
+#include "hydb_pg.h"
+
+#include "access/generic_xlog.h"
+#include "storage/bufpage.h"
+#include "storage/lmgr.h"
+
+static inline size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
+
+static size_t links_offset(int dim, int level)
+{
+	return align8(sizeof(HgElement) + sizeof(float4) * dim +
+		      sizeof(uint16) * (level + 1));
+}
+
+size_t hg_element_size(int dim, int m, int level)
+{
+	return links_offset(dim, level) + sizeof(uint64) * (2 * m + level * m);
+}
+
+float4 *hg_elem_vec(HgElement *e)
+{
+	return (float4 *)((char *)e + sizeof(HgElement));
+}
+
+uint16 *hg_elem_counts(HgElement *e, int dim)
+{
+	return (uint16 *)((char *)e + sizeof(HgElement) + sizeof(float4) * dim);
+}
+
+/* Layer 0's 2m links first, then m for each upper layer. */
+uint64 *hg_elem_links(HgElement *e, int dim, int m, int level)
+{
+	uint64 *l = (uint64 *)((char *)e + links_offset(dim, e->level));
+	return level == 0 ? l : l + 2 * m + (level - 1) * m;
+}
+
+HgMeta *hg_meta_page(Page p)
+{
+	return (HgMeta *)PageGetContents(p);
+}
+
+void hg_read_meta(Relation index, HgMeta *out)
+{
+	Buffer b = ReadBuffer(index, HG_META_BLKNO);
+	LockBuffer(b, BUFFER_LOCK_SHARE);
+	*out = *hg_meta_page(BufferGetPage(b));
+	UnlockReleaseBuffer(b);
+	if (out->magic != HG_MAGIC || out->version != HG_VERSION)
+		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+				errmsg("index \"%s\" is not a hydb_hnsw index of version %d",
+				       RelationGetRelationName(index), HG_VERSION)));
+}
+
+/* The metapage's contents end at pd_lower, so that WAL images skip the
+ * hole after it. */
+void hg_meta_write_page(Page p, const HgMeta *m)
+{
+	*hg_meta_page(p) = *m;
+	((PageHeader)p)->pd_lower = (char *)hg_meta_page(p) + sizeof(HgMeta) - (char *)p;
+}
+
+void hg_update_meta(Relation index, const HgMeta *m)
+{
+	Buffer b = ReadBuffer(index, HG_META_BLKNO);
+	GenericXLogState *st;
+	LockBuffer(b, BUFFER_LOCK_EXCLUSIVE);
+	st = GenericXLogStart(index);
+	hg_meta_write_page(GenericXLogRegisterBuffer(st, b, 0), m);
+	GenericXLogFinish(st);
+	UnlockReleaseBuffer(b);
+}
+
+/* The element a node names, on a locked page; ERROR when there is none. */
+HgElement *hg_page_element(Relation index, Page page, hg_node n)
+{
+	OffsetNumber off = hg_node_off(n);
+	if (off < FirstOffsetNumber || off > PageGetMaxOffsetNumber(page))
+		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+				errmsg("index \"%s\" links to missing element (%u,%u)",
+				       RelationGetRelationName(index), hg_node_block(n), off)));
+	return (HgElement *)PageGetItem(page, PageGetItemId(page, off));
+}
+
+static bool try_add(Relation index, Buffer b, HgElement *e, size_t size,
+		    hg_node *out, bool fresh)
+{
+	GenericXLogState *st = GenericXLogStart(index);
+	Page p = GenericXLogRegisterBuffer(st, b, fresh ? GENERIC_XLOG_FULL_IMAGE : 0);
+	OffsetNumber off;
+	if (fresh)
+		PageInit(p, BLCKSZ, 0);
+	if (PageGetFreeSpace(p) < MAXALIGN(size)) {
+		GenericXLogAbort(st);
+		return false;
+	}
+	off = PageAddItem(p, (Item)e, size, InvalidOffsetNumber, false, false);
+	if (off == InvalidOffsetNumber)
+		elog(ERROR, "failed to add element to index \"%s\"", RelationGetRelationName(index));
+	GenericXLogFinish(st);
+	*out = hg_tid_node(BufferGetBlockNumber(b), off);
+	return true;
+}
+
+/* New elements go to the last page that took one, else to a new page.
+ * Writers hold HG_UPDATE_LOCK, so the page cannot fill under us. */
+hg_node hg_place_element(Relation index, BlockNumber page, HgElement *e,
+			 size_t size)
+{
+	hg_node n;
+	Buffer b;
+	if (page != InvalidBlockNumber && page != HG_META_BLKNO &&
+	    page < RelationGetNumberOfBlocks(index)) {
+		b = ReadBuffer(index, page);
+		LockBuffer(b, BUFFER_LOCK_EXCLUSIVE);
+		bool ok = try_add(index, b, e, size, &n, false);
+		UnlockReleaseBuffer(b);
+		if (ok)
+			return n;
+	}
+	LockRelationForExtension(index, ExclusiveLock);
+	b = ReadBuffer(index, P_NEW);
+	LockBuffer(b, BUFFER_LOCK_EXCLUSIVE);
+	UnlockRelationForExtension(index, ExclusiveLock);
+	if (!try_add(index, b, e, size, &n, true))
+		elog(ERROR, "element of %zu bytes does not fit an empty page", size);
+	UnlockReleaseBuffer(b);
+	return n;
+}
+
+void hg_set_links(Relation index, int dim, int m, hg_node n, int level,
+		  const hg_node *links, int count)
+{
+	Buffer b = ReadBuffer(index, hg_node_block(n));
+	LockBuffer(b, BUFFER_LOCK_EXCLUSIVE);
+	GenericXLogState *st = GenericXLogStart(index);
+	Page p = GenericXLogRegisterBuffer(st, b, 0);
+	HgElement *e = hg_page_element(index, p, n);
+	memcpy(hg_elem_links(e, dim, m, level), links, sizeof(hg_node) * count);
+	hg_elem_counts(e, dim)[level] = (uint16)count;
+	GenericXLogFinish(st);
+	UnlockReleaseBuffer(b);
+}
+
+/* ---- the page graph for the shared walk --------------------------------- */
+
+typedef struct page_graph {
+	hg_graph g;
+	Relation index;
+} page_graph;
+
+static void page_keys(hg_graph *g, const hydb_kquery *q, const hg_node *n,
+		      int count, double *keys, bool *deleted)
+{
+	Relation index = ((page_graph *)g)->index;
+	Buffer b = InvalidBuffer;
+	for (int i = 0; i < count; i++) {
+		BlockNumber blk = hg_node_block(n[i]);
+		if (!BufferIsValid(b) || BufferGetBlockNumber(b) != blk) {
+			if (BufferIsValid(b))
+				UnlockReleaseBuffer(b);
+			b = ReadBuffer(index, blk);
+			LockBuffer(b, BUFFER_LOCK_SHARE);
+		}
+		HgElement *e = hg_page_element(index, BufferGetPage(b), n[i]);
+		keys[i] = hydb_key_f32(q, hg_elem_vec(e));
+		if (deleted)
+			deleted[i] = (e->flags & HG_DELETED) != 0;
+	}
+	if (BufferIsValid(b))
+		UnlockReleaseBuffer(b);
+}
+
+static int page_links(hg_graph *g, hg_node n, int level, hg_node *out)
+{
+	Relation index = ((page_graph *)g)->index;
+	Buffer b = ReadBuffer(index, hg_node_block(n));
+	int count = 0;
+	LockBuffer(b, BUFFER_LOCK_SHARE);
+	HgElement *e = hg_page_element(index, BufferGetPage(b), n);
+	if (level <= e->level) {
+		count = hg_elem_counts(e, g->dim)[level];
+		if (count > (level ? g->m : 2 * g->m))
+			ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+					errmsg("index \"%s\": element (%u,%u) has %d links on layer %d",
+					       RelationGetRelationName(index), hg_node_block(n),
+					       hg_node_off(n), count, level)));
+		memcpy(out, hg_elem_links(e, g->dim, g->m, level), sizeof(hg_node) * count);
+	}
+	UnlockReleaseBuffer(b);
+	return count;
+}
+
+static void page_vector(hg_graph *g, hg_node n, float *out)
+{
+	Relation index = ((page_graph *)g)->index;
+	Buffer b = ReadBuffer(index, hg_node_block(n));
+	LockBuffer(b, BUFFER_LOCK_SHARE);
+	HgElement *e = hg_page_element(index, BufferGetPage(b), n);
+	memcpy(out, hg_elem_vec(e), sizeof(float) * g->dim);
+	UnlockReleaseBuffer(b);
+}
+
+static void page_set_links(hg_graph *g, hg_node n, int level,
+			   const hg_node *links, int count)
+{
+	hg_set_links(((page_graph *)g)->index, g->dim, g->m, n, level, links, count);
+}
+
+hg_graph *hg_page_graph(Relation index, const HgMeta *meta)
+{
+	page_graph *pg = palloc0(sizeof *pg);
+	pg->g.dim = (int)meta->dim;
+	pg->g.m = (int)meta->m;
+	pg->g.c = meta->c;
+	pg->g.keys = page_keys;
+	pg->g.links = page_links;
+	pg->g.vector = page_vector;
+	pg->g.set_links = page_set_links;
+	pg->index = index;
+	return &pg->g;
+}

@@ -1,0 +1,204 @@
+/*
+ * hnsw_vacuum.c - VACUUM: elements whose heap rows are gone are marked
+ * deleted (never returned again, so their heap TIDs may be reused), then
+ * every list that linked to one is repaired as the library repairs lists
+ * after deletions: the survivors plus the deleted nodes' own neighbours,
+ * selected by the same rule and filled back to the former length. The
+ * marked elements stay as tombstones that nothing links to.
+ */
+#include "hydb_pg.h"
+
+#include "access/generic_xlog.h"
+#include "commands/vacuum.h"
+#include "storage/bufpage.h"
+#include "storage/lmgr.h"
+
+/* Mark one page's dead elements; live ones are counted, deleted ones
+ * (new or from an earlier run) remembered in gone. */
+static void mark_page(IndexVacuumInfo *info, BlockNumber blk,
+		      IndexBulkDeleteCallback cb, void *state, hg_visited *gone,
+		      IndexBulkDeleteResult *stats)
+{
+	Relation index = info->index;
+	Buffer b = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, info->strategy);
+	LockBuffer(b, BUFFER_LOCK_EXCLUSIVE);
+	GenericXLogState *st = GenericXLogStart(index);
+	Page p = GenericXLogRegisterBuffer(st, b, 0);
+	bool changed = false;
+	for (OffsetNumber o = FirstOffsetNumber; o <= PageGetMaxOffsetNumber(p); o++) {
+		HgElement *e = (HgElement *)PageGetItem(p, PageGetItemId(p, o));
+		if (!(e->flags & HG_DELETED) && cb(&e->heaptid, state)) {
+			e->flags |= HG_DELETED;
+			ItemPointerSetInvalid(&e->heaptid);
+			changed = true;
+			stats->tuples_removed++;
+		}
+		if (e->flags & HG_DELETED)
+			hg_visited_add(gone, hg_tid_node(blk, o));
+		else
+			stats->num_index_tuples++;
+	}
+	if (changed)
+		GenericXLogFinish(st);
+	else
+		GenericXLogAbort(st);
+	UnlockReleaseBuffer(b);
+}
+
+/* Survivors of n's list plus the live neighbours of its deleted ones,
+ * without n and without repeats. */
+static int repair_candidates(hg_graph *g, hg_visited *gone, hg_node n,
+			     int level, const hg_node *links, int count,
+			     hg_node *out)
+{
+	hg_node two[2 * HG_MAX_M];
+	hg_visited seen;
+	int k = 0;
+	hg_visited_init(&seen, 8 * HG_MAX_M);
+	hg_visited_add(&seen, n);
+	for (int i = 0; i < count; i++)
+		if (!hg_visited_has(gone, links[i]) && hg_visited_add(&seen, links[i]))
+			out[k++] = links[i];
+	for (int i = 0; i < count; i++) {
+		if (!hg_visited_has(gone, links[i]))
+			continue;
+		int t = g->links(g, links[i], level, two);
+		for (int j = 0; j < t; j++)
+			if (!hg_visited_has(gone, two[j]) && hg_visited_add(&seen, two[j]))
+				out[k++] = two[j];
+	}
+	pfree(seen.slots);
+	return k;
+}
+
+static void repair(hg_graph *g, hg_visited *gone, hg_node n, int level,
+		   const hg_node *links, int count, float *buf)
+{
+	hg_node *cand = palloc(sizeof(hg_node) * (count + 1) * 2 * HG_MAX_M);
+	int k = repair_candidates(g, gone, n, level, links, count, cand);
+	hg_cand *c = palloc(sizeof(hg_cand) * Max(k, 1));
+	double *keys = palloc(sizeof(double) * Max(k, 1));
+	uint32 sel[2 * HG_MAX_M];
+	hg_node out[2 * HG_MAX_M];
+	hydb_kquery q;
+	int mmax = level ? g->m : hg_m0(g->m);
+	g->vector(g, n, buf);
+	hydb_kquery_init(&q, buf, g->dim, g->c);
+	for (int i = 0; i < k; i += 2 * HG_MAX_M)
+		g->keys(g, &q, cand + i, Min(k - i, 2 * HG_MAX_M), keys + i, NULL);
+	for (int i = 0; i < k; i++) {
+		c[i].key = keys[i];
+		c[i].node = cand[i];
+		c[i].deleted = false;
+	}
+	hg_cand_sort(c, k);
+	int ns = hg_select(g, c, k, mmax, count, sel);
+	for (int i = 0; i < ns; i++)
+		out[i] = c[sel[i]].node;
+	g->set_links(g, n, level, out, ns);
+	pfree(cand);
+	pfree(c);
+	pfree(keys);
+}
+
+/* Repair every live list on one page that links to a deleted element. */
+static void repair_page(Relation index, hg_graph *g, BlockNumber blk,
+			hg_visited *gone, float *buf)
+{
+	hg_node links[2 * HG_MAX_M];
+	Buffer b = ReadBuffer(index, blk);
+	LockBuffer(b, BUFFER_LOCK_SHARE);
+	OffsetNumber max = PageGetMaxOffsetNumber(BufferGetPage(b));
+	uint8 levels[MaxOffsetNumber], flags[MaxOffsetNumber];
+	for (OffsetNumber o = FirstOffsetNumber; o <= max; o++) {
+		HgElement *e = (HgElement *)PageGetItem(BufferGetPage(b), PageGetItemId(BufferGetPage(b), o));
+		levels[o - 1] = e->level;
+		flags[o - 1] = e->flags;
+	}
+	UnlockReleaseBuffer(b);
+	for (OffsetNumber o = FirstOffsetNumber; o <= max; o++) {
+		hg_node n = hg_tid_node(blk, o);
+		if (flags[o - 1] & HG_DELETED)
+			continue;
+		for (int l = 0; l <= levels[o - 1]; l++) {
+			int count = g->links(g, n, l, links);
+			for (int i = 0; i < count; i++)
+				if (hg_visited_has(gone, links[i])) {
+					repair(g, gone, n, l, links, count, buf);
+					break;
+				}
+		}
+	}
+}
+
+/* A deleted entry point gives way to the live element of highest level. */
+static void new_entry(Relation index, HgMeta *m, hg_visited *gone)
+{
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	if (m->entry == HG_NONE || !hg_visited_has(gone, m->entry))
+		return;
+	m->entry = HG_NONE;
+	m->max_level = -1;
+	for (BlockNumber blk = 1; blk < nblocks; blk++) {
+		Buffer b = ReadBuffer(index, blk);
+		LockBuffer(b, BUFFER_LOCK_SHARE);
+		Page p = BufferGetPage(b);
+		for (OffsetNumber o = FirstOffsetNumber; o <= PageGetMaxOffsetNumber(p); o++) {
+			HgElement *e = (HgElement *)PageGetItem(p, PageGetItemId(p, o));
+			if (!(e->flags & HG_DELETED) && e->level > m->max_level) {
+				m->entry = hg_tid_node(blk, o);
+				m->max_level = e->level;
+			}
+		}
+		UnlockReleaseBuffer(b);
+	}
+}
+
+IndexBulkDeleteResult *hg_bulkdelete(IndexVacuumInfo *info,
+				     IndexBulkDeleteResult *stats,
+				     IndexBulkDeleteCallback cb, void *state)
+{
+	Relation index = info->index;
+	HgMeta m;
+	hg_visited gone;
+	if (!stats)
+		stats = palloc0(sizeof *stats);
+	stats->num_index_tuples = 0;
+	LockPage(index, HG_UPDATE_LOCK, ExclusiveLock);
+	hg_read_meta(index, &m);
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	hg_visited_init(&gone, 1024);
+	for (BlockNumber blk = 1; blk < nblocks; blk++) {
+		mark_page(info, blk, cb, state, &gone, stats);
+		vacuum_delay_point();
+	}
+	if (gone.count && m.dim) {
+		hg_graph *g = hg_page_graph(index, &m);
+		float *buf = palloc(sizeof(float) * m.dim);
+		new_entry(index, &m, &gone);
+		for (BlockNumber blk = 1; blk < nblocks; blk++) {
+			repair_page(index, g, blk, &gone, buf);
+			vacuum_delay_point();
+		}
+	}
+	m.deleted = gone.count;
+	hg_update_meta(index, &m);
+	UnlockPage(index, HG_UPDATE_LOCK, ExclusiveLock);
+	stats->num_pages = nblocks;
+	return stats;
+}
+
+IndexBulkDeleteResult *hg_vacuumcleanup(IndexVacuumInfo *info,
+					IndexBulkDeleteResult *stats)
+{
+	HgMeta m;
+	if (info->analyze_only)
+		return stats;
+	if (!stats) {
+		stats = palloc0(sizeof *stats);
+		hg_read_meta(info->index, &m);
+		stats->num_index_tuples = (double)(m.nodes - m.deleted);
+	}
+	stats->num_pages = RelationGetNumberOfBlocks(info->index);
+	return stats;
+}
