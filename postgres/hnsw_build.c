@@ -16,10 +16,15 @@
 typedef struct mem_graph {
 	hg_graph g;
 	float *vecs;           /* n rows of dim floats */
+	uint16 *half;          /* the same in half precision, walked */
+	uint8 *far;            /* row beyond half precision: walked in float32 */
 	ItemPointerData *tids;
 	uint8 *levels;
 	uint32 *l0;            /* n rows of 2m links */
 	uint16 *l0n;
+	uint32 *tree;          /* n rows of HG_TREE tree links */
+	uint8 *ntree;
+	int32 *rank;
 	uint32 **up;           /* per node, per upper layer: count, m links */
 	size_t n, cap;
 	HgMeta meta;
@@ -35,24 +40,41 @@ static uint32 *up_layer(mem_graph *mg, hg_node n, int level)
 	return mg->up[n] + (size_t)(level - 1) * (mg->g.m + 1);
 }
 
+/* As on pages: the half-precision copy, float32 for far rows. */
 static void mem_keys(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 		     int count, double *keys, bool *deleted)
 {
 	mem_graph *mg = (mem_graph *)g;
-	const float *rows[2 * HG_MAX_M + 1];
+	const uint16 *rows[2 * HG_MAX_M + HG_TREE + 1];
+	double hk[2 * HG_MAX_M + HG_TREE + 1];
+	int idx[2 * HG_MAX_M + HG_TREE + 1], nh = 0;
 	for (int i = 0; i < count; i++) {
-		rows[i] = mg->vecs + n[i] * (size_t)g->dim;
 		if (deleted)
 			deleted[i] = false;
+		if (mg->far[n[i]]) {
+			keys[i] = hydb_key_f32(q, mg->vecs + n[i] * (size_t)g->dim);
+			continue;
+		}
+		idx[nh] = i;
+		rows[nh++] = mg->half + n[i] * (size_t)g->dim;
 	}
-	hydb_keys_f32(q, rows, (size_t)count, keys);
+	if (nh)
+		hydb_keys_f16(q, rows, (size_t)nh, hk);
+	for (int j = 0; j < nh; j++)
+		keys[idx[j]] = hk[j];
 }
 
 static int mem_links(hg_graph *g, hg_node n, int level, hg_node *out)
 {
 	mem_graph *mg = (mem_graph *)g;
 	const uint32 *l;
-	int count;
+	int count, extra = 0;
+	if (level == HG_WALK0) {
+		level = 0;
+		extra = mg->ntree[n];
+		for (int i = 0; i < extra; i++)
+			out[mg->l0n[n] + i] = mg->tree[n * HG_TREE + i];
+	}
 	if (level > mg->levels[n])
 		return 0;
 	if (level == 0) {
@@ -64,13 +86,37 @@ static int mem_links(hg_graph *g, hg_node n, int level, hg_node *out)
 	}
 	for (int i = 0; i < count; i++)
 		out[i] = l[i];
-	return count;
+	return count + extra;
+}
+
+static int32 mem_rank(hg_graph *g, hg_node n)
+{
+	return ((mem_graph *)g)->rank[n];
+}
+
+static int mem_tree(hg_graph *g, hg_node n, hg_node *out)
+{
+	mem_graph *mg = (mem_graph *)g;
+	for (int i = 0; i < mg->ntree[n]; i++)
+		out[i] = mg->tree[n * HG_TREE + i];
+	return mg->ntree[n];
+}
+
+static void mem_set_tree(hg_graph *g, hg_node n, const hg_node *links, int count)
+{
+	mem_graph *mg = (mem_graph *)g;
+	for (int i = 0; i < count; i++)
+		mg->tree[n * HG_TREE + i] = (uint32)links[i];
+	mg->ntree[n] = (uint8)count;
 }
 
 static void mem_vector(hg_graph *g, hg_node n, float *out)
 {
 	mem_graph *mg = (mem_graph *)g;
-	memcpy(out, mg->vecs + n * (size_t)g->dim, sizeof(float) * g->dim);
+	if (mg->far[n])
+		memcpy(out, mg->vecs + n * (size_t)g->dim, sizeof(float) * g->dim);
+	else
+		hydb_f16_to_f32_n(out, mg->half + n * (size_t)g->dim, g->dim);
 }
 
 static void mem_set_links(hg_graph *g, hg_node n, int level,
@@ -94,11 +140,19 @@ static void grow(mem_graph *mg)
 	size_t cap = mg->cap ? mg->cap * 2 : 1024, dim = mg->g.dim;
 	mg->vecs = mg->cap ? repalloc_huge(mg->vecs, cap * dim * sizeof(float))
 			   : MemoryContextAllocHuge(mg->ctx, cap * dim * sizeof(float));
+	mg->half = mg->cap ? repalloc_huge(mg->half, cap * dim * sizeof(uint16))
+			   : MemoryContextAllocHuge(mg->ctx, cap * dim * sizeof(uint16));
+	mg->far = mg->cap ? repalloc_huge(mg->far, cap) : MemoryContextAllocHuge(mg->ctx, cap);
 	mg->l0 = mg->cap ? repalloc_huge(mg->l0, cap * hg_m0(mg->g.m) * sizeof(uint32))
 			 : MemoryContextAllocHuge(mg->ctx, cap * hg_m0(mg->g.m) * sizeof(uint32));
 	mg->tids = mg->cap ? repalloc_huge(mg->tids, cap * sizeof(ItemPointerData))
 			   : MemoryContextAllocHuge(mg->ctx, cap * sizeof(ItemPointerData));
 	mg->levels = mg->cap ? repalloc_huge(mg->levels, cap) : MemoryContextAllocHuge(mg->ctx, cap);
+	mg->tree = mg->cap ? repalloc_huge(mg->tree, cap * HG_TREE * sizeof(uint32))
+			   : MemoryContextAllocHuge(mg->ctx, cap * HG_TREE * sizeof(uint32));
+	mg->ntree = mg->cap ? repalloc_huge(mg->ntree, cap) : MemoryContextAllocHuge(mg->ctx, cap);
+	mg->rank = mg->cap ? repalloc_huge(mg->rank, cap * sizeof(int32))
+			   : MemoryContextAllocHuge(mg->ctx, cap * sizeof(int32));
 	mg->l0n = mg->cap ? repalloc_huge(mg->l0n, cap * sizeof(uint16))
 			  : MemoryContextAllocHuge(mg->ctx, cap * sizeof(uint16));
 	mg->up = mg->cap ? repalloc_huge(mg->up, cap * sizeof(uint32 *))
@@ -106,10 +160,12 @@ static void grow(mem_graph *mg)
 	mg->cap = cap;
 }
 
-/* Element size limit: the largest element (top level) must fit a page. */
-static void check_fits(Relation index, int dim, int m)
+/* Size limit: the largest element (top level) and the float32 vector must
+ * each fit an empty page. */
+void hg_check_fits(Relation index, int dim, int m)
 {
-	size_t need = MAXALIGN(hg_element_size(dim, m, HG_MAX_LEVEL - 1));
+	size_t need = Max(MAXALIGN(hg_element_size(dim, m, HG_MAX_LEVEL - 1)),
+			  MAXALIGN(HG_VECTOR_SIZE(dim)));
 	if (need > BLCKSZ - SizeOfPageHeaderData - sizeof(ItemIdData))
 		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				errmsg("lorentz of %d dimensions is too large for a hydb_hnsw index with m = %d",
@@ -120,7 +176,7 @@ static void mem_add(mem_graph *mg, const Lorentz *v, ItemPointer tid)
 {
 	HgMeta *m = &mg->meta;
 	if (m->dim == 0) {
-		check_fits(mg->index, v->dim, (int)m->m);
+		hg_check_fits(mg->index, v->dim, (int)m->m);
 		m->dim = v->dim;
 		m->c = v->c;
 		mg->g.dim = v->dim;
@@ -135,9 +191,16 @@ static void mem_add(mem_graph *mg, const Lorentz *v, ItemPointer tid)
 	hg_node i = mg->n++;
 	int level = hg_random_level(&m->rng, (int)m->m), counts[HG_MAX_LEVEL];
 	memcpy(mg->vecs + i * m->dim, v->x, sizeof(float) * m->dim);
+	mg->far[i] = !hydb_half_fits(v->x, m->dim, m->c);
+	if (mg->far[i])
+		memset(mg->half + i * m->dim, 0, sizeof(uint16) * m->dim);
+	else
+		hydb_f32_to_f16(mg->half + i * m->dim, v->x, m->dim);
 	mg->tids[i] = *tid;
 	mg->levels[i] = (uint8)level;
 	mg->l0n[i] = 0;
+	mg->ntree[i] = 0;
+	mg->rank[i] = m->entry == HG_NONE || level > m->max_level ? (int32)--m->min_rank : (int32)i + 1;
 	mg->up[i] = level ? MemoryContextAllocZero(mg->ctx, sizeof(uint32) * level * (m->m + 1)) : NULL;
 	if (m->entry == HG_NONE) {
 		m->entry = i;
@@ -151,7 +214,12 @@ static void mem_add(mem_graph *mg, const Lorentz *v, ItemPointer tid)
 	for (int l = Min(level, m->max_level); l >= 0; l--)
 		mem_set_links(&mg->g, i, l, mg->links[l], counts[l]);
 	hg_link_back_all(&mg->g, i, Min(level, m->max_level), mg->links, counts);
+	if (level <= m->max_level)
+		hg_hang(&mg->g, i, mg->rank[i], mg->links[0], counts[0]);
 	if (level > m->max_level) {
+		/* The old entry stays reachable from the new one. */
+		mg->tree[i * HG_TREE] = (uint32)m->entry;
+		mg->ntree[i] = 1;
 		m->entry = i;
 		m->max_level = level;
 	}
@@ -173,40 +241,49 @@ static void build_callback(Relation index, ItemPointer tid, Datum *values,
 
 /* ---- writing the pages -------------------------------------------------- */
 
-/* Where each element goes: packed in order, as PageAddItem would place
- * them, so that links can be written as final TIDs in one pass. */
-static hg_node *place_all(mem_graph *mg, BlockNumber *npages)
+/* Where each row's vector and element go: packed in order, as PageAddItem
+ * would place them, so that links are written as final TIDs in one pass. */
+typedef struct packer {
+	BlockNumber blk;
+	size_t lower, upper;
+	OffsetNumber off;
+} packer;
+
+static hg_node pack(packer *p, size_t size)
 {
-	hg_node *at = MemoryContextAllocHuge(mg->ctx, sizeof(hg_node) * Max(mg->n, 1));
-	BlockNumber blk = 1;
-	size_t lower = SizeOfPageHeaderData, upper = BLCKSZ;
-	OffsetNumber off = 0;
-	for (size_t i = 0; i < mg->n; i++) {
-		size_t sz = MAXALIGN(hg_element_size(mg->g.dim, mg->g.m, mg->levels[i]));
-		if (lower + sizeof(ItemIdData) + sz > upper) {
-			blk++;
-			lower = SizeOfPageHeaderData;
-			upper = BLCKSZ;
-			off = 0;
-		}
-		lower += sizeof(ItemIdData);
-		upper -= sz;
-		at[i] = hg_tid_node(blk, ++off);
+	size_t sz = MAXALIGN(size);
+	if (p->lower + sizeof(ItemIdData) + sz > p->upper) {
+		p->blk++;
+		p->lower = SizeOfPageHeaderData;
+		p->upper = BLCKSZ;
+		p->off = 0;
 	}
-	*npages = mg->n ? blk + 1 : 1;
+	p->lower += sizeof(ItemIdData);
+	p->upper -= sz;
+	return hg_tid_node(p->blk, ++p->off);
+}
+
+static hg_node *place_all(mem_graph *mg, hg_node **vat, BlockNumber *npages)
+{
+	size_t bytes = sizeof(hg_node) * Max(mg->n, 1);
+	hg_node *at = MemoryContextAllocHuge(mg->ctx, bytes);
+	packer p = {1, SizeOfPageHeaderData, BLCKSZ, 0};
+	*vat = MemoryContextAllocHuge(mg->ctx, bytes);
+	for (size_t i = 0; i < mg->n; i++) {
+		(*vat)[i] = pack(&p, HG_VECTOR_SIZE(mg->g.dim));
+		at[i] = pack(&p, hg_element_size(mg->g.dim, mg->g.m, mg->levels[i]));
+	}
+	*npages = mg->n ? p.blk + 1 : 1;
 	return at;
 }
 
 static HgElement *mem_element(mem_graph *mg, size_t i, const hg_node *at,
-			      HgElement *e, size_t *size)
+			      size_t *size)
 {
 	int level = mg->levels[i], dim = mg->g.dim, m = mg->g.m;
 	hg_node links[2 * HG_MAX_M];
-	*size = hg_element_size(dim, m, level);
-	memset(e, 0, *size);
-	e->level = (uint8)level;
-	e->heaptid = mg->tids[i];
-	memcpy(hg_elem_vec(e), mg->vecs + i * (size_t)dim, sizeof(float) * dim);
+	HgElement *e = hg_new_element(dim, m, level, mg->vecs + i * (size_t)dim,
+				      &mg->tids[i], mg->g.c, size);
 	for (int l = 0; l <= level; l++) {
 		int n = mem_links(&mg->g, i, l, links);
 		uint64 *dst = hg_elem_links(e, dim, m, l);
@@ -214,6 +291,10 @@ static HgElement *mem_element(mem_graph *mg, size_t i, const hg_node *at,
 			dst[j] = at[links[j]];
 		hg_elem_counts(e, dim)[l] = (uint16)n;
 	}
+	for (int j = 0; j < mg->ntree[i]; j++)
+		hg_elem_tree(e, dim, m)[j] = at[mg->tree[i * HG_TREE + j]];
+	e->ntree = mg->ntree[i];
+	e->rank = mg->rank[i];
 	return e;
 }
 
@@ -225,26 +306,41 @@ static Buffer new_page(Relation index, ForkNumber fork)
 	return b;
 }
 
-static void write_elements(mem_graph *mg, const hg_node *at)
+static void add_planned(Buffer b, void *item, size_t size, hg_node want)
 {
-	HgElement *e = palloc(BLCKSZ);
+	if (BufferGetBlockNumber(b) != hg_node_block(want) ||
+	    PageAddItem(BufferGetPage(b), (Item)item, size, InvalidOffsetNumber,
+			false, false) != hg_node_off(want))
+		elog(ERROR, "hydb_hnsw build: item not at its planned place (%u,%u)",
+		     hg_node_block(want), hg_node_off(want));
+}
+
+static Buffer page_for(mem_graph *mg, Buffer b, hg_node want)
+{
+	if (BufferIsValid(b) && BufferGetBlockNumber(b) == hg_node_block(want))
+		return b;
+	if (BufferIsValid(b)) {
+		MarkBufferDirty(b);
+		UnlockReleaseBuffer(b);
+	}
+	return new_page(mg->index, MAIN_FORKNUM);
+}
+
+static void write_elements(mem_graph *mg, const hg_node *at, const hg_node *vat)
+{
 	Buffer b = InvalidBuffer;
 	size_t size;
 	for (size_t i = 0; i < mg->n; i++) {
-		if (!BufferIsValid(b) || BufferGetBlockNumber(b) != hg_node_block(at[i])) {
-			if (BufferIsValid(b)) {
-				MarkBufferDirty(b);
-				UnlockReleaseBuffer(b);
-			}
-			b = new_page(mg->index, MAIN_FORKNUM);
-			if (BufferGetBlockNumber(b) != hg_node_block(at[i]))
-				elog(ERROR, "hydb_hnsw build: page %u where %u was planned",
-				     BufferGetBlockNumber(b), hg_node_block(at[i]));
-		}
-		mem_element(mg, i, at, e, &size);
-		if (PageAddItem(BufferGetPage(b), (Item)e, size, InvalidOffsetNumber,
-				false, false) != hg_node_off(at[i]))
-			elog(ERROR, "hydb_hnsw build: element %zu not at its planned place", i);
+		MemoryContext old = MemoryContextSwitchTo(mg->tmp);
+		HgVector *v = hg_new_vector(mg->g.dim, mg->vecs + i * (size_t)mg->g.dim);
+		b = page_for(mg, b, vat[i]);
+		add_planned(b, v, HG_VECTOR_SIZE(mg->g.dim), vat[i]);
+		HgElement *e = mem_element(mg, i, at, &size);
+		e->vec = vat[i];
+		b = page_for(mg, b, at[i]);
+		add_planned(b, e, size, at[i]);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(mg->tmp);
 		if (i % 1024 == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
@@ -252,7 +348,6 @@ static void write_elements(mem_graph *mg, const hg_node *at)
 		MarkBufferDirty(b);
 		UnlockReleaseBuffer(b);
 	}
-	pfree(e);
 }
 
 static void init_meta(HgMeta *m, Relation index)
@@ -303,6 +398,9 @@ static void mem_graph_init(mem_graph *mg, Relation index)
 	mg->g.links = mem_links;
 	mg->g.vector = mem_vector;
 	mg->g.set_links = mem_set_links;
+	mg->g.tree = mem_tree;
+	mg->g.rank = mem_rank;
+	mg->g.set_tree = mem_set_tree;
 	MemoryContext old = MemoryContextSwitchTo(mg->ctx);
 	hg_search_init(&mg->search, mg->meta.efc);
 	mg->links = palloc0(sizeof(hg_node) * HG_MAX_M * HG_MAX_LEVEL);
@@ -320,8 +418,9 @@ IndexBuildResult *hg_build(Relation heap, Relation index, struct IndexInfo *info
 	write_meta(index, MAIN_FORKNUM, &mg.meta);
 	r->heap_tuples = table_index_build_scan(heap, index, info, true, true,
 						build_callback, &mg, NULL);
-	hg_node *at = place_all(&mg, &npages);
-	write_elements(&mg, at);
+	hg_node *vat;
+	hg_node *at = place_all(&mg, &vat, &npages);
+	write_elements(&mg, at, vat);
 	if (mg.meta.entry != HG_NONE)
 		mg.meta.entry = at[mg.meta.entry];
 	mg.meta.nodes = mg.n;

@@ -33,9 +33,32 @@ static void problem(check *ck, hg_node n, const char *what)
 				 hg_node_block(n), hg_node_off(n), what);
 }
 
+static void check_vector(check *ck, hg_node n, HgVector *v, size_t size)
+{
+	if (size != HG_VECTOR_SIZE(ck->m.dim)) {
+		problem(ck, n, "vector of the wrong size");
+		return;
+	}
+	for (uint32 i = 0; i < ck->m.dim; i++)
+		if (!isfinite(v->x[i])) {
+			problem(ck, n, "vector component not finite");
+			break;
+		}
+}
+
 static void check_element(check *ck, hg_node n, HgElement *e, size_t size)
 {
 	int dim = (int)ck->m.dim, m = (int)ck->m.m;
+	if (e->kind == HG_KIND_VECTOR) {
+		check_vector(ck, n, (HgVector *)e, size);
+		return;
+	}
+	if (e->kind != HG_KIND_ELEMENT) {
+		problem(ck, n, "item of unknown kind");
+		return;
+	}
+	if (e->ntree > HG_TREE)
+		problem(ck, n, "more tree links than an element holds");
 	if (e->level >= HG_MAX_LEVEL) {
 		problem(ck, n, "level out of range");
 		return;
@@ -47,11 +70,6 @@ static void check_element(check *ck, hg_node n, HgElement *e, size_t size)
 	for (int l = 0; l <= e->level; l++)
 		if (hg_elem_counts(e, dim)[l] > (l ? m : 2 * m))
 			problem(ck, n, "more links than the layer holds");
-	for (int i = 0; i < dim; i++)
-		if (!isfinite(hg_elem_vec(e)[i])) {
-			problem(ck, n, "vector component not finite");
-			break;
-		}
 	if (e->flags & HG_DELETED)
 		hg_visited_add(&ck->dead, n);
 	else {
@@ -92,22 +110,56 @@ static int level_of(check *ck, hg_node n)
 	return l;
 }
 
+/* The element's float32 vector exists (hg_page_vector raises otherwise)
+ * and agrees with the walked copy to half precision. */
+static void check_own_vector(check *ck, hg_node n)
+{
+	Buffer b = ReadBuffer(ck->index, hg_node_block(n));
+	LockBuffer(b, BUFFER_LOCK_SHARE);
+	HgElement *e = hg_page_element(ck->index, BufferGetPage(b), n);
+	hg_node vec = e->vec;
+	bool far = (e->flags & HG_FAR) != 0;
+	uint16 *half = palloc(sizeof(uint16) * ck->m.dim);
+	memcpy(half, hg_elem_half(e), sizeof(uint16) * ck->m.dim);
+	UnlockReleaseBuffer(b);
+	float *x = palloc(sizeof(float) * ck->m.dim);
+	hg_read_vector(ck->index, vec, (int)ck->m.dim, x);
+	if (!far) {
+		uint16 *h2 = palloc(sizeof(uint16) * ck->m.dim);
+		hydb_f32_to_f16(h2, x, ck->m.dim);
+		if (memcmp(h2, half, sizeof(uint16) * ck->m.dim) != 0)
+			problem(ck, n, "half-precision copy differs from its vector");
+		pfree(h2);
+	}
+	pfree(x);
+	pfree(half);
+}
+
+static void check_link(check *ck, hg_node n, hg_node to, int l, int *pending)
+{
+	bool live = hg_visited_has(&ck->live, to);
+	if (to == n)
+		problem(ck, n, "links to itself");
+	else if (!live && !hg_visited_has(&ck->dead, to))
+		problem(ck, n, "links to an element that does not exist");
+	else if (level_of(ck, to) < l)
+		problem(ck, n, "links to an element below the layer");
+	else if (!live)
+		(*pending)++;
+}
+
 static void check_links(check *ck, hg_graph *g, hg_node n, int *pending)
 {
-	hg_node links[2 * HG_MAX_M];
+	hg_node links[2 * HG_MAX_M + HG_TREE];
 	int top = level_of(ck, n);
+	check_own_vector(ck, n);
+	int t = g->tree(g, n, links);
+	for (int i = 0; i < t; i++)
+		check_link(ck, n, links[i], 0, pending);
 	for (int l = 0; l <= top; l++) {
 		int c = g->links(g, n, l, links);
 		for (int i = 0; i < c; i++) {
-			bool live = hg_visited_has(&ck->live, links[i]);
-			if (links[i] == n)
-				problem(ck, n, "links to itself");
-			else if (!live && !hg_visited_has(&ck->dead, links[i]))
-				problem(ck, n, "links to an element that does not exist");
-			else if (level_of(ck, links[i]) < l)
-				problem(ck, n, "links to an element below the layer");
-			else if (!live)
-				(*pending)++;
+			check_link(ck, n, links[i], l, pending);
 			for (int j = 0; j < i; j++)
 				if (links[j] == links[i])
 					problem(ck, n, "repeats a link");
@@ -119,7 +171,7 @@ static void check_links(check *ck, hg_graph *g, hg_node n, int *pending)
 static size_t reachable(check *ck, hg_graph *g)
 {
 	hg_visited seen;
-	hg_node links[2 * HG_MAX_M], *stack = palloc(sizeof(hg_node) * Max(ck->nnodes, 1));
+	hg_node links[2 * HG_MAX_M + HG_TREE], *stack = palloc(sizeof(hg_node) * Max(ck->nnodes, 1));
 	size_t top = 0, count = 0;
 	hg_visited_init(&seen, ck->nnodes + 16);
 	if (ck->m.entry != HG_NONE && hg_visited_has(&ck->live, ck->m.entry)) {
@@ -129,7 +181,7 @@ static size_t reachable(check *ck, hg_graph *g)
 	while (top) {
 		hg_node n = stack[--top];
 		count++;
-		int c = g->links(g, n, 0, links);
+		int c = g->links(g, n, HG_WALK0, links);
 		for (int i = 0; i < c; i++)
 			if (hg_visited_has(&ck->live, links[i]) && hg_visited_add(&seen, links[i]))
 				stack[top++] = links[i];

@@ -216,10 +216,10 @@ static void offer(hg_search *s, hg_heap *w, size_t ef, hg_cand c)
 static void expand(hg_graph *g, hg_search *s, const hydb_kquery *q,
 		   hg_node node, int level, hg_heap *w, size_t ef)
 {
-	hg_node nb[2 * HG_MAX_M], fresh[2 * HG_MAX_M];
-	double keys[2 * HG_MAX_M];
-	bool del[2 * HG_MAX_M];
-	int n = g->links(g, node, level, nb), nf = 0;
+	hg_node nb[2 * HG_MAX_M + HG_TREE], fresh[2 * HG_MAX_M + HG_TREE];
+	double keys[2 * HG_MAX_M + HG_TREE];
+	bool del[2 * HG_MAX_M + HG_TREE];
+	int n = g->links(g, node, level ? level : HG_WALK0, nb), nf = 0;
 	for (int i = 0; i < n; i++)
 		if (hg_visited_add(&s->visited, nb[i]))
 			fresh[nf++] = nb[i];

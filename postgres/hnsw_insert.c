@@ -85,6 +85,36 @@ static void link_back(hg_graph *g, hg_node nb, hg_node node, int level,
 	g->set_links(g, nb, level, out, ns);
 }
 
+static bool try_parent(hg_graph *g, hg_node p, hg_node node, int32 rank)
+{
+	hg_node t[HG_TREE + 1];
+	if (p == node || g->rank(g, p) >= rank)
+		return false;
+	int n = g->tree(g, p, t);
+	if (n >= HG_TREE)
+		return false;
+	t[n++] = node;
+	g->set_tree(g, p, t, n);
+	return true;
+}
+
+/* Hang node from the nearest of nb (then of their layer-0 neighbours)
+ * that ranks lower and has a free tree link; false when none has. */
+bool hg_hang(hg_graph *g, hg_node node, int32 rank, const hg_node *nb, int count)
+{
+	hg_node two[2 * HG_MAX_M];
+	for (int i = 0; i < count; i++)
+		if (try_parent(g, nb[i], node, rank))
+			return true;
+	for (int i = 0; i < count; i++) {
+		int n = g->links(g, nb[i], 0, two);
+		for (int j = 0; j < n; j++)
+			if (try_parent(g, two[j], node, rank))
+				return true;
+	}
+	return false;
+}
+
 void hg_link_back_all(hg_graph *g, hg_node node, int level,
 		      hg_node (*links)[HG_MAX_M], const int *counts)
 {
@@ -115,15 +145,29 @@ void hg_meta_check_vector(Relation index, const Lorentz *v, bool for_query)
 				       RelationGetRelationName(index), m.c)));
 }
 
-static HgElement *new_element(const HgMeta *m, int level, const float *x,
-			      ItemPointer tid, size_t *size)
+/* An element with no links yet; rows beyond half precision's range keep a
+ * zero copy and are walked in float32 (HG_FAR), as the library does. */
+HgElement *hg_new_element(int dim, int m, int level, const float *x,
+			  ItemPointer tid, double c, size_t *size)
 {
-	*size = hg_element_size((int)m->dim, (int)m->m, level);
+	*size = hg_element_size(dim, m, level);
 	HgElement *e = palloc0(*size);
+	e->kind = HG_KIND_ELEMENT;
 	e->level = (uint8)level;
 	e->heaptid = *tid;
-	memcpy(hg_elem_vec(e), x, sizeof(float) * m->dim);
+	if (hydb_half_fits(x, (size_t)dim, c))
+		hydb_f32_to_f16(hg_elem_half(e), x, (size_t)dim);
+	else
+		e->flags |= HG_FAR;
 	return e;
+}
+
+HgVector *hg_new_vector(int dim, const float *x)
+{
+	HgVector *v = palloc0(HG_VECTOR_SIZE(dim));
+	v->kind = HG_KIND_VECTOR;
+	memcpy(v->x, x, sizeof(float) * dim);
+	return v;
 }
 
 static void insert_vector(Relation index, HgMeta *m, const float *x,
@@ -133,7 +177,7 @@ static void insert_vector(Relation index, HgMeta *m, const float *x,
 	int level = hg_random_level(&m->rng, (int)m->m), counts[HG_MAX_LEVEL];
 	hg_node (*links)[HG_MAX_M] = palloc0(sizeof(hg_node) * HG_MAX_M * HG_MAX_LEVEL);
 	size_t size;
-	HgElement *e = new_element(m, level, x, tid, &size);
+	HgElement *e = hg_new_element((int)m->dim, (int)m->m, level, x, tid, m->c, &size);
 	memset(counts, 0, sizeof counts);
 	if (m->entry != HG_NONE) {
 		hydb_kquery q;
@@ -147,9 +191,22 @@ static void insert_vector(Relation index, HgMeta *m, const float *x,
 			hg_elem_counts(e, m->dim)[l] = (uint16)counts[l];
 		}
 	}
-	hg_node node = hg_place_element(index, m->insert_page, e, size);
-	if (m->entry != HG_NONE)
+	/* The vector first: an element always names an existing one. */
+	e->vec = hg_place_element(index, m->insert_page, hg_new_vector((int)m->dim, x),
+				  HG_VECTOR_SIZE(m->dim));
+	/* A new entry point keeps the old one reachable: the old entry
+	 * reaches every node, and the walk starts at the new one. */
+	if (m->entry != HG_NONE && level > m->max_level) {
+		hg_elem_tree(e, m->dim, m->m)[0] = m->entry;
+		e->ntree = 1;
+	}
+	e->rank = level > m->max_level ? (int32)--m->min_rank : (int32)(m->nodes + 1);
+	hg_node node = hg_place_element(index, hg_node_block(e->vec), e, size);
+	if (m->entry != HG_NONE) {
 		hg_link_back_all(g, node, level, links, counts);
+		if (level <= m->max_level)
+			hg_hang(g, node, e->rank, links[0], counts[0]);
+	}
 	m->nodes++;
 	m->insert_page = hg_node_block(node);
 	if (m->entry == HG_NONE || level > m->max_level) {
@@ -178,6 +235,7 @@ bool hg_insert(Relation index, Datum *values, bool *isnull, ItemPointer tid,
 	hg_meta_check_vector(index, v, false);
 	hg_read_meta(index, &m);
 	if (m.dim == 0) {
+		hg_check_fits(index, v->dim, (int)m.m);
 		m.dim = v->dim;
 		m.c = v->c;
 	}

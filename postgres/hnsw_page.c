@@ -17,30 +17,36 @@ static inline size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
 
 static size_t links_offset(int dim, int level)
 {
-	return align8(sizeof(HgElement) + sizeof(float4) * dim +
+	return align8(sizeof(HgElement) + sizeof(uint16) * dim +
 		      sizeof(uint16) * (level + 1));
 }
 
 size_t hg_element_size(int dim, int m, int level)
 {
-	return links_offset(dim, level) + sizeof(uint64) * (2 * m + level * m);
+	return links_offset(dim, level) + sizeof(uint64) * (2 * m + HG_TREE + level * m);
 }
 
-float4 *hg_elem_vec(HgElement *e)
+uint16 *hg_elem_half(HgElement *e)
 {
-	return (float4 *)((char *)e + sizeof(HgElement));
+	return (uint16 *)((char *)e + sizeof(HgElement));
 }
 
 uint16 *hg_elem_counts(HgElement *e, int dim)
 {
-	return (uint16 *)((char *)e + sizeof(HgElement) + sizeof(float4) * dim);
+	return hg_elem_half(e) + dim;
 }
 
-/* Layer 0's 2m links first, then m for each upper layer. */
+/* Layer 0's 2m links first, then the tree links, then m for each upper
+ * layer. */
 uint64 *hg_elem_links(HgElement *e, int dim, int m, int level)
 {
 	uint64 *l = (uint64 *)((char *)e + links_offset(dim, e->level));
-	return level == 0 ? l : l + 2 * m + (level - 1) * m;
+	return level == 0 ? l : l + 2 * m + HG_TREE + (level - 1) * m;
+}
+
+uint64 *hg_elem_tree(HgElement *e, int dim, int m)
+{
+	return hg_elem_links(e, dim, m, 0) + 2 * m;
 }
 
 HgMeta *hg_meta_page(Page p)
@@ -87,10 +93,41 @@ HgElement *hg_page_element(Relation index, Page page, hg_node n)
 		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
 				errmsg("index \"%s\" links to missing element (%u,%u)",
 				       RelationGetRelationName(index), hg_node_block(n), off)));
-	return (HgElement *)PageGetItem(page, PageGetItemId(page, off));
+	HgElement *e = (HgElement *)PageGetItem(page, PageGetItemId(page, off));
+	if (e->kind != HG_KIND_ELEMENT)
+		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+				errmsg("index \"%s\" links to (%u,%u), which is not an element",
+				       RelationGetRelationName(index), hg_node_block(n), off)));
+	return e;
 }
 
-static bool try_add(Relation index, Buffer b, HgElement *e, size_t size,
+HgVector *hg_page_vector(Relation index, Page page, hg_node n, int dim)
+{
+	OffsetNumber off = hg_node_off(n);
+	ItemId id;
+	HgVector *v;
+	if (off < FirstOffsetNumber || off > PageGetMaxOffsetNumber(page))
+		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+				errmsg("index \"%s\": missing vector (%u,%u)",
+				       RelationGetRelationName(index), hg_node_block(n), off)));
+	id = PageGetItemId(page, off);
+	v = (HgVector *)PageGetItem(page, id);
+	if (v->kind != HG_KIND_VECTOR || ItemIdGetLength(id) != HG_VECTOR_SIZE(dim))
+		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+				errmsg("index \"%s\": (%u,%u) is not a vector of %d dimensions",
+				       RelationGetRelationName(index), hg_node_block(n), off, dim)));
+	return v;
+}
+
+void hg_read_vector(Relation index, hg_node vec, int dim, float *out)
+{
+	Buffer b = ReadBuffer(index, hg_node_block(vec));
+	LockBuffer(b, BUFFER_LOCK_SHARE);
+	memcpy(out, hg_page_vector(index, BufferGetPage(b), vec, dim)->x, sizeof(float) * dim);
+	UnlockReleaseBuffer(b);
+}
+
+static bool try_add(Relation index, Buffer b, void *e, size_t size,
 		    hg_node *out, bool fresh)
 {
 	GenericXLogState *st = GenericXLogStart(index);
@@ -112,7 +149,7 @@ static bool try_add(Relation index, Buffer b, HgElement *e, size_t size,
 
 /* New elements go to the last page that took one, else to a new page.
  * Writers hold HG_UPDATE_LOCK, so the page cannot fill under us. */
-hg_node hg_place_element(Relation index, BlockNumber page, HgElement *e,
+hg_node hg_place_element(Relation index, BlockNumber page, void *e,
 			 size_t size)
 {
 	hg_node n;
@@ -157,11 +194,14 @@ typedef struct page_graph {
 	Relation index;
 } page_graph;
 
+/* Keys from the half-precision copies, page by page; a far row's key from
+ * its float32 vector, read once the element's page is released. */
 static void page_keys(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 		      int count, double *keys, bool *deleted)
 {
 	Relation index = ((page_graph *)g)->index;
 	Buffer b = InvalidBuffer;
+	float *row = NULL;
 	for (int i = 0; i < count; i++) {
 		BlockNumber blk = hg_node_block(n[i]);
 		if (!BufferIsValid(b) || BufferGetBlockNumber(b) != blk) {
@@ -171,21 +211,35 @@ static void page_keys(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 			LockBuffer(b, BUFFER_LOCK_SHARE);
 		}
 		HgElement *e = hg_page_element(index, BufferGetPage(b), n[i]);
-		keys[i] = hydb_key_f32(q, hg_elem_vec(e));
 		if (deleted)
 			deleted[i] = (e->flags & HG_DELETED) != 0;
+		if (!(e->flags & HG_FAR)) {
+			keys[i] = hydb_key_f16(q, hg_elem_half(e));
+			continue;
+		}
+		hg_node vec = e->vec;
+		UnlockReleaseBuffer(b);
+		b = InvalidBuffer;
+		if (!row)
+			row = palloc(sizeof(float) * g->dim);
+		hg_read_vector(index, vec, g->dim, row);
+		keys[i] = hydb_key_f32(q, row);
 	}
 	if (BufferIsValid(b))
 		UnlockReleaseBuffer(b);
+	if (row)
+		pfree(row);
 }
 
 static int page_links(hg_graph *g, hg_node n, int level, hg_node *out)
 {
 	Relation index = ((page_graph *)g)->index;
 	Buffer b = ReadBuffer(index, hg_node_block(n));
-	int count = 0;
+	int count = 0, walk0 = level == HG_WALK0;
 	LockBuffer(b, BUFFER_LOCK_SHARE);
 	HgElement *e = hg_page_element(index, BufferGetPage(b), n);
+	if (walk0)
+		level = 0;
 	if (level <= e->level) {
 		count = hg_elem_counts(e, g->dim)[level];
 		if (count > (level ? g->m : 2 * g->m))
@@ -195,18 +249,70 @@ static int page_links(hg_graph *g, hg_node n, int level, hg_node *out)
 					       hg_node_off(n), count, level)));
 		memcpy(out, hg_elem_links(e, g->dim, g->m, level), sizeof(hg_node) * count);
 	}
+	if (walk0 && e->ntree <= HG_TREE) {
+		memcpy(out + count, hg_elem_tree(e, g->dim, g->m), sizeof(hg_node) * e->ntree);
+		count += e->ntree;
+	}
 	UnlockReleaseBuffer(b);
 	return count;
 }
 
+static int page_tree(hg_graph *g, hg_node n, hg_node *out)
+{
+	Relation index = ((page_graph *)g)->index;
+	Buffer b = ReadBuffer(index, hg_node_block(n));
+	LockBuffer(b, BUFFER_LOCK_SHARE);
+	HgElement *e = hg_page_element(index, BufferGetPage(b), n);
+	int count = Min(e->ntree, HG_TREE);
+	memcpy(out, hg_elem_tree(e, g->dim, g->m), sizeof(hg_node) * count);
+	UnlockReleaseBuffer(b);
+	return count;
+}
+
+void hg_set_tree(Relation index, int dim, int m, hg_node n, const hg_node *links,
+		 int count)
+{
+	Buffer b = ReadBuffer(index, hg_node_block(n));
+	LockBuffer(b, BUFFER_LOCK_EXCLUSIVE);
+	GenericXLogState *st = GenericXLogStart(index);
+	Page p = GenericXLogRegisterBuffer(st, b, 0);
+	HgElement *e = hg_page_element(index, p, n);
+	memcpy(hg_elem_tree(e, dim, m), links, sizeof(hg_node) * count);
+	e->ntree = (uint8)count;
+	GenericXLogFinish(st);
+	UnlockReleaseBuffer(b);
+}
+
+static int32 page_rank(hg_graph *g, hg_node n)
+{
+	Relation index = ((page_graph *)g)->index;
+	Buffer b = ReadBuffer(index, hg_node_block(n));
+	LockBuffer(b, BUFFER_LOCK_SHARE);
+	int32 r = hg_page_element(index, BufferGetPage(b), n)->rank;
+	UnlockReleaseBuffer(b);
+	return r;
+}
+
+static void page_set_tree(hg_graph *g, hg_node n, const hg_node *links, int count)
+{
+	hg_set_tree(((page_graph *)g)->index, g->dim, g->m, n, links, count);
+}
+
+/* The vector the selection rule measures from: decoded from the walk's
+ * copy, as the library does, or read in float32 for a far row. */
 static void page_vector(hg_graph *g, hg_node n, float *out)
 {
 	Relation index = ((page_graph *)g)->index;
 	Buffer b = ReadBuffer(index, hg_node_block(n));
 	LockBuffer(b, BUFFER_LOCK_SHARE);
 	HgElement *e = hg_page_element(index, BufferGetPage(b), n);
-	memcpy(out, hg_elem_vec(e), sizeof(float) * g->dim);
+	bool far = (e->flags & HG_FAR) != 0;
+	hg_node vec = e->vec;
+	if (!far)
+		hydb_f16_to_f32_n(out, hg_elem_half(e), g->dim);
 	UnlockReleaseBuffer(b);
+	if (far)
+		hg_read_vector(index, vec, g->dim, out);
 }
 
 static void page_set_links(hg_graph *g, hg_node n, int level,
@@ -225,6 +331,9 @@ hg_graph *hg_page_graph(Relation index, const HgMeta *meta)
 	pg->g.links = page_links;
 	pg->g.vector = page_vector;
 	pg->g.set_links = page_set_links;
+	pg->g.tree = page_tree;
+	pg->g.rank = page_rank;
+	pg->g.set_tree = page_set_tree;
 	pg->index = index;
 	return &pg->g;
 }

@@ -29,6 +29,7 @@ typedef struct hg_scan {
 	hydb_kquery q;
 	hg_search s;
 	hit *hits;
+	float *row;
 	size_t nhits, pos, returned;
 } hg_scan;
 
@@ -80,17 +81,26 @@ static void collect(IndexScanDesc scan, hg_scan *so)
 	so->hits = repalloc(so->hits, sizeof(hit) * Max(so->s.nres, 1));
 	so->nhits = so->pos = 0;
 	for (size_t i = 0; i < so->s.nres; i++) {
-		hg_node n = so->s.res[i].node;
+		hg_node n = so->s.res[i].node, vec;
 		Buffer b = ReadBuffer(index, hg_node_block(n));
 		LockBuffer(b, BUFFER_LOCK_SHARE);
 		HgElement *e = hg_page_element(index, BufferGetPage(b), n);
-		if (!(e->flags & HG_DELETED)) {
-			hit *h = &so->hits[so->nhits++];
-			h->tid = e->heaptid;
-			h->dist = hydb_lorentz_dist(so->query->x, hg_elem_vec(e),
-						    so->meta.dim, so->meta.c);
+		bool live = !(e->flags & HG_DELETED);
+		ItemPointerData tid = e->heaptid;
+		vec = e->vec;
+		/* The vector usually shares the element's page. */
+		if (live && hg_node_block(vec) == hg_node_block(n)) {
+			HgVector *v = hg_page_vector(index, BufferGetPage(b), vec, so->meta.dim);
+			so->hits[so->nhits].dist = hydb_lorentz_dist(so->query->x, v->x,
+								     so->meta.dim, so->meta.c);
+		} else if (live) {
+			hg_read_vector(index, vec, so->meta.dim, so->row);
+			so->hits[so->nhits].dist = hydb_lorentz_dist(so->query->x, so->row,
+								     so->meta.dim, so->meta.c);
 		}
 		UnlockReleaseBuffer(b);
+		if (live)
+			so->hits[so->nhits++].tid = tid;
 	}
 	qsort(so->hits, so->nhits, sizeof(hit), hit_cmp);
 }
@@ -119,6 +129,7 @@ static void start(IndexScanDesc scan, hg_scan *so)
 	so->g->keys(so->g, &so->q, &cur, 1, &e.key, &e.deleted);
 	hg_search_seed(&so->s, e);
 	so->hits = palloc(sizeof(hit));
+	so->row = palloc(sizeof(float) * so->meta.dim);
 	so->done = false;
 out:
 	MemoryContextSwitchTo(old);

@@ -27,6 +27,8 @@ static void mark_page(IndexVacuumInfo *info, BlockNumber blk,
 	bool changed = false;
 	for (OffsetNumber o = FirstOffsetNumber; o <= PageGetMaxOffsetNumber(p); o++) {
 		HgElement *e = (HgElement *)PageGetItem(p, PageGetItemId(p, o));
+		if (e->kind != HG_KIND_ELEMENT)
+			continue;
 		if (!(e->flags & HG_DELETED) && cb(&e->heaptid, state)) {
 			e->flags |= HG_DELETED;
 			ItemPointerSetInvalid(&e->heaptid);
@@ -101,11 +103,45 @@ static void repair(hg_graph *g, hg_visited *gone, hg_node n, int level,
 	pfree(keys);
 }
 
+/* Tree links to deleted elements are dropped. */
+static void repair_tree(hg_graph *g, hg_visited *gone, hg_node n)
+{
+	hg_node t[HG_TREE], keep[HG_TREE];
+	int c = g->tree(g, n, t), k = 0;
+	for (int i = 0; i < c; i++)
+		if (!hg_visited_has(gone, t[i]))
+			keep[k++] = t[i];
+	if (k != c)
+		g->set_tree(g, n, keep, k);
+}
+
+/* A deleted element's tree children hang again from one of their own
+ * neighbours when no list keeps them any more. */
+static void rehang_children(hg_graph *g, hg_visited *gone, hg_node d)
+{
+	hg_node t[HG_TREE], nb[2 * HG_MAX_M], live[2 * HG_MAX_M];
+	int c = g->tree(g, d, t);
+	for (int i = 0; i < c; i++) {
+		if (hg_visited_has(gone, t[i]))
+			continue;
+		int n = g->links(g, t[i], 0, nb), k = 0;
+		for (int j = 0; j < n; j++)
+			if (!hg_visited_has(gone, nb[j]))
+				live[k++] = nb[j];
+		hg_hang(g, t[i], g->rank(g, t[i]), live, k);
+	}
+	if (c)
+		g->set_tree(g, d, t, 0);
+}
+
 /* Repair every live list on one page that links to a deleted element. */
+/* Pass 0 repairs lists, pass 1 (once all lists are whole) re-hangs the
+ * deleted elements' tree children. */
 static void repair_page(Relation index, hg_graph *g, BlockNumber blk,
-			hg_visited *gone, float *buf)
+			hg_visited *gone, float *buf, int pass)
 {
 	hg_node links[2 * HG_MAX_M];
+	uint8 kinds[MaxOffsetNumber];
 	Buffer b = ReadBuffer(index, blk);
 	LockBuffer(b, BUFFER_LOCK_SHARE);
 	OffsetNumber max = PageGetMaxOffsetNumber(BufferGetPage(b));
@@ -113,13 +149,23 @@ static void repair_page(Relation index, hg_graph *g, BlockNumber blk,
 	for (OffsetNumber o = FirstOffsetNumber; o <= max; o++) {
 		HgElement *e = (HgElement *)PageGetItem(BufferGetPage(b), PageGetItemId(BufferGetPage(b), o));
 		levels[o - 1] = e->level;
-		flags[o - 1] = e->flags;
+		kinds[o - 1] = e->kind;
+		/* Vectors are not nodes: treated as deleted, never repaired. */
+		flags[o - 1] = e->kind == HG_KIND_ELEMENT ? e->flags : HG_DELETED;
 	}
 	UnlockReleaseBuffer(b);
 	for (OffsetNumber o = FirstOffsetNumber; o <= max; o++) {
 		hg_node n = hg_tid_node(blk, o);
-		if (flags[o - 1] & HG_DELETED)
+		if (kinds[o - 1] != HG_KIND_ELEMENT)
 			continue;
+		if (flags[o - 1] & HG_DELETED) {
+			if (pass == 1)
+				rehang_children(g, gone, n);
+			continue;
+		}
+		if (pass == 1)
+			continue;
+		repair_tree(g, gone, n);
 		for (int l = 0; l <= levels[o - 1]; l++) {
 			int count = g->links(g, n, l, links);
 			for (int i = 0; i < count; i++)
@@ -129,6 +175,19 @@ static void repair_page(Relation index, hg_graph *g, BlockNumber blk,
 				}
 		}
 	}
+}
+
+/* The new entry point becomes the tree's root: the lowest rank, so that
+ * the old root's orphans may hang from it. */
+static void make_root(Relation index, HgMeta *m)
+{
+	Buffer b = ReadBuffer(index, hg_node_block(m->entry));
+	LockBuffer(b, BUFFER_LOCK_EXCLUSIVE);
+	GenericXLogState *st = GenericXLogStart(index);
+	Page p = GenericXLogRegisterBuffer(st, b, 0);
+	hg_page_element(index, p, m->entry)->rank = (int32)--m->min_rank;
+	GenericXLogFinish(st);
+	UnlockReleaseBuffer(b);
 }
 
 /* A deleted entry point gives way to the live element of highest level. */
@@ -145,13 +204,16 @@ static void new_entry(Relation index, HgMeta *m, hg_visited *gone)
 		Page p = BufferGetPage(b);
 		for (OffsetNumber o = FirstOffsetNumber; o <= PageGetMaxOffsetNumber(p); o++) {
 			HgElement *e = (HgElement *)PageGetItem(p, PageGetItemId(p, o));
-			if (!(e->flags & HG_DELETED) && e->level > m->max_level) {
+			if (e->kind == HG_KIND_ELEMENT && !(e->flags & HG_DELETED) &&
+			    e->level > m->max_level) {
 				m->entry = hg_tid_node(blk, o);
 				m->max_level = e->level;
 			}
 		}
 		UnlockReleaseBuffer(b);
 	}
+	if (m->entry != HG_NONE)
+		make_root(index, m);
 }
 
 IndexBulkDeleteResult *hg_bulkdelete(IndexVacuumInfo *info,
@@ -176,10 +238,11 @@ IndexBulkDeleteResult *hg_bulkdelete(IndexVacuumInfo *info,
 		hg_graph *g = hg_page_graph(index, &m);
 		float *buf = palloc(sizeof(float) * m.dim);
 		new_entry(index, &m, &gone);
-		for (BlockNumber blk = 1; blk < nblocks; blk++) {
-			repair_page(index, g, blk, &gone, buf);
-			vacuum_delay_point();
-		}
+		for (int pass = 0; pass < 2; pass++)
+			for (BlockNumber blk = 1; blk < nblocks; blk++) {
+				repair_page(index, g, blk, &gone, buf, pass);
+				vacuum_delay_point();
+			}
 	}
 	m.deleted = gone.count;
 	hg_update_meta(index, &m);

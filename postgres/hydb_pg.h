@@ -77,26 +77,54 @@ typedef struct HgMeta {
 	uint32 unused2;
 	uint64 nodes, deleted; /* elements written, elements marked deleted */
 	uint64 rng;
+	int64 min_rank; /* the lowest rank given, the root's */
 } HgMeta;
 
-/* An element: one heap row's vector and its links, a fixed size for its
- * level so that links are rewritten in place. Layout after the header:
- * float4 x[dim], uint16 count[level + 1], then links as hg_node (layer 0:
- * 2m, each upper layer: m). */
+/* Two kinds of item share the element pages. An element is one heap row's
+ * node: its vector in IEEE half precision, the copy the walk reads (as the
+ * library's compact copy: a third of the work of float32 keys), and its
+ * links, a fixed size for its level so that links are rewritten in place.
+ * Layout after the header: uint16 half[dim], uint16 count[level + 1], then
+ * links as hg_node (layer 0: 2m, each upper layer: m). The row's float32
+ * vector is a separate item (HgVector), read only to measure the final
+ * candidates exactly and to walk rows beyond half precision's range. */
+#define HG_KIND_ELEMENT 1
+#define HG_KIND_VECTOR 2
 #define HG_DELETED 0x1
+#define HG_FAR 0x2 /* beyond HYDB_HALF_MAX_NORM: walked in float32 */
+/* Tree links: a few layer-0 links kept apart from the selected ones and
+ * never pruned, forming a spanning tree from the entry point. Pure
+ * re-selection of full lists drops links to older nodes, and 4% of
+ * HySAC-like rows (M = 16) were left unreachable; every node therefore
+ * hangs from a tree link of its nearest neighbour of lower rank with room,
+ * as the library keeps its graph spanned (index/reach.c). A new entry
+ * point gets a rank below all and the old entry as its tree child. */
+#define HG_TREE 4
+/* links() at this level: layer 0's links followed by its tree links. */
+#define HG_WALK0 (-1)
 typedef struct HgElement {
-	uint8 level, flags;
-	uint16 unused;
+	uint8 kind, level, flags, ntree;
 	ItemPointerData heaptid;
 	uint16 unused2;
+	int32 rank; /* tree links go from lower to higher rank: no cycles */
+	uint64 vec; /* hg_node of the HgVector */
 } HgElement;
 
+typedef struct HgVector {
+	uint8 kind;
+	uint8 unused[3];
+	float4 x[FLEXIBLE_ARRAY_MEMBER];
+} HgVector;
+
+#define HG_VECTOR_SIZE(dim) (offsetof(HgVector, x) + sizeof(float4) * (dim))
+
 size_t hg_element_size(int dim, int m, int level);
-float4 *hg_elem_vec(HgElement *e);
+uint16 *hg_elem_half(HgElement *e);
 uint16 *hg_elem_counts(HgElement *e, int dim);
 uint64 *hg_elem_links(HgElement *e, int dim, int m, int level);
+uint64 *hg_elem_tree(HgElement *e, int dim, int m);
 
-/* Graph access for the shared search: pages or the build's memory. */
+/* Graph access for the shared walk: pages or the build's memory. */
 typedef struct hg_graph hg_graph;
 struct hg_graph {
 	int dim, m;
@@ -112,6 +140,10 @@ struct hg_graph {
 	/* Replace a node's links on a layer. */
 	void (*set_links)(hg_graph *g, hg_node n, int level,
 			  const hg_node *links, int count);
+	/* A node's tree links, and their replacement; its rank. */
+	int (*tree)(hg_graph *g, hg_node n, hg_node *out);
+	int32 (*rank)(hg_graph *g, hg_node n);
+	void (*set_tree)(hg_graph *g, hg_node n, const hg_node *links, int count);
 };
 
 typedef struct hg_cand {
@@ -208,9 +240,17 @@ void hg_endscan(IndexScanDesc scan);
 void hg_insert_vector(Relation index, const float *x, ItemPointer heaptid);
 /* The first vector fixes the index's dimension and curvature. */
 void hg_meta_check_vector(Relation index, const Lorentz *v, bool for_query);
-/* Write a new element to a page with room; returns its node. */
-hg_node hg_place_element(Relation index, BlockNumber page, HgElement *e,
+HgElement *hg_new_element(int dim, int m, int level, const float *x,
+			  ItemPointer tid, double c, size_t *size);
+HgVector *hg_new_vector(int dim, const float *x);
+void hg_check_fits(Relation index, int dim, int m);
+/* Write a new item (element or vector) to a page with room, trying page
+ * first; returns its node. */
+hg_node hg_place_element(Relation index, BlockNumber page, void *item,
 			 size_t size);
+/* The float32 vector of an element, read from its HgVector. */
+void hg_read_vector(Relation index, hg_node vec, int dim, float *out);
+HgVector *hg_page_vector(Relation index, Page page, hg_node n, int dim);
 void hg_set_links(Relation index, int dim, int m, hg_node n, int level,
 		  const hg_node *links, int count);
 /* Search and selection for a new node at level: links[l] (m each) and
@@ -221,6 +261,11 @@ void hg_plan_links(hg_graph *g, const hydb_kquery *q, int level, hg_node entry,
 /* Add node to the lists of the nodes it links to on each layer. */
 void hg_link_back_all(hg_graph *g, hg_node node, int level,
 		      hg_node (*links)[HG_MAX_M], const int *counts);
+/* After the back links: hang node from a tree link when no layer-0 list
+ * kept it. nb: its layer-0 links, nearest first. */
+bool hg_hang(hg_graph *g, hg_node node, int32 rank, const hg_node *nb, int count);
+void hg_set_tree(Relation index, int dim, int m, hg_node n, const hg_node *links,
+		 int count);
 void hg_update_meta(Relation index, const HgMeta *m);
 
 /* Lock serializing writers of the graph (insert, vacuum). */
