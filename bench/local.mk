@@ -3,3 +3,4 @@ include bench/exact.mk
 include bench/recall.mk
 include bench/encoder.mk
 include bench/query.mk
+include bench/postgres.mk
