@@ -13,6 +13,8 @@
 #include "storage/bufpage.h"
 #include "storage/lmgr.h"
 
+#include <math.h>
+
 /* Mark one page's dead elements; live ones are counted, deleted ones
  * (new or from an earlier run) remembered in gone. */
 static void mark_page(IndexVacuumInfo *info, BlockNumber blk,
@@ -216,6 +218,121 @@ static void new_entry(Relation index, HgMeta *m, hg_visited *gone)
 		make_root(index, m);
 }
 
+/* Every live element, in page order. */
+static hg_node *live_elements(Relation index, size_t *n)
+{
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	size_t cap = 1024;
+	hg_node *out = palloc(sizeof(hg_node) * cap);
+	*n = 0;
+	for (BlockNumber blk = 1; blk < nblocks; blk++) {
+		Buffer b = ReadBuffer(index, blk);
+		LockBuffer(b, BUFFER_LOCK_SHARE);
+		Page p = BufferGetPage(b);
+		for (OffsetNumber o = FirstOffsetNumber; o <= PageGetMaxOffsetNumber(p); o++) {
+			HgElement *e = (HgElement *)PageGetItem(p, PageGetItemId(p, o));
+			if (e->kind != HG_KIND_ELEMENT || (e->flags & HG_DELETED))
+				continue;
+			if (*n == cap) {
+				cap *= 2;
+				out = repalloc_huge(out, sizeof(hg_node) * cap);
+			}
+			out[(*n)++] = hg_tid_node(blk, o);
+		}
+		UnlockReleaseBuffer(b);
+	}
+	return out;
+}
+
+/* The live elements a layer-0 walk from the entry point reaches. */
+static void reached(hg_graph *g, const HgMeta *m, hg_visited *gone, size_t n,
+		    hg_visited *seen)
+{
+	hg_node links[2 * HG_MAX_M + HG_TREE];
+	hg_node *stack = palloc(sizeof(hg_node) * (n + 1));
+	size_t top = 0;
+	hg_visited_init(seen, n + 16);
+	if (m->entry == HG_NONE)
+		return;
+	stack[top++] = m->entry;
+	hg_visited_add(seen, m->entry);
+	while (top) {
+		int c = g->links(g, stack[--top], HG_WALK0, links);
+		for (int i = 0; i < c; i++)
+			if (!hg_visited_has(gone, links[i]) && hg_visited_add(seen, links[i]))
+				stack[top++] = links[i];
+		vacuum_delay_point();
+	}
+	pfree(stack);
+}
+
+static bool adopt(hg_graph *g, hg_node parent, hg_node child)
+{
+	hg_node t[HG_TREE + 1];
+	int k = g->tree(g, parent, t);
+	if (k >= HG_TREE)
+		return false;
+	t[k++] = child;
+	g->set_tree(g, parent, t, k);
+	return true;
+}
+
+/* No neighbour of u is reached: the nearest reached element with a free
+ * tree link adopts it. */
+static bool adopt_nearest(hg_graph *g, const hg_node *live, size_t n,
+			  hg_visited *seen, hg_node u)
+{
+	float *x = palloc(sizeof(float) * g->dim);
+	hydb_kquery q;
+	hg_node best = HG_NONE, t[HG_TREE];
+	double bestkey = INFINITY, key;
+	g->vector(g, u, x);
+	hydb_kquery_init(&q, x, g->dim, g->c);
+	for (size_t i = 0; i < n; i++) {
+		if (!hg_visited_has(seen, live[i]) || g->tree(g, live[i], t) >= HG_TREE)
+			continue;
+		g->keys(g, &q, &live[i], 1, &key, NULL);
+		if (key < bestkey) {
+			bestkey = key;
+			best = live[i];
+		}
+	}
+	pfree(x);
+	return best != HG_NONE && adopt(g, best, u);
+}
+
+/* After heavy deletion a live element may have lost its tree parent and
+ * every list that held it: it hangs from a reached neighbour with a free
+ * tree link (rank aside: reachability is what matters here), and what
+ * hangs below it comes back with it. */
+static void reconnect(Relation index, hg_graph *g, const HgMeta *m,
+		      hg_visited *gone)
+{
+	size_t n;
+	hg_node *live = live_elements(index, &n);
+	hg_node nb[2 * HG_MAX_M];
+	for (int round = 0; round < 3; round++) {
+		hg_visited seen;
+		int fixed = 0, missing = 0;
+		reached(g, m, gone, n, &seen);
+		for (size_t i = 0; i < n; i++) {
+			if (hg_visited_has(&seen, live[i]))
+				continue;
+			missing++;
+			int c = g->links(g, live[i], 0, nb), j;
+			for (j = 0; j < c; j++)
+				if (hg_visited_has(&seen, nb[j]) && adopt(g, nb[j], live[i]))
+					break;
+			if (j < c || adopt_nearest(g, live, n, &seen, live[i]))
+				fixed++;
+		}
+		pfree(seen.slots);
+		if (!missing || !fixed)
+			break;
+	}
+	pfree(live);
+}
+
 IndexBulkDeleteResult *hg_bulkdelete(IndexVacuumInfo *info,
 				     IndexBulkDeleteResult *stats,
 				     IndexBulkDeleteCallback cb, void *state)
@@ -243,6 +360,7 @@ IndexBulkDeleteResult *hg_bulkdelete(IndexVacuumInfo *info,
 				repair_page(index, g, blk, &gone, buf, pass);
 				vacuum_delay_point();
 			}
+		reconnect(index, g, &m, &gone);
 	}
 	m.deleted = gone.count;
 	hg_update_meta(index, &m);
