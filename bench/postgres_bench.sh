@@ -58,7 +58,7 @@ say "hydb import of $N x $D (.npy): $IMPORT s"
 cluster_setup
 psql1 -c "CREATE DATABASE recall"
 "$PY" "$HYDB_SRCDIR/tests/postgres_check.py" recall --psql "$PGBIN/psql" --host "$T" \
-	--port "$PORT" --data "$DATA" --queries "$Q" --efs "$EFS" --min-recall 0 --filtered \
+	--port "$PORT" --data "$DATA" --queries "$Q" --efs "$EFS" --min-recall 0 --filtered --filter-queries "${HYDB_PG_BENCH_FQ:-50}" \
 	| tee -a "$OUT"
 
 # 4. The ratios.
