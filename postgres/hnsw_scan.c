@@ -6,8 +6,9 @@
  * filter rejected rows, or dead rows were skipped) the walk resumes from
  * where it stopped instead of starting over with a wider beam, until
  * hydb.max_scan_tuples entries were returned. Each batch comes out sorted
- * by the library's exact distance; batches follow each other in nearly,
- * not strictly, increasing distance.
+ * by the library's float32 key over the rows' float32 vectors (the walk
+ * itself reads half precision); batches follow each other in nearly, not
+ * strictly, increasing distance.
  */
 #include "hydb_pg.h"
 

@@ -236,8 +236,6 @@ void hg_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys,
 bool hg_gettuple(IndexScanDesc scan, ScanDirection dir);
 void hg_endscan(IndexScanDesc scan);
 
-/* Insert one vector into the page graph (insert lock held). */
-void hg_insert_vector(Relation index, const float *x, ItemPointer heaptid);
 /* The first vector fixes the index's dimension and curvature. */
 void hg_meta_check_vector(Relation index, const Lorentz *v, bool for_query);
 HgElement *hg_new_element(int dim, int m, int level, const float *x,
