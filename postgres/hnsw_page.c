@@ -194,41 +194,67 @@ typedef struct page_graph {
 	Relation index;
 } page_graph;
 
-/* Keys from the half-precision copies, page by page; a far row's key from
- * its float32 vector, read once the element's page is released. */
+/* A far row's key, from its float32 vector. */
+static double far_key(Relation index, const hydb_kquery *q, hg_node vec, int dim)
+{
+	float *row = palloc(sizeof(float) * dim);
+	hg_read_vector(index, vec, dim, row);
+	double k = hydb_key_f32(q, row);
+	pfree(row);
+	return k;
+}
+
+/* Keys from the half-precision copies. The pages of a batch are pinned
+ * and share-locked together so that the library's batch kernel can fetch
+ * each row while it measures the previous one (the rows lie a page apart:
+ * a cache miss each). Writers lock one page at a time, so holding several
+ * share locks cannot deadlock. A far row's key comes from its float32
+ * vector once the batch is released. */
+#define KEYS_CHUNK (2 * HG_MAX_M + HG_TREE + 1)
+static void keys_chunk(hg_graph *g, const hydb_kquery *q, const hg_node *n,
+		       int count, double *keys, bool *deleted)
+{
+	Relation index = ((page_graph *)g)->index;
+	Buffer bufs[2 * HG_MAX_M + HG_TREE + 1];
+	const uint16 *rows[2 * HG_MAX_M + HG_TREE + 1];
+	hg_node far[2 * HG_MAX_M + HG_TREE + 1];
+	int idx[2 * HG_MAX_M + HG_TREE + 1], nb = 0, nh = 0;
+	double hk[2 * HG_MAX_M + HG_TREE + 1];
+	for (int i = 0; i < count; i++) {
+		BlockNumber blk = hg_node_block(n[i]);
+		int j = 0;
+		while (j < nb && BufferGetBlockNumber(bufs[j]) != blk)
+			j++;
+		if (j == nb) {
+			bufs[nb] = ReadBuffer(index, blk);
+			LockBuffer(bufs[nb++], BUFFER_LOCK_SHARE);
+		}
+		HgElement *e = hg_page_element(index, BufferGetPage(bufs[j]), n[i]);
+		if (deleted)
+			deleted[i] = (e->flags & HG_DELETED) != 0;
+		far[i] = e->flags & HG_FAR ? e->vec : HG_NONE;
+		if (far[i] == HG_NONE) {
+			idx[nh] = i;
+			rows[nh++] = hg_elem_half(e);
+		}
+	}
+	if (nh)
+		hydb_keys_f16(q, rows, (size_t)nh, hk);
+	for (int j = 0; j < nb; j++)
+		UnlockReleaseBuffer(bufs[j]);
+	for (int j = 0; j < nh; j++)
+		keys[idx[j]] = hk[j];
+	for (int i = 0; i < count; i++)
+		if (far[i] != HG_NONE)
+			keys[i] = far_key(index, q, far[i], g->dim);
+}
+
 static void page_keys(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 		      int count, double *keys, bool *deleted)
 {
-	Relation index = ((page_graph *)g)->index;
-	Buffer b = InvalidBuffer;
-	float *row = NULL;
-	for (int i = 0; i < count; i++) {
-		BlockNumber blk = hg_node_block(n[i]);
-		if (!BufferIsValid(b) || BufferGetBlockNumber(b) != blk) {
-			if (BufferIsValid(b))
-				UnlockReleaseBuffer(b);
-			b = ReadBuffer(index, blk);
-			LockBuffer(b, BUFFER_LOCK_SHARE);
-		}
-		HgElement *e = hg_page_element(index, BufferGetPage(b), n[i]);
-		if (deleted)
-			deleted[i] = (e->flags & HG_DELETED) != 0;
-		if (!(e->flags & HG_FAR)) {
-			keys[i] = hydb_key_f16(q, hg_elem_half(e));
-			continue;
-		}
-		hg_node vec = e->vec;
-		UnlockReleaseBuffer(b);
-		b = InvalidBuffer;
-		if (!row)
-			row = palloc(sizeof(float) * g->dim);
-		hg_read_vector(index, vec, g->dim, row);
-		keys[i] = hydb_key_f32(q, row);
-	}
-	if (BufferIsValid(b))
-		UnlockReleaseBuffer(b);
-	if (row)
-		pfree(row);
+	for (int i = 0; i < count; i += KEYS_CHUNK)
+		keys_chunk(g, q, n + i, Min(KEYS_CHUNK, count - i), keys + i,
+			   deleted ? deleted + i : NULL);
 }
 
 static int page_links(hg_graph *g, hg_node n, int level, hg_node *out)
