@@ -31,6 +31,10 @@ void _PG_init(void)
 	DefineCustomIntVariable("hydb.ef_search", "Beam width of hydb_hnsw index scans.",
 				"Larger is slower and finds more of the true nearest rows.",
 				&hydb_ef_search, 64, 1, 1000, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("hydb.cache_mb",
+				"Memory a backend may keep for the half-precision rows its scans read.",
+				"0 reads every row from its page.",
+				&hydb_cache_mb, 256, 0, 1 << 20, PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
 	DefineCustomBoolVariable("hydb.iterative_scan",
 				 "Keep walking the graph while a filter rejects rows.",
 				 NULL, &hydb_iterative_scan, true, PGC_USERSET, 0, NULL, NULL, NULL);

@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "storage/bufpage.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 typedef struct mem_graph {
 	hg_graph g;
@@ -362,6 +363,8 @@ static void init_meta(HgMeta *m, Relation index)
 	m->max_level = -1;
 	m->insert_page = InvalidBlockNumber;
 	m->rng = 0x68796462ULL;
+	if (!pg_strong_random(&m->build_id, sizeof m->build_id))
+		m->build_id = (uint64)GetCurrentTimestamp() ^ ((uint64)MyProcPid << 32);
 }
 
 static void write_meta(Relation index, ForkNumber fork, const HgMeta *m)

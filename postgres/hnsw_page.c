@@ -192,6 +192,8 @@ void hg_set_links(Relation index, int dim, int m, hg_node n, int level,
 typedef struct page_graph {
 	hg_graph g;
 	Relation index;
+	uint64 build_id;
+	bool cached; /* scans: rows from the backend's cache (hnsw_cache.c) */
 } page_graph;
 
 /* A far row's key, from its float32 vector. */
@@ -220,8 +222,21 @@ static void keys_chunk(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 	hg_node far[2 * HG_MAX_M + HG_TREE + 1];
 	int idx[2 * HG_MAX_M + HG_TREE + 1], nb = 0, nh = 0;
 	double hk[2 * HG_MAX_M + HG_TREE + 1];
+	uint64 build = ((page_graph *)g)->build_id;
 	for (int i = 0; i < count; i++) {
 		BlockNumber blk = hg_node_block(n[i]);
+		const uint16 *hit = ((page_graph *)g)->cached ?
+			hg_cache_get(index, build, g->dim, n[i]) : NULL;
+		/* A cached row's deleted flag is not known here: the scan
+		 * reads it with the heap TID before returning the row. */
+		if (hit) {
+			if (deleted)
+				deleted[i] = false;
+			far[i] = HG_NONE;
+			idx[nh] = i;
+			rows[nh++] = hit;
+			continue;
+		}
 		int j = 0;
 		while (j < nb && BufferGetBlockNumber(bufs[j]) != blk)
 			j++;
@@ -236,6 +251,8 @@ static void keys_chunk(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 		if (far[i] == HG_NONE) {
 			idx[nh] = i;
 			rows[nh++] = hg_elem_half(e);
+			if (((page_graph *)g)->cached)
+				hg_cache_put(index, build, g->dim, n[i], hg_elem_half(e));
 		}
 	}
 	if (nh)
@@ -347,6 +364,11 @@ static void page_set_links(hg_graph *g, hg_node n, int level,
 	hg_set_links(((page_graph *)g)->index, g->dim, g->m, n, level, links, count);
 }
 
+void hg_page_graph_cached(hg_graph *g)
+{
+	((page_graph *)g)->cached = hydb_cache_mb > 0;
+}
+
 hg_graph *hg_page_graph(Relation index, const HgMeta *meta)
 {
 	page_graph *pg = palloc0(sizeof *pg);
@@ -361,5 +383,6 @@ hg_graph *hg_page_graph(Relation index, const HgMeta *meta)
 	pg->g.rank = page_rank;
 	pg->g.set_tree = page_set_tree;
 	pg->index = index;
+	pg->build_id = meta->build_id;
 	return &pg->g;
 }

@@ -119,6 +119,7 @@ static void start(IndexScanDesc scan, hg_scan *so)
 	if (so->meta.entry == HG_NONE)
 		goto out;
 	so->g = hg_page_graph(index, &so->meta);
+	hg_page_graph_cached(so->g);
 	hydb_kquery_init(&so->q, so->query->x, so->meta.dim, so->meta.c);
 	hg_node cur = so->meta.entry;
 	double key;

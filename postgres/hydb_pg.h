@@ -78,6 +78,7 @@ typedef struct HgMeta {
 	uint64 nodes, deleted; /* elements written, elements marked deleted */
 	uint64 rng;
 	int64 min_rank; /* the lowest rank given, the root's */
+	uint64 build_id; /* random, new with every build: names cached rows */
 } HgMeta;
 
 /* Two kinds of item share the element pages. An element is one heap row's
@@ -203,6 +204,8 @@ int hg_random_level(uint64 *rng, int m);
 HgMeta *hg_meta_page(Page p);
 void hg_read_meta(Relation index, HgMeta *out);
 hg_graph *hg_page_graph(Relation index, const HgMeta *meta);
+/* Let a scan's walk read rows from the backend's cache. */
+void hg_page_graph_cached(hg_graph *g);
 void hg_meta_write_page(Page p, const HgMeta *m);
 HgElement *hg_page_element(Relation index, Page page, hg_node n);
 int hg_m0(int m);
@@ -216,6 +219,11 @@ int hg_opt_m(Relation index);
 int hg_opt_efc(Relation index);
 
 extern int hydb_ef_search;
+extern int hydb_cache_mb;
+/* The backend's copies of half-precision rows (hnsw_cache.c). */
+const uint16 *hg_cache_get(Relation index, uint64 build_id, int dim, hg_node n);
+void hg_cache_put(Relation index, uint64 build_id, int dim, hg_node n,
+		  const uint16 *half);
 extern int hydb_max_scan_tuples;
 extern bool hydb_iterative_scan;
 
