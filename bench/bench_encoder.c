@@ -14,7 +14,7 @@
  * the share of the forward's time spent outside the engine's matmuls
  * (attention, softmax, LayerNorm, GELU-free rounding passes) is printed too.
  *
- * --ab FLAGS times the forward with hydb_forward_legacy = FLAGS and = 0
+ * --ab FLAGS times the forward with HYDB_FORWARD_LEGACY = FLAGS and = 0
  * alternately (encoder/forward.h lists the flags), --rounds times each,
  * and prints both medians and how far apart their features are: on a
  * shared machine only runs interleaved in one process compare fairly.
@@ -31,11 +31,21 @@
 
 #include "base/blas.h"
 #include "encoder/bf16.h"
+#include "admin.h"
 #include "encoder/forward.h"
 #include "encoder/pool.h"
 #include "hydb.h"
 
 static hydb_precision precision = HYDB_PRECISION_F32;
+
+/* The library copy bench/ links reads this switch at each forward pass
+ * (base/bench_switch.h). */
+static void set_legacy(int flags)
+{
+	char v[16];
+	snprintf(v, sizeof v, "%d", flags);
+	setenv("HYDB_FORWARD_LEGACY", v, 1);
+}
 
 static double now(void)
 {
@@ -247,7 +257,7 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 		for (int v = 0; v < 2 && rc == 0; v++) {
 			/* Alternate which goes first so drift hits both. */
 			int old = (v + r) % 2;
-			hydb_forward_legacy = old ? flags : 0;
+			set_legacy(old ? flags : 0);
 			double t = now(), cpu = cpu_now();
 			rc = hydb_vision_forward(m, pixels, batch,
 						 f + (old ? nf : 0));
@@ -255,7 +265,7 @@ static int bench_ab(hydb_model *m, size_t batch, int flags, int rounds)
 			(old ? c_old : c_new)[r] = batch / (cpu_now() - cpu);
 		}
 	}
-	hydb_forward_legacy = 0;
+	set_legacy(0);
 	double diff = max_rel_diff(f + nf, f, nf);
 	free(pixels);
 	free(f);
@@ -304,13 +314,13 @@ static int bench_captions_ab(hydb_model *m, int n, int flags, int rounds)
 	for (int k = 0; k < rounds && rc == 0; k++)
 		for (int v = 0; v < 2 && rc == 0; v++) {
 			int old = (v + k) % 2;
-			hydb_forward_legacy = old ? flags : 0;
+			set_legacy(old ? flags : 0);
 			double t = now();
 			for (int i = 0; i < n && rc == 0; i++)
 				rc = hydb_encode_ids(m, ids, 14, out, &r, NULL);
 			(old ? t_old : t_new)[k] = (now() - t) / n * 1e3;
 		}
-	hydb_forward_legacy = 0;
+	set_legacy(0);
 	free(out);
 	if (rc < 0) {
 		fprintf(stderr, "bench_encoder: %s\n", hydb_last_error());

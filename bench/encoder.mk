@@ -3,7 +3,7 @@
 # and the forward pass's accuracy at full size (bench/bench_encoder.sh).
 EXTRA_PROGRAMS += bench/bench_encoder
 bench_bench_encoder_SOURCES = bench/bench_encoder.c
-bench_bench_encoder_LDADD = libhydb_internal.la $(HYDB_DEPLIBS)
+bench_bench_encoder_LDADD = libhydb_bench.la $(HYDB_DEPLIBS)
 EXTRA_DIST += bench/bench_encoder.sh
 CLEANFILES += bench/bench_encoder
 BENCH_TARGETS += bench-encoder

@@ -5,7 +5,7 @@
 EXTRA_PROGRAMS += bench/hnswlib_peer bench/build_race
 bench_recall_bench_SOURCES = bench/recall_bench.c bench/gen_hysac.c \
 	bench/recall_data.h
-bench_recall_bench_LDADD = libhydb_internal.la $(HYDB_DEPLIBS)
+bench_recall_bench_LDADD = libhydb_bench.la $(HYDB_DEPLIBS)
 bench_hnswlib_peer_SOURCES = bench/hnswlib_peer.cpp bench/gen_hysac.c \
 	bench/recall_data.h bench/hnswlib_lorentz.h
 bench_hnswlib_peer_LDADD = libhydb_internal.la $(HYDB_DEPLIBS)

@@ -490,6 +490,8 @@ int main(int argc, char **argv)
 		fclose(b.csv);
 	hydb_index_close(b.ix);
 	hydb_store_close(b.st);
+	free(b.slots);
+	free(b.slot2row);
 	rd_free(&b.s);
 	return 0;
 }

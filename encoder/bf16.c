@@ -799,6 +799,7 @@ void hydb_bf16_linear_block(hydb_bf16_run *r, size_t lane, const hydb_bf16_op *o
 			    size_t parts, size_t slices)
 {
 	size_t part = block / slices, n = op->n;
+	assert(slices > 0 && part < parts);
 	size_t r0 = n * part / parts, r1 = n * (part + 1) / parts;
 	hydb_bf16_op b = *op;
 	b.slice = block % slices;

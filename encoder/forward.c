@@ -22,17 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/bench_switch.h"
 #include "base/blas.h"
 #include "encoder/bf16.h"
 #include "encoder/forward.h"
 #include "encoder/pool.h"
 #include "base/base.h"
 
-int hydb_forward_legacy;
-
 int hydb_fwd_begin(hydb_fwd *f, const hydb_encoder *e)
 {
-	f->legacy = hydb_forward_legacy;
+	/* bench builds: HYDB_FORWARD_LEGACY=flags (HYDB_FWD_*) */
+	f->legacy = (int)hydb_bench_switch("HYDB_FORWARD_LEGACY", 0);
 	f->split = !(f->legacy & HYDB_FWD_BLAS_THREADS);
 	f->bf16 = NULL;
 	FORWARD_IF_ERROR(hydb_pool_new(&f->pool, 0));
@@ -735,7 +735,7 @@ static size_t bf16_per_row(const hydb_fwd *f, const hydb_tower *t)
 	return f && f->bf16 ? t->width : 0;
 }
 
-int hydb_block_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
+int hydb_layer_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 		       size_t n_seq, size_t seq)
 {
 	size_t n, sq, nb;
@@ -823,11 +823,11 @@ static void attention_bf16(const hydb_fwd *f, float *o, const uint16_t *q,
 	free(c.buf);
 }
 
-/* hydb_block_forward on the bf16 engine: the same steps, each linear
+/* hydb_layer_forward on the bf16 engine: the same steps, each linear
  * layer one matmul with its bias, GELU or residual fused, q/k/v and fc1
  * writing the bfloat16 inputs of what follows directly. */
 static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
-			       const hydb_block_w *b, float *x, size_t n_seq,
+			       const hydb_layer_w *b, float *x, size_t n_seq,
 			       size_t seq, int causal, float *scratch)
 {
 	size_t n = n_seq * seq, w = t->width;
@@ -853,8 +853,8 @@ static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 	bf16_linear(f, x, 0, mid, b->fc2_w, b->fc2_b, n, t->mlp, w, 0, 1);
 }
 
-void hydb_block_forward(const hydb_fwd *f, const hydb_tower *t,
-			const hydb_block_w *b, float *x, size_t n_seq,
+void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,
+			const hydb_layer_w *b, float *x, size_t n_seq,
 			size_t seq, int causal, float *scratch)
 {
 	if (f && f->bf16) {
@@ -939,7 +939,7 @@ static void pair(struct resolver *r, const float **w, const float **b,
 	*b = vec(r, out, name, "bias");
 }
 
-static void resolve_block(struct resolver *r, hydb_block_w *b,
+static void resolve_block(struct resolver *r, hydb_layer_w *b,
 			  const hydb_tower *t, const char *tower, size_t i)
 {
 	char p[128];
@@ -1068,7 +1068,7 @@ static int pack_tower(hydb_encoder *e, const struct hydb_model *m,
 	size_t w = t->width, f = t->mlp;
 	size_t threads = hydb_pool_default_threads();
 	for (size_t i = 0; i < t->layers; i++) {
-		const hydb_block_w *b = &t->blocks[i];
+		const hydb_layer_w *b = &t->blocks[i];
 		FORWARD_IF_ERROR(pack_one(e, m, b->q_w, w, w, slices));
 		FORWARD_IF_ERROR(pack_one(e, m, b->k_w, w, w, slices));
 		FORWARD_IF_ERROR(pack_one(e, m, b->v_w, w, w, slices));
@@ -1097,7 +1097,6 @@ void hydb_encoder_release(void *enc)
 	hydb_bf16_free(e->bf16);
 	free(e->vision.blocks);
 	free(e->text.blocks);
-	hydb_encoder_tokenizer_free(e->tok);
 	free(e);
 }
 

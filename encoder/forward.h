@@ -19,16 +19,16 @@
 
 /* One pre-LN transformer block, HF CLIPEncoderLayer names. Linear weights
  * are [out, in] as nn.Linear stores them. */
-typedef struct hydb_block_w {
+typedef struct hydb_layer_w {
 	const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
 	const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
 	const float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} hydb_block_w;
+} hydb_layer_w;
 
 typedef struct hydb_tower {
 	size_t width, layers, heads, mlp;
 	double ln_eps;
-	hydb_block_w *blocks;
+	hydb_layer_w *blocks;
 	const float *final_ln_w, *final_ln_b; /* post_layernorm / final_layer_norm */
 	const float *proj;                    /* [embed_dim, width] */
 } hydb_tower;
@@ -43,20 +43,14 @@ typedef struct hydb_encoder {
 	const float *tok_emb, *txt_pos;
 	size_t vocab, context;
 	size_t embed_dim;
-	struct hydb_tokenizer *tok;           /* made on first text encode */
 	struct hydb_bf16 *bf16;               /* the bf16 engine, or NULL */
 } hydb_encoder;
-
-/* Images per forward batch (hydb_encode_image_files); chosen by
- * bench/bench_encoder. */
-#define HYDB_ENCODE_BATCH 8
-/* Longest token context the encoder accepts (CLIP's is 77). */
-#define HYDB_ENCODE_MAX_CONTEXT 512
 
 /* Earlier ways of running parts of the forward pass, kept so that
  * bench/bench_encoder can time old and new in one process (the machine's
  * load changes too much between runs to compare across them). Same
- * results either way. Read when a pass begins. */
+ * results either way. Read when a pass begins, from HYDB_FORWARD_LEGACY in
+ * bench builds only (base/bench_switch.h). */
 enum {
 	/* each GEMM one call on OpenBLAS's threads, its bias or GELU a pass
 	 * of its own, instead of blocks on the pool's threads */
@@ -64,7 +58,6 @@ enum {
 	/* scalar loops for the softmax and LayerNorm, GELU in chunks */
 	HYDB_FWD_SCALAR = 2,
 };
-extern int hydb_forward_legacy;
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
  * single-threaded from hydb_fwd_begin to hydb_fwd_end, the pool's threads
@@ -92,27 +85,14 @@ void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
 int hydb_encoder_get(hydb_encoder **out, struct hydb_model *m);
 /* Called by hydb_model_close. */
 void hydb_encoder_release(void *enc);
-void hydb_encoder_tokenizer_free(struct hydb_tokenizer *t);
 
-/* The token ids hydb_encode_text would use: ids receives context_length
- * entries, *n_used the count up to and including EOS. */
-int hydb_encode_tokens(struct hydb_model *m, const char *text, int32_t *ids,
-		       size_t *n_used);
-/* hydb_encode_image_files running the tower batch images at a time. */
-int hydb_encode_image_batches(struct hydb_model *m, const char *const *paths,
-			      size_t n, size_t batch, float *out, float *radii,
-			      float *features);
-/* hydb_encode_text from token ids (n of them). */
-int hydb_encode_ids(struct hydb_model *m, const int32_t *ids, size_t n,
-		    float *out, float *radius, float *features);
-
-/* Floats of scratch hydb_block_forward needs for n_seq x seq tokens. */
-int hydb_block_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
+/* Floats of scratch hydb_layer_forward needs for n_seq x seq tokens. */
+int hydb_layer_scratch(size_t *out, const hydb_fwd *f, const hydb_tower *t,
 		       size_t n_seq, size_t seq);
 /* Run one block in place on x [n_seq * seq, width]: n_seq independent
  * sequences of seq tokens. causal: token i attends to tokens <= i. */
-void hydb_block_forward(const hydb_fwd *f, const hydb_tower *t,
-			const hydb_block_w *b, float *x, size_t n_seq,
+void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,
+			const hydb_layer_w *b, float *x, size_t n_seq,
 			size_t seq, int causal, float *scratch);
 /* Row-wise LayerNorm: out may alias x. */
 void hydb_layer_norm(const hydb_fwd *f, float *out, const float *x,

@@ -1,9 +1,7 @@
 # encoder: forward
 # The HySAC transformer forward pass.
 libhydb_internal_la_SOURCES += encoder/forward.h encoder/forward.c encoder/vision.c encoder/text.c \
-	encoder/pool.h encoder/pool.c encoder/bf16.h encoder/bf16.c \
-	encoder/encode.c
-hydb_SOURCES += src/cli/cmd_encode.c
+	encoder/pool.h encoder/pool.c encoder/bf16.h encoder/bf16.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_blas

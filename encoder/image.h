@@ -12,14 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* PIL's decompression-bomb limit: 1024*1024*1024 / 4 / 3 pixels. */
-#define HYDB_IMAGE_DEFAULT_MAX_PIXELS ((size_t)89478485)
-/* Files larger than this are refused before being read. */
-#define HYDB_IMAGE_MAX_BYTES ((size_t)256 << 20)
-/* CLIP ViT-L/14 input side. */
-#define HYDB_CLIP_SIZE 224
-/* Largest crop side accepted by the preprocessing functions. */
-#define HYDB_CLIP_MAX_SIZE 4096
+/* The limits (HYDB_IMAGE_MAX_BYTES, HYDB_IMAGE_DEFAULT_MAX_PIXELS,
+ * HYDB_CLIP_SIZE, HYDB_CLIP_MAX_SIZE) are public, in hydb.h: the encode
+ * calls and the command-line tool state them too. */
+#include "hydb.h"
 
 /* CLIPImageProcessor's image_mean / image_std. */
 extern const float hydb_clip_mean[3];

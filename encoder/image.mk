@@ -1,7 +1,6 @@
 # encoder: image decoding (JPEG, PNG, WebP) and CLIP preprocessing.
 libhydb_internal_la_SOURCES += encoder/image.h encoder/image.c \
 	encoder/preprocess.c encoder/png_write.c
-hydb_SOURCES += src/cli/cmd_preprocess.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/check_image

@@ -498,7 +498,7 @@ static int load_tokenizer(hydb_model *m)
 {
 	const hydb_model_config *c = &m->cfg;
 	int rc;
-	RETURN_ERROR_IF(c->vocab_size <= 514, HYDB_EMODEL,
+	RETURN_ERROR_IF(c->vocab_size <= HYDB_TOKENIZER_FIXED_IDS, HYDB_EMODEL,
 			"%s: config field 'text.vocab_size' (%d) leaves no BPE merges",
 			m->path, c->vocab_size);
 	RETURN_ERROR_IF(c->bos_id != c->vocab_size - 2 || c->eos_id != c->vocab_size - 1,
@@ -506,14 +506,14 @@ static int load_tokenizer(hydb_model *m)
 			"must be the last two ids of the vocabulary", m->path, c->bos_id,
 			c->eos_id);
 	rc = hydb_tokenizer_new(&m->tok, m->merges, m->merges_len,
-				(size_t)c->vocab_size - 514);
+				(size_t)c->vocab_size - HYDB_TOKENIZER_FIXED_IDS);
 	if (rc < 0)
 		return hydb_error_prefix(HYDB_EMODEL, "%s: tensor '%s'", m->path, MERGES_NAME);
 	RETURN_ERROR_IF(hydb_tokenizer_vocab_size(m->tok) != (size_t)c->vocab_size,
 			HYDB_EMODEL, "%s: tensor '%s' holds %zu merges, the vocabulary of "
 			"%d needs %d", m->path, MERGES_NAME,
-			hydb_tokenizer_vocab_size(m->tok) - 514, c->vocab_size,
-			c->vocab_size - 514);
+			hydb_tokenizer_vocab_size(m->tok) - HYDB_TOKENIZER_FIXED_IDS, c->vocab_size,
+			c->vocab_size - HYDB_TOKENIZER_FIXED_IDS);
 	return 0;
 }
 

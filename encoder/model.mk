@@ -1,7 +1,6 @@
 # encoder: model file (safetensors container, config, weight validation)
 libhydb_internal_la_SOURCES += encoder/model.c encoder/safetensors.c \
 	encoder/safetensors.h
-hydb_SOURCES += src/cli/cmd_model.c
 # The text the converter learns a tiny model's tokenizer from; installed next
 # to the converter's data so that 'hydb-convert --tiny' works after install.
 modeldatadir = $(pkgdatadir)

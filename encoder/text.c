@@ -51,7 +51,7 @@ static void text_run(const hydb_fwd *f, const hydb_encoder *e,
 			x[i * w + j] = tok[j] + pos[j];
 	}
 	for (size_t l = 0; l < t->layers; l++)
-		hydb_block_forward(f, t, &t->blocks[l], x, 1, len, 1, s);
+		hydb_layer_forward(f, t, &t->blocks[l], x, 1, len, 1, s);
 	float *pooled = x + len * w;
 	hydb_layer_norm(NULL, pooled, x + (len - 1) * w, 1, w, t->final_ln_w,
 			t->final_ln_b, t->ln_eps);
@@ -69,7 +69,7 @@ int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
 	FORWARD_IF_ERROR(check_ids(e, ids, len));
 	FORWARD_IF_ERROR(hydb_fwd_begin(&f, e));
 	size_t scratch, w = e->text.width;
-	int rc = hydb_block_scratch(&scratch, &f, &e->text, 1, len);
+	int rc = hydb_layer_scratch(&scratch, &f, &e->text, 1, len);
 	float *x = rc ? NULL : hydb_alloc_array(len + 1, w * sizeof(float),
 						"text tokens");
 	float *s = x ? hydb_alloc_array(scratch, sizeof(float),

@@ -85,64 +85,6 @@ static void cp_swap(cpbuf *a, cpbuf *b)
 
 /* ---- UTF-8 ------------------------------------------------------------- */
 
-size_t hydb_utf8_put_cp(char *out, uint32_t c)
-{
-	if (c < 0x80) {
-		out[0] = (char)c;
-		return 1;
-	}
-	if (c < 0x800) {
-		out[0] = (char)(0xC0 | (c >> 6));
-		out[1] = (char)(0x80 | (c & 0x3F));
-		return 2;
-	}
-	if (c < 0x10000) {
-		out[0] = (char)(0xE0 | (c >> 12));
-		out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-		out[2] = (char)(0x80 | (c & 0x3F));
-		return 3;
-	}
-	out[0] = (char)(0xF0 | (c >> 18));
-	out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-	out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-	out[3] = (char)(0x80 | (c & 0x3F));
-	return 4;
-}
-
-/* Decodes one well-formed sequence at s[0..avail); returns its length, or 0
- * if the bytes there are not valid UTF-8 (overlong, surrogate, > U+10FFFF,
- * truncated) or are a NUL. */
-static size_t utf8_get(const unsigned char *s, size_t avail, uint32_t *cp)
-{
-	unsigned c = s[0];
-	size_t n;
-	uint32_t v;
-	if (c == 0)
-		return 0;
-	if (c < 0x80)
-		return *cp = c, 1;
-	if ((c & 0xE0) == 0xC0)
-		n = 2, v = c & 0x1F;
-	else if ((c & 0xF0) == 0xE0)
-		n = 3, v = c & 0x0F;
-	else if ((c & 0xF8) == 0xF0)
-		n = 4, v = c & 0x07;
-	else
-		return 0;
-	if (n > avail)
-		return 0;
-	for (size_t k = 1; k < n; k++) {
-		if ((s[k] & 0xC0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[k] & 0x3F);
-	}
-	if ((n == 2 && v < 0x80) || (n == 3 && v < 0x800) ||
-	    (n == 4 && v < 0x10000) || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return 0;
-	*cp = v;
-	return n;
-}
-
 static int utf8_decode(cpbuf *out, const char *text, size_t len, const char *what)
 {
 	const unsigned char *s = (const unsigned char *)text;
@@ -151,7 +93,7 @@ static int utf8_decode(cpbuf *out, const char *text, size_t len, const char *wha
 		return cp_check(out, what);
 	while (i < len) {
 		uint32_t c;
-		size_t k = utf8_get(s + i, len - i, &c);
+		size_t k = hydb_utf8_get(s + i, len - i, &c);
 		RETURN_ERROR_IF(k == 0, HYDB_EUTF8, "%s: %s at byte offset %zu", what,
 				s[i] ? "invalid UTF-8" : "embedded NUL", i);
 		out->v[out->n++] = c;
@@ -170,7 +112,7 @@ static int utf8_encode(char **out, size_t *out_len, const uint32_t *cps, size_t 
 	s = malloc(cap);
 	RETURN_ERROR_IF(!s, HYDB_ENOMEM, "tokenizer text: cannot allocate %zu bytes", cap);
 	for (size_t i = 0; i < n; i++)
-		len += hydb_utf8_put_cp(s + len, cps[i]);
+		len += hydb_utf8_put(s + len, cps[i]);
 	s[len] = '\0';
 	*out = s;
 	*out_len = len;
@@ -1239,7 +1181,7 @@ static int parse_merge_line(struct merge_line *m, const char *s, size_t n, size_
 			HYDB_EFORMAT, "merges line %zu: more than two symbols", line_no);
 	for (bad = 0; bad < n;) {
 		uint32_t c;
-		size_t k = utf8_get((const unsigned char *)s + bad, n - bad, &c);
+		size_t k = hydb_utf8_get((const unsigned char *)s + bad, n - bad, &c);
 		RETURN_ERROR_IF(k == 0, HYDB_EFORMAT,
 				"merges line %zu: invalid UTF-8 at column %zu", line_no, bad + 1);
 		bad += k;
@@ -1316,7 +1258,7 @@ static void build_vocab(hydb_tokenizer *t, const struct merge_line *lines, size_
 	for (int end = 0; end < 2; end++) {
 		for (unsigned i = 0; i < 256; i++) {
 			char u[4];
-			size_t ul = hydb_utf8_put_cp(u, cp[order[i]]);
+			size_t ul = hydb_utf8_put(u, cp[order[i]]);
 			arena_add(t, &used, id++, u, ul, "</w>", end ? 4 : 0);
 		}
 	}
@@ -1344,7 +1286,7 @@ static void build_merges(hydb_tokenizer *t, const struct merge_line *lines, size
 	}
 	for (unsigned b = 0; b < 256; b++) {
 		char u[8];
-		size_t ul = hydb_utf8_put_cp(u, cp[b]);
+		size_t ul = hydb_utf8_put(u, cp[b]);
 		t->byte_id[b] = vocab_find(t, u, ul);
 		memcpy(u + ul, "</w>", 4);
 		t->byte_end_id[b] = vocab_find(t, u, ul + 4);
@@ -1640,7 +1582,7 @@ static void encode_word(const hydb_tokenizer *t, struct bpe *w, const uint32_t *
 	int32_t tok[WORD_CACHE_IDS + 1];
 	size_t nb = 0, nt = 0;
 	for (size_t i = 0; i < n; i++)
-		nb += hydb_utf8_put_cp((char *)w->bytes + nb, s[i]);
+		nb += hydb_utf8_put((char *)w->bytes + nb, s[i]);
 	if (nb <= WORD_CACHE_BYTES && (nt = cache_get(t, (char *)w->bytes, nb, tok))) {
 		for (size_t i = 0; i < nt && *k < limit; i++)
 			ids[(*k)++] = tok[i];
@@ -1686,6 +1628,8 @@ int hydb_tokenize(const hydb_tokenizer *t, const char *text, size_t len,
 			encode_word(t, &w, c.v + i, m, ids, &k, limit);
 		i += m;
 	}
+	/* the EOS at k stays inside the context, however long the text */
+	assert(k < context);
 	for (size_t i = k; i < context; i++)
 		ids[i] = hydb_tokenizer_eos(t);
 	if (n_used)

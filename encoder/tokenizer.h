@@ -34,6 +34,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The ids that are not merges: 256 byte symbols, the same 256 with "</w>",
+ * and the two specials; a vocabulary of V ids holds V - this many merges. */
+#define HYDB_TOKENIZER_FIXED_IDS 514
 /* CLIP's vocabulary: 256 bytes, 256 bytes + "</w>", 48894 merges, 2 specials. */
 #define HYDB_CLIP_MERGES 48894
 #define HYDB_CLIP_VOCAB 49408
@@ -84,9 +87,5 @@ const char *hydb_tokenizer_token(const hydb_tokenizer *t, int32_t id);
  */
 int hydb_tokenizer_clean(char **out, size_t *out_len, const char *text,
 			 size_t len);
-
-/* Writes code point c (at most U+10FFFF, no surrogate) as 1 to 4 bytes of
- * UTF-8 at out; returns the byte count. */
-size_t hydb_utf8_put_cp(char *out, uint32_t c);
 
 #endif /* HYDB_ENCODER_TOKENIZER_H */

@@ -71,7 +71,7 @@ static int vision_buf_alloc(struct vision_buf *b, const hydb_fwd *f,
 	memset(b, 0, sizeof *b);
 	RETURN_ERROR_IF(hydb_mul_size(&tokens, n, e->n_pos) < 0, HYDB_ENOMEM,
 			"image batch of %zu overflows", n);
-	FORWARD_IF_ERROR(hydb_block_scratch(&scratch, f, &e->vision, n,
+	FORWARD_IF_ERROR(hydb_layer_scratch(&scratch, f, &e->vision, n,
 					     e->n_pos));
 	b->x = hydb_alloc_array(tokens, w * sizeof(float), "image tokens");
 	b->patches = hydb_alloc_array(e->grid * e->grid, k * sizeof(float),
@@ -97,7 +97,7 @@ static void vision_run(const hydb_fwd *f, const hydb_encoder *e,
 	hydb_layer_norm(f, b->x, b->x, n * e->n_pos, w, e->pre_ln_w,
 			e->pre_ln_b, t->ln_eps);
 	for (size_t l = 0; l < t->layers; l++)
-		hydb_block_forward(f, t, &t->blocks[l], b->x, n, e->n_pos, 0,
+		hydb_layer_forward(f, t, &t->blocks[l], b->x, n, e->n_pos, 0,
 				   b->scratch);
 	for (size_t i = 0; i < n; i++)
 		hydb_layer_norm(NULL, b->pooled + i * w, b->x + i * e->n_pos * w,

@@ -364,19 +364,19 @@ int hnsw_walk_row(struct hnsw_ctx *cx, uint32_t slot, const void **row,
 
 /* Format 2 appends the node's rank in the reachability tree (reach.c);
  * format 1 records end after the links. */
-static size_t l0_size(const hydb_index *ix)
-{
-	return 4 + 4 * (size_t)ix->M0 + (ix->legacy ? 0 : 4);
-}
-
 static size_t rank_off(const hydb_index *ix)
 {
-	return 4 + 4 * (size_t)ix->M0;
+	return HNSW_L0_LINKS + HNSW_LINK_BYTES * (size_t)ix->M0;
+}
+
+static size_t l0_size(const hydb_index *ix)
+{
+	return rank_off(ix) + (ix->legacy ? 0 : HNSW_RANK_BYTES);
 }
 
 static size_t up_stride(const hydb_index *ix)
 {
-	return 4 * (size_t)(ix->M + 1);
+	return HNSW_UP_STRIDE(ix->M);
 }
 
 static int node_get(struct hnsw_ctx *cx, uint32_t tag, uint32_t slot,
@@ -417,7 +417,7 @@ int hnsw_get_level(struct hnsw_ctx *cx, uint32_t slot, unsigned *level)
 	RETURN_ERROR_IF(v.mv_size != l0_size(cx->ix), HYDB_ECORRUPT,
 			"index: node of slot %u has %zu bytes", slot,
 			v.mv_size);
-	*level = ((const uint8_t *)v.mv_data)[0];
+	*level = ((const uint8_t *)v.mv_data)[HNSW_L0_LEVEL];
 	RETURN_ERROR_IF(*level > HYDB_HNSW_MAX_LEVEL, HYDB_ECORRUPT,
 			"index: node of slot %u has level %u", slot, *level);
 	return 0;
@@ -447,9 +447,9 @@ static int l0_read(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
 	const uint8_t *p = v.mv_data;
 	RETURN_ERROR_IF(v.mv_size != l0_size(ix), HYDB_ECORRUPT,
 			"index: node of slot %u has %zu bytes", slot, v.mv_size);
-	memcpy(&cnt, p + 2, 2);
-	r->level = p[0];
-	r->prot = p[1];
+	memcpy(&cnt, p + HNSW_L0_DEGREE, sizeof cnt);
+	r->level = p[HNSW_L0_LEVEL];
+	r->prot = p[HNSW_L0_PROT];
 	r->n = cnt;
 	r->rank = 0;
 	if (!ix->legacy)
@@ -458,7 +458,7 @@ static int l0_read(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
 				r->level > HYDB_HNSW_MAX_LEVEL,
 			HYDB_ECORRUPT, "index: node of slot %u is malformed",
 			slot);
-	memcpy(r->links, p + 4, (size_t)cnt * 4);
+	memcpy(r->links, p + HNSW_L0_LINKS, (size_t)cnt * HNSW_LINK_BYTES);
 	FORWARD_IF_ERROR(links_sane(cx, slot, 0, r->links, cnt));
 	if (cx->pend && !cx->pend_ro)
 		return hnsw_pending_keep(cx->pend, slot, r);
@@ -479,19 +479,21 @@ int hnsw_l0_get(struct hnsw_ctx *cx, uint32_t slot, struct hnsw_l0 *r)
 int hnsw_l0_put(struct hnsw_ctx *cx, uint32_t slot, const struct hnsw_l0 *r)
 {
 	hydb_index *ix = cx->ix;
-	uint8_t buf[8 + 4 * 2 * HYDB_HNSW_MAX_M];
+	uint8_t buf[HNSW_L0_LINKS + HNSW_LINK_BYTES * 2 * HYDB_HNSW_MAX_M + HNSW_RANK_BYTES];
 	uint16_t cnt = (uint16_t)r->n;
+	assert(r->n <= ix->M0 && r->prot <= r->n && r->level <= HYDB_HNSW_MAX_LEVEL);
+	assert(l0_size(ix) <= sizeof buf);
 	RETURN_ERROR_IF(ix->legacy, HYDB_EVERSION,
 			"index: graph format 1 is read-only; rebuild the "
 			"index to change it");
 	if (cx->pend)
 		return hnsw_pending_put(cx->pend, slot, r);
-	buf[0] = (uint8_t)r->level;
-	buf[1] = (uint8_t)r->prot;
-	memcpy(buf + 2, &cnt, 2);
-	memset(buf + 4, 0xff, 4 * (size_t)ix->M0);
-	memcpy(buf + 4, r->links, (size_t)r->n * 4);
-	memcpy(buf + rank_off(ix), &r->rank, 4);
+	buf[HNSW_L0_LEVEL] = (uint8_t)r->level;
+	buf[HNSW_L0_PROT] = (uint8_t)r->prot;
+	memcpy(buf + HNSW_L0_DEGREE, &cnt, sizeof cnt);
+	memset(buf + HNSW_L0_LINKS, 0xff, HNSW_LINK_BYTES * (size_t)ix->M0);
+	memcpy(buf + HNSW_L0_LINKS, r->links, (size_t)r->n * HNSW_LINK_BYTES);
+	memcpy(buf + rank_off(ix), &r->rank, HNSW_RANK_BYTES);
 	return node_put(cx, HNSW_TAG_L0, slot, buf, l0_size(ix));
 }
 
@@ -513,11 +515,12 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
 		const uint8_t *p = v.mv_data;
 		uint16_t cnt;
-		memcpy(&cnt, p + 2, 2);
-		RETURN_ERROR_IF(v.mv_size != l0_size(ix) || cnt > ix->M0,
-				HYDB_ECORRUPT,
+		RETURN_ERROR_IF(v.mv_size != l0_size(ix), HYDB_ECORRUPT,
 				"index: node of slot %u is malformed", slot);
-		memcpy(links, p + 4, (size_t)cnt * 4);
+		memcpy(&cnt, p + HNSW_L0_DEGREE, sizeof cnt);
+		RETURN_ERROR_IF(cnt > ix->M0, HYDB_ECORRUPT,
+				"index: node of slot %u is malformed", slot);
+		memcpy(links, p + HNSW_L0_LINKS, (size_t)cnt * HNSW_LINK_BYTES);
 		*n = cnt;
 		return links_sane(cx, slot, level, links, cnt);
 	}
@@ -526,11 +529,12 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	RETURN_ERROR_IF(off + up_stride(ix) > v.mv_size, HYDB_ECORRUPT,
 			"index: slot %u has no layer %u", slot, level);
 	uint32_t cnt;
-	memcpy(&cnt, (const uint8_t *)v.mv_data + off, 4);
+	memcpy(&cnt, (const uint8_t *)v.mv_data + off, HNSW_UP_DEGREE_BYTES);
 	RETURN_ERROR_IF(cnt > ix->M, HYDB_ECORRUPT,
 			"index: slot %u layer %u has degree %u", slot, level,
 			cnt);
-	memcpy(links, (const uint8_t *)v.mv_data + off + 4, (size_t)cnt * 4);
+	memcpy(links, (const uint8_t *)v.mv_data + off + HNSW_UP_DEGREE_BYTES,
+	       (size_t)cnt * HNSW_LINK_BYTES);
 	*n = cnt;
 	return links_sane(cx, slot, level, links, cnt);
 }
@@ -564,7 +568,7 @@ int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	if (level == 0) {
 		struct hnsw_l0 r;
 		FORWARD_IF_ERROR(hnsw_l0_get(cx, slot, &r));
-		memcpy(r.links, links, (size_t)n * 4);
+		memcpy(r.links, links, (size_t)n * sizeof *links);
 		r.n = n;
 		RETURN_ERROR_IF(r.prot > n, HYDB_EINVAL,
 				"index: slot %u: list of %u drops tree links",
@@ -579,8 +583,9 @@ int hnsw_put_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 	RETURN_ERROR_IF(!all, HYDB_ENOMEM, "index: no memory for a node");
 	memcpy(all, v.mv_data, size);
 	uint32_t cnt = n;
-	memcpy(all + off, &cnt, 4);
-	memcpy(all + off + 4, links, (size_t)n * 4);
+	assert(n <= ix->M);
+	memcpy(all + off, &cnt, HNSW_UP_DEGREE_BYTES);
+	memcpy(all + off + HNSW_UP_DEGREE_BYTES, links, (size_t)n * HNSW_LINK_BYTES);
 	int rc = node_put(cx, HNSW_TAG_UP, slot, all, size);
 	free(all);
 	return rc;

@@ -197,7 +197,7 @@ static int brute_slot(uint32_t slot, void *ctx)
 	const float *v;
 	const hydb_slot_attr *a;
 	FORWARD_IF_ERROR(hnsw_slot_data(b->cx, slot, &v, &a, NULL));
-	if (!hydb_filter_match(b->f, a))
+	if (!hydb_filter_match(b->f, a) || !hydb_filter_cone_match(b->f, v))
 		return 0;
 	hydb_hit h = {slot, a->id, hydb_key_f32(&b->q, v)};
 	brute_offer(b, h);
@@ -236,8 +236,8 @@ static int brute_query(struct hnsw_ctx *cx, const float *x, size_t k,
 static double mask_fraction(const struct hnsw_meta *m, const hydb_filter *f)
 {
 	uint64_t hit = 0, all = 0;
-	for (unsigned mo = 0; mo < 3; mo++)
-		for (unsigned la = 0; la < 3; la++) {
+	for (unsigned mo = 0; mo < HYDB_N_MODALITIES; mo++)
+		for (unsigned la = 0; la < HYDB_N_LABELS; la++) {
 			uint64_t c = m->counts[mo][la];
 			all += c;
 			if ((!f->modality_mask || (f->modality_mask >> mo) & 1) &&
@@ -247,6 +247,31 @@ static double mask_fraction(const struct hnsw_meta *m, const hydb_filter *f)
 	return all ? (double)hit / (double)all : 1.0;
 }
 
+/* The share of live nodes inside f's cones, from up to CONE_SAMPLE slots
+ * spread evenly over the table: cones have no table to count them on, and
+ * a cone can hold almost nothing (a leaf's children) or half the space (the
+ * root's), so the planner has to look. */
+#define CONE_SAMPLE 256
+static int cone_fraction(struct hnsw_ctx *cx, const hydb_filter *f, double *out)
+{
+	uint32_t limit = cx->meta.slot_limit, step = limit / CONE_SAMPLE + 1;
+	size_t live = 0, in = 0;
+	*out = 1.0;
+	for (uint32_t s = 0; s < limit; s += step) {
+		const float *v;
+		const hydb_slot_attr *a;
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, s, &v, &a, NULL));
+		if (!a->live)
+			continue;
+		live++;
+		in += (size_t)hydb_filter_cone_match(f, v);
+	}
+	/* one match counted as half: a sample that saw none still allows a few */
+	if (live)
+		*out = in ? (double)in / (double)live : 0.5 / (double)live;
+	return 0;
+}
+
 static int filtered_query(struct hnsw_ctx *cx, const float *x, size_t k,
 			  size_t ef, const hydb_filter *f, hydb_hit *out,
 			  size_t *nout, const char **plan)
@@ -254,7 +279,10 @@ static int filtered_query(struct hnsw_ctx *cx, const float *x, size_t k,
 	hydb_index *ix = cx->ix;
 	double n = (double)cx->meta.nodes;
 	double limit = sqrt(4.0 * (double)ef * n);
-	double frac = mask_fraction(&cx->meta, f);
+	double frac = mask_fraction(&cx->meta, f), cone = 1.0;
+	if (f->cone)
+		FORWARD_IF_ERROR(cone_fraction(cx, f, &cone));
+	frac *= cone;
 	int radius = f->min_radius > 0 || !isinf(f->max_radius);
 	if (radius && ix->src.radius_count && ix->src.radius_scan) {
 		uint64_t cnt;
@@ -285,7 +313,7 @@ int hydb_index_search(hydb_index *ix, MDB_txn *rtxn, const float *q, size_t k,
 	if (k == 0)
 		return 0;
 	if (ef == 0)
-		ef = k > HYDB_HNSW_DEFAULT_EF ? k : HYDB_HNSW_DEFAULT_EF;
+		ef = hydb_index_default_ef(k);
 	if (ef < k)
 		ef = k;
 	struct hnsw_ctx cx;
@@ -335,4 +363,22 @@ int hydb_index_stats_get(hydb_index *ix, MDB_txn *rtxn, hydb_index_stats *out)
 				st.ms_overflow_pages);
 	out->bytes_per_vector = m.nodes ? pages * st.ms_psize / m.nodes : 0;
 	return 0;
+}
+
+int hydb_index_label_counts(hydb_index *ix, MDB_txn *rtxn,
+			    uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS])
+{
+	struct hnsw_meta m;
+	FORWARD_IF_ERROR(hnsw_meta_load(ix, rtxn, &m));
+	memcpy(counts, m.counts, sizeof m.counts);
+	return 0;
+}
+
+int hydb_index_set_label_counts(hydb_index *ix, MDB_txn *wtxn,
+				const uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS])
+{
+	struct hnsw_meta m;
+	FORWARD_IF_ERROR(hnsw_meta_load(ix, wtxn, &m));
+	memcpy(m.counts, counts, sizeof m.counts);
+	return hnsw_meta_save(ix, wtxn, &m);
 }

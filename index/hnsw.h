@@ -60,7 +60,13 @@
 
 #define HYDB_HNSW_DEFAULT_M 16u
 #define HYDB_HNSW_DEFAULT_EFC 200u
-#define HYDB_HNSW_DEFAULT_EF 64u
+/* The beam when the caller names none: the public HYDB_DEFAULT_EF, and never
+ * below k (the one place this rule is written; src/tune.c uses it too). */
+#define HYDB_HNSW_DEFAULT_EF ((unsigned)HYDB_DEFAULT_EF)
+static inline size_t hydb_index_default_ef(size_t k)
+{
+	return k > HYDB_DEFAULT_EF ? k : (size_t)HYDB_DEFAULT_EF;
+}
 #define HYDB_HNSW_MAX_M 128u
 #define HYDB_HNSW_MAX_LEVEL 16u
 
@@ -78,12 +84,32 @@ typedef struct hydb_filter {
 	double min_radius, max_radius; /* inclusive; [0, INFINITY] = none */
 	unsigned modality_mask;        /* 0 = any */
 	unsigned label_mask;           /* 0 = any */
+	/* HYDB_CONE_* tests against cone_query (dim components, curvature c),
+	 * whose half-aperture is query_aperture; 0 = none */
+	unsigned cone;
+	const float *cone_query;
+	double query_aperture, c;
+	size_t dim;
 } hydb_filter;
 
 static inline int hydb_filter_is_empty(const hydb_filter *f)
 {
 	return !f || (f->min_radius <= 0 && isinf(f->max_radius) &&
-		      !f->modality_mask && !f->label_mask);
+		      !f->modality_mask && !f->label_mask && !f->cone);
+}
+
+/* The cone tests of f on a stored point v (its attributes matched). Each is
+ * an exact angle (base/lorentz.c), so the index and exact search agree. */
+static inline int hydb_filter_cone_match(const hydb_filter *f, const float *v)
+{
+	if (!f || !f->cone)
+		return 1;
+	if ((f->cone & HYDB_CONE_WITHIN) &&
+	    !(hydb_oxy_angle(v, f->cone_query, f->dim, f->c) <=
+	      hydb_half_aperture(v, f->dim, f->c)))
+		return 0;
+	return !(f->cone & HYDB_CONE_CONTAINS) ||
+	       hydb_oxy_angle(f->cone_query, v, f->dim, f->c) <= f->query_aperture;
 }
 
 static inline int hydb_filter_match(const hydb_filter *f,
@@ -227,6 +253,17 @@ typedef struct hydb_index_stats {
 	double bytes_per_vector; /* graph + compact copy, without the store */
 } hydb_index_stats;
 int hydb_index_stats_get(hydb_index *ix, MDB_txn *rtxn, hydb_index_stats *out);
+
+/* Live nodes by modality and label, as the planner reads them to estimate
+ * how many nodes a label or modality mask matches. */
+int hydb_index_label_counts(hydb_index *ix, MDB_txn *rtxn,
+			    uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS]);
+/* Replace those counts after re-labelling (src/inspect.c). A label is no
+ * part of the graph, so the counts are all the index keeps of it; the
+ * caller counted the live slots' attributes in the same write transaction,
+ * so counts left stale by an earlier re-labelling are repaired too. */
+int hydb_index_set_label_counts(hydb_index *ix, MDB_txn *wtxn,
+				const uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS]);
 
 /* The neighbour-selection rule (index/select.c) as a pure function, so
  * that every graph built on hydb's geometry selects with this one code.

@@ -7,8 +7,22 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "base/bench_switch.h"
 #include "base/lorentz_kernel.h"
 #include "index/hnsw.h"
+
+/* The node records' layout (hnsw.h). Layer 0: level (u8), tree links (u8),
+ * degree (u16), 2M link slots (u32), then the rank (i32; format 2 on). An
+ * upper record: per level 1..level, a degree (u32) and M link slots. */
+#define HNSW_L0_LEVEL 0
+#define HNSW_L0_PROT 1
+#define HNSW_L0_DEGREE 2
+#define HNSW_L0_LINKS 4
+#define HNSW_LINK_BYTES 4
+#define HNSW_RANK_BYTES 4
+#define HNSW_UP_DEGREE_BYTES 4
+/* Bytes of one level in an upper record. */
+#define HNSW_UP_STRIDE(M) (HNSW_UP_DEGREE_BYTES + HNSW_LINK_BYTES * (size_t)(M))
 
 #define HNSW_META_MAGIC 0x57534e48u /* "HNSW" */
 /* 2: layer-0 records carry the reachability tree (index/reach.c). Format 1
@@ -36,7 +50,7 @@ struct hnsw_meta {
 	uint32_t slot_limit; /* 1 + the highest slot ever inserted */
 	uint32_t next_rank;  /* rank of the next new node (reach.c); 0: none */
 	uint64_t rng;        /* level generator state: builds are repeatable */
-	uint64_t counts[3][3]; /* live nodes by modality x label */
+	uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS]; /* live nodes */
 	double c;
 };
 

@@ -10,11 +10,10 @@
 /* splitmix64: the state lives in hnsw_meta, so the same inserts in the same
  * order give the same graph. */
 /* How far a new node's own lists are topped up with pruned candidates:
- * M, or HYDB_HNSW_FILL=N for A/B benches (0: the plain heuristic). */
+ * M (bench builds: HYDB_HNSW_FILL=N, 0 for the plain heuristic). */
 unsigned hnsw_fill(const hydb_index *ix)
 {
-	const char *e = getenv("HYDB_HNSW_FILL");
-	return e && *e ? (unsigned)strtoul(e, NULL, 10) : ix->M;
+	return (unsigned)hydb_bench_switch("HYDB_HNSW_FILL", ix->M);
 }
 
 unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m)
@@ -30,7 +29,7 @@ unsigned hnsw_random_level(hydb_index *ix, struct hnsw_meta *m)
 
 void hnsw_count_attr(struct hnsw_meta *m, const hydb_slot_attr *a, int d)
 {
-	if (a->modality < 3 && a->label < 3)
+	if (a->modality < HYDB_N_MODALITIES && a->label < HYDB_N_LABELS)
 		m->counts[a->modality][a->label] += (uint64_t)(int64_t)d;
 }
 
@@ -158,10 +157,9 @@ static uint32_t *radius_order(struct hnsw_ctx *cx, const uint32_t *slots,
 		o[i].radius = rc == 0 && a->radius == a->radius ? a->radius : 0;
 		o[i].i = (uint32_t)i;
 	}
-	/* HYDB_HNSW_CALLER_ORDER=1: the caller's order, for A/B benches */
-	const char *keep = getenv("HYDB_HNSW_CALLER_ORDER");
+	/* bench builds: HYDB_HNSW_CALLER_ORDER=1 keeps the caller's order */
 	if (rc == 0) {
-		if (!(keep && *keep == '1'))
+		if (!hydb_bench_switch("HYDB_HNSW_CALLER_ORDER", 0))
 			qsort(o, n, sizeof *o, by_radius_cmp);
 		for (size_t i = 0; i < n; i++)
 			out[i] = slots[o[i].i];
@@ -203,12 +201,11 @@ int hydb_index_insert(hydb_index *ix, MDB_txn *wtxn, const uint32_t *slots,
 	if (rc == 0 && !order)
 		rc = HYDB_ENOMEM;
 	slots = order;
-	/* HYDB_HNSW_PLAIN_LINKING=1: every list is put as it changes and
-	 * every key computed afresh (the earlier path, for A/B benches). */
-	const char *plain = getenv("HYDB_HNSW_PLAIN_LINKING");
+	/* bench builds: HYDB_HNSW_PLAIN_LINKING=1 puts every list as it
+	 * changes and computes every key afresh (the earlier path). */
 	struct hnsw_pending *pend = NULL;
 	struct hnsw_pairs *pairs = NULL;
-	if (rc == 0 && !(plain && *plain == '1')) {
+	if (rc == 0 && !hydb_bench_switch("HYDB_HNSW_PLAIN_LINKING", 0)) {
 		rc = hnsw_pending_init(&pend);
 		/* Clearing the 16 MB table costs more than a few inserts
 		 * gain from it (a single put took 2.5x as long). */

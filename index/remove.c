@@ -47,7 +47,7 @@ static int links_doomed(const struct hnsw_ctx *cx, const uint8_t *p,
 {
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t s;
-		memcpy(&s, p + 4 * (size_t)i, 4);
+		memcpy(&s, p + HNSW_LINK_BYTES * (size_t)i, sizeof s);
 		if (hnsw_doomed(cx, s))
 			return 1;
 	}
@@ -65,20 +65,20 @@ static int scan_record(struct hnsw_ctx *cx, uint32_t tag, const MDB_val *k,
 		return 0;
 	if (tag == HNSW_TAG_L0) {
 		uint16_t cnt;
-		memcpy(&cnt, p + 2, 2);
-		if (p[0] >= fx->best_level || fx->best == HYDB_NO_SLOT) {
+		memcpy(&cnt, p + HNSW_L0_DEGREE, sizeof cnt);
+		if (p[HNSW_L0_LEVEL] >= fx->best_level || fx->best == HYDB_NO_SLOT) {
 			fx->best = w;
-			fx->best_level = p[0];
+			fx->best_level = p[HNSW_L0_LEVEL];
 		}
-		return cnt <= ix->M0 && links_doomed(cx, p + 4, cnt)
+		return cnt <= ix->M0 && links_doomed(cx, p + HNSW_L0_LINKS, cnt)
 			       ? fix_add(fx, w, 0)
 			       : 0;
 	}
-	size_t stride = 4 * (size_t)(ix->M + 1);
+	size_t stride = HNSW_UP_STRIDE(ix->M);
 	for (size_t l = 0; (l + 1) * stride <= v->mv_size; l++) {
 		uint32_t cnt;
-		memcpy(&cnt, p + l * stride, 4);
-		if (cnt <= ix->M && links_doomed(cx, p + l * stride + 4, cnt))
+		memcpy(&cnt, p + l * stride, HNSW_UP_DEGREE_BYTES);
+		if (cnt <= ix->M && links_doomed(cx, p + l * stride + HNSW_UP_DEGREE_BYTES, cnt))
 			FORWARD_IF_ERROR(fix_add(fx, w, (unsigned)l + 1));
 	}
 	return 0;
@@ -280,7 +280,7 @@ static int remove_doomed(struct hnsw_ctx *cx, const uint32_t *list,
 		const hydb_slot_attr *a;
 		FORWARD_IF_ERROR(hnsw_node_delete(cx, list[i]));
 		if (hnsw_slot_data(cx, list[i], NULL, &a, NULL) == 0 &&
-		    a->modality < 3 && a->label < 3 &&
+		    a->modality < HYDB_N_MODALITIES && a->label < HYDB_N_LABELS &&
 		    m->counts[a->modality][a->label])
 			m->counts[a->modality][a->label]--;
 		m->nodes--;

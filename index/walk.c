@@ -46,6 +46,7 @@ static void heap_push(struct hnsw_cand *h, size_t *n, struct hnsw_cand c,
 
 static struct hnsw_cand heap_pop(struct hnsw_cand *h, size_t *n, int sign)
 {
+	assert(*n > 0);
 	struct hnsw_cand top = h[0], last = h[--(*n)];
 	size_t i = 0, m = *n;
 	for (;;) {
@@ -148,10 +149,11 @@ int hnsw_greedy(struct hnsw_ctx *cx, const hydb_kquery *q, unsigned top,
 static int accepts(struct hnsw_ctx *cx, const hydb_filter *f, uint32_t slot)
 {
 	const hydb_slot_attr *a;
+	const float *v = NULL;
 	if (!f)
 		return 1;
-	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, NULL, &a, NULL));
-	return hydb_filter_match(f, a);
+	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, f->cone ? &v : NULL, &a, NULL));
+	return hydb_filter_match(f, a) && hydb_filter_cone_match(f, v);
 }
 
 /* Keys of a node's unvisited neighbours, measured as one batch. */

@@ -129,12 +129,14 @@ typedef enum hydb_modality {
 	HYDB_MOD_IMAGE = 1,
 	HYDB_MOD_TEXT = 2
 } hydb_modality;
+#define HYDB_N_MODALITIES 3
 
 typedef enum hydb_label {
 	HYDB_LABEL_UNKNOWN = 0,
 	HYDB_LABEL_SAFE = 1,
 	HYDB_LABEL_UNSAFE = 2
 } hydb_label;
+#define HYDB_N_LABELS 3
 
 /* Documented limits. Longer keys are accepted up to HYDB_MAX_KEY and stored
  * under a hash in LMDB's key space (which allows 511 bytes). */
@@ -154,7 +156,7 @@ typedef enum hydb_label {
 
 #define HYDB_MAX_HNSW_M 128
 
-#define HYDB_OPEN_OPTIONS_VERSION 1
+#define HYDB_OPEN_OPTIONS_VERSION 2
 #define HYDB_OPEN_RDONLY 0x1u /* never write; works on read-only media */
 #define HYDB_OPEN_CREATE 0x2u /* create if missing (needs dim, curvature) */
 #define HYDB_OPEN_NOSYNC 0x4u /* faster writes; the last commits before an
@@ -169,7 +171,13 @@ typedef struct hydb_open_options {
 	unsigned hnsw_m;   /* with HYDB_OPEN_CREATE: 0 = default (16), else
 			      2..HYDB_MAX_HNSW_M */
 	unsigned hnsw_ef_construction; /* 0 = default (200) */
+	/* version 2: the bytes LMDB maps at first, 0 = 256 MiB (or twice the
+	 * file); the map grows by itself when a write needs more, so a small
+	 * value only saves address space, at the cost of more growth steps.
+	 * At least HYDB_MIN_INITIAL_MAP. */
+	size_t initial_map;
 } hydb_open_options;
+#define HYDB_MIN_INITIAL_MAP 65536
 
 /** Fill *opts with defaults (version set, no flags, curvature 1). */
 HYDB_API void hydb_open_options_init(hydb_open_options *opts);
@@ -187,6 +195,8 @@ HYDB_API int hydb_open(hydb_db **out, const char *path,
 /** Close a handle; NULL is allowed. No call may be running on it. */
 HYDB_API void hydb_close(hydb_db *db);
 
+/** The database's dimension and curvature c (its points lie on the
+ *  hyperboloid of curvature -c). */
 HYDB_API size_t hydb_dim(const hydb_db *db);
 HYDB_API double hydb_curvature(const hydb_db *db);
 
@@ -230,7 +240,9 @@ HYDB_API int hydb_delete_batch(hydb_db *db, const char *const *keys,
 			       const uint64_t *ids, size_t n, unsigned flags,
 			       size_t *deleted);
 
-/** Delete by key or id. HYDB_ENOTFOUND when absent. */
+/** Delete one record by key or id: hydb_delete_batch of one with no flags.
+ *  Errors: HYDB_ENOTFOUND (absent; nothing changes), HYDB_EINVAL (NULL
+ *  handle, NULL or empty key), and the write errors of hydb_delete_batch. */
 HYDB_API int hydb_delete_key(hydb_db *db, const char *key);
 HYDB_API int hydb_delete_id(hydb_db *db, uint64_t id);
 
@@ -248,17 +260,23 @@ typedef struct hydb_entry {
 	char *meta;     /* NULL if none */
 } hydb_entry;
 
+/** Read one record by key (at most HYDB_MAX_KEY bytes) or by id into a new
+ *  *out that the caller frees with hydb_entry_free.
+ *  Errors: HYDB_ENOTFOUND (no live record), HYDB_EINVAL (NULL argument,
+ *  empty key), HYDB_ETOOBIG (key over HYDB_MAX_KEY), HYDB_ECORRUPT (the
+ *  record fails its checksum), HYDB_EIO, HYDB_ENOMEM. */
 HYDB_API int hydb_get_key(hydb_db *db, const char *key, hydb_entry **out);
 HYDB_API int hydb_get_id(hydb_db *db, uint64_t id, hydb_entry **out);
 HYDB_API void hydb_entry_free(hydb_entry *e);
 
-/** Number of live records. */
+/** Number of live records. Errors: HYDB_EINVAL (NULL argument), HYDB_EIO,
+ *  HYDB_ECORRUPT. */
 HYDB_API int hydb_count(hydb_db *db, uint64_t *out);
 
 /** Counts and radius range of the live records, from one snapshot. */
 typedef struct hydb_db_stats {
 	uint64_t count;
-	uint64_t groups[3][3]; /* [hydb_modality][hydb_label] */
+	uint64_t groups[HYDB_N_MODALITIES][HYDB_N_LABELS];
 	double radius_min, radius_max; /* both 0 when empty */
 } hydb_db_stats;
 
@@ -270,7 +288,9 @@ HYDB_API int hydb_stats(hydb_db *db, hydb_db_stats *out);
 typedef struct hydb_check_report {
 	uint64_t records, live_slots, keys, radius_entries;
 	size_t store_problems; /* checksums, tables that disagree, metadata */
-	size_t index_problems; /* HNSW invariants (links, degrees, nodes) */
+	size_t index_problems; /* HNSW invariants (links, degrees, nodes),
+				  and per-label counts that disagree with
+				  the records (the planner's estimates) */
 	size_t unreachable;    /* nodes no index search reaches (a quality
 				  warning: exact search still finds them) */
 } hydb_check_report;
@@ -278,8 +298,10 @@ typedef struct hydb_check_report {
 /**
  * Verify the store and the index in one snapshot, as `hydb check` does
  * (without its self-search). Each problem and warning is passed to fn (may
- * be NULL) as a one-line message naming the record id or slot. Returns
- * HYDB_OK when the check ran, even when it found problems (see *out).
+ * be NULL) as a one-line message naming the record id or slot, or the
+ * modality and label whose count is off (compared only when the store
+ * passed). Returns HYDB_OK when the check ran, even when it found problems
+ * (see *out).
  * Errors: HYDB_EINVAL (NULL db or out), HYDB_EIO, HYDB_ENOMEM.
  */
 HYDB_API int hydb_check(hydb_db *db, void (*fn)(const char *msg, void *ctx),
@@ -295,7 +317,7 @@ HYDB_API int hydb_each_entry(hydb_db *db, int (*fn)(const hydb_entry *e, void *c
 
 /* ---- search ------------------------------------------------------------ */
 
-#define HYDB_SEARCH_OPTIONS_VERSION 2
+#define HYDB_SEARCH_OPTIONS_VERSION 3
 
 typedef enum hydb_redirect {
 	HYDB_REDIRECT_NONE = 0,
@@ -306,6 +328,15 @@ typedef enum hydb_redirect {
 	 * equals the bound. */
 	HYDB_REDIRECT_GEODESIC = 2
 } hydb_redirect;
+
+/* Entailment cones (HySAC, MERU): y lies in x's cone when the exterior angle
+ * at x of the triangle origin-x-y, hydb_oxy_angle(x, y), is at most x's
+ * half-aperture asin(2K / (sqrt(c)|x|)), K = 0.1. Generic concepts sit near
+ * the origin with wide cones holding their specific ones. */
+#define HYDB_CONE_WITHIN 0x1u   /* results whose cone holds the query:
+				   its more generic parents */
+#define HYDB_CONE_CONTAINS 0x2u /* results inside the query's cone: its
+				   more specific children */
 
 /* Modality and label masks: bit (1u << value). 0 = any. */
 #define HYDB_MASK(v) (1u << (unsigned)(v))
@@ -328,6 +359,9 @@ typedef struct hydb_search_options {
 	 * 0 < target_recall <= 1; 0 = HYDB_DEFAULT_RECALL. Ignored when ef is
 	 * set or the search is exact. */
 	double target_recall;
+	/* version 3: HYDB_CONE_* bits, both = both tests; applied to the query
+	 * as searched (after a redirect), with every other filter. */
+	unsigned cone;
 } hydb_search_options;
 
 HYDB_API void hydb_search_options_init(hydb_search_options *opts);
@@ -348,6 +382,12 @@ typedef struct hydb_results {
 	double query_radius;     /* before redirect */
 	double searched_radius;  /* after redirect */
 	const char *plan;    /* static: "exact", "hnsw", "filtered-brute", ... */
+	/* With a cone filter (else NULL, and query_aperture 0): for each
+	 * result r and the searched query q, hydb_oxy_angle(r, q) and r's
+	 * half-aperture (the HYDB_CONE_WITHIN test), hydb_oxy_angle(q, r)
+	 * (the HYDB_CONE_CONTAINS test against query_aperture), radians. */
+	double *angles_at_result, *apertures, *angles_at_query;
+	double query_aperture;
 } hydb_results;
 
 /** k-NN of one query (dim space components).
@@ -357,8 +397,12 @@ typedef struct hydb_results {
  *  HYDB_ECORRUPT, HYDB_ENOMEM. */
 HYDB_API int hydb_search(hydb_db *db, hydb_results **out, const float *query,
 			 const hydb_search_options *opts);
-/** nq queries, row-major; out receives an array of nq result pointers, freed
- *  with hydb_results_free_batch. */
+/** nq queries, row-major, in one read snapshot; out receives an array of nq
+ *  result pointers, freed with hydb_results_free_batch. Either every query
+ *  is answered or none (*out is then untouched).
+ *  nq may be 0 (an empty array). Errors: those of hydb_search (the message
+ *  names the query's row), HYDB_EINVAL for NULL queries with nq > 0,
+ *  HYDB_ENOMEM when nq * dim overflows. */
 HYDB_API int hydb_search_batch(hydb_db *db, hydb_results ***out,
 			       const float *queries, size_t nq,
 			       const hydb_search_options *opts);
@@ -408,7 +452,11 @@ HYDB_API int hydb_tune_get(hydb_db *db, hydb_tune_info *out);
  *  when none does, HYDB_DEFAULT_EF for t = NULL; never below k. */
 HYDB_API size_t hydb_tune_pick(const hydb_tune_info *t, double target, size_t k);
 
-/** Apply a redirect rule to a query in place; returns 1 if it moved. */
+/** Apply a redirect rule to a query (dim space components, curvature c) in
+ *  place; returns 1 if it moved, 0 if it was already within bound (or mode
+ *  is HYDB_REDIRECT_NONE).
+ *  Errors: HYDB_EINVAL (NULL or empty query, c or bound not finite and
+ *  positive, unknown mode). */
 HYDB_API int hydb_redirect_query(float *q, size_t dim, double c,
 				 hydb_redirect mode, double bound);
 /** HySAC's widened bound ub' = ub + tanh((ub - 0.8)/c) + 1. */
@@ -465,16 +513,47 @@ HYDB_API size_t hydb_model_dim(const hydb_model *m);
 HYDB_API double hydb_model_curvature(const hydb_model *m);
 /** Safe-class bound: up_95 radius for HYDB_MOD_IMAGE or HYDB_MOD_TEXT. */
 HYDB_API double hydb_model_bound(const hydb_model *m, hydb_modality mod);
+/** The model file's content hash: 16 lowercase hex digits (XXH64 of the
+ *  whole file), the same for every copy of the file wherever it lies, so a
+ *  database can record which model made its embeddings. Valid until
+ *  hydb_model_close; "" for NULL. */
+HYDB_API const char *hydb_model_hash(const hydb_model *m);
 
-/** Encode a caption. out: dim floats (space components); radius may be NULL.
- *  features, if non-NULL, receives the Euclidean projection output (dim). */
+/* Limits of the image inputs of the encode calls below. */
+/** Image files (and images in memory) larger than this are refused before
+ *  being read: HYDB_ETOOBIG. */
+#define HYDB_IMAGE_MAX_BYTES ((size_t)256 << 20)
+/** Images of more pixels are refused before pixel memory is allocated
+ *  (HYDB_ETOOBIG): PIL's decompression-bomb limit, 1024^3 / 4 / 3. */
+#define HYDB_IMAGE_DEFAULT_MAX_PIXELS ((size_t)89478485)
+/** The input side of CLIP ViT-L/14, which HySAC models use: images are
+ *  resized (shorter side) and centre-cropped to the model's image_size. */
+#define HYDB_CLIP_SIZE 224
+/** The largest image_size a model file may give, and the largest crop. */
+#define HYDB_CLIP_MAX_SIZE 4096
+
+/** Encode a caption (NUL-terminated UTF-8). out: dim floats (space
+ *  components); radius may be NULL. features, if non-NULL, receives the
+ *  Euclidean projection output (dim). Text longer than the model's context
+ *  (77 tokens for CLIP) is cut so that the end-of-text token stays last, as
+ *  CLIP does. Thread-safe: threads may share one model.
+ *  Errors: HYDB_EINVAL (NULL model, text or out), HYDB_EUTF8 (text is not
+ *  UTF-8), HYDB_EMODEL (the model has no usable tokenizer), HYDB_ENOMEM. */
 HYDB_API int hydb_encode_text(hydb_model *m, const char *text, float *out,
 			      float *radius, float *features);
-/** Encode n image files in one batch. out: n*dim floats. */
+/** Encode n image files (JPEG, PNG or WebP) in batches. out: n*dim floats;
+ *  radii (n) and features (n*dim) may be NULL. Either every image is
+ *  encoded or the call fails, naming the file.
+ *  Limits: a file of at most 256 MiB, an image of at most 89,478,485 pixels.
+ *  Errors: HYDB_EINVAL (NULL model, paths or out), HYDB_ENOTFOUND (no such
+ *  file), HYDB_EIO, HYDB_EFORMAT (not a decodable image, truncated),
+ *  HYDB_ETOOBIG (over a limit), HYDB_ENOMEM. */
 HYDB_API int hydb_encode_image_files(hydb_model *m, const char *const *paths,
 				     size_t n, float *out, float *radii,
 				     float *features);
-/** Encode one image held in memory (JPEG or PNG bytes). */
+/** Encode one image held in memory (len bytes of JPEG, PNG or WebP).
+ *  Limits and errors as hydb_encode_image_files, without HYDB_ENOTFOUND and
+ *  HYDB_EIO. */
 HYDB_API int hydb_encode_image_memory(hydb_model *m, const void *data,
 				      size_t len, float *out, float *radius,
 				      float *features);

@@ -558,92 +558,81 @@ static int item_field(const hydb_json *v, uint64_t *out, const char *where, cons
 			      line + v->raw_start, item_reason(v));
 }
 
+/* "key" and "vector" of a row: the vector, checked and converted, lands in
+ * row i of the batch. */
+static int jsonl_key_vector(hydb_reader *r, size_t i, const hydb_json *j, const char *where)
+{
+	const hydb_json *key = hydb_json_get(j, "key"), *vec = hydb_json_get(j, "vector");
+	RETURN_ERROR_IF(j->type != HYDB_JSON_OBJECT, HYDB_EFORMAT,
+			"%s: expected a JSON object", where);
+	RETURN_ERROR_IF(!key || key->type != HYDB_JSON_STRING || key->str_len == 0,
+			HYDB_EFORMAT, "%s: \"key\" must be a non-empty string", where);
+	RETURN_ERROR_IF(strlen(key->str) != key->str_len, HYDB_EUTF8,
+			"%s: \"key\" contains a NUL character", where);
+	RETURN_ERROR_IF(!vec || vec->type != HYDB_JSON_ARRAY, HYDB_EFORMAT,
+			"%s: \"vector\" must be an array of numbers", where);
+	RETURN_ERROR_IF(vec->n != r->cols, HYDB_EDIM,
+			"%s: vector has %zu components, the database needs %zu", where,
+			vec->n, r->cols);
+	for (size_t k = 0; k < vec->n; k++) {
+		RETURN_ERROR_IF(vec->items[k].type != HYDB_JSON_NUMBER, HYDB_EFORMAT,
+				"%s: vector component %zu is not a number", where, k);
+		r->tmp[k] = vec->items[k].num;
+	}
+	return convert_row(r, r->vecs + i * r->dim, r->tmp, where);
+}
+
+/* The optional fields: caption, modality, label, meta (kept as its raw
+ * JSON text), item. */
+static int jsonl_optional(hydb_reader *r, size_t i, const hydb_json *j, const char *line,
+			  const char *where, int *m, int *l)
+{
+	static const char *const mods[HYDB_N_MODALITIES] = {"other", "image", "text"};
+	static const char *const labels[HYDB_N_LABELS] = {"unknown", "safe", "unsafe"};
+	const hydb_json *cap = hydb_json_get(j, "caption"), *meta = hydb_json_get(j, "meta");
+	if (cap && cap->type != HYDB_JSON_NULL) {
+		RETURN_ERROR_IF(cap->type != HYDB_JSON_STRING, HYDB_EFORMAT,
+				"%s: \"caption\" must be a string", where);
+		RETURN_ERROR_IF(strlen(cap->str) != cap->str_len, HYDB_EUTF8,
+				"%s: caption contains a NUL character", where);
+		r->captions[i] = dup_json_string(cap);
+	}
+	FORWARD_IF_ERROR(enum_field(hydb_json_get(j, "modality"), mods, HYDB_N_MODALITIES, m,
+				    where, "modality"));
+	FORWARD_IF_ERROR(enum_field(hydb_json_get(j, "label"), labels, HYDB_N_LABELS, l, where,
+				    "label"));
+	if (meta && meta->type != HYDB_JSON_NULL) {
+		RETURN_ERROR_IF(meta->type != HYDB_JSON_OBJECT, HYDB_EFORMAT,
+				"%s: \"meta\" must be a JSON object", where);
+		r->metas[i] = strndup(line + meta->raw_start, meta->raw_end - meta->raw_start);
+	}
+	return item_field(hydb_json_get(j, "item"), &r->recs[i].item, where, line);
+}
+
 static int jsonl_row(hydb_reader *r, size_t i, const char *line, size_t len)
 {
-	static const char *const mods[] = {"other", "image", "text"};
-	static const char *const labels[] = {"unknown", "safe", "unsafe"};
 	char where[4200];
 	hydb_json *j;
-	const hydb_json *key, *vec, *cap, *mod, *lab, *meta, *item;
 	int m = HYDB_MOD_OTHER, l = HYDB_LABEL_UNKNOWN, rc;
 
 	snprintf(where, sizeof where, "%s: line %llu", r->path, (unsigned long long)r->line_no);
 	rc = hydb_json_parse(&j, line, len);
 	if (rc < 0)
 		return hydb_error_prefix(rc, "%s", where);
-	rc = HYDB_EFORMAT;
-	key = hydb_json_get(j, "key");
-	vec = hydb_json_get(j, "vector");
-	if (j->type != HYDB_JSON_OBJECT) {
-		hydb_error_set(rc, "%s: expected a JSON object", where);
-		goto out;
+	rc = jsonl_key_vector(r, i, j, where);
+	if (rc == 0)
+		rc = jsonl_optional(r, i, j, line, where, &m, &l);
+	if (rc == 0) {
+		r->keys[i] = dup_json_string(hydb_json_get(j, "key"));
+		r->recs[i].key = r->keys[i];
+		r->recs[i].vector = r->vecs + i * r->dim;
+		r->recs[i].caption = r->captions[i];
+		r->recs[i].meta = r->metas[i];
+		r->recs[i].modality = (hydb_modality)m;
+		r->recs[i].label = (hydb_label)l;
+		rc = r->keys[i] ? hydb_record_validate(&r->recs[i], r->dim, r->curvature, where)
+				: hydb_error_set(HYDB_ENOMEM, "%s: out of memory", where);
 	}
-	if (!key || key->type != HYDB_JSON_STRING || key->str_len == 0) {
-		hydb_error_set(rc, "%s: \"key\" must be a non-empty string", where);
-		goto out;
-	}
-	if (strlen(key->str) != key->str_len) {
-		hydb_error_set(HYDB_EUTF8, "%s: \"key\" contains a NUL character", where);
-		goto out;
-	}
-	if (!vec || vec->type != HYDB_JSON_ARRAY) {
-		hydb_error_set(rc, "%s: \"vector\" must be an array of numbers", where);
-		goto out;
-	}
-	if (vec->n != r->cols) {
-		hydb_error_set(HYDB_EDIM, "%s: vector has %zu components, the database needs %zu", where,
-			       vec->n, r->cols);
-		goto out;
-	}
-	for (size_t k = 0; k < vec->n; k++) {
-		if (vec->items[k].type != HYDB_JSON_NUMBER) {
-			hydb_error_set(rc, "%s: vector component %zu is not a number", where, k);
-			goto out;
-		}
-		r->tmp[k] = vec->items[k].num;
-	}
-	if ((rc = convert_row(r, r->vecs + i * r->dim, r->tmp, where)) < 0)
-		goto out;
-	rc = HYDB_EFORMAT;
-	cap = hydb_json_get(j, "caption");
-	if (cap && cap->type != HYDB_JSON_NULL) {
-		if (cap->type != HYDB_JSON_STRING) {
-			hydb_error_set(rc, "%s: \"caption\" must be a string", where);
-			goto out;
-		}
-		if (strlen(cap->str) != cap->str_len) {
-			hydb_error_set(HYDB_EUTF8, "%s: caption contains a NUL character", where);
-			goto out;
-		}
-		r->captions[i] = dup_json_string(cap);
-	}
-	mod = hydb_json_get(j, "modality");
-	lab = hydb_json_get(j, "label");
-	if ((rc = enum_field(mod, mods, 3, &m, where, "modality")) < 0 ||
-	    (rc = enum_field(lab, labels, 3, &l, where, "label")) < 0)
-		goto out;
-	rc = HYDB_EFORMAT;
-	meta = hydb_json_get(j, "meta");
-	if (meta && meta->type != HYDB_JSON_NULL) {
-		if (meta->type != HYDB_JSON_OBJECT) {
-			hydb_error_set(rc, "%s: \"meta\" must be a JSON object", where);
-			goto out;
-		}
-		r->metas[i] = strndup(line + meta->raw_start, meta->raw_end - meta->raw_start);
-	}
-	item = hydb_json_get(j, "item");
-	if ((rc = item_field(item, &r->recs[i].item, where, line)) < 0)
-		goto out;
-	r->keys[i] = dup_json_string(key);
-	r->recs[i].key = r->keys[i];
-	r->recs[i].vector = r->vecs + i * r->dim;
-	r->recs[i].caption = r->captions[i];
-	r->recs[i].meta = r->metas[i];
-	r->recs[i].modality = (hydb_modality)m;
-	r->recs[i].label = (hydb_label)l;
-	rc = r->keys[i] ? hydb_record_validate(&r->recs[i], r->dim, r->curvature, where)
-			: hydb_error_set(HYDB_ENOMEM, "%s: out of memory", where);
-out:
 	hydb_json_free(j);
 	return rc;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lorentz.h"
 #include "index/hnsw.h"
 #include "search_exact.h"
 #include "storage/store.h"
@@ -35,6 +36,9 @@ void hydb_results_free(hydb_results *r)
 	free(r->modalities);
 	free(r->items);
 	free(r->captions);
+	free(r->angles_at_result);
+	free(r->apertures);
+	free(r->angles_at_query);
 	free(r);
 }
 
@@ -45,6 +49,27 @@ void hydb_results_free_batch(hydb_results **r, size_t nq)
 	for (size_t i = 0; i < nq; i++)
 		hydb_results_free(r[i]);
 	free(r);
+}
+
+/* Room for the angles a cone-filtered search reports (hydb.h). */
+static int cone_alloc(hydb_results *r, size_t n)
+{
+	size_t m = n ? n : 1;
+	r->angles_at_result = calloc(m, sizeof(double));
+	r->apertures = calloc(m, sizeof(double));
+	r->angles_at_query = calloc(m, sizeof(double));
+	RETURN_ERROR_IF(!r->angles_at_result || !r->apertures || !r->angles_at_query,
+			HYDB_ENOMEM, "search results: out of memory");
+	return HYDB_OK;
+}
+
+/* Result i's angles, from its stored vector v and the searched query q. */
+static void cone_angles(hydb_results *r, size_t i, const float *q, const float *v,
+			size_t dim, double c)
+{
+	r->angles_at_result[i] = hydb_oxy_angle(v, q, dim, c);
+	r->apertures[i] = hydb_half_aperture(v, dim, c);
+	r->angles_at_query[i] = hydb_oxy_angle(q, v, dim, c);
 }
 
 static int results_alloc(hydb_results **out, size_t n)
@@ -69,31 +94,33 @@ static int results_alloc(hydb_results **out, size_t n)
 	return HYDB_OK;
 }
 
-/* d = acosh(1 + key)/sqrt(c), without the cancellation of acosh near 1. */
-static double key_to_dist(double key, double c)
-{
-	if (key <= 0)
-		return 0;
-	return log1p(key + sqrt(key * (key + 2))) / sqrt(c);
-}
-
+/* cone_query: the searched query when the search had a cone filter, whose
+ * angles each result then reports; else NULL. */
 static int resolve_hits(hydb_store *st, MDB_txn *txn, const hydb_hit *hits, size_t n,
-			hydb_results *r)
+			hydb_results *r, const float *cone_query)
 {
 	double c = hydb_store_curvature(st);
+	if (cone_query) {
+		FORWARD_IF_ERROR(cone_alloc(r, n));
+		r->query_aperture = hydb_half_aperture(cone_query, hydb_store_dim(st), c);
+	}
 	for (size_t i = 0; i < n; i++) {
 		hydb_entry *e;
+		/* the planner's contract: nearest first, ties by id */
+		assert(i == 0 || !hydb_hit_less(&hits[i], &hits[i - 1]));
 		FORWARD_IF_ERROR(hydb_store_get(st, txn, hits[i].id, &e));
 		r->ids[i] = e->id;
 		r->keys[i] = e->key;
 		r->captions[i] = e->caption;
 		e->key = e->caption = NULL;
-		r->distances[i] = key_to_dist(hits[i].key, c);
+		r->distances[i] = hydb_lorentz_key_to_dist(hits[i].key, c);
 		r->radii[i] = e->radius;
 		r->labels[i] = e->label;
 		r->modalities[i] = e->modality;
 		r->items[i] = e->item;
 		r->n = i + 1;
+		if (cone_query)
+			cone_angles(r, i, cone_query, e->vector, e->dim, c);
 		hydb_entry_free(e);
 	}
 	return HYDB_OK;
@@ -116,6 +143,8 @@ static int check_options(const hydb_search_options *o)
 			HYDB_EINVAL, "search: redirect needs a positive finite bound");
 	RETURN_ERROR_IF((unsigned)o->redirect > HYDB_REDIRECT_GEODESIC, HYDB_EINVAL,
 			"search: unknown redirect mode %d", (int)o->redirect);
+	RETURN_ERROR_IF(o->version >= 3 && (o->cone & ~(HYDB_CONE_WITHIN | HYDB_CONE_CONTAINS)),
+			HYDB_EINVAL, "search: unknown cone bits 0x%x", o->cone);
 	return HYDB_OK;
 }
 
@@ -134,17 +163,44 @@ static int prepare_query(float *q, size_t dim, double c, const hydb_search_optio
 /* Search every prepared query inside one snapshot: exact search takes the
  * whole batch in one pass (its GEMM is where batching pays), the index
  * answers query by query. */
+/* The filter for one query: a cone is relative to the query, the rest of
+ * the filter is the batch's. */
+static const hydb_filter *query_filter(const hydb_filter *f, hydb_filter *one, const float *q)
+{
+	if (!f->cone)
+		return f;
+	*one = *f;
+	one->cone_query = q;
+	one->query_aperture = hydb_half_aperture(q, f->dim, f->c);
+	return one;
+}
+
+static int run_exact(hydb_store *st, MDB_txn *txn, const float *qs, size_t nq,
+		     const hydb_search_options *o, const hydb_filter *f, hydb_hit *hits,
+		     size_t *nhit, const char **plans)
+{
+	size_t dim = hydb_store_dim(st);
+	hydb_filter one;
+	for (size_t i = 0; i < nq; i++)
+		plans[i] = "exact";
+	if (!f->cone)
+		return hydb_exact_search(st, txn, qs, nq, o->k, f, hits, nhit);
+	for (size_t i = 0; i < nq; i++)
+		FORWARD_IF_ERROR(hydb_exact_search(st, txn, qs + i * dim, 1, o->k,
+						   query_filter(f, &one, qs + i * dim),
+						   hits + i * o->k, &nhit[i]));
+	return HYDB_OK;
+}
+
 static int run_queries(hydb_db *db, MDB_txn *txn, const float *qs, size_t nq,
 		       const hydb_search_options *o, const hydb_filter *f, hydb_hit *hits,
 		       size_t *nhit, const char **plans)
 {
 	hydb_store *st = hydb_db_store(db);
 	size_t dim = hydb_store_dim(st);
-	if (o->exact) {
-		for (size_t i = 0; i < nq; i++)
-			plans[i] = "exact";
-		return hydb_exact_search(st, txn, qs, nq, o->k, f, hits, nhit);
-	}
+	hydb_filter one;
+	if (o->exact)
+		return run_exact(st, txn, qs, nq, o, f, hits, nhit, plans);
 	size_t ef = o->ef;
 	if (!ef) {
 		hydb_tune_info t;
@@ -153,10 +209,17 @@ static int run_queries(hydb_db *db, MDB_txn *txn, const float *qs, size_t nq,
 			return rc;
 		ef = hydb_tune_pick(rc == 0 ? &t : NULL,
 				    o->version >= 2 ? o->target_recall : 0, o->k);
+		/* The curve is measured on unfiltered self-queries. A filtered
+		 * walk holds only matches, which can lie in another part of the
+		 * graph than the query's own neighbours (a cone's parents near
+		 * the origin): it gets at least the default beam. */
+		if (!hydb_filter_is_empty(f) && ef < hydb_index_default_ef(o->k))
+			ef = hydb_index_default_ef(o->k);
 	}
 	for (size_t i = 0; i < nq; i++) {
 		int rc = hydb_index_search(hydb_db_index(db), txn, qs + i * dim, o->k,
-					   ef < o->k ? o->k : ef, f, hits + i * o->k, &nhit[i], &plans[i]);
+					   ef < o->k ? o->k : ef, query_filter(f, &one, qs + i * dim),
+					   hits + i * o->k, &nhit[i], &plans[i]);
 		if (rc < 0)
 			return nq > 1 ? hydb_error_prefix(rc, "query %zu", i) : rc;
 	}
@@ -218,10 +281,14 @@ int hydb_search_batch(hydb_db *db, hydb_results ***out, const float *queries, si
 	st = hydb_db_store(db);
 	dim = hydb_store_dim(st);
 	c = hydb_store_curvature(st);
+	memset(&f, 0, sizeof f);
 	f.min_radius = opts->min_radius > 0 ? opts->min_radius : 0;
 	f.max_radius = opts->max_radius;
 	f.modality_mask = opts->modality_mask;
 	f.label_mask = opts->label_mask;
+	f.cone = opts->version >= 3 ? opts->cone : 0;
+	f.dim = dim;
+	f.c = c;
 	RETURN_ERROR_IF(hydb_mul3_size(&qbytes, nq, dim, sizeof(float)) < 0, HYDB_ENOMEM,
 			"search: %zu queries of dimension %zu overflow", nq, dim);
 	FORWARD_IF_ERROR(scratch_alloc(&b, nq ? nq : 1, dim, opts->k));
@@ -246,7 +313,8 @@ int hydb_search_batch(hydb_db *db, hydb_results ***out, const float *queries, si
 			res[i]->query_radius = b.r0[i];
 			res[i]->searched_radius = b.moved[i] ? hydb_lorentz_radius(b.qs + i * dim, dim, c) : b.r0[i];
 			res[i]->plan = b.plans[i];
-			rc = resolve_hits(st, txn, b.hits + i * opts->k, b.nhit[i], res[i]);
+			rc = resolve_hits(st, txn, b.hits + i * opts->k, b.nhit[i], res[i],
+					  f.cone ? b.qs + i * dim : NULL);
 		}
 		hydb_store_read_end(st, txn);
 	}

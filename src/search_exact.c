@@ -267,9 +267,9 @@ static int scan_block(scan_state *s, const float *vec, const hydb_slot_attr *att
 		      uint32_t first_slot, size_t n)
 {
 	for (size_t j = 0; j < n; j++) {
-		if (!hydb_filter_match(s->f, &attr[j]))
-			continue;
 		const float *row = vec + j * s->dim;
+		if (!hydb_filter_match(s->f, &attr[j]) || !hydb_filter_cone_match(s->f, row))
+			continue;
 		memcpy(s->buf + s->nrows * s->dim, row, s->dim * sizeof(float));
 		s->orig[s->nrows] = row;
 		s->slot[s->nrows] = first_slot + (uint32_t)j;

@@ -89,7 +89,7 @@ size_t hydb_tune_pick(const hydb_tune_info *t, double target, size_t k)
 {
 	size_t ef = 0;
 	if (!t || t->n == 0)
-		return k > HYDB_DEFAULT_EF ? k : HYDB_DEFAULT_EF;
+		return hydb_index_default_ef(k);
 	if (!(target > 0))
 		target = HYDB_DEFAULT_RECALL;
 	for (size_t i = 0; i < t->n && !ef; i++)

@@ -27,6 +27,47 @@ static size_t pack_text(char *dst, size_t cap, const char *src, size_t len)
 	return len;
 }
 
+/* The checksum of a record: XXH64 of the whole record with the checksum
+ * field read as 0 (the header copy is hashed, then the rest, so a record
+ * that is only read is never written to). */
+static int rec_hash_of(uint64_t *out, const void *buf, size_t len)
+{
+	hydb_rec_hdr h;
+	XXH64_state_t *st = XXH64_createState();
+	if (!st)
+		return -1;
+	memcpy(&h, buf, sizeof h);
+	h.rec_hash = 0;
+	XXH64_reset(st, 0);
+	XXH64_update(st, &h, sizeof h);
+	XXH64_update(st, (const char *)buf + sizeof h, len - sizeof h);
+	*out = XXH64_digest(st);
+	XXH64_freeState(st);
+	return 0;
+}
+
+/* Store the checksum in a record whose other bytes are final. */
+static int rec_seal(void *buf, size_t len)
+{
+	hydb_rec_hdr h;
+	uint64_t sum;
+	if (rec_hash_of(&sum, buf, len) < 0)
+		return hydb_error_set(HYDB_ENOMEM, "record checksum: out of memory");
+	memcpy(&h, buf, sizeof h);
+	h.rec_hash = sum;
+	memcpy(buf, &h, sizeof h);
+	return HYDB_OK;
+}
+
+int hydb_rec_set_label(void *buf, size_t len, hydb_label label)
+{
+	hydb_rec_hdr h;
+	memcpy(&h, buf, sizeof h);
+	h.label = (uint8_t)label;
+	memcpy(buf, &h, sizeof h);
+	return rec_seal(buf, len);
+}
+
 int hydb_rec_encode(void **out, size_t *out_len, const hydb_record *rec,
 		    uint64_t id, uint32_t slot, float radius, size_t dim)
 {
@@ -73,9 +114,9 @@ int hydb_rec_encode(void **out, size_t *out_len, const hydb_record *rec,
 		p += h.meta_zlen;
 	}
 	*out_len = (size_t)(p - buf);
+	assert(*out_len <= cap && *out_len == sizeof h + klen + h.caption_zlen + h.meta_zlen);
 	memcpy(buf, &h, sizeof h);
-	h.rec_hash = XXH64(buf, *out_len, 0);
-	memcpy(buf, &h, sizeof h);
+	rec_seal(buf, *out_len);
 	*out = buf;
 	return HYDB_OK;
 }
@@ -88,9 +129,8 @@ void hydb_rec_header(hydb_rec_hdr *out, const void *buf)
 int hydb_rec_verify(const void *buf, size_t len, uint64_t id)
 {
 	hydb_rec_hdr h;
-	uint64_t want;
+	uint64_t want, got;
 	size_t need;
-	XXH64_state_t *st;
 
 	RETURN_ERROR_IF(len < sizeof h, HYDB_ECORRUPT,
 			"record %llu: truncated (%zu bytes)", (unsigned long long)id, len);
@@ -111,15 +151,8 @@ int hydb_rec_verify(const void *buf, size_t len, uint64_t id)
 	RETURN_ERROR_IF(need != len || h.id != id, HYDB_ECORRUPT,
 			"record %llu: inconsistent lengths or id", (unsigned long long)id);
 	want = h.rec_hash;
-	h.rec_hash = 0;
-	/* Hash the header copy with the checksum zeroed, then the rest. */
-	st = XXH64_createState();
-	RETURN_ERROR_IF(!st, HYDB_ENOMEM, "record %llu: out of memory", (unsigned long long)id);
-	XXH64_reset(st, 0);
-	XXH64_update(st, &h, sizeof h);
-	XXH64_update(st, (const char *)buf + sizeof h, len - sizeof h);
-	uint64_t got = XXH64_digest(st);
-	XXH64_freeState(st);
+	RETURN_ERROR_IF(rec_hash_of(&got, buf, len) < 0, HYDB_ENOMEM,
+			"record %llu: out of memory", (unsigned long long)id);
 	RETURN_ERROR_IF(got != want, HYDB_ECORRUPT,
 			"record %llu: checksum mismatch", (unsigned long long)id);
 	return HYDB_OK;

@@ -52,6 +52,9 @@ int hydb_rec_encode(void **out, size_t *out_len, const hydb_record *rec,
 /* Check magic, sizes and the record checksum. Returns HYDB_ECORRUPT with
  * the id in the message on failure. */
 int hydb_rec_verify(const void *buf, size_t len, uint64_t id);
+/* Change the label of an encoded record in place and re-seal its checksum.
+ * Errors: HYDB_ENOMEM. */
+int hydb_rec_set_label(void *buf, size_t len, hydb_label label);
 
 /* Read the header of a verified record (copy; the buffer may be unaligned). */
 void hydb_rec_header(hydb_rec_hdr *out, const void *buf);

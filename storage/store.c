@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "storage/keys.h"
 #include "storage/record.h"
@@ -371,19 +370,13 @@ static size_t block_bytes_for(size_t dim, size_t psize)
 	return b > psize ? b : psize + 64;
 }
 
-static int env_setup(hydb_store *st, unsigned flags)
+static int env_setup(hydb_store *st, unsigned flags, size_t initial_map)
 {
 	struct stat sb;
 	char datafile[PATH_MAX + 16];
 	int rc;
-	size_t map = HYDB_INITIAL_MAP;
+	size_t map = initial_map ? initial_map : HYDB_INITIAL_MAP;
 
-	{
-		/* Tests start small to exercise growth. */
-		const char *env = getenv("HYDB_TEST_INITIAL_MAP");
-		if (env && strtoull(env, NULL, 10) >= 65536)
-			map = (size_t)strtoull(env, NULL, 10);
-	}
 	snprintf(datafile, sizeof datafile, "%s/data.mdb", st->path);
 	if (stat(datafile, &sb) == 0) {
 		/* LMDB trusts its file; damage must be an error, not a crash */
@@ -404,7 +397,7 @@ static int env_setup(hydb_store *st, unsigned flags)
 		 * it readers are safe only while no process writes. */
 		mdb_env_close(st->env);
 		st->env = NULL;
-		return env_setup(st, flags | MDB_NOLOCK);
+		return env_setup(st, flags | MDB_NOLOCK, initial_map);
 	}
 	if (rc) {
 		int code;
@@ -452,6 +445,67 @@ static int check_dir(const char *path, int create, int *exists)
 	return HYDB_OK;
 }
 
+static int check_open_options(const char *path, const hydb_open_options *opts)
+{
+	RETURN_ERROR_IF(!path || !*path, HYDB_EINVAL, "database path is empty");
+	RETURN_ERROR_IF(strlen(path) >= PATH_MAX - 32, HYDB_EINVAL, "database path too long");
+	RETURN_ERROR_IF(opts->version < 1 || opts->version > HYDB_OPEN_OPTIONS_VERSION, HYDB_EINVAL,
+			"%s: unknown open-options version %u", path, opts->version);
+	RETURN_ERROR_IF(opts->version >= 2 && opts->initial_map &&
+			opts->initial_map < HYDB_MIN_INITIAL_MAP, HYDB_EINVAL,
+			"%s: initial map must be 0 or at least %d bytes, got %zu", path,
+			HYDB_MIN_INITIAL_MAP, opts->initial_map);
+	if (!(opts->flags & HYDB_OPEN_CREATE))
+		return HYDB_OK;
+	RETURN_ERROR_IF(opts->dim == 0 || opts->dim > HYDB_MAX_DIM, HYDB_EINVAL,
+			"%s: dimension must be 1..%d, got %zu", path, HYDB_MAX_DIM, opts->dim);
+	RETURN_ERROR_IF(!(opts->curvature > 0) || !isfinite(opts->curvature), HYDB_EINVAL,
+			"%s: curvature must be a positive finite number", path);
+	RETURN_ERROR_IF(opts->flags & HYDB_OPEN_RDONLY, HYDB_EINVAL,
+			"%s: cannot create a database read-only", path);
+	return HYDB_OK;
+}
+
+/* Writer-preferring: with the default reader preference, threads that
+ * search back to back keep the lock shared forever and a write that must
+ * grow the map never gets it. No hydb call holds a transaction while it
+ * opens another, so no thread re-enters the read side while growth waits. */
+static void growlock_init(pthread_rwlock_t *l)
+{
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(l, &ra);
+	pthread_rwlockattr_destroy(&ra);
+}
+
+/* The tables, the header (written when the database is new, then read and
+ * compared with what a create asked for) and the block size the page size
+ * gives. The environment is open and registered. */
+static int open_contents(hydb_store *st, const hydb_open_options *opts, int exists)
+{
+	MDB_stat ms;
+	int rc = open_dbis(st, !exists);
+	if (rc == 0 && !exists) {
+		st->dim = opts->dim;
+		st->curvature = opts->curvature;
+		rc = hydb_store_write(st, write_header, NULL);
+	}
+	if (rc == 0)
+		rc = read_header(st);
+	FORWARD_IF_ERROR(rc);
+	RETURN_ERROR_IF(exists && (opts->flags & HYDB_OPEN_CREATE) &&
+			(st->dim != opts->dim || st->curvature != opts->curvature),
+			HYDB_EMISMATCH,
+			"%s: database exists with dim %zu and curvature %g (asked for %zu, %g)",
+			st->path, st->dim, st->curvature, opts->dim, opts->curvature);
+	rc = mdb_env_stat(st->env, &ms);
+	if (rc)
+		return hydb_store_mdb_error(rc, st->path);
+	st->block_bytes = block_bytes_for(st->dim, ms.ms_psize);
+	return HYDB_OK;
+}
+
 int hydb_store_open(hydb_store **out, const char *path,
 		    const hydb_open_options *opts)
 {
@@ -464,36 +518,14 @@ int hydb_store_open(hydb_store **out, const char *path,
 		hydb_open_options_init(&def);
 		opts = &def;
 	}
-	RETURN_ERROR_IF(!path || !*path, HYDB_EINVAL, "database path is empty");
-	RETURN_ERROR_IF(strlen(path) >= PATH_MAX - 32, HYDB_EINVAL, "database path too long");
-	RETURN_ERROR_IF(opts->version < 1 || opts->version > HYDB_OPEN_OPTIONS_VERSION, HYDB_EINVAL,
-			"%s: unknown open-options version %u", path, opts->version);
-	if (opts->flags & HYDB_OPEN_CREATE) {
-		RETURN_ERROR_IF(opts->dim == 0 || opts->dim > HYDB_MAX_DIM, HYDB_EINVAL,
-				"%s: dimension must be 1..%d, got %zu", path, HYDB_MAX_DIM, opts->dim);
-		RETURN_ERROR_IF(!(opts->curvature > 0) || !isfinite(opts->curvature), HYDB_EINVAL,
-				"%s: curvature must be a positive finite number", path);
-		RETURN_ERROR_IF(opts->flags & HYDB_OPEN_RDONLY, HYDB_EINVAL,
-				"%s: cannot create a database read-only", path);
-	}
+	FORWARD_IF_ERROR(check_open_options(path, opts));
 	FORWARD_IF_ERROR(check_dir(path, !!(opts->flags & HYDB_OPEN_CREATE), &exists));
 	RETURN_ERROR_IF(!exists && !(opts->flags & HYDB_OPEN_CREATE), HYDB_ENOTFOUND,
 			"%s: no database here (create one with 'hydb init')", path);
 
 	st = calloc(1, sizeof *st);
 	RETURN_ERROR_IF(!st, HYDB_ENOMEM, "%s: out of memory", path);
-	{
-		/* Writer-preferring: with the default reader preference, threads
-		 * that search back to back keep the lock shared forever and a
-		 * write that must grow the map never gets it. No hydb call holds
-		 * a transaction while it opens another, so no thread re-enters
-		 * the read side while growth waits. */
-		pthread_rwlockattr_t ra;
-		pthread_rwlockattr_init(&ra);
-		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-		pthread_rwlock_init(&st->growlock, &ra);
-		pthread_rwlockattr_destroy(&ra);
-	}
+	growlock_init(&st->growlock);
 	snprintf(st->path, sizeof st->path, "%s", path);
 	st->readonly = !!(opts->flags & HYDB_OPEN_RDONLY);
 	if (st->readonly)
@@ -506,35 +538,14 @@ int hydb_store_open(hydb_store **out, const char *path,
 				    path, strerror(errno));
 		goto fail;
 	}
-	rc = env_setup(st, flags);
+	rc = env_setup(st, flags, opts->version >= 2 ? opts->initial_map : 0);
 	if (rc == 0)
 		rc = registry_add(st);
 	if (rc < 0)
 		goto fail_env;
-	rc = open_dbis(st, !exists);
-	if (rc == 0 && !exists) {
-		st->dim = opts->dim;
-		st->curvature = opts->curvature;
-		rc = hydb_store_write(st, write_header, NULL);
-	}
-	if (rc == 0)
-		rc = read_header(st);
-	if (rc == 0 && exists && (opts->flags & HYDB_OPEN_CREATE) &&
-	    (st->dim != opts->dim || st->curvature != opts->curvature))
-		rc = hydb_error_set(HYDB_EMISMATCH,
-				    "%s: database exists with dim %zu and curvature %g (asked for %zu, %g)",
-				    path, st->dim, st->curvature, opts->dim, opts->curvature);
+	rc = open_contents(st, opts, exists);
 	if (rc < 0)
 		goto fail_reg;
-	{
-		MDB_stat ms;
-		rc = mdb_env_stat(st->env, &ms);
-		if (rc) {
-			rc = hydb_store_mdb_error(rc, st->path);
-			goto fail_reg;
-		}
-		st->block_bytes = block_bytes_for(st->dim, ms.ms_psize);
-	}
 	*out = st;
 	return HYDB_OK;
 
@@ -569,7 +580,6 @@ uint64_t hydb_store_map_generation(const hydb_store *st)
 	return __atomic_load_n(&st->mapgen, __ATOMIC_ACQUIRE);
 }
 MDB_dbi hydb_store_dbi(const hydb_store *st, enum hydb_dbi_id which) { return st->dbi[which]; }
-size_t hydb_store_block_bytes(const hydb_store *st) { return st->block_bytes; }
 const hydb_lmdb_verify_stats *hydb_store_verified(const hydb_store *st) { return &st->verified; }
 
 /* ---- vector blocks ------------------------------------------------------ */
@@ -643,6 +653,7 @@ int hydb_store_slot(hydb_store *st, MDB_txn *txn, uint32_t slot,
 {
 	hydb_block b;
 	uint32_t i = slot % HYDB_BLOCK_SLOTS;
+	assert(st->dim > 0 && st->block_bytes > 0);
 	FORWARD_IF_ERROR(hydb_store_block_get(st, txn, slot / HYDB_BLOCK_SLOTS, &b));
 	if (vec)
 		*vec = b.vec + (size_t)i * st->dim;
@@ -1004,12 +1015,12 @@ int hydb_store_set_label(hydb_store *st, MDB_txn *txn, uint64_t id, hydb_label l
 	buf = malloc(v.mv_size);
 	RETURN_ERROR_IF(!buf, HYDB_ENOMEM, "record %llu: out of memory", (unsigned long long)id);
 	memcpy(buf, v.mv_data, v.mv_size);
-	memcpy(&h, buf, sizeof h);
-	h.label = (uint8_t)label;
-	h.rec_hash = 0;
-	memcpy(buf, &h, sizeof h);
-	h.rec_hash = XXH64(buf, v.mv_size, 0);
-	memcpy(buf, &h, sizeof h);
+	rc = hydb_rec_set_label(buf, v.mv_size, label);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	hydb_rec_header(&h, buf);
 	put_be64(kb, id);
 	v.mv_data = buf;
 	rc = mdb_put(txn, st->dbi[HYDB_DBI_RECORDS], &k, &v, 0);

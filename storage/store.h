@@ -93,7 +93,6 @@ MDB_env *hydb_store_env(hydb_store *st);
  * process's size); stable while any transaction of the process is open. */
 uint64_t hydb_store_map_generation(const hydb_store *st);
 MDB_dbi hydb_store_dbi(const hydb_store *st, enum hydb_dbi_id which);
-size_t hydb_store_block_bytes(const hydb_store *st);
 /* What the structural check of the data file found when it was opened
  * (all zero for a database created by this open). */
 const hydb_lmdb_verify_stats *hydb_store_verified(const hydb_store *st);

@@ -29,7 +29,7 @@
 #include "db_internal.h"
 #include "index/hnsw.h"
 #include "base/base.h"
-#include "storage/check.h"
+#include "storage/store_check.h"
 #include "storage/store.h"
 
 #define DIM 16
@@ -1404,11 +1404,10 @@ static void threads_share_a_handle(const char *initial_map, int exact_only)
 	hydb_close(open_db(path, HYDB_OPEN_CREATE));
 	for (int i = 0; i < 2; i++)
 		readers[i] = cc_reader_process(path, &ctl[i], i ? ctl[0] : -1);
-	if (initial_map)
-		setenv("HYDB_TEST_INITIAL_MAP", initial_map, 1);
 	hydb_open_options_init(&o);
+	if (initial_map)
+		o.initial_map = (size_t)strtoull(initial_map, NULL, 10);
 	ck_assert_int_eq(hydb_open(&sh.db, path, &o), 0);
-	unsetenv("HYDB_TEST_INITIAL_MAP");
 	mdb_env_info(hydb_store_env(hydb_db_store(sh.db)), &info);
 	map0 = info.me_mapsize;
 	for (int i = 0; i < 8; i++)

@@ -611,8 +611,8 @@ START_TEST(test_map_growth_keeps_batches_whole)
 	hydb_record *r = calloc(N, sizeof *r);
 	char (*keys)[16] = malloc(16 * N);
 
-	setenv("HYDB_TEST_INITIAL_MAP", "1048576", 1);
 	hydb_open_options_init(&o);
+	o.initial_map = 1048576;
 	o.flags = HYDB_OPEN_CREATE;
 	o.dim = D;
 	ck_assert_int_eq(hydb_open(&db, fresh_dir(), &o), 0);

@@ -74,7 +74,7 @@ static int json_escape(const char **p, char *out, size_t *n)
 	if (e == 'u') {
 		if (json_u_escape(p, &cp) < 0)
 			return -1;
-		*n += hydb_utf8_put_cp(out + *n, cp);
+		*n += hydb_utf8_put(out + *n, cp);
 		return 0;
 	}
 	for (const char *s = simple; *s; s += 2)

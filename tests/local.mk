@@ -41,6 +41,13 @@ EXTRA_DIST += tests/test_json_output.sh
 TESTS += tests/test_golden.sh
 EXTRA_DIST += tests/test_golden.sh tests/golden
 
+# Entailment-cone filters (tests/cone.mk).
+include tests/cone.mk
+
+# The layering of ARCHITECTURE.md: includes, file names, function length.
+TESTS += tests/test_layers.sh
+EXTRA_DIST += tests/test_layers.sh tests/check_layers.py
+
 # hydb query --sheet: tiles framed by label, text under them, placeholders.
 TESTS += tests/test_sheet.sh
 EXTRA_DIST += tests/test_sheet.sh
@@ -67,3 +74,6 @@ include tests/python.mk
 TESTS += tests/test_precision.sh
 EXTRA_DIST += tests/test_precision.sh
 include tests/postgres.mk
+include tests/cli_encode.mk
+include tests/evaluate.mk
+include tests/cli_db.mk

@@ -65,6 +65,7 @@ __all__ = ["open", "Database", "SearchResult", "Entry", "Model", "lorentz", "Err
 
 LABELS = ("unknown", "safe", "unsafe")
 MODALITIES = ("other", "image", "text")
+CONES = ("within", "contains")  # bit 0: HYDB_CONE_WITHIN, bit 1: HYDB_CONE_CONTAINS
 _REDIRECTS = {None: 0, "none": 0, "hysac": 1, "geodesic": 2}
 
 
@@ -326,7 +327,7 @@ class Database:
 
     # -- reads
     def search(self, queries, k=10, *, ef=None, exact=False, safe_only=False, label=None, modality=None,
-               min_radius=None, max_radius=None, redirect=None, bound=None):
+               min_radius=None, max_radius=None, redirect=None, bound=None, cone=None):
         """k nearest neighbours by geodesic distance of one query (dim,) or
         many (n, dim); returns a :class:`SearchResult`.
 
@@ -338,6 +339,9 @@ class Database:
         bound) or "geodesic" (moved along the geodesic to the origin to
         radius bound) searches from the moved query; bound is required then
         (e.g. Model.bound("text") widened by lorentz.redirect_bound).
+        cone="within" keeps results whose entailment cone holds the query
+        (its generic parents), cone="contains" results inside the query's
+        cone (its specific children); ("within", "contains") both.
         Queries of any float dtype are converted to float32; the batch runs
         in one read snapshot with the GIL released.
         """
@@ -352,7 +356,8 @@ class Database:
         t = self._db._search(q, int(k), int(ef or 0), bool(exact), lmask, mmask,
                              float(min_radius) if min_radius is not None else 0.0,
                              float(max_radius) if max_radius is not None else float("inf"),
-                             mode, float(bound) if bound is not None else 0.0)
+                             mode, float(bound) if bound is not None else 0.0,
+                             _mask(cone, CONES, "cone"))
         return SearchResult(t, single)
 
     def _queries(self, queries):

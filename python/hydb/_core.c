@@ -400,10 +400,10 @@ static int parse_search_options(PyObject *args, PyObject **qobj, hydb_search_opt
 {
 	Py_ssize_t k, ef;
 	int exact, redirect;
-	unsigned lmask, mmask;
+	unsigned lmask, mmask, cone = 0;
 	double minr, maxr, bound;
-	if (!PyArg_ParseTuple(args, "OnnpIIddid", qobj, &k, &ef, &exact, &lmask, &mmask, &minr, &maxr, &redirect,
-			      &bound))
+	if (!PyArg_ParseTuple(args, "OnnpIIddid|I", qobj, &k, &ef, &exact, &lmask, &mmask, &minr, &maxr,
+			      &redirect, &bound, &cone))
 		return -1;
 	if (k < 1 || k > HYDB_MAX_K) {
 		raise_code(HYDB_EINVAL, "search: k must be 1..%d, got %zd", HYDB_MAX_K, k);
@@ -423,6 +423,7 @@ static int parse_search_options(PyObject *args, PyObject **qobj, hydb_search_opt
 	o->max_radius = maxr;
 	o->redirect = (hydb_redirect)redirect;
 	o->redirect_bound = bound;
+	o->cone = cone;
 	return 0;
 }
 
@@ -434,7 +435,7 @@ static PyObject *str_or_none(const char *s)
 }
 
 /* _search(queries, k, ef, exact, label_mask, modality_mask, min_radius,
- * max_radius, redirect, bound) -> (ids, distances, radii, labels,
+ * max_radius, redirect, bound[, cone]) -> (ids, distances, radii, labels,
  * modalities, items, keys, captions, redirected, query_radius,
  * searched_radius, plans), every array (n, k), padded with id 0, distance
  * inf, radius nan, label and modality -1, key and caption None. */

@@ -225,6 +225,35 @@ def test_redirect(db):
     assert r.ids[0].tolist() == db.search(moved, k=5).ids[0].tolist()
 
 
+def test_cone_filters(db):
+    # points near the origin have wide cones; a far query's parents are
+    # among them, and a near query's children are far out around it
+    q = points(3, seed=9, scale=0.8)
+    # and each query has children straight out along its ray
+    t = np.linspace(1.3, 2.0, 20, dtype=np.float32)[:, None]
+    kids = [qi * t + points(20, seed=10 + i, scale=0.001) for i, qi in enumerate(q)]
+    x = np.concatenate([points(200, scale=0.03, seed=7), points(300, scale=1.5, seed=8)] + kids)
+    db.add(keys(len(x)), x)
+    for cone in ("within", "contains"):
+        for exact in (True, False):
+            r = db.search(q, k=10, cone=cone, exact=exact, ef=200)
+            for qi in range(3):
+                n = int(r.counts[qi])
+                assert n > 0
+                v = x[[int(k[1:]) for k in r.keys[qi][:n]]]
+                if cone == "within":
+                    ok = hydb.lorentz.oxy_angle(v, q[qi]) <= hydb.lorentz.half_aperture(v)
+                else:
+                    ok = hydb.lorentz.oxy_angle(q[qi], v) <= hydb.lorentz.half_aperture(q[qi])
+                assert np.all(ok)
+        ex = db.search(q, k=10, cone=cone, exact=True)
+        ix = db.search(q, k=10, cone=cone, ef=200)
+        for qi in range(3):
+            assert ix.ids[qi].tolist() == ex.ids[qi].tolist()
+    with pytest.raises(hydb.InvalidArgumentError):
+        db.search(q, cone="sideways")
+
+
 def test_delete(db):
     ids = db.add(keys(10), points(10))
     assert db.delete(["k1", "k2"]) == 2

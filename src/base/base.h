@@ -9,6 +9,7 @@
 #ifndef HYDB_INTERNAL_H
 #define HYDB_INTERNAL_H
 
+#include <assert.h> /* invariants: active unless NDEBUG (configure.ac) */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,11 @@ static inline int hydb_mul3_size(size_t *out, size_t a, size_t b, size_t c)
 /* malloc of n*size bytes with overflow check; sets HYDB_ENOMEM message
  * naming what on failure. */
 void *hydb_alloc_array(size_t n, size_t size, const char *what);
+/* A growing array p of *cap elements of size bytes, grown (doubling, from
+ * 64) to hold at least need: returns the array, moved or not, with *cap
+ * updated; NULL with an HYDB_ENOMEM message naming what when memory or the
+ * size runs out, p then unchanged and still the caller's. */
+void *hydb_array_grow(void *p, size_t *cap, size_t need, size_t size, const char *what);
 
 /* Collects the problems a checker finds: each is counted and passed, as
  * one formatted line, to fn (which may be NULL). */
@@ -77,7 +83,14 @@ void hydb_report(hydb_reporter *r, const char *fmt, ...) HYDB_PRINTF(2, 3);
 /* Returns index of the first non-finite value in v[0..n), or n if none. */
 size_t hydb_first_nonfinite(const float *v, size_t n);
 
-/* Validates that s (len bytes) is UTF-8 without NUL; 0 or -1. */
+/* UTF-8 (src/base/utf8.c). Validates that s (len bytes) is UTF-8 without
+ * NUL: 0 or -1. */
 int hydb_utf8_valid(const char *s, size_t len);
+/* Decodes the sequence at s[0..avail) into *cp and returns its length, or 0
+ * when the bytes there are a NUL or not UTF-8 (overlong, surrogate, past
+ * U+10FFFF, truncated). */
+size_t hydb_utf8_get(const unsigned char *s, size_t avail, uint32_t *cp);
+/* Writes cp (at most U+10FFFF) as 1 to 4 bytes at out; returns the count. */
+size_t hydb_utf8_put(char *out, uint32_t cp);
 
 #endif /* HYDB_INTERNAL_H */

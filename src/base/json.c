@@ -46,20 +46,6 @@ static int hex4(parser *p, unsigned *out)
 	return 0;
 }
 
-static size_t put_utf8(char *o, unsigned cp)
-{
-	if (cp < 0x80) { o[0] = (char)cp; return 1; }
-	if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-	if (cp < 0x10000) {
-		o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		o[2] = (char)(0x80 | (cp & 0x3F));
-		return 3;
-	}
-	o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-	o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
-	return 4;
-}
-
 static int parse_string(parser *p, char **out, size_t *out_len)
 {
 	size_t start = ++p->pos, n = 0;
@@ -112,7 +98,7 @@ static int parse_string(parser *p, char **out, size_t *out_len)
 				free(buf);
 				return fail(p, "unpaired surrogate");
 			}
-			n += put_utf8(buf + n, cp);
+			n += hydb_utf8_put(buf + n, cp);
 			break;
 		}
 		default:
@@ -343,23 +329,13 @@ int hydb_json_uint64(const hydb_json *v, uint64_t *out)
 	return -1;
 }
 
-/* Bytes of the UTF-8 sequence that starts at s if it is valid, else 0. */
-static size_t utf8_run(const char *s)
-{
-	unsigned char c = (unsigned char)*s;
-	size_t n = c < 0xC0 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 0;
-	for (size_t i = 1; i < n; i++)
-		if (!s[i])
-			return 0;
-	return n && hydb_utf8_valid(s, n) == 0 ? n : 0;
-}
-
 void hydb_json_write_string(FILE *f, const char *s)
 {
 	fputc('"', f);
 	while (s && *s) {
 		unsigned char c = (unsigned char)*s;
 		size_t run;
+		uint32_t cp;
 		switch (c) {
 		case '"': fputs("\\\"", f); break;
 		case '\\': fputs("\\\\", f); break;
@@ -371,7 +347,8 @@ void hydb_json_write_string(FILE *f, const char *s)
 				fprintf(f, "\\u%04x", c);
 			} else if (c < 0x80) {
 				fputc(c, f);
-			} else if ((run = utf8_run(s)) > 0) {
+			} else if ((run = hydb_utf8_get((const unsigned char *)s, strnlen(s, 4),
+							&cp)) > 0) {
 				fwrite(s, 1, run, f);
 				s += run;
 				continue;

@@ -5,4 +5,5 @@ libhydb_internal_la_SOURCES += src/base/base.h src/base/error.c src/base/util.c 
 	src/base/json.c src/base/json.h \
 	src/base/lorentz.c src/base/lorentz.h \
 	src/base/lorentz_kernel.c src/base/lorentz_kernel.h \
-	src/base/blas.c src/base/blas.h
+	src/base/blas.c src/base/blas.h \
+	src/base/utf8.c src/base/bench_switch.c src/base/bench_switch.h

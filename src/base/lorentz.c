@@ -10,8 +10,10 @@
  */
 #include "base/base.h"
 #include "base/lorentz.h"
+#include "base/lorentz_kernel.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Clamps of MERU/HySAC's reference code. */
 #define HYDB_GEO_EPS 1e-8
@@ -75,8 +77,24 @@ typedef struct {
 	double u;
 } hydb_pair_sums;
 
-static void pair_sums(hydb_pair_sums *out, const float *x, const float *y,
-		      size_t dim)
+/* Fold lane sums into one, lane 0 first: the same order at every width. */
+static void pair_sums_fold(hydb_pair_sums *out, const hydb_dd *xx, const hydb_dd *yy,
+			   const hydb_dd *xy, const double *u, int lanes)
+{
+	out->xx = dd_normalise(xx[0].hi, xx[0].lo);
+	out->yy = dd_normalise(yy[0].hi, yy[0].lo);
+	out->xy = dd_normalise(xy[0].hi, xy[0].lo);
+	out->u = u[0];
+	for (int l = 1; l < lanes; l++) {
+		out->xx = dd_add(out->xx, xx[l]);
+		out->yy = dd_add(out->yy, yy[l]);
+		out->xy = dd_add(out->xy, xy[l]);
+		out->u += u[l];
+	}
+}
+
+static void pair_sums_scalar(hydb_pair_sums *out, const float *x, const float *y,
+			     size_t dim)
 {
 	hydb_dd xx[HYDB_LANES] = { { 0, 0 } }, yy[HYDB_LANES] = { { 0, 0 } };
 	hydb_dd xy[HYDB_LANES] = { { 0, 0 } };
@@ -98,16 +116,116 @@ static void pair_sums(hydb_pair_sums *out, const float *x, const float *y,
 		dd_acc(&xy[0], a * b);
 		u[0] += d * d;
 	}
-	out->xx = dd_normalise(xx[0].hi, xx[0].lo);
-	out->yy = dd_normalise(yy[0].hi, yy[0].lo);
-	out->xy = dd_normalise(xy[0].hi, xy[0].lo);
-	out->u = u[0];
-	for (int l = 1; l < HYDB_LANES; l++) {
-		out->xx = dd_add(out->xx, xx[l]);
-		out->yy = dd_add(out->yy, yy[l]);
-		out->xy = dd_add(out->xy, xy[l]);
-		out->u += u[l];
+	pair_sums_fold(out, xx, yy, xy, u, HYDB_LANES);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+/* The same double-double sums, 8 doubles a vector and two vectors an
+ * iteration, so that the dependent TwoSum chains overlap. A product of two
+ * floats is exact in double, so only the additions carry error, kept by
+ * TwoSum in the lo vectors. The tail is loaded under a mask: zeros add
+ * nothing, exactly. */
+struct dd8 {
+	__m512d hi, lo;
+};
+
+__attribute__((target("avx512f"))) static inline void dd8_acc(struct dd8 *s, __m512d t)
+{
+	__m512d hi = _mm512_add_pd(s->hi, t), bb = _mm512_sub_pd(hi, s->hi);
+	__m512d err = _mm512_add_pd(_mm512_sub_pd(s->hi, _mm512_sub_pd(hi, bb)),
+				    _mm512_sub_pd(t, bb));
+	s->lo = _mm512_add_pd(s->lo, err);
+	s->hi = hi;
+}
+
+struct sums8 {
+	struct dd8 xx, yy, xy;
+	__m512d u;
+};
+
+__attribute__((target("avx512f"))) static inline void sums8_step(struct sums8 *s, __m256 fa,
+								 __m256 fb)
+{
+	__m512d a = _mm512_cvtps_pd(fa), b = _mm512_cvtps_pd(fb), d = _mm512_sub_pd(a, b);
+	dd8_acc(&s->xx, _mm512_mul_pd(a, a));
+	dd8_acc(&s->yy, _mm512_mul_pd(b, b));
+	dd8_acc(&s->xy, _mm512_mul_pd(a, b));
+	s->u = _mm512_fmadd_pd(d, d, s->u);
+}
+
+/* hi + lo of two double-double vectors, lane by lane (no normalisation:
+ * the lo parts only collect rounding errors until the end). */
+__attribute__((target("avx512f"))) static inline struct dd8 dd8_add(struct dd8 a, struct dd8 b)
+{
+	struct dd8 r = a;
+	dd8_acc(&r, b.hi);
+	r.lo = _mm512_add_pd(r.lo, b.lo);
+	return r;
+}
+
+/* The same on 4 and 2 lanes, for folding a vector onto its halves. */
+__attribute__((target("avx512f"))) static inline void dd4_fold(__m256d *hi, __m256d *lo,
+							       __m256d thi, __m256d tlo)
+{
+	__m256d s = _mm256_add_pd(*hi, thi), bb = _mm256_sub_pd(s, *hi);
+	__m256d err = _mm256_add_pd(_mm256_sub_pd(*hi, _mm256_sub_pd(s, bb)),
+				    _mm256_sub_pd(thi, bb));
+	*lo = _mm256_add_pd(_mm256_add_pd(*lo, tlo), err);
+	*hi = s;
+}
+
+/* One double-double from the 8 lanes: halves folded 8 -> 4 in vectors, the
+ * last four lanes by dd_add, lane 0 first. */
+__attribute__((target("avx512f"))) static hydb_dd dd8_total(struct dd8 v)
+{
+	__m256d hi = _mm512_castpd512_pd256(v.hi), lo = _mm512_castpd512_pd256(v.lo);
+	dd4_fold(&hi, &lo, _mm512_extractf64x4_pd(v.hi, 1), _mm512_extractf64x4_pd(v.lo, 1));
+	double h[4], l[4];
+	_mm256_storeu_pd(h, hi);
+	_mm256_storeu_pd(l, lo);
+	hydb_dd r = dd_normalise(h[0], l[0]);
+	for (int i = 1; i < 4; i++)
+		r = dd_add(r, (hydb_dd){h[i], l[i]});
+	return r;
+}
+
+__attribute__((target("avx512f"))) static void pair_sums_avx512(hydb_pair_sums *out,
+								const float *x, const float *y,
+								size_t dim)
+{
+	struct sums8 s[2];
+	memset(s, 0, sizeof s);
+	size_t i = 0;
+	for (; i + 16 <= dim; i += 16) {
+		sums8_step(&s[0], _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));
+		sums8_step(&s[1], _mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8));
 	}
+	for (; i < dim; i += 8) {
+		__mmask16 m = dim - i >= 8 ? 0xff : (__mmask16)((1u << (dim - i)) - 1);
+		sums8_step(&s[(i / 8) & 1], _mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, x + i)),
+			   _mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, y + i)));
+	}
+	out->xx = dd8_total(dd8_add(s[0].xx, s[1].xx));
+	out->yy = dd8_total(dd8_add(s[0].yy, s[1].yy));
+	out->xy = dd8_total(dd8_add(s[0].xy, s[1].xy));
+	out->u = _mm512_reduce_add_pd(_mm512_add_pd(s[0].u, s[1].u));
+}
+#define HYDB_HAVE_PAIR_SUMS_SIMD 1
+#endif
+
+/* Norms and dot product of a pair in double-double, on the widest vectors
+ * the ranking kernels use (lorentz_kernel.h picks the level once). The
+ * lane count changes only how the rounding errors are collected: every
+ * level is accurate to a few ulps of double. */
+static void pair_sums(hydb_pair_sums *out, const float *x, const float *y,
+		      size_t dim)
+{
+#ifdef HYDB_HAVE_PAIR_SUMS_SIMD
+	if (hydb_kernel_level() >= HYDB_KERNEL_AVX512)
+		return pair_sums_avx512(out, x, y, dim);
+#endif
+	pair_sums_scalar(out, x, y, dim);
 }
 
 /* W = |x|^2 |y|^2 - p^2 = |x ^ y|^2 >= 0, from the double-double sums. */
@@ -160,41 +278,6 @@ double hydb_lorentz_key_to_dist(double key, double c)
 	if (!(key > 0))
 		return isnan(key) ? key : 0.0;
 	return log1p(key + sqrt(key * (key + 2.0))) / sqrt(c);
-}
-
-double hydb_lorentz_key_n(const float *x, const float *y, size_t dim,
-			  double c, double xx, double yy)
-{
-	double pa[HYDB_LANES] = { 0 }, ua[HYDB_LANES] = { 0 };
-	size_t i = 0;
-	for (; i + HYDB_LANES <= dim; i += HYDB_LANES) {
-		for (int l = 0; l < HYDB_LANES; l++) {
-			double a = x[i + l], b = y[i + l], d = a - b;
-			pa[l] += a * b;
-			ua[l] += d * d;
-		}
-	}
-	for (; i < dim; i++) {
-		double a = x[i], b = y[i], d = a - b;
-		pa[0] += a * b;
-		ua[0] += d * d;
-	}
-	double p = (pa[0] + pa[1]) + (pa[2] + pa[3]);
-	double u = (ua[0] + ua[1]) + (ua[2] + ua[3]);
-	double x0y0 = sqrt((1.0 / c + xx) * (1.0 / c + yy));
-	if (p < -0.5 * (x0y0 + 1.0 / c))
-		return c * (x0y0 - p) - 1.0;
-	double nx = sqrt(xx), ny = sqrt(yy), nn = nx * ny, s;
-	if (u < nn) {
-		/* Close points: |x||y| - p = (u - (|x| - |y|)^2) / 2 keeps
-		 * the error proportional to u instead of to |x||y|. */
-		double dn = (xx - yy) / (nx + ny);
-		s = 0.5 * (u - dn * dn);
-	} else {
-		s = nn - p;
-	}
-	double wedge = s > 0 ? s * (nn + p) : 0.0;
-	return (u + c * wedge) / (x0y0 + p + 1.0 / c);
 }
 
 /* ---- public geometry --------------------------------------------------- */

@@ -25,13 +25,8 @@
  * parallel ones. The key then has a relative error of a few eps for all
  * radii representable in float32. It costs about 4x a plain dot product.
  *
- * hydb_lorentz_key_n() is the fast variant for graph traversal: double
- * accumulation and precomputed squared norms. W comes from
- * s = |x||y| - p (taken as (u - (|x|-|y|)^2)/2 when the points are close),
- * which leaves a relative error growing like eps c |x||y| in the key
- * (measured against mpmath: <= 1e-7 for sqrt(c) r < 3, 2.5e-6 for
- * sqrt(c) r < 8, 7.5e-5 for sqrt(c) r < 12, useless beyond ~15). Rank
- * with hydb_lorentz_key() where exactness matters.
+ * The index ranks with the SIMD kernels of lorentz_kernel.h, which use the
+ * same stable form; tests/check_lorentz.c measures both against mpmath.
  */
 #ifndef HYDB_LORENTZ_H
 #define HYDB_LORENTZ_H
@@ -43,18 +38,6 @@
 double hydb_dot_d(const float *x, const float *y, size_t dim);
 /* |x|^2 accumulated in double. */
 double hydb_norm2_d(const float *x, size_t dim);
-
-/* Fast stable key with precomputed xx = |x|^2, yy = |y|^2 (see above). */
-double hydb_lorentz_key_n(const float *x, const float *y, size_t dim,
-			  double c, double xx, double yy);
-
-/* Direct key c (x0 y0 - p) - 1 from a dot product p that is only known
- * approximately (from a float32 GEMM): it moves by exactly c per unit of
- * error in p, which is what makes a rigorous error bound easy. */
-static inline double hydb_lorentz_key_dot(double p, double x0y0, double c)
-{
-	return c * (x0y0 - p) - 1.0;
-}
 
 /* Time component from the squared norm. */
 double hydb_lorentz_time_n(double xx, double c);

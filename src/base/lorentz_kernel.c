@@ -10,6 +10,7 @@
  */
 #include "base/lorentz_kernel.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -530,6 +531,7 @@ const char *hydb_kernel_name(int level)
 
 void hydb_kquery_init(hydb_kquery *q, const float *x, size_t dim, double c)
 {
+	assert(x && dim > 0 && c > 0);
 	double xx = impls[hydb_kernel_level()].norm(x, dim);
 	q->x = x;
 	q->dim = dim;

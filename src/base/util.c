@@ -20,6 +20,21 @@ void *hydb_alloc_array(size_t n, size_t size, const char *what)
 	return p;
 }
 
+void *hydb_array_grow(void *p, size_t *cap, size_t need, size_t size, const char *what)
+{
+	size_t nc = *cap ? *cap : 64, bytes;
+	while (nc < need)
+		if (hydb_mul_size(&nc, nc, 2) < 0)
+			return hydb_error_set(HYDB_ENOMEM, "%s: too many entries", what), NULL;
+	if (nc == *cap)
+		return p;
+	void *np = hydb_mul_size(&bytes, nc, size) < 0 ? NULL : realloc(p, bytes);
+	if (!np)
+		return hydb_error_set(HYDB_ENOMEM, "%s: out of memory", what), NULL;
+	*cap = nc;
+	return np;
+}
+
 size_t hydb_first_nonfinite(const float *v, size_t n)
 {
 	/* Branch-free accumulation over the whole vector (no SIMD tail left
@@ -33,38 +48,6 @@ size_t hydb_first_nonfinite(const float *v, size_t n)
 		if (!isfinite(v[i]))
 			return i;
 	return n;
-}
-
-int hydb_utf8_valid(const char *str, size_t len)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
-	while (i < len) {
-		unsigned c = s[i];
-		size_t n;
-		uint32_t cp;
-		if (c == 0)
-			return -1;
-		if (c < 0x80) { i++; continue; }
-		if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-		else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-		else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-		else return -1;
-		if (i + n >= len) /* continuation bytes run past the end */
-			return -1;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return -1;
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		/* Reject overlong forms, surrogates and values past U+10FFFF. */
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
-		    (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-		    (cp >= 0xD800 && cp <= 0xDFFF))
-			return -1;
-		i += n + 1;
-	}
-	return 0;
 }
 
 void hydb_report(hydb_reporter *r, const char *fmt, ...)

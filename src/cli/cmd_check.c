@@ -7,16 +7,13 @@
 #include "config.h"
 
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/output.h"
-#include "db_internal.h"
-#include "index/hnsw.h"
-#include "storage/check.h"
+#include "admin.h"
 
 static const char check_usage[] =
 	"usage: hydb check [DB] [--quiet]\n"
@@ -28,8 +25,10 @@ static const char check_usage[] =
 	"are listed as warnings (a graph-quality defect, not damage).\n"
 	"Every index node (an even sample of 10,000 in larger databases) is then\n"
 	"searched by its own vector at the default ef and the nodes not returned are\n"
-	"counted (HNSW is approximate); a reachable node not returned even at ef\n"
-	"10,000 is a problem: the index cannot find it by its own vector.\n";
+	"counted (HNSW is approximate). A reachable node not returned even at ef\n"
+	"10,000 is a problem in an index of at most 10,000 nodes, where that search\n"
+	"visits every node; in a larger one it is a warning (a hub can hold more\n"
+	"leaves than the beam, as WordNet's do).\n";
 
 /* Self-search: how many nodes are searched by their own vector, and the
  * beam of the second search of a node the default ef missed. Up to that
@@ -38,105 +37,122 @@ static const char check_usage[] =
 #define SELF_SAMPLE 10000
 #define SELF_WIDE_EF 10000
 
-static void print_problem(const char *msg, void *ctx)
+/* Lines printed of each kind of finding; past them only the totals tell. */
+#define MAX_PROBLEM_LINES 1000
+#define MAX_WARNING_LINES 100
+
+/* Lines seen so far, one counter per hydb_finding, and whether a lost node
+ * proves wrong keys (the wide search visited every node) or is only hard
+ * to find (the graph is larger than the wide beam). */
+struct seen {
+	size_t n[HYDB_FINDING_LOST + 1];
+	int lost_is_problem;
+};
+
+/* Misses at the default ef are a figure of HNSW's approximation, as recall
+ * is: counted, not listed. */
+static void print_finding(hydb_finding kind, const char *msg, void *ctx)
 {
-	size_t *n = ctx;
-	if (*n < 1000)
-		fprintf(stdout, "problem: %s\n", msg);
+	struct seen *s = ctx;
+	size_t *n = &s->n[kind];
+	int warning = kind == HYDB_FINDING_UNREACHABLE ||
+		      (kind == HYDB_FINDING_LOST && !s->lost_is_problem);
+	if (*n < (warning ? MAX_WARNING_LINES : MAX_PROBLEM_LINES))
+		fprintf(stdout, "%s: %s\n", warning ? "warning" : "problem", msg);
 	(*n)++;
 }
 
-static void print_warning(const char *msg, void *ctx)
+/* What hydb_open's structural check of the LMDB file found. */
+static void print_lmdb(hydb_db *db)
 {
-	size_t *n = ctx;
-	if (*n < 100)
-		fprintf(stdout, "warning: %s\n", msg);
-	(*n)++;
+	hydb_lmdb_report v;
+	if (hydb_lmdb_verified(db, &v) < 0)
+		return;
+	printf("LMDB structure of transaction %llu verified: %llu tables, %llu branch, %llu leaf, "
+	       "%llu overflow and %llu free pages\n", (unsigned long long)v.txnid,
+	       (unsigned long long)v.tables, (unsigned long long)v.branch_pages,
+	       (unsigned long long)v.leaf_pages, (unsigned long long)v.overflow_pages,
+	       (unsigned long long)v.free_pages);
+	if (v.unaccounted)
+		printf("warning: %llu LMDB pages are neither used nor free (space leaked, data "
+		       "intact)\n", (unsigned long long)v.unaccounted);
+	if (v.count_mismatches)
+		printf("warning: %llu LMDB tables store page or entry counts that differ from "
+		       "their trees (statistics only)\n", (unsigned long long)v.count_mismatches);
+}
+
+/* The totals after the findings; index problems include lost nodes when
+ * they prove wrong keys. */
+static void print_summary(const hydb_check_result *r, int quiet, int lost_is_problem)
+{
+	const hydb_check_report *c = &r->report;
+	size_t index_problems = c->index_problems + (lost_is_problem ? r->self_lost : 0);
+	if (!quiet || c->store_problems || index_problems)
+		printf("checked %llu records, %llu vector slots, %llu keys, %llu radius entries: "
+		       "%zu store problems, %zu index problems; cleared %d stale reader slot%s\n",
+		       (unsigned long long)c->records, (unsigned long long)c->live_slots,
+		       (unsigned long long)c->keys, (unsigned long long)c->radius_entries, c->store_problems,
+		       index_problems, r->stale_readers, r->stale_readers == 1 ? "" : "s");
+	if (c->unreachable)
+		printf("warning: %zu index node%s cannot be reached from the entry point: index searches miss "
+		       "them, --exact finds them\n", c->unreachable, c->unreachable == 1 ? "" : "s");
+	if (r->outside_tree)
+		printf("warning: %zu index node%s outside the reachability tree: deletions near them may cut "
+		       "them off from index searches\n", r->outside_tree, r->outside_tree == 1 ? " is" : "s are");
+	if (r->searched && (!quiet || r->self_lost))
+		printf("searched %zu index node%s by %s own vector at ef %zu: %zu not returned, %zu of them not "
+		       "even at ef %u (--exact finds them all)\n", r->self_checked,
+		       r->self_checked == 1 ? "" : "s", r->self_checked == 1 ? "its" : "their", r->self_ef,
+		       r->self_missed + r->self_lost, r->self_lost, SELF_WIDE_EF);
+}
+
+static int check_args(int argc, char **argv, int *quiet, const char **path)
+{
+	static const struct option lo[] = {{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	int ch, rc;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
+		if (ch == 'q') *quiet = 1;
+		else if (ch == 'h') { fputs(check_usage, stdout); return -1; }
+		else return hydb_cli_bad_option("check", argv);
+	}
+	if ((rc = hydb_cli_db_positional("check", argc, argv, &optind, 0, path)))
+		return rc;
+	if (optind < argc)
+		return hydb_cli_fail("check", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+	return HYDB_EXIT_OK;
 }
 
 int hydb_cmd_check(int argc, char **argv)
 {
-	static const struct option lo[] = {{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
-					   {0, 0, 0, 0}};
-	int ch, rc, quiet = 0, searched = 0;
+	struct seen lines = {{0}, 0};
+	hydb_check_options o = {HYDB_CHECK_CLEAR_READERS | HYDB_CHECK_OUTSIDE_TREE | HYDB_CHECK_SELF_SEARCH,
+				SELF_SAMPLE, SELF_WIDE_EF, print_finding, &lines};
+	uint64_t count = 0;
+	hydb_check_result r;
 	const char *path = NULL;
+	int rc, quiet = 0;
 	hydb_db *db;
-	hydb_store *st;
-	MDB_txn *txn;
-	size_t problems = 0, index_problems = 0, unreachable = 0, outside = 0, lost_lines = 0;
-	/* Misses at the default ef are a figure of HNSW's approximation, as
-	 * recall is: counted, not listed; lost nodes are wrong results. */
-	hydb_self_search ss = {.limit = SELF_SAMPLE, .wide_ef = SELF_WIDE_EF, .lost_fn = print_problem};
-	hydb_check_stats cs = {0};
-	int stale = 0;
 
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "q", lo, NULL)) != -1) {
-		if (ch == 'q') quiet = 1;
-		else if (ch == 'h') { fputs(check_usage, stdout); return HYDB_EXIT_OK; }
-		else return hydb_cli_bad_option("check", argv);
-	}
-	if ((rc = hydb_cli_db_positional("check", argc, argv, &optind, 0, &path)))
-		return rc;
-	if (optind < argc)
-		return hydb_cli_fail("check", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+	if ((rc = check_args(argc, argv, &quiet, &path)))
+		return rc < 0 ? HYDB_EXIT_OK : rc;
 	if ((rc = hydb_cli_open(&db, path, 1)) < 0)
 		return hydb_cli_fail_lib("check", rc);
-	st = hydb_db_store(db);
-	if (!quiet) {
-		/* the open itself verified LMDB's structure */
-		const hydb_lmdb_verify_stats *v = hydb_store_verified(st);
-		printf("LMDB structure of transaction %llu verified: %llu tables, %llu branch, %llu leaf, "
-		       "%llu overflow and %llu free pages\n", (unsigned long long)v->txnid,
-		       (unsigned long long)v->tables, (unsigned long long)v->branch_pages,
-		       (unsigned long long)v->leaf_pages, (unsigned long long)v->overflow_pages,
-		       (unsigned long long)v->free_pages);
-		if (v->unaccounted)
-			printf("warning: %llu LMDB pages are neither used nor free (space leaked, data "
-			       "intact)\n", (unsigned long long)v->unaccounted);
-		if (v->count_mismatches)
-			printf("warning: %llu LMDB tables store page or entry counts that differ from "
-			       "their trees (statistics only)\n", (unsigned long long)v->count_mismatches);
-	}
-	mdb_reader_check(hydb_store_env(st), &stale);
-	rc = hydb_store_read_begin(st, &txn);
-	if (rc == 0) {
-		rc = hydb_store_check(st, txn, print_problem, &problems, &cs);
-		if (rc == 0)
-			rc = hydb_index_check(hydb_db_index(db), txn, print_problem, &index_problems, &index_problems);
-		if (rc == 0)
-			rc = hydb_index_unreachable(hydb_db_index(db), txn, print_warning, &unreachable, &unreachable);
-		if (rc == 0)
-			rc = hydb_index_outside_tree(hydb_db_index(db), txn, NULL, NULL, &outside);
-		/* A graph that failed its invariants is not walked. */
-		ss.ctx = &lost_lines;
-		searched = rc == 0 && index_problems == 0;
-		if (searched)
-			rc = hydb_index_self_search_run(hydb_db_index(db), txn, &ss);
-		index_problems += ss.lost;
-		hydb_store_read_end(st, txn);
-	}
+	if (!quiet)
+		print_lmdb(db); /* the open itself verified LMDB's structure */
+	rc = hydb_count(db, &count);
+	lines.lost_is_problem = count <= SELF_WIDE_EF;
+	if (rc == 0)
+		rc = hydb_check_run(db, &o, &r);
 	hydb_close(db);
 	if (rc < 0)
 		return hydb_cli_fail_lib("check", rc);
-	if (!quiet || problems || index_problems)
-		printf("checked %llu records, %llu vector slots, %llu keys, %llu radius entries: "
-		       "%zu store problems, %zu index problems; cleared %d stale reader slot%s\n",
-		       (unsigned long long)cs.records, (unsigned long long)cs.live_slots,
-		       (unsigned long long)cs.keys, (unsigned long long)cs.radius_entries, problems,
-		       index_problems, stale, stale == 1 ? "" : "s");
-	if (unreachable)
-		printf("warning: %zu index node%s cannot be reached from the entry point: index searches miss "
-		       "them, --exact finds them\n", unreachable, unreachable == 1 ? "" : "s");
-	if (outside)
-		printf("warning: %zu index node%s outside the reachability tree: deletions near them may cut "
-		       "them off from index searches\n", outside, outside == 1 ? " is" : "s are");
-	if (searched && (!quiet || ss.lost))
-		printf("searched %zu index node%s by %s own vector at ef %u: %zu not returned, %zu of them not "
-		       "even at ef %u (--exact finds them all)\n", ss.checked,
-		       ss.checked == 1 ? "" : "s", ss.checked == 1 ? "its" : "their", HYDB_HNSW_DEFAULT_EF,
-		       ss.missed + ss.lost, ss.lost, SELF_WIDE_EF);
-	return problems || index_problems ? HYDB_EXIT_DATA : HYDB_EXIT_OK;
+	print_summary(&r, quiet, lines.lost_is_problem);
+	return r.report.store_problems || r.report.index_problems ||
+			       (r.self_lost && lines.lost_is_problem)
+		       ? HYDB_EXIT_DATA
+		       : HYDB_EXIT_OK;
 }
 
 /* ---- export ------------------------------------------------------------- */
@@ -223,7 +239,7 @@ int hydb_cmd_export(int argc, char **argv)
 		fputc('\n', c.f);
 	}
 	if (rc == 0)
-		rc = hydb_store_each_record(hydb_db_store(db), export_one, &c);
+		rc = hydb_each_entry(db, export_one, &c);
 	if (out) {
 		if (fclose(c.f) != 0 && rc == 0)
 			rc = hydb_error_set(HYDB_EIO, "%s: write failed", out);

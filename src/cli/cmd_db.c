@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +13,7 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
-#include "hydb.h"
-#include "search_exact.h"
-#include "storage/store.h"
-
-#include "db_internal.h"
+#include "admin.h"
 
 static int want_help(int argc, char **argv, const char *usage)
 {
@@ -141,16 +136,10 @@ static const char get_usage[] =
 int hydb_cli_open(hydb_db **db, const char *path, int readonly)
 {
 	hydb_open_options o;
-	int rc;
 	hydb_open_options_init(&o);
 	o.flags = readonly ? HYDB_OPEN_RDONLY : 0;
-	rc = hydb_open(db, hydb_cli_db_path(path), &o);
-	if (rc == HYDB_EREADONLY && !readonly) {
-		return rc;
-	}
-	return rc;
+	return hydb_open(db, hydb_cli_db_path(path), &o);
 }
-
 
 int hydb_cmd_get(int argc, char **argv)
 {
@@ -215,14 +204,10 @@ struct key_list {
 
 static int key_list_add(struct key_list *l, char *k)
 {
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? 2 * l->cap : 64;
-		char **nv = realloc(l->v, nc * sizeof *nv);
-		if (!nv)
-			return -1;
-		l->v = nv;
-		l->cap = nc;
-	}
+	char **nv = hydb_array_grow(l->v, &l->cap, l->n + 1, sizeof *nv, "key list");
+	if (!nv)
+		return -1;
+	l->v = nv;
 	l->v[l->n++] = k;
 	return 0;
 }
@@ -290,14 +275,10 @@ static int delete_parse(int argc, char **argv, struct delete_args *a, int *first
 		if (ch == 'i') {
 			if (hydb_cli_parse_uint("delete", "--id", optarg, 1, UINT64_MAX, &v))
 				return HYDB_EXIT_USAGE;
-			if (a->nids == a->cap_ids) {
-				size_t nc = a->cap_ids ? 2 * a->cap_ids : 16;
-				uint64_t *nv = realloc(a->ids, nc * sizeof *nv);
-				if (!nv)
-					return hydb_cli_fail("delete", HYDB_EXIT_DATA, "out of memory");
-				a->ids = nv;
-				a->cap_ids = nc;
-			}
+			uint64_t *nv = hydb_array_grow(a->ids, &a->cap_ids, a->nids + 1, sizeof *nv, "--id");
+			if (!nv)
+				return hydb_cli_fail("delete", HYDB_EXIT_DATA, "out of memory");
+			a->ids = nv;
 			a->ids[a->nids++] = v;
 		} else if (ch == 'f') {
 			a->keys_file = optarg;
@@ -369,52 +350,17 @@ static const char stats_usage[] =
 	"unknown (grey), safe (green) and unsafe (red) side by side in each radius bin.\n";
 
 #define MAXBINS 64
+#define DEFAULT_BINS 20
 
+static const char *const stats_mods[] = {"other", "image", "text"};
+static const char *const stats_labs[] = {"unknown", "safe", "unsafe"};
+
+/* Counts, radius range and histogram, from one snapshot (src/inspect.c). */
 struct stats {
-	uint64_t count, by[3][3]; /* [modality][label] */
-	double rmin, rmax;
-	uint64_t hist[3][3][MAXBINS];
+	hydb_db_stats s;
+	uint64_t hist[HYDB_N_MODALITIES][HYDB_N_LABELS][MAXBINS];
 	int bins;
 };
-
-struct stats_ctx {
-	struct stats *s;
-	int pass;
-};
-
-/* Pass 0 counts and finds the radius range; pass 1 fills the histograms. */
-static int stats_block(uint32_t block_no, const hydb_block *blk, void *vctx)
-{
-	struct stats_ctx *c = vctx;
-	struct stats *s = c->s;
-	(void)block_no;
-	if (!blk)
-		return HYDB_ECORRUPT;
-	for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
-		const hydb_slot_attr *a = &blk->attr[i];
-		unsigned m = a->modality < 3 ? a->modality : 0, l = a->label < 3 ? a->label : 0;
-		if (!a->live)
-			continue;
-		if (c->pass == 0) {
-			s->count++;
-			s->by[m][l]++;
-			if (a->radius < s->rmin) s->rmin = a->radius;
-			if (a->radius > s->rmax) s->rmax = a->radius;
-		} else {
-			double w = (s->rmax - s->rmin) / s->bins;
-			int bin = w > 0 ? (int)((a->radius - s->rmin) / w) : 0;
-			if (bin >= s->bins) bin = s->bins - 1;
-			s->hist[m][l][bin]++;
-		}
-	}
-	return HYDB_OK;
-}
-
-static int stats_pass(hydb_store *st, MDB_txn *txn, struct stats *s, int pass)
-{
-	struct stats_ctx c = {s, pass};
-	return hydb_store_each_block(st, txn, stats_block, &c);
-}
 
 static uint64_t dir_bytes(const char *path)
 {
@@ -434,116 +380,128 @@ static uint64_t dir_bytes(const char *path)
 	return total;
 }
 
-int hydb_cmd_stats(int argc, char **argv)
+static void stats_print_json(hydb_db *db, const struct stats *st, uint64_t bytes)
+{
+	const hydb_db_stats *s = &st->s;
+	int firstg = 1;
+	printf("{\"count\":%llu,\"dim\":%zu,\"curvature\":%.17g,\"disk_bytes\":%llu,"
+	       "\"radius_min\":%.9g,\"radius_max\":%.9g,\"groups\":[",
+	       (unsigned long long)s->count, hydb_dim(db), hydb_curvature(db),
+	       (unsigned long long)bytes, s->radius_min, s->radius_max);
+	for (int m = 0; m < HYDB_N_MODALITIES; m++)
+		for (int l = 0; l < HYDB_N_LABELS; l++) {
+			if (!s->groups[m][l])
+				continue;
+			printf("%s{\"modality\":\"%s\",\"label\":\"%s\",\"count\":%llu,\"histogram\":[",
+			       firstg ? "" : ",", stats_mods[m], stats_labs[l], (unsigned long long)s->groups[m][l]);
+			for (int b = 0; b < st->bins; b++)
+				printf("%s%llu", b ? "," : "", (unsigned long long)st->hist[m][l][b]);
+			printf("]}");
+			firstg = 0;
+		}
+	printf("]}\n");
+}
+
+/* One group's histogram as bars scaled to its fullest bin. */
+static void stats_print_bars(const struct stats *st, int m, int l)
+{
+	const hydb_db_stats *s = &st->s;
+	uint64_t peak = 1;
+	printf("\n%s / %s: %llu\n", stats_mods[m], stats_labs[l], (unsigned long long)s->groups[m][l]);
+	for (int b = 0; b < st->bins; b++)
+		if (st->hist[m][l][b] > peak) peak = st->hist[m][l][b];
+	for (int b = 0; b < st->bins; b++) {
+		double w = (s->radius_max - s->radius_min) / st->bins;
+		int bar = (int)(40.0 * st->hist[m][l][b] / peak);
+		printf("  %8.3f %8llu %.*s\n", s->radius_min + w * b, (unsigned long long)st->hist[m][l][b], bar,
+		       "########################################");
+	}
+}
+
+static void stats_print_text(hydb_db *db, const struct stats *st, uint64_t bytes)
+{
+	const hydb_db_stats *s = &st->s;
+	printf("records     %llu\ndimension   %zu\ncurvature   %g\ndisk        %.1f MiB\n",
+	       (unsigned long long)s->count, hydb_dim(db), hydb_curvature(db), bytes / 1048576.0);
+	printf("radius      %.4f .. %.4f\n", s->radius_min, s->radius_max);
+	for (int m = 0; m < HYDB_N_MODALITIES; m++)
+		for (int l = 0; l < HYDB_N_LABELS; l++)
+			if (s->groups[m][l])
+				stats_print_bars(st, m, l);
+}
+
+struct stats_args {
+	int json, bins;
+	const char *path, *plot;
+};
+
+/* 0 to go on, -1 after --help, else the exit status. */
+static int stats_parse(int argc, char **argv, struct stats_args *a)
 {
 	static const struct option lo[] = {{"json", no_argument, 0, 'j'}, {"bins", required_argument, 0, 'b'},
 					   {"plot", required_argument, 0, 'p'}, {0, 0, 0, 0}};
-	static const char *const mods[] = {"other", "image", "text"}, *const labs[] = {"unknown", "safe", "unsafe"};
-	struct stats *s = calloc(1, sizeof *s);
-	int json = 0, ch, rc, first;
-	const char *path, *plot = NULL;
-	hydb_db *db;
-	MDB_txn *txn;
+	unsigned long long b;
+	int ch, first;
 
-	if (!s)
-		return hydb_cli_fail("stats", HYDB_EXIT_DATA, "out of memory");
-	s->bins = 20;
-	if (want_help(argc, argv, stats_usage)) {
-		free(s);
-		return HYDB_EXIT_OK;
-	}
+	if (want_help(argc, argv, stats_usage))
+		return -1;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		if (ch == 'j') json = 1;
+		if (ch == 'j') a->json = 1;
 		else if (ch == 'b') {
-			unsigned long long b;
-			if (hydb_cli_parse_uint("stats", "--bins", optarg, 1, MAXBINS, &b)) {
-				free(s);
+			if (hydb_cli_parse_uint("stats", "--bins", optarg, 1, MAXBINS, &b))
 				return HYDB_EXIT_USAGE;
-			}
-			s->bins = (int)b;
+			a->bins = (int)b;
 		}
-		else if (ch == 'p') plot = optarg;
-		else { free(s); return hydb_cli_bad_option("stats", argv); }
+		else if (ch == 'p') a->plot = optarg;
+		else return hydb_cli_bad_option("stats", argv);
 	}
 	first = optind;
-	if ((rc = hydb_cli_db_positional("stats", argc, argv, &first, 0, &path)) ||
-	    (first < argc && (rc = hydb_cli_fail("stats", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[first])))) {
-		free(s);
-		return rc;
-	}
-	if ((rc = hydb_cli_open(&db, path, 1)) < 0) {
-		free(s);
-		return hydb_cli_fail_lib("stats", rc);
-	}
-	s->rmin = INFINITY;
-	s->rmax = -INFINITY;
-	rc = hydb_store_read_begin(hydb_db_store(db), &txn);
-	if (rc == 0) {
-		rc = stats_pass(hydb_db_store(db), txn, s, 0);
-		if (rc == 0 && s->count)
-			rc = stats_pass(hydb_db_store(db), txn, s, 1);
-		hydb_store_read_end(hydb_db_store(db), txn);
-	}
-	if (rc < 0) {
-		free(s);
-		hydb_close(db);
-		return hydb_cli_fail_lib("stats", rc);
-	}
-	if (!s->count)
-		s->rmin = s->rmax = 0;
-	{
-		uint64_t bytes = dir_bytes(hydb_cli_db_path(path));
-		if (json) {
-			printf("{\"count\":%llu,\"dim\":%zu,\"curvature\":%.17g,\"disk_bytes\":%llu,"
-			       "\"radius_min\":%.9g,\"radius_max\":%.9g,\"groups\":[",
-			       (unsigned long long)s->count, hydb_dim(db), hydb_curvature(db),
-			       (unsigned long long)bytes, s->rmin, s->rmax);
-			int firstg = 1;
-			for (int m = 0; m < 3; m++)
-				for (int l = 0; l < 3; l++) {
-					if (!s->by[m][l])
-						continue;
-					printf("%s{\"modality\":\"%s\",\"label\":\"%s\",\"count\":%llu,\"histogram\":[",
-					       firstg ? "" : ",", mods[m], labs[l], (unsigned long long)s->by[m][l]);
-					for (int b = 0; b < s->bins; b++)
-						printf("%s%llu", b ? "," : "", (unsigned long long)s->hist[m][l][b]);
-					printf("]}");
-					firstg = 0;
-				}
-			printf("]}\n");
-		} else {
-			printf("records     %llu\ndimension   %zu\ncurvature   %g\ndisk        %.1f MiB\n",
-			       (unsigned long long)s->count, hydb_dim(db), hydb_curvature(db), bytes / 1048576.0);
-			printf("radius      %.4f .. %.4f\n", s->rmin, s->rmax);
-			for (int m = 0; m < 3; m++)
-				for (int l = 0; l < 3; l++) {
-					uint64_t peak = 1;
-					if (!s->by[m][l])
-						continue;
-					printf("\n%s / %s: %llu\n", mods[m], labs[l], (unsigned long long)s->by[m][l]);
-					for (int b = 0; b < s->bins; b++)
-						if (s->hist[m][l][b] > peak) peak = s->hist[m][l][b];
-					for (int b = 0; b < s->bins; b++) {
-						double w = (s->rmax - s->rmin) / s->bins;
-						int bar = (int)(40.0 * s->hist[m][l][b] / peak);
-						printf("  %8.3f %8llu %.*s\n", s->rmin + w * b,
-						       (unsigned long long)s->hist[m][l][b], bar,
-						       "########################################");
-					}
-				}
-		}
-	}
-	if (plot) {
-		rc = hydb_cli_plot_histogram(plot, s->rmin, s->rmax, s->bins, MAXBINS, &s->hist[0][0][0]);
-		if (rc < 0) {
-			free(s);
-			hydb_close(db);
-			return hydb_cli_fail_lib("stats", rc);
-		}
-		fprintf(stderr, "wrote %s\n", plot);
-	}
-	free(s);
-	hydb_close(db);
+	if ((ch = hydb_cli_db_positional("stats", argc, argv, &first, 0, &a->path)))
+		return ch;
+	if (first < argc)
+		return hydb_cli_fail("stats", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[first]);
 	return HYDB_EXIT_OK;
+}
+
+/* Everything after the statistics are read: the report, then the plot. */
+static int stats_report(hydb_db *db, const struct stats_args *a, const struct stats *st)
+{
+	uint64_t bytes = dir_bytes(hydb_cli_db_path(a->path));
+	int rc;
+	if (a->json)
+		stats_print_json(db, st, bytes);
+	else
+		stats_print_text(db, st, bytes);
+	if (!a->plot)
+		return HYDB_EXIT_OK;
+	rc = hydb_cli_plot_histogram(a->plot, st->s.radius_min, st->s.radius_max, st->bins, MAXBINS,
+				     &st->hist[0][0][0]);
+	if (rc < 0)
+		return hydb_cli_fail_lib("stats", rc);
+	fprintf(stderr, "wrote %s\n", a->plot);
+	return HYDB_EXIT_OK;
+}
+
+int hydb_cmd_stats(int argc, char **argv)
+{
+	struct stats_args a = {0, DEFAULT_BINS, NULL, NULL};
+	struct stats *st;
+	hydb_db *db;
+	int rc;
+
+	if ((rc = stats_parse(argc, argv, &a)))
+		return rc < 0 ? HYDB_EXIT_OK : rc;
+	if (!(st = calloc(1, sizeof *st)))
+		return hydb_cli_fail("stats", HYDB_EXIT_DATA, "out of memory");
+	st->bins = a.bins;
+	if ((rc = hydb_cli_open(&db, a.path, 1)) < 0) {
+		free(st);
+		return hydb_cli_fail_lib("stats", rc);
+	}
+	rc = hydb_stats_histogram(db, &st->s, (unsigned)st->bins, MAXBINS, &st->hist[0][0][0]);
+	rc = rc < 0 ? hydb_cli_fail_lib("stats", rc) : stats_report(db, &a, st);
+	free(st);
+	hydb_close(db);
+	return rc;
 }

@@ -14,10 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cli/cli.h"
-#include "base/json.h"
-#include "encoder/forward.h"
-#include "encoder/image.h"
 #include "cli/model_select.h"
 #include "hydb.h"
 

@@ -28,8 +28,7 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
-#include "db_internal.h"
-#include "import.h"
+#include "admin.h"
 
 static const char usage[] =
 	"usage: hydb import [DB] FILE... [--format npy|fvecs|jsonl] [--with-time | --from poincare]\n"
@@ -186,35 +185,23 @@ static int cmp_key(const void *a, const void *b)
  * write; another writer between the two could make the count differ. */
 static int count_replaced(hydb_db *db, const hydb_record *recs, size_t n, import_counts *c)
 {
-	hydb_store *st = hydb_db_store(db);
 	const char **keys = hydb_alloc_array(n, sizeof *keys, "key list");
-	MDB_txn *txn;
-	int rc = HYDB_OK;
+	uint8_t *stored = hydb_alloc_array(n, sizeof *stored, "stored flags");
+	int rc = keys && stored ? HYDB_OK : HYDB_ENOMEM;
 
-	if (!keys)
-		return HYDB_ENOMEM;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n && rc == HYDB_OK; i++)
 		keys[i] = recs[i].key;
-	qsort(keys, n, sizeof *keys, cmp_key);
-	if ((rc = hydb_store_read_begin(st, &txn)) < 0) {
-		free(keys);
-		return rc;
+	if (rc == HYDB_OK) {
+		qsort(keys, n, sizeof *keys, cmp_key);
+		rc = hydb_keys_stored(db, keys, n, stored);
 	}
-	for (size_t i = 0; i < n && rc >= 0; i++) {
-		uint64_t id;
-		int found = 0;
-		if (i > 0 && !strcmp(keys[i], keys[i - 1])) {
-			found = 1;
-		} else {
-			rc = hydb_store_lookup_key(st, txn, keys[i], &id);
-			found = rc == 0;
-			rc = rc == HYDB_ENOTFOUND ? HYDB_OK : rc;
-		}
+	for (size_t i = 0; i < n && rc == HYDB_OK; i++) {
+		int found = stored[i] || (i > 0 && !strcmp(keys[i], keys[i - 1]));
 		if (found && c->replaced++ == 0)
 			snprintf(c->example, sizeof c->example, "%s", keys[i]);
 	}
-	hydb_store_read_end(st, txn);
 	free(keys);
+	free(stored);
 	return rc;
 }
 

@@ -5,9 +5,12 @@
  *
  * Pipeline: a worker thread decodes and preprocesses batch i+1 while the
  * main thread runs the vision transformer on batch i; each batch (images
- * plus their captions) is one atomic commit. Re-running skips files whose
- * path, size, mtime and captions are unchanged, so a killed ingest resumes
- * where it stopped and a finished one is a no-op.
+ * plus their captions) is one atomic commit. Both steps are the library's
+ * (admin.h: hydb_image_batch), the same pipeline as hydb_encode_image_files,
+ * so an ingested image is stored exactly as hydb encode prints it.
+ * Re-running skips files whose path, size, mtime and captions are
+ * unchanged, so a killed ingest resumes where it stopped and a finished
+ * one is a no-op.
  *
  * Keys: the folder's path relative to the working directory (its absolute
  * path when it lies elsewhere) joined with the file's path under it, so two
@@ -35,15 +38,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "admin.h"
 #include "cli/cli.h"
 #include "cli/ingest.h"
 #include "cli/model_select.h"
-#include "db_internal.h"
-#include "encoder/forward.h"
-#include "encoder/image.h"
-#include "encoder/model.h"
-#include "base/base.h"
-#include "base/json.h"
 
 #define MAX_CAPTIONS 16
 #define MAX_BATCH 256
@@ -158,14 +156,10 @@ static int walk_fn(const char *path, const struct stat *sb, int type, struct FTW
 	}
 	if (!has_image_ext(path))
 		return 0;
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 256;
-		image_file *nv = realloc(l->v, nc * sizeof *nv);
-		if (!nv)
-			return -1;
-		l->v = nv;
-		l->cap = nc;
-	}
+	image_file *nv = hydb_array_grow(l->v, &l->cap, l->n + 1, sizeof *nv, "image list");
+	if (!nv)
+		return -1;
+	l->v = nv;
 	f = &l->v[l->n];
 	memset(f, 0, sizeof *f);
 	f->abs = strdup(path);
@@ -204,14 +198,10 @@ static manifest_entry *manifest_find(manifest *m, const char *rel, int create)
 			return &m->v[i];
 	if (!create)
 		return NULL;
-	if (m->n == m->cap) {
-		size_t nc = m->cap ? m->cap * 2 : 64;
-		manifest_entry *nv = realloc(m->v, nc * sizeof *nv);
-		if (!nv)
-			return NULL;
-		m->v = nv;
-		m->cap = nc;
-	}
+	manifest_entry *nv = hydb_array_grow(m->v, &m->cap, m->n + 1, sizeof *nv, "manifest");
+	if (!nv)
+		return NULL;
+	m->v = nv;
 	memset(&m->v[m->n], 0, sizeof m->v[0]);
 	m->v[m->n].rel = strdup(rel);
 	return m->v[m->n].rel ? &m->v[m->n++] : NULL;
@@ -265,73 +255,98 @@ static int add_caption(manifest *m, const char *rel, const char *cap, const char
 	return HYDB_OK;
 }
 
+/* Where a manifest line is, for its messages, and the root its paths are
+ * checked against. */
+typedef struct {
+	const char *root;
+	int allow_outside;
+	size_t line;
+	char where[PATH_MAX + 32]; /* "FILE: line N" */
+} manifest_pos;
+
+/* The image a manifest line names, relative to the root; NULL (message
+ * set) when it escapes the root. */
+static const char *manifest_path(const manifest_pos *at, const char *path)
+{
+	const char *rel = manifest_rel(path, at->root, at->allow_outside);
+	if (!rel || !hydb_ingest_path_ok(rel, at->allow_outside)) {
+		hydb_error_set(HYDB_EFORMAT, "%s: path '%s' escapes the ingest root %s", at->where, path,
+			       at->root);
+		return NULL;
+	}
+	return rel;
+}
+
+/* "PATH,CAPTION" (a first line "path,..." is a header); the caption may be
+ * in double quotes. */
+static int manifest_csv_line(manifest *m, char *line, const manifest_pos *at)
+{
+	char *comma = strchr(line, ','), *c;
+	const char *rel;
+	size_t cl;
+	RETURN_ERROR_IF(!comma, HYDB_EFORMAT, "%s: expected PATH,CAPTION", at->where);
+	*comma = 0;
+	if (at->line == 1 && !strcmp(line, "path"))
+		return HYDB_OK;
+	if (!(rel = manifest_path(at, line)))
+		return HYDB_EFORMAT;
+	c = comma + 1;
+	cl = strlen(c);
+	if (cl >= 2 && c[0] == '"' && c[cl - 1] == '"') {
+		c[cl - 1] = 0;
+		c++;
+	}
+	return add_caption(m, rel, c, at->where, at->line);
+}
+
+/* {"path": REL, "caption": TEXT} and/or {"path": REL, "captions": [...]}. */
+static int manifest_json_line(manifest *m, const char *line, size_t len, const manifest_pos *at)
+{
+	hydb_json *j;
+	const hydb_json *p, *c, *cs;
+	const char *rel = NULL;
+	int rc = hydb_json_parse(&j, line, len);
+	if (rc < 0)
+		return hydb_error_prefix(rc, "%s", at->where);
+	p = hydb_json_get(j, "path");
+	c = hydb_json_get(j, "caption");
+	cs = hydb_json_get(j, "captions");
+	if (!p || p->type != HYDB_JSON_STRING)
+		rc = hydb_error_set(HYDB_EFORMAT, "%s: \"path\" must be a string", at->where);
+	else if (!(rel = manifest_path(at, p->str)))
+		rc = HYDB_EFORMAT;
+	if (rc == 0 && c && c->type == HYDB_JSON_STRING)
+		rc = add_caption(m, rel, c->str, at->where, at->line);
+	if (rc == 0 && cs && cs->type == HYDB_JSON_ARRAY)
+		for (size_t i = 0; rc == 0 && i < cs->n; i++)
+			if (cs->items[i].type == HYDB_JSON_STRING)
+				rc = add_caption(m, rel, cs->items[i].str, at->where, at->line);
+	hydb_json_free(j);
+	return rc;
+}
+
+/* A captions manifest: CSV when its name ends in .csv, else JSON Lines.
+ * The first bad line stops the load (and the ingest, before any write). */
 static int manifest_load(manifest *m, const char *path, const char *root, int allow_outside)
 {
 	FILE *f = fopen(path, "rb");
-	char *line = NULL, where[PATH_MAX + 32];
-	size_t cap = 0, lineno = 0;
+	manifest_pos at = {root, allow_outside, 0, ""};
+	char *line = NULL;
+	size_t cap = 0;
 	ssize_t len;
-	int csv, rc = HYDB_OK;
-	const char *dot = strrchr(path, '.'), *rel;
+	int rc = HYDB_OK;
+	const char *dot = strrchr(path, '.');
+	int csv = dot && !strcasecmp(dot, ".csv");
 
 	RETURN_ERROR_IF(!f, HYDB_ENOTFOUND, "%s: %s", path, strerror(errno));
-	csv = dot && !strcasecmp(dot, ".csv");
 	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
-		lineno++;
+		at.line++;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = 0;
 		if (len == 0)
 			continue;
-		snprintf(where, sizeof where, "%s: line %zu", path, lineno);
-		if (csv) {
-			char *comma = strchr(line, ',');
-			if (!comma) {
-				rc = hydb_error_set(HYDB_EFORMAT, "%s: expected PATH,CAPTION", where);
-				break;
-			}
-			*comma = 0;
-			if (lineno == 1 && !strcmp(line, "path"))
-				continue; /* header */
-			rel = manifest_rel(line, root, allow_outside);
-			if (!rel || !hydb_ingest_path_ok(rel, allow_outside)) {
-				rc = hydb_error_set(HYDB_EFORMAT, "%s: path '%s' escapes the ingest root %s", where, line,
-						    root);
-				break;
-			}
-			{
-				char *c = comma + 1;
-				size_t cl = strlen(c);
-				if (cl >= 2 && c[0] == '"' && c[cl - 1] == '"') {
-					c[cl - 1] = 0;
-					c++;
-				}
-				rc = add_caption(m, rel, c, where, lineno);
-			}
-		} else {
-			hydb_json *j;
-			const hydb_json *p, *c, *cs;
-			rc = hydb_json_parse(&j, line, (size_t)len);
-			if (rc < 0) {
-				hydb_error_prefix(rc, "%s", where);
-				break;
-			}
-			p = hydb_json_get(j, "path");
-			c = hydb_json_get(j, "caption");
-			cs = hydb_json_get(j, "captions");
-			rel = p && p->type == HYDB_JSON_STRING ? manifest_rel(p->str, root, allow_outside) : NULL;
-			if (!p || p->type != HYDB_JSON_STRING)
-				rc = hydb_error_set(HYDB_EFORMAT, "%s: \"path\" must be a string", where);
-			else if (!rel || !hydb_ingest_path_ok(rel, allow_outside))
-				rc = hydb_error_set(HYDB_EFORMAT, "%s: path '%s' escapes the ingest root %s", where,
-						    p->str, root);
-			if (rc == 0 && c && c->type == HYDB_JSON_STRING)
-				rc = add_caption(m, rel, c->str, where, lineno);
-			if (rc == 0 && cs && cs->type == HYDB_JSON_ARRAY)
-				for (size_t i = 0; rc == 0 && i < cs->n; i++)
-					if (cs->items[i].type == HYDB_JSON_STRING)
-						rc = add_caption(m, rel, cs->items[i].str, where, lineno);
-			hydb_json_free(j);
-		}
+		snprintf(at.where, sizeof at.where, "%s: line %zu", path, at.line);
+		rc = csv ? manifest_csv_line(m, line, &at) : manifest_json_line(m, line, (size_t)len, &at);
 	}
 	free(line);
 	fclose(f);
@@ -403,13 +418,14 @@ static int sidecar_captions(const image_file *img, char **caps, int *n)
 
 /* ---- decode/preprocess worker -------------------------------------------- */
 
+/* One batch of files decoded and preprocessed into images, on a worker
+ * thread while the previous batch runs through the tower. */
 typedef struct {
 	image_file **files;
 	size_t n;
-	float *pixels;          /* n * 3 * S * S */
-	int *ok;                /* 1 decoded, 0 failed */
+	hydb_image_batch *images; /* the files that decoded, in order */
+	int *ok;                  /* 1 decoded, 0 failed */
 	char (*err)[512];
-	int size;
 	pthread_t th;
 	int running;
 } prep_job;
@@ -417,19 +433,24 @@ typedef struct {
 static void *prep_run(void *arg)
 {
 	prep_job *j = arg;
-	size_t per = (size_t)3 * j->size * j->size;
+	hydb_image_batch_clear(j->images);
 	for (size_t i = 0; i < j->n; i++) {
-		hydb_image img;
-		int rc = hydb_image_decode_file(&img, j->files[i]->abs, 0);
-		if (rc == 0) {
-			rc = hydb_clip_preprocess(j->pixels + i * per, &img, j->size, NULL, NULL);
-			hydb_image_free(&img);
-		}
+		int rc = hydb_image_batch_add(j->images, j->files[i]->abs);
 		j->ok[i] = rc == 0;
 		if (rc < 0)
 			snprintf(j->err[i], sizeof j->err[i], "%s", hydb_last_error());
 	}
 	return NULL;
+}
+
+/* Decode n files on a worker thread, or on this one if none can be made. */
+static void prep_start(prep_job *j, image_file **files, size_t n)
+{
+	j->files = files;
+	j->n = n;
+	j->running = pthread_create(&j->th, NULL, prep_run, j) == 0;
+	if (!j->running)
+		prep_run(j);
 }
 
 /* ---- ingest state --------------------------------------------------------- */
@@ -554,17 +575,6 @@ static uint64_t file_hash(const char *path)
 	return h;
 }
 
-/* The Euclidean features -> the hyperboloid, as the encoder does it. */
-static void project(ingest *g, float *out, const float *feat, double alpha, float *radius)
-{
-	size_t d = hydb_model_dim(g->m);
-	double c = hydb_model_curvature(g->m);
-	for (size_t i = 0; i < d; i++)
-		out[i] = (float)(feat[i] * alpha);
-	hydb_exp_map0(out, out, d, c);
-	*radius = (float)hydb_lorentz_radius(out, d, c);
-}
-
 typedef struct {
 	hydb_record *recs;
 	float *vecs;
@@ -576,14 +586,10 @@ static int pend_str(pending *p, char *s)
 {
 	if (!s)
 		return hydb_error_set(HYDB_ENOMEM, "ingest: out of memory");
-	if (p->nstr == p->capstr) {
-		size_t nc = p->capstr ? p->capstr * 2 : 64;
-		char **ns = realloc(p->strs, nc * sizeof *ns);
-		if (!ns)
-			return hydb_error_set(HYDB_ENOMEM, "ingest: out of memory");
-		p->strs = ns;
-		p->capstr = nc;
-	}
+	char **ns = hydb_array_grow(p->strs, &p->capstr, p->nstr + 1, sizeof *ns, "ingest");
+	if (!ns)
+		return HYDB_ENOMEM;
+	p->strs = ns;
 	p->strs[p->nstr++] = s;
 	return HYDB_OK;
 }
@@ -620,8 +626,8 @@ static char *meta_json(const image_file *f, uint64_t fh, uint64_t chash, int nca
 /* Encode the captions of one image and queue all its records. Each record
  * is validated as hydb_put will validate it, so that a bad key or caption
  * costs this item only and not the whole batch's commit. */
-static int queue_item(ingest *g, pending *p, const image_file *f, const float *feat, char **caps,
-		      int ncap, uint64_t chash)
+static int queue_item(ingest *g, pending *p, const image_file *f, const float *vec, float radius,
+		      char **caps, int ncap, uint64_t chash)
 {
 	size_t d = hydb_model_dim(g->m);
 	uint64_t item = XXH3_64bits(f->key, strlen(f->key)) >> 1;
@@ -632,14 +638,13 @@ static int queue_item(ingest *g, pending *p, const image_file *f, const float *f
 	if (p->n + 1 + (size_t)ncap > p->cap)
 		return hydb_error_set(HYDB_EINVAL, "ingest: batch overflow");
 	{
-		float r;
 		hydb_record *rec = &p->recs[p->n++];
-		project(g, p->vecs + base * d, feat, g->m->cfg.visual_alpha, &r);
+		memcpy(p->vecs + base * d, vec, d * sizeof *vec);
 		memset(rec, 0, sizeof *rec);
 		rec->key = f->key;
 		rec->vector = p->vecs + base * d;
 		rec->modality = HYDB_MOD_IMAGE;
-		rec->label = label_for(r, g->thr_image);
+		rec->label = label_for(radius, g->thr_image);
 		rec->item = item;
 		rec->caption = ncap ? caps[0] : NULL;
 		meta = meta_json(f, fh, chash, ncap, NULL);
@@ -715,10 +720,12 @@ static int gather_captions(ingest *g, const image_file *f, char **caps, int *n)
 	return rc;
 }
 
-/* Queue the records of the decoded images of one batch (features in feat),
- * commit them in one transaction, and count what was committed. An image
- * whose captions or records are bad is reported and left out. */
-static int commit_batch(ingest *g, pending *p, image_file **files, size_t n, const float *feat)
+/* Queue the records of the encoded images of one batch (points in vecs,
+ * their radii in radii), commit them in one transaction, and count what was
+ * committed. An image whose captions or records are bad is reported and
+ * left out. */
+static int commit_batch(ingest *g, pending *p, image_file **files, size_t n, const float *vecs,
+			const float *radii)
 {
 	size_t d = hydb_model_dim(g->m);
 	image_file *queued[MAX_BATCH];
@@ -736,7 +743,8 @@ static int commit_batch(ingest *g, pending *p, image_file **files, size_t n, con
 		}
 		for (int c = 0; c < ncap; c++)
 			FORWARD_IF_ERROR(pend_str(p, caps[c]));
-		rc = queue_item(g, p, files[i], feat + i * d, caps, ncap, captions_hash(caps, ncap));
+		rc = queue_item(g, p, files[i], vecs + i * d, radii[i], caps, ncap,
+				captions_hash(caps, ncap));
 		if (rc < 0) {
 			report_fail(g, hydb_last_error());
 			for (size_t s = before_s + (size_t)ncap; s < p->nstr; s++)
@@ -758,88 +766,120 @@ static int commit_batch(ingest *g, pending *p, image_file **files, size_t n, con
 	return HYDB_OK;
 }
 
+/* What the batches share: the two decode jobs (one filling while the other
+ * is encoded), the records being queued, and one batch's points. */
+typedef struct {
+	prep_job jobs[2];
+	pending p;
+	float *vecs, *radii;
+} batch_state;
+
+static int batch_state_init(batch_state *s, ingest *g)
+{
+	size_t d = hydb_model_dim(g->m), B = g->batch;
+	int ok = 1;
+	memset(s, 0, sizeof *s);
+	s->p.cap = B * (1 + MAX_CAPTIONS);
+	s->p.recs = calloc(s->p.cap, sizeof *s->p.recs);
+	s->p.vecs = calloc(s->p.cap * d, sizeof(float));
+	s->vecs = calloc(B * d, sizeof(float));
+	s->radii = calloc(B, sizeof(float));
+	for (int k = 0; k < 2; k++) {
+		prep_job *j = &s->jobs[k];
+		ok &= hydb_image_batch_new(&j->images, g->m, B) == 0;
+		j->ok = calloc(B, sizeof(int));
+		j->err = calloc(B, sizeof j->err[0]);
+		ok &= j->ok && j->err;
+	}
+	if (!ok || !s->p.recs || !s->p.vecs || !s->vecs || !s->radii)
+		return hydb_error_set(HYDB_ENOMEM, "ingest: out of memory for a batch of %zu", B);
+	return HYDB_OK;
+}
+
+static void batch_state_free(batch_state *s)
+{
+	for (int k = 0; k < 2; k++) {
+		prep_job *j = &s->jobs[k];
+		if (j->running)
+			pthread_join(j->th, NULL);
+		hydb_image_batch_free(j->images);
+		free(j->ok);
+		free(j->err);
+	}
+	pend_clear(&s->p);
+	free(s->p.strs);
+	free(s->p.recs);
+	free(s->p.vecs);
+	free(s->vecs);
+	free(s->radii);
+}
+
+/* Wait for the worker decoding j (the time counts as waiting for decode). */
+static void prep_wait(ingest *g, prep_job *j)
+{
+	if (!j->running)
+		return;
+	double tw = now_s();
+	pthread_join(j->th, NULL);
+	g->t_wait += now_s() - tw;
+	j->running = 0;
+}
+
+/* Report the files of j that failed to decode and keep the others, in
+ * order, at the front of j->files: the batch holds exactly their images.
+ * Returns how many are kept. */
+static size_t prep_keep_decoded(ingest *g, prep_job *j)
+{
+	size_t nok = 0;
+	for (size_t i = 0; i < j->n; i++) {
+		if (!j->ok[i]) {
+			report_fail(g, j->err[i]);
+			continue;
+		}
+		j->files[nok++] = j->files[i];
+	}
+	return nok;
+}
+
+/* The decoded images of j through the tower onto the hyperboloid, then
+ * committed with their captions. */
+static int encode_and_commit(ingest *g, batch_state *s, prep_job *j)
+{
+	size_t nok = prep_keep_decoded(g, j);
+	if (nok) {
+		double te = now_s();
+		int rc = hydb_image_batch_encode(g->m, j->images, s->vecs, s->radii, NULL);
+		g->t_encoder += now_s() - te;
+		FORWARD_IF_ERROR(rc);
+	}
+	return commit_batch(g, &s->p, j->files, nok, s->vecs, s->radii);
+}
+
 static int run_batches(ingest *g, image_file **todo, size_t ntodo)
 {
-	size_t d = hydb_model_dim(g->m), S = (size_t)g->m->cfg.image_size, per = 3 * S * S;
 	size_t B = g->batch;
-	prep_job jobs[2];
-	pending p = {0};
-	float *feat = calloc(B * d, sizeof(float));
-	int rc = HYDB_OK;
-
-	memset(jobs, 0, sizeof jobs);
-	p.cap = B * (1 + MAX_CAPTIONS);
-	p.recs = calloc(p.cap, sizeof *p.recs);
-	p.vecs = calloc(p.cap * d, sizeof(float));
-	for (int k = 0; k < 2; k++) {
-		jobs[k].pixels = malloc(B * per * sizeof(float));
-		jobs[k].ok = calloc(B, sizeof(int));
-		jobs[k].err = calloc(B, sizeof jobs[k].err[0]);
-		jobs[k].size = (int)S;
-	}
-	if (!feat || !p.recs || !p.vecs || !jobs[0].pixels || !jobs[1].pixels || !jobs[0].err ||
-	    !jobs[1].err || !jobs[0].ok || !jobs[1].ok) {
-		rc = hydb_error_set(HYDB_ENOMEM, "ingest: out of memory for a batch of %zu", B);
-		goto out;
-	}
-	for (size_t start = 0, k = 0; start < ntodo; start += B, k ^= 1) {
-		prep_job *cur = &jobs[k], *next = &jobs[k ^ 1];
-		size_t n = ntodo - start < B ? ntodo - start : B, nok = 0;
+	batch_state s;
+	int rc = batch_state_init(&s, g);
+	for (size_t start = 0, k = 0; rc == 0 && start < ntodo; start += B, k ^= 1) {
+		prep_job *cur = &s.jobs[k], *next = &s.jobs[k ^ 1];
+		size_t n = ntodo - start < B ? ntodo - start : B;
 		if (start == 0) {
 			cur->files = todo;
 			cur->n = n;
-			prep_run(cur);
+			prep_run(cur); /* nothing to overlap with yet */
 		} else {
-			double tw = now_s();
-			pthread_join(cur->th, NULL);
-			g->t_wait += now_s() - tw;
-			cur->running = 0;
+			prep_wait(g, cur);
 		}
 		/* Decode the next batch while this one runs through the model. */
-		if (start + B < ntodo) {
-			next->files = todo + start + B;
-			next->n = ntodo - start - B < B ? ntodo - start - B : B;
-			next->running = pthread_create(&next->th, NULL, prep_run, next) == 0;
-			if (!next->running)
-				prep_run(next);
-		}
-		/* Compact the decoded images to the front. */
-		for (size_t i = 0; i < n; i++) {
-			if (!cur->ok[i]) {
-				report_fail(g, cur->err[i]);
-				continue;
-			}
-			if (nok != i)
-				memmove(cur->pixels + nok * per, cur->pixels + i * per, per * sizeof(float));
-			cur->files[nok] = cur->files[i];
-			nok++;
-		}
-		if (nok) {
-			double te = now_s();
-			rc = hydb_vision_forward(g->m, cur->pixels, nok, feat);
-			g->t_encoder += now_s() - te;
-			if (rc < 0)
-				break;
-		}
-		rc = commit_batch(g, &p, cur->files, nok, feat);
+		if (start + B < ntodo)
+			prep_start(next, todo + start + B, ntodo - start - B < B ? ntodo - start - B : B);
+		rc = encode_and_commit(g, &s, cur);
 		if (rc < 0)
 			break; /* disk full or similar: stop, earlier batches are safe */
 		g->done += n;
 		progress(g, 0);
 	}
-out:
-	for (int k = 0; k < 2; k++) {
-		if (jobs[k].running)
-			pthread_join(jobs[k].th, NULL);
-		free(jobs[k].pixels);
-		free(jobs[k].ok);
-		free(jobs[k].err);
-	}
-	pend_clear(&p);
-	free(p.strs);
-	free(p.recs);
-	free(p.vecs);
-	free(feat);
+	batch_state_free(&s);
 	return rc;
 }
 
@@ -951,8 +991,8 @@ static int open_model_and_db(ingest *g, const ingest_args *a, const char *root)
 	}
 	if (a->captions)
 		FORWARD_IF_ERROR(manifest_load(&g->man, a->captions, root, g->allow_outside));
-	g->thr_image = threshold(g->db, "threshold_image", g->m->cfg.bound_image.up_95);
-	g->thr_text = threshold(g->db, "threshold_text", g->m->cfg.bound_text.up_95);
+	g->thr_image = threshold(g->db, "threshold_image", hydb_model_bound(g->m, HYDB_MOD_IMAGE));
+	g->thr_text = threshold(g->db, "threshold_text", hydb_model_bound(g->m, HYDB_MOD_TEXT));
 	return HYDB_OK;
 }
 
@@ -1029,13 +1069,10 @@ struct stale {
 
 static int stale_add(struct stale *st, const char *key)
 {
-	if (st->n == st->cap) {
-		size_t nc = st->cap ? 2 * st->cap : 64;
-		char **nv = realloc(st->keys, nc * sizeof *nv);
-		RETURN_ERROR_IF(!nv, HYDB_ENOMEM, "ingest: out of memory");
-		st->keys = nv;
-		st->cap = nc;
-	}
+	char **nv = hydb_array_grow(st->keys, &st->cap, st->n + 1, sizeof *nv, "ingest");
+	if (!nv)
+		return HYDB_ENOMEM;
+	st->keys = nv;
 	RETURN_ERROR_IF(!(st->keys[st->n] = strdup(key)), HYDB_ENOMEM, "ingest: out of memory");
 	st->n++;
 	return HYDB_OK;

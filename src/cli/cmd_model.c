@@ -8,9 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cli/cli.h"
-#include "base/json.h"
-#include "encoder/model.h"
 #include "hydb.h"
 
 static void usage(FILE *f)
@@ -22,35 +21,34 @@ static void usage(FILE *f)
 		   "  --tensors  also list every tensor with its shape\n");
 }
 
-static size_t count_merges(const hydb_model *m)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < m->merges_len; i++)
-		if (m->merges[i] == '\n')
-			n++;
-	if (m->merges_len && m->merges[m->merges_len - 1] != '\n')
-		n++;
-	return n;
-}
-
-static unsigned long long count_params(const hydb_model *m)
-{
-	unsigned long long n = 0;
-	for (size_t i = 0; i < m->n_tensors; i++) {
-		unsigned long long k = 1;
-		for (int d = 0; d < m->tensors[i].ndim; d++)
-			k *= (unsigned long long)m->tensors[i].shape[d];
-		n += k;
-	}
-	return n;
-}
-
-static void print_shape(FILE *f, const hydb_tensor *t)
+static void print_shape(FILE *f, int ndim, const int64_t *shape)
 {
 	fputc('[', f);
-	for (int d = 0; d < t->ndim; d++)
-		fprintf(f, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+	for (int d = 0; d < ndim; d++)
+		fprintf(f, "%s%lld", d ? ", " : "", (long long)shape[d]);
 	fputc(']', f);
+}
+
+/* One line or JSON member per tensor: "  name [shape]\n" or "name":[shape]. */
+static void print_tensors(FILE *f, const hydb_model *m, size_t n, int json)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *name;
+		int ndim;
+		int64_t shape[4];
+		if (hydb_model_tensor_shape(m, i, &name, &ndim, shape) < 0)
+			continue;
+		if (json) {
+			fputs(i ? "," : "", f);
+			hydb_json_write_string(f, name);
+			fputc(':', f);
+		} else {
+			fprintf(f, "  %s ", name);
+		}
+		print_shape(f, ndim, shape);
+		if (!json)
+			fputc('\n', f);
+	}
 }
 
 /* Writes prefix then v; JSON has no NaN, so absent values print as null. */
@@ -63,7 +61,7 @@ static void json_num(FILE *f, const char *prefix, double v)
 		fputs("null", f);
 }
 
-static void json_bound(FILE *f, const char *key, const hydb_model_bounds *b)
+static void json_bound(FILE *f, const char *key, const hydb_model_bounds_desc *b)
 {
 	fprintf(f, "\"%s\":", key);
 	if (isnan(b->up_95)) {
@@ -81,36 +79,28 @@ static void json_vec3(FILE *f, const char *key, const float *v)
 	fprintf(f, "\"%s\":[%.9g,%.9g,%.9g]", key, v[0], v[1], v[2]);
 }
 
-static void json_tensors(FILE *f, const hydb_model *m)
+static void json_towers(FILE *f, const hydb_model_desc *c)
 {
-	fputs(",\"tensor_shapes\":{", f);
-	for (size_t i = 0; i < m->n_tensors; i++) {
-		fputs(i ? "," : "", f);
-		hydb_json_write_string(f, m->tensors[i].name);
-		fputc(':', f);
-		print_shape(f, &m->tensors[i]);
-	}
-	fputc('}', f);
-}
-
-static void print_json(FILE *f, const hydb_model *m, int tensors)
-{
-	const hydb_model_config *c = &m->cfg;
-	fputs("{\"file\":", f);
-	hydb_json_write_string(f, m->path);
-	fputs(",\"name\":", f);
-	hydb_json_write_string(f, c->name);
-	fprintf(f, ",\"format_version\":%d,\"hash\":\"%s\",\"tensors\":%zu,"
-		   "\"parameters\":%llu,\"merges\":%zu,", c->format_version, m->hash,
-		m->n_tensors, count_params(m), count_merges(m));
 	fprintf(f, "\"vision\":{\"width\":%d,\"layers\":%d,\"heads\":%d,\"mlp\":%d,"
 		   "\"image_size\":%d,\"patch_size\":%d,\"patch_bias\":%s},",
 		c->vision_width, c->vision_layers, c->vision_heads, c->vision_mlp,
-		c->image_size, c->patch_size, c->has_patch_bias ? "true" : "false");
+		c->image_size, c->patch_size, c->patch_bias ? "true" : "false");
 	fprintf(f, "\"text\":{\"width\":%d,\"layers\":%d,\"heads\":%d,\"mlp\":%d,"
 		   "\"vocab_size\":%d,\"context_length\":%d,\"bos_id\":%d,\"eos_id\":%d},",
 		c->text_width, c->text_layers, c->text_heads, c->text_mlp,
 		c->vocab_size, c->context_length, c->bos_id, c->eos_id);
+}
+
+static void print_json(FILE *f, const hydb_model *m, const hydb_model_desc *c, int tensors)
+{
+	fputs("{\"file\":", f);
+	hydb_json_write_string(f, c->file);
+	fputs(",\"name\":", f);
+	hydb_json_write_string(f, c->name);
+	fprintf(f, ",\"format_version\":%d,\"hash\":\"%s\",\"tensors\":%zu,"
+		   "\"parameters\":%llu,\"merges\":%zu,", c->format_version, c->hash,
+		c->tensors, c->parameters, c->merges);
+	json_towers(f, c);
 	fprintf(f, "\"embed_dim\":%d", c->embed_dim);
 	json_num(f, ",\"ln_eps\":", c->ln_eps);
 	json_num(f, ",\"curvature\":", c->curvature);
@@ -124,12 +114,15 @@ static void print_json(FILE *f, const hydb_model *m, int tensors)
 	json_vec3(f, "image_mean", c->image_mean);
 	fputc(',', f);
 	json_vec3(f, "image_std", c->image_std);
-	if (tensors)
-		json_tensors(f, m);
+	if (tensors) {
+		fputs(",\"tensor_shapes\":{", f);
+		print_tensors(f, m, c->tensors, 1);
+		fputc('}', f);
+	}
 	fputs("}\n", f);
 }
 
-static void text_bound(FILE *f, const char *label, const hydb_model_bounds *b)
+static void text_bound(FILE *f, const char *label, const hydb_model_bounds_desc *b)
 {
 	if (isnan(b->up_95))
 		fprintf(f, "%-16s none (classification by radius unavailable)\n", label);
@@ -138,21 +131,20 @@ static void text_bound(FILE *f, const char *label, const hydb_model_bounds *b)
 			b->low_05, b->up_95);
 }
 
-static void print_text(FILE *f, const hydb_model *m, int tensors)
+static void print_text(FILE *f, const hydb_model *m, const hydb_model_desc *c, int tensors)
 {
-	const hydb_model_config *c = &m->cfg;
-	fprintf(f, "file             %s\nname             %s\n", m->path, c->name);
-	fprintf(f, "format version   %d\nhash             %s\n", c->format_version, m->hash);
-	fprintf(f, "tensors          %zu (%llu parameters)\n", m->n_tensors, count_params(m));
+	fprintf(f, "file             %s\nname             %s\n", c->file, c->name);
+	fprintf(f, "format version   %d\nhash             %s\n", c->format_version, c->hash);
+	fprintf(f, "tensors          %zu (%llu parameters)\n", c->tensors, c->parameters);
 	fprintf(f, "vision           width %d, layers %d, heads %d, mlp %d, image %d, "
 		   "patch %d, patch bias %s\n", c->vision_width, c->vision_layers,
 		c->vision_heads, c->vision_mlp, c->image_size, c->patch_size,
-		c->has_patch_bias ? "yes" : "no");
+		c->patch_bias ? "yes" : "no");
 	fprintf(f, "text             width %d, layers %d, heads %d, mlp %d, vocab %d, "
 		   "context %d, bos %d, eos %d\n", c->text_width, c->text_layers,
 		c->text_heads, c->text_mlp, c->vocab_size, c->context_length,
 		c->bos_id, c->eos_id);
-	fprintf(f, "tokenizer        %zu merges\n", count_merges(m));
+	fprintf(f, "tokenizer        %zu merges\n", c->merges);
 	fprintf(f, "embed dim        %d\nln eps           %g\n", c->embed_dim, c->ln_eps);
 	fprintf(f, "curvature        %.9g\nvisual alpha     %.9g\ntextual alpha    %.9g\n",
 		c->curvature, c->visual_alpha, c->textual_alpha);
@@ -161,11 +153,8 @@ static void print_text(FILE *f, const hydb_model *m, int tensors)
 	fprintf(f, "image mean       %.8g %.8g %.8g\nimage std        %.8g %.8g %.8g\n",
 		c->image_mean[0], c->image_mean[1], c->image_mean[2],
 		c->image_std[0], c->image_std[1], c->image_std[2]);
-	for (size_t i = 0; tensors && i < m->n_tensors; i++) {
-		fprintf(f, "  %s ", m->tensors[i].name);
-		print_shape(f, &m->tensors[i]);
-		fputc('\n', f);
-	}
+	if (tensors)
+		print_tensors(f, m, c->tensors, 0);
 }
 
 static int cmd_info(int argc, char **argv)
@@ -173,6 +162,7 @@ static int cmd_info(int argc, char **argv)
 	const char *file = NULL;
 	int json = 0, tensors = 0, rc;
 	hydb_model *m;
+	hydb_model_desc desc;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			json = 1;
@@ -193,10 +183,15 @@ static int cmd_info(int argc, char **argv)
 	rc = hydb_model_open(&m, file);
 	if (rc < 0)
 		return hydb_cli_fail_lib("model", rc == HYDB_EINVAL ? HYDB_EIO : rc);
+	rc = hydb_model_describe(m, &desc);
+	if (rc < 0) {
+		hydb_model_close(m);
+		return hydb_cli_fail_lib("model", rc);
+	}
 	if (json)
-		print_json(stdout, m, tensors);
+		print_json(stdout, m, &desc, tensors);
 	else
-		print_text(stdout, m, tensors);
+		print_text(stdout, m, &desc, tensors);
 	hydb_model_close(m);
 	return fflush(stdout) == 0 ? HYDB_EXIT_OK : HYDB_EXIT_DATA;
 }

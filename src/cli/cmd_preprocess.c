@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cli/cli.h"
-#include "encoder/image.h"
 #include "hydb.h"
 
 #define CMD "preprocess"
@@ -130,11 +130,11 @@ static int write_npy(const char *path, const float *data, int size)
 	return HYDB_EXIT_OK;
 }
 
-static int run(const struct opts *o, const hydb_image *img)
+static int run(const struct opts *o, const hydb_rgb *img)
 {
 	int size = (int)o->size, rc;
 	if (o->decode_only) {
-		rc = hydb_png_write(o->output, img->rgb, img->w, img->h);
+		rc = hydb_rgb_write_png(o->output, img->rgb, img->w, img->h);
 		return rc < 0 ? hydb_cli_fail_lib(CMD, rc) : HYDB_EXIT_OK;
 	}
 	size_t plane = (size_t)size * size;
@@ -143,11 +143,11 @@ static int run(const struct opts *o, const hydb_image *img)
 	int status = HYDB_EXIT_OK;
 	if (!crop || (o->tensor && !tensor))
 		status = hydb_cli_fail(CMD, HYDB_EXIT_DATA, "out of memory");
-	else if ((rc = hydb_clip_preprocess_u8(crop, img, size)) < 0)
+	else if ((rc = hydb_rgb_crop(crop, img, size)) < 0)
 		status = hydb_cli_fail_lib(CMD, rc);
-	else if (o->output && (rc = hydb_png_write(o->output, crop, size, size)) < 0)
+	else if (o->output && (rc = hydb_rgb_write_png(o->output, crop, size, size)) < 0)
 		status = hydb_cli_fail_lib(CMD, rc);
-	else if (tensor && (rc = hydb_clip_preprocess(tensor, img, size, NULL, NULL)) < 0)
+	else if (tensor && (rc = hydb_rgb_tensor(tensor, img, size)) < 0)
 		status = hydb_cli_fail_lib(CMD, rc);
 	else if (tensor)
 		status = write_npy(o->tensor, tensor, size);
@@ -162,11 +162,11 @@ int hydb_cmd_preprocess(int argc, char **argv)
 	int p = parse_args(&o, argc, argv);
 	if (p != 0)
 		return p > 0 ? HYDB_EXIT_OK : HYDB_EXIT_USAGE;
-	hydb_image img;
-	int rc = hydb_image_decode_file(&img, o.image, (size_t)o.max_pixels);
+	hydb_rgb img;
+	int rc = hydb_rgb_load(&img, o.image, (size_t)o.max_pixels);
 	if (rc < 0)
 		return hydb_cli_fail_lib(CMD, rc);
 	int status = run(&o, &img);
-	hydb_image_free(&img);
+	hydb_rgb_free(&img);
 	return status;
 }

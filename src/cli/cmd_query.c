@@ -16,9 +16,8 @@
 #include "cli/cli.h"
 #include "cli/model_select.h"
 #include "cli/output.h"
-#include "db_internal.h"
 #include "cli/query_input.h"
-
+#include "admin.h"
 
 static const char usage[] =
 	"usage: hydb query [DB] (--vector '[x1,...]' | --vector-file F | --like KEY |\n"
@@ -43,6 +42,10 @@ static const char usage[] =
 	"                        (bound ub' = ub + tanh((ub-0.8)/c) + 1, ub = safe up_95 of\n"
 	"                        the searched modality; see README)\n"
 	"  --bound UB            override ub for --redirect\n"
+	"  --within-cone         only entries whose entailment cone holds the query\n"
+	"                        (its more generic parents)\n"
+	"  --contains-cone       only entries inside the query's cone (its more specific\n"
+	"                        children); both flags: both tests. JSON gives the angles\n"
 	"  --model FILE          model for --text/--image (else $HYDB_MODEL or the database's)\n"
 	"  --precision P         f32 (default) or bf16: the encoder's arithmetic for --text/--image\n"
 	"  --json                one JSON object per result\n"
@@ -147,6 +150,85 @@ static int redirect_bound(hydb_db *db, hydb_model *model, struct qopts *o, int q
 			      mod == HYDB_MOD_TEXT ? "text" : "images");
 }
 
+/* The filters wanted so far; combine_filters settles them after the
+ * options. */
+struct qfilters {
+	unsigned labels, mods;
+	int nsrc; /* query sources given */
+};
+
+/* Options that take a number: 0, or HYDB_EXIT_USAGE with the message
+ * printed. */
+static int numeric_option(int ch, const char *arg, struct qopts *o)
+{
+	hydb_search_options *so = &o->so;
+	switch (ch) {
+	case 'k': return hydb_cli_parse_size("query", "-k", arg, 1, HYDB_MAX_K, &so->k) ? HYDB_EXIT_USAGE : 0;
+	case 'e': return hydb_cli_parse_size("query", "--ef", arg, 1, HYDB_MAX_EF, &so->ef) ? HYDB_EXIT_USAGE : 0;
+	case 'c':
+		return hydb_cli_parse_double("query", "--recall", arg, 1e-9, 1, &so->target_recall) ? HYDB_EXIT_USAGE
+												: 0;
+	case 'r':
+		return hydb_cli_parse_double("query", "--min-radius", arg, 0, HUGE_VAL, &so->min_radius)
+			       ? HYDB_EXIT_USAGE : 0;
+	case 'R':
+		return hydb_cli_parse_double("query", "--max-radius", arg, 0, HUGE_VAL, &so->max_radius)
+			       ? HYDB_EXIT_USAGE : 0;
+	default: /* 'B' */
+		if (hydb_cli_parse_double("query", "--bound", arg, 0, HYDB_MAX_RADIUS, &o->bound))
+			return HYDB_EXIT_USAGE;
+		if (!(o->bound > 0))
+			return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound: '%s' is not a positive number", arg);
+		return 0;
+	}
+}
+
+/* One option of getopt_long: 0 to go on, -1 after --help, else the exit
+ * status. */
+static int query_option(int ch, const char *arg, char **argv, struct qopts *o, struct qfilters *f)
+{
+	switch (ch) {
+	case 'k': case 'e': case 'c': case 'r': case 'R': case 'B':
+		return numeric_option(ch, arg, o);
+	case 'v': o->vector = arg; f->nsrc++; return 0;
+	case 'V': o->vector_file = arg; f->nsrc++; return 0;
+	case 'l': o->like = arg; f->nsrc++; return 0;
+	case 't': o->text = arg; f->nsrc++; return 0;
+	case 'i': o->image = arg; f->nsrc++; return 0;
+	case 'x': o->so.exact = 1; return 0;
+	case 'W': o->so.cone |= HYDB_CONE_WITHIN; return 0;
+	case 'C': o->so.cone |= HYDB_CONE_CONTAINS; return 0;
+	case 's': o->safe_only = 1; return 0;
+	case 'L': return add_choice("--label", arg, hydb_cli_label_parse, &f->labels) ? HYDB_EXIT_USAGE : 0;
+	case 'm': return add_choice("--modality", arg, hydb_cli_modality_parse, &f->mods) ? HYDB_EXIT_USAGE : 0;
+	case 'D':
+		if (!arg || !strcmp(arg, "hysac")) o->so.redirect = HYDB_REDIRECT_HYSAC;
+		else if (!strcmp(arg, "geodesic")) o->so.redirect = HYDB_REDIRECT_GEODESIC;
+		else return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--redirect: mode must be hysac or geodesic");
+		return 0;
+	case 'M': o->model = arg; return 0;
+	case 'P': return hydb_cli_parse_precision("query", arg, &o->precision) ? HYDB_EXIT_USAGE : 0;
+	case 'j': o->json = 1; return 0;
+	case 'S': o->sheet = arg; return 0;
+	case 'h': fputs(usage, stdout); return -1;
+	default: return hydb_cli_bad_option("query", argv);
+	}
+}
+
+/* Options that would be silently ignored are refused instead. */
+static int refuse_ignored(const struct qopts *o)
+{
+	if (!isnan(o->bound) && !o->so.redirect)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound is used only with --redirect");
+	if (o->so.ef && o->so.target_recall > 0)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--recall picks the beam; --ef sets it: give one");
+	if (o->so.exact && o->so.target_recall > 0)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--recall picks the index's beam; --exact uses no index");
+	if (o->so.exact && o->so.ef)
+		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--ef sets the index's beam; --exact uses no index");
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpath)
 {
 	static const struct option lo[] = {
@@ -161,89 +243,27 @@ static int parse_args(int argc, char **argv, struct qopts *o, const char **dbpat
 		{"model", required_argument, 0, 'M'},  {"json", no_argument, 0, 'j'},
 		{"sheet", required_argument, 0, 'S'},  {"help", no_argument, 0, 'h'},
 		{"precision", required_argument, 0, 'P'},
+		{"within-cone", no_argument, 0, 'W'}, {"contains-cone", no_argument, 0, 'C'},
 		{0, 0, 0, 0}};
-	int ch, nsrc = 0;
-	unsigned labels = 0, mods = 0;
+	struct qfilters f = {0, 0, 0};
+	int ch, rc;
 
 	hydb_search_options_init(&o->so);
 	o->bound = NAN;
 	o->modality_filter = -1;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "k:", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'k':
-			if (hydb_cli_parse_size("query", "-k", optarg, 1, HYDB_MAX_K, &o->so.k))
-				return HYDB_EXIT_USAGE;
-			break;
-		case 'e':
-			if (hydb_cli_parse_size("query", "--ef", optarg, 1, HYDB_MAX_EF, &o->so.ef))
-				return HYDB_EXIT_USAGE;
-			break;
-		case 'c':
-			if (hydb_cli_parse_double("query", "--recall", optarg, 1e-9, 1, &o->so.target_recall))
-				return HYDB_EXIT_USAGE;
-			break;
-		case 'v': o->vector = optarg; nsrc++; break;
-		case 'V': o->vector_file = optarg; nsrc++; break;
-		case 'l': o->like = optarg; nsrc++; break;
-		case 't': o->text = optarg; nsrc++; break;
-		case 'i': o->image = optarg; nsrc++; break;
-		case 'x': o->so.exact = 1; break;
-		case 's': o->safe_only = 1; break;
-		case 'L':
-			if (add_choice("--label", optarg, hydb_cli_label_parse, &labels))
-				return HYDB_EXIT_USAGE;
-			break;
-		case 'm':
-			if (add_choice("--modality", optarg, hydb_cli_modality_parse, &mods))
-				return HYDB_EXIT_USAGE;
-			break;
-		case 'r':
-			if (hydb_cli_parse_double("query", "--min-radius", optarg, 0, HUGE_VAL, &o->so.min_radius))
-				return HYDB_EXIT_USAGE;
-			break;
-		case 'R':
-			if (hydb_cli_parse_double("query", "--max-radius", optarg, 0, HUGE_VAL, &o->so.max_radius))
-				return HYDB_EXIT_USAGE;
-			break;
-		case 'D':
-			if (!optarg || !strcmp(optarg, "hysac")) o->so.redirect = HYDB_REDIRECT_HYSAC;
-			else if (!strcmp(optarg, "geodesic")) o->so.redirect = HYDB_REDIRECT_GEODESIC;
-			else return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--redirect: mode must be hysac or geodesic");
-			break;
-		case 'B':
-			if (hydb_cli_parse_double("query", "--bound", optarg, 0, HYDB_MAX_RADIUS, &o->bound))
-				return HYDB_EXIT_USAGE;
-			if (!(o->bound > 0))
-				return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound: '%s' is not a positive number", optarg);
-			break;
-		case 'M': o->model = optarg; break;
-		case 'P':
-			if (hydb_cli_parse_precision("query", optarg, &o->precision))
-				return HYDB_EXIT_USAGE;
-			break;
-		case 'j': o->json = 1; break;
-		case 'S': o->sheet = optarg; break;
-		case 'h': fputs(usage, stdout); return -1;
-		default: return hydb_cli_bad_option("query", argv);
-		}
-	}
-	if (nsrc != 1)
+	while ((ch = getopt_long(argc, argv, "k:", lo, NULL)) != -1)
+		if ((rc = query_option(ch, optarg, argv, o, &f)))
+			return rc;
+	if (f.nsrc != 1)
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE,
 				     "give exactly one of --vector, --vector-file, --like, --text, --image");
-	if (combine_filters(o, labels, mods))
+	if (combine_filters(o, f.labels, f.mods))
 		return HYDB_EXIT_USAGE;
-	/* Options that would be silently ignored are refused instead. */
-	if (!isnan(o->bound) && !o->so.redirect)
-		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--bound is used only with --redirect");
-	if (o->so.ef && o->so.target_recall > 0)
-		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--recall picks the beam; --ef sets it: give one");
-	if (o->so.exact && o->so.target_recall > 0)
-		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--recall picks the index's beam; --exact uses no index");
-	if (o->so.exact && o->so.ef)
-		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "--ef sets the index's beam; --exact uses no index");
-	if ((ch = hydb_cli_db_positional("query", argc, argv, &optind, 0, dbpath)))
-		return ch;
+	if ((rc = refuse_ignored(o)))
+		return rc;
+	if ((rc = hydb_cli_db_positional("query", argc, argv, &optind, 0, dbpath)))
+		return rc;
 	if (optind < argc)
 		return hydb_cli_fail("query", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
 	return 0;

@@ -1,7 +1,6 @@
 /*
- * cmd_safety.c - the safety tools: classify (safe/unsafe by radius),
- * calibrate (thresholds from known labels), traverse (walk a query toward
- * the origin and watch its nearest caption change).
+ * cmd_safety.c - the safety tools: classify (safe/unsafe by radius) and
+ * calibrate (thresholds from known labels). traverse is cmd_traverse.c.
  */
 #include "config.h"
 
@@ -16,10 +15,7 @@
 #include "cli/model_select.h"
 #include "cli/output.h"
 #include "cli/safety.h"
-#include "db_internal.h"
-#include "encoder/model.h"
-#include "base/json.h"
-#include "search_exact.h"
+#include "admin.h"
 
 #define EXIT_UNSAFE 3
 
@@ -51,11 +47,10 @@ static double threshold_for(hydb_db *db, hydb_model *m, int mod)
 	return hydb_model_bound(m, mod == HYDB_MOD_TEXT ? HYDB_MOD_TEXT : HYDB_MOD_IMAGE);
 }
 
-/* Common argument handling for classify and traverse:
- * [DB] (FILE | --text T) [--model F]. */
+/* classify's arguments: [DB] (FILE | --text T) [--model F]. */
 typedef struct {
 	const char *db, *text, *file, *model;
-	int json, exit_status, steps;
+	int json, exit_status;
 } safety_args;
 
 static int parse_safety(int argc, char **argv, safety_args *a, const char *usage)
@@ -63,11 +58,10 @@ static int parse_safety(int argc, char **argv, safety_args *a, const char *usage
 	static const struct option lo[] = {
 		{"text", required_argument, 0, 't'}, {"model", required_argument, 0, 'm'},
 		{"json", no_argument, 0, 'j'},       {"exit-status", no_argument, 0, 'x'},
-		{"steps", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
+		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	int ch;
 	memset(a, 0, sizeof *a);
-	a->steps = 50;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
@@ -75,13 +69,6 @@ static int parse_safety(int argc, char **argv, safety_args *a, const char *usage
 		case 'm': a->model = optarg; break;
 		case 'j': a->json = 1; break;
 		case 'x': a->exit_status = 1; break;
-		case 's': {
-			unsigned long long v;
-			if (hydb_cli_parse_uint(argv[0], "--steps", optarg, 2, 10000, &v))
-				return HYDB_EXIT_USAGE;
-			a->steps = (int)v;
-			break;
-		}
 		case 'h': fputs(usage, stdout); return -1;
 		default: return hydb_cli_bad_option(argv[0], argv);
 		}
@@ -241,56 +228,6 @@ static const char calibrate_usage[] =
 	"accuracy, false-positive rate (safe flagged unsafe) and false-negative rate\n"
 	"(unsafe passed as safe), stores the thresholds and re-labels every entry.\n";
 
-struct relabel_ctx {
-	hydb_db *db;
-	double thr[3];
-	uint64_t changed;
-};
-
-struct relabel_block_ctx {
-	struct relabel_ctx *c;
-	hydb_store *st;
-	MDB_txn *txn;
-};
-
-static int relabel_block(uint32_t block_no, const hydb_block *blk, void *vctx)
-{
-	struct relabel_block_ctx *rb = vctx;
-	uint64_t ids[HYDB_BLOCK_SLOTS];
-	hydb_label want[HYDB_BLOCK_SLOTS];
-	size_t n = 0;
-	(void)block_no;
-	if (!blk)
-		return HYDB_ECORRUPT;
-	/* collect first: relabelling rewrites this block */
-	for (unsigned i = 0; i < HYDB_BLOCK_SLOTS; i++) {
-		const hydb_slot_attr *a = &blk->attr[i];
-		double t;
-		hydb_label l;
-		if (!a->live || a->modality > 2)
-			continue;
-		t = rb->c->thr[a->modality];
-		if (!(t > 0))
-			continue;
-		l = a->radius <= t ? HYDB_LABEL_SAFE : HYDB_LABEL_UNSAFE;
-		if (l != a->label) {
-			ids[n] = a->id;
-			want[n++] = l;
-		}
-	}
-	for (size_t i = 0; i < n; i++)
-		FORWARD_IF_ERROR(hydb_store_set_label(rb->st, rb->txn, ids[i], want[i]));
-	rb->c->changed += n;
-	return HYDB_OK;
-}
-
-static int relabel_fn(hydb_store *st, MDB_txn *txn, void *vctx)
-{
-	struct relabel_block_ctx rb = {vctx, st, txn};
-	rb.c->changed = 0;
-	return hydb_store_each_block(st, txn, relabel_block, &rb);
-}
-
 /* A directory opens and reads as empty; a labels file must be a file. */
 static FILE *open_labels(const char *path)
 {
@@ -306,21 +243,22 @@ static FILE *open_labels(const char *path)
 	return f;
 }
 
+static const char *const modality_names[] = {"other", "image", "text"};
+
 /* A threshold needs both classes: with one, every radius is on the same
  * side and the "best" threshold re-labels everything as that class. Checked
  * for every modality before anything is stored. "other" entries are never
  * re-labelled, so labels of them alone calibrate nothing. */
-static int check_classes(const char *labels, size_t nr[3][2], size_t lines)
+static int check_classes(const char *labels, size_t nr[HYDB_N_MODALITIES][2], size_t lines)
 {
-	static const char *const names[] = {"other", "image", "text"};
 	int any = 0;
-	for (int m = 1; m < 3; m++) {
+	for (int m = 1; m < HYDB_N_MODALITIES; m++) {
 		if (!nr[m][0] && !nr[m][1])
 			continue;
 		if (!nr[m][0] || !nr[m][1])
 			return hydb_cli_fail("calibrate", HYDB_EXIT_DATA,
 					     "%s: %s entries need both safe and unsafe labels to calibrate, got %zu safe and %zu unsafe",
-					     labels, names[m], nr[m][0], nr[m][1]);
+					     labels, modality_names[m], nr[m][0], nr[m][1]);
 		any = 1;
 	}
 	if (!any)
@@ -330,219 +268,198 @@ static int check_classes(const char *labels, size_t nr[3][2], size_t lines)
 	return HYDB_EXIT_OK;
 }
 
-int hydb_cmd_calibrate(int argc, char **argv)
+/* What the labels file says: the radii of the labelled entries per
+ * [modality][0 safe, 1 unsafe], and the keys it names that are not
+ * stored. */
+struct labelled {
+	double *rad[HYDB_N_MODALITIES][2];
+	size_t nr[HYDB_N_MODALITIES][2], cap[HYDB_N_MODALITIES][2];
+	size_t lines, unknown;
+	char first_unknown[256];
+};
+
+static int labelled_add(struct labelled *k, int m, int cls, double radius)
+{
+	double *nv = hydb_array_grow(k->rad[m][cls], &k->cap[m][cls], k->nr[m][cls] + 1,
+				     sizeof *nv, "calibrate");
+	if (!nv)
+		return -1;
+	k->rad[m][cls] = nv;
+	k->rad[m][cls][k->nr[m][cls]++] = radius;
+	return 0;
+}
+
+static void labelled_free(struct labelled *k)
+{
+	for (int m = 0; m < HYDB_N_MODALITIES; m++)
+		free(k->rad[m][0]), free(k->rad[m][1]);
+}
+
+/* One line KEY,safe|unsafe (already without its line end): its entry's
+ * radius is added, or its key noted as unknown. Returns the exit status. */
+static int labelled_line(hydb_db *db, const char *labels, char *line, struct labelled *k)
+{
+	char *comma = strrchr(line, ',');
+	hydb_entry *e;
+	int cls, m;
+	if (!comma)
+		return hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: line %zu: expected KEY,LABEL", labels, k->lines);
+	*comma = 0;
+	cls = !strcmp(comma + 1, "safe") ? 0 : !strcmp(comma + 1, "unsafe") ? 1 : -1;
+	if (cls < 0)
+		return hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: line %zu: label must be safe or unsafe, got '%s'",
+				     labels, k->lines, comma + 1);
+	if (hydb_get_key(db, line, &e) < 0) {
+		if (!k->unknown++)
+			snprintf(k->first_unknown, sizeof k->first_unknown, "line %zu: '%.200s'", k->lines, line);
+		return HYDB_EXIT_OK;
+	}
+	m = e->modality < HYDB_N_MODALITIES ? e->modality : 0;
+	cls = labelled_add(k, m, cls, e->radius);
+	hydb_entry_free(e);
+	return cls < 0 ? HYDB_EXIT_DATA : HYDB_EXIT_OK;
+}
+
+/* Every line of the labels file; a header line "key,..." is skipped. */
+static int read_labels(hydb_db *db, const char *labels, struct labelled *k)
+{
+	FILE *f = open_labels(labels);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int status = HYDB_EXIT_OK;
+	if (!f)
+		return HYDB_EXIT_DATA;
+	while (status == HYDB_EXIT_OK && (len = getline(&line, &cap, f)) >= 0) {
+		k->lines++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		if (!len || (k->lines == 1 && !strncmp(line, "key,", 4)))
+			continue;
+		status = labelled_line(db, labels, line, k);
+	}
+	if (status == HYDB_EXIT_OK && ferror(f))
+		status = hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: %m", labels);
+	free(line);
+	fclose(f);
+	return status;
+}
+
+static void print_calibration(int m, const hydb_class_stats s[2], const hydb_threshold *t, int json)
+{
+	if (json)
+		printf("{\"modality\":\"%s\",\"safe\":{\"n\":%zu,\"avg\":%.6g,\"low_05\":%.6g,\"up_95\":%.6g},"
+		       "\"unsafe\":{\"n\":%zu,\"avg\":%.6g,\"low_05\":%.6g,\"up_95\":%.6g},"
+		       "\"threshold\":%.9g,\"accuracy\":%.6f,\"fpr\":%.6f,\"fnr\":%.6f}\n",
+		       modality_names[m], s[0].n, s[0].avg, s[0].low_05, s[0].up_95, s[1].n, s[1].avg, s[1].low_05,
+		       s[1].up_95, t->threshold, t->accuracy, t->fpr, t->fnr);
+	else
+		printf("%s: safe n=%zu avg %.4f [%.4f, %.4f]  unsafe n=%zu avg %.4f [%.4f, %.4f]\n"
+		       "  threshold %.6f  accuracy %.4f  false-positive rate %.4f  false-negative rate %.4f\n",
+		       modality_names[m], s[0].n, s[0].avg, s[0].low_05, s[0].up_95, s[1].n, s[1].avg, s[1].low_05,
+		       s[1].up_95, t->threshold, t->accuracy, t->fpr, t->fnr);
+}
+
+/* One metadata entry NAME_MODALITY[SUFFIX] = value; the exit status. */
+static int store_meta(hydb_db *db, const char *name, int m, const char *suffix, double value)
+{
+	char key[64], val[64];
+	int rc;
+	snprintf(key, sizeof key, "%s_%s%s", name, modality_names[m], suffix);
+	snprintf(val, sizeof val, "%.9g", value);
+	if ((rc = hydb_db_put_meta(db, NULL, 0, NULL, key, val)) < 0)
+		return hydb_cli_fail_lib("calibrate", rc);
+	return HYDB_EXIT_OK;
+}
+
+/* Statistics and threshold of modality m, printed and (unless dry, and
+ * not for "other" entries) stored: the threshold for classify, the safe
+ * class's up_95 as the redirect bound. */
+static int calibrate_modality(hydb_db *db, struct labelled *k, int m, int json, int dry, double *thr)
+{
+	hydb_class_stats s[2];
+	hydb_threshold t;
+	int status = HYDB_EXIT_OK, st2;
+	hydb_class_stats_compute(&s[0], k->rad[m][0], k->nr[m][0]);
+	hydb_class_stats_compute(&s[1], k->rad[m][1], k->nr[m][1]);
+	hydb_best_threshold(&t, k->rad[m][0], k->nr[m][0], k->rad[m][1], k->nr[m][1]);
+	*thr = t.threshold;
+	print_calibration(m, s, &t, json);
+	if (dry || m == HYDB_MOD_OTHER)
+		return HYDB_EXIT_OK;
+	status = store_meta(db, "threshold", m, "", t.threshold);
+	if (s[0].n && (st2 = store_meta(db, "bound", m, "_up95", s[0].up_95)))
+		status = st2;
+	return status;
+}
+
+static int calibrate_parse(int argc, char **argv, const char **labels, const char **dbp, int *dry, int *json)
 {
 	static const struct option lo[] = {{"labels", required_argument, 0, 'l'},
 					   {"dry-run", no_argument, 0, 'n'},
 					   {"json", no_argument, 0, 'j'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
-	const char *labels = NULL, *dbp = NULL;
-	int ch, rc, dry = 0, json = 0, status = HYDB_EXIT_OK;
-	hydb_db *db;
-	FILE *f;
-	char *line = NULL;
-	size_t cap = 0, lineno = 0, unknown = 0;
-	char first_unknown[256] = "";
-	ssize_t len;
-	/* radii per [modality][0 safe, 1 unsafe] */
-	double *rad[3][2] = {{0}};
-	size_t nr[3][2] = {{0}}, cr[3][2] = {{0}};
-	struct relabel_ctx rc_ctx = {0};
-
+	int ch, rc;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		if (ch == 'l') labels = optarg;
-		else if (ch == 'n') dry = 1;
-		else if (ch == 'j') json = 1;
-		else if (ch == 'h') { fputs(calibrate_usage, stdout); return HYDB_EXIT_OK; }
+		if (ch == 'l') *labels = optarg;
+		else if (ch == 'n') *dry = 1;
+		else if (ch == 'j') *json = 1;
+		else if (ch == 'h') { fputs(calibrate_usage, stdout); return -1; }
 		else return hydb_cli_bad_option("calibrate", argv);
 	}
-	if ((rc = hydb_cli_db_positional("calibrate", argc, argv, &optind, 0, &dbp)))
+	if ((rc = hydb_cli_db_positional("calibrate", argc, argv, &optind, 0, dbp)))
 		return rc;
 	if (optind < argc)
 		return hydb_cli_fail("calibrate", HYDB_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-	if (!labels)
+	if (!*labels)
 		return hydb_cli_fail("calibrate", HYDB_EXIT_USAGE, "--labels FILE is required");
+	return HYDB_EXIT_OK;
+}
+
+/* Thresholds from the labels, then every entry re-labelled by them in one
+ * transaction that keeps the index's label counts right (src/inspect.c). */
+static int calibrate(hydb_db *db, const char *labels, int dry, int json)
+{
+	struct labelled k;
+	double thr[HYDB_N_MODALITIES] = {0};
+	uint64_t changed = 0;
+	int rc, status;
+
+	memset(&k, 0, sizeof k);
+	status = read_labels(db, labels, &k);
+	if (status == HYDB_EXIT_OK)
+		status = check_classes(labels, k.nr, k.lines);
+	if (status == HYDB_EXIT_OK && k.unknown)
+		fprintf(stderr, "hydb calibrate: %s: %zu key%s not in the database ignored (first on %s)\n",
+			labels, k.unknown, k.unknown == 1 ? "" : "s", k.first_unknown);
+	for (int m = 0; status == HYDB_EXIT_OK && m < HYDB_N_MODALITIES; m++)
+		if (k.nr[m][0] || k.nr[m][1])
+			status = calibrate_modality(db, &k, m, json, dry, &thr[m]);
+	labelled_free(&k);
+	if (status != HYDB_EXIT_OK || dry)
+		return status;
+	thr[HYDB_MOD_OTHER] = 0; /* "other" entries keep their labels */
+	if ((rc = hydb_relabel_by_radius(db, thr, &changed)) < 0)
+		return hydb_cli_fail_lib("calibrate", rc);
+	if (!json)
+		printf("re-labelled %llu entries\n", (unsigned long long)changed);
+	return HYDB_EXIT_OK;
+}
+
+int hydb_cmd_calibrate(int argc, char **argv)
+{
+	const char *labels = NULL, *dbp = NULL;
+	int rc, dry = 0, json = 0, status;
+	hydb_db *db;
+
+	if ((rc = calibrate_parse(argc, argv, &labels, &dbp, &dry, &json)))
+		return rc < 0 ? HYDB_EXIT_OK : rc;
 	if ((rc = hydb_cli_open(&db, dbp, 0)) < 0)
 		return hydb_cli_fail_lib("calibrate", rc);
-	f = open_labels(labels);
-	if (!f) {
-		hydb_close(db);
-		return HYDB_EXIT_DATA;
-	}
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		char *comma, *lab;
-		hydb_entry *e;
-		int cls;
-		lineno++;
-		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-			line[--len] = 0;
-		if (!len || (lineno == 1 && !strncmp(line, "key,", 4)))
-			continue;
-		comma = strrchr(line, ',');
-		if (!comma) {
-			status = hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: line %zu: expected KEY,LABEL", labels, lineno);
-			break;
-		}
-		*comma = 0;
-		lab = comma + 1;
-		cls = !strcmp(lab, "safe") ? 0 : !strcmp(lab, "unsafe") ? 1 : -1;
-		if (cls < 0) {
-			status = hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: line %zu: label must be safe or unsafe, got '%s'",
-					       labels, lineno, lab);
-			break;
-		}
-		if (hydb_get_key(db, line, &e) < 0) {
-			if (!unknown++)
-				snprintf(first_unknown, sizeof first_unknown, "line %zu: '%.200s'", lineno, line);
-			continue;
-		}
-		{
-			int m = e->modality < 3 ? e->modality : 0;
-			if (nr[m][cls] == cr[m][cls]) {
-				size_t nc = cr[m][cls] ? cr[m][cls] * 2 : 256;
-				double *nv = realloc(rad[m][cls], nc * sizeof *nv);
-				if (!nv) { hydb_entry_free(e); status = HYDB_EXIT_DATA; break; }
-				rad[m][cls] = nv;
-				cr[m][cls] = nc;
-			}
-			rad[m][cls][nr[m][cls]++] = e->radius;
-		}
-		hydb_entry_free(e);
-	}
-	if (status == HYDB_EXIT_OK && ferror(f))
-		status = hydb_cli_fail("calibrate", HYDB_EXIT_DATA, "%s: %m", labels);
-	free(line);
-	fclose(f);
-	if (status == HYDB_EXIT_OK)
-		status = check_classes(labels, nr, lineno);
-	if (status == HYDB_EXIT_OK && unknown)
-		fprintf(stderr, "hydb calibrate: %s: %zu key%s not in the database ignored (first on %s)\n",
-			labels, unknown, unknown == 1 ? "" : "s", first_unknown);
-	for (int m = 0; status == HYDB_EXIT_OK && m < 3; m++) {
-		hydb_class_stats s[2];
-		hydb_threshold t;
-		static const char *const names[] = {"other", "image", "text"};
-		char key[64], val[64];
-		if (!nr[m][0] && !nr[m][1])
-			continue;
-		hydb_class_stats_compute(&s[0], rad[m][0], nr[m][0]);
-		hydb_class_stats_compute(&s[1], rad[m][1], nr[m][1]);
-		hydb_best_threshold(&t, rad[m][0], nr[m][0], rad[m][1], nr[m][1]);
-		rc_ctx.thr[m] = t.threshold;
-		if (json)
-			printf("{\"modality\":\"%s\",\"safe\":{\"n\":%zu,\"avg\":%.6g,\"low_05\":%.6g,\"up_95\":%.6g},"
-			       "\"unsafe\":{\"n\":%zu,\"avg\":%.6g,\"low_05\":%.6g,\"up_95\":%.6g},"
-			       "\"threshold\":%.9g,\"accuracy\":%.6f,\"fpr\":%.6f,\"fnr\":%.6f}\n",
-			       names[m], s[0].n, s[0].avg, s[0].low_05, s[0].up_95, s[1].n, s[1].avg, s[1].low_05,
-			       s[1].up_95, t.threshold, t.accuracy, t.fpr, t.fnr);
-		else
-			printf("%s: safe n=%zu avg %.4f [%.4f, %.4f]  unsafe n=%zu avg %.4f [%.4f, %.4f]\n"
-			       "  threshold %.6f  accuracy %.4f  false-positive rate %.4f  false-negative rate %.4f\n",
-			       names[m], s[0].n, s[0].avg, s[0].low_05, s[0].up_95, s[1].n, s[1].avg, s[1].low_05,
-			       s[1].up_95, t.threshold, t.accuracy, t.fpr, t.fnr);
-		if (!dry && m > 0) {
-			snprintf(key, sizeof key, "threshold_%s", names[m]);
-			snprintf(val, sizeof val, "%.9g", t.threshold);
-			if ((rc = hydb_db_put_meta(db, NULL, 0, NULL, key, val)) < 0)
-				status = hydb_cli_fail_lib("calibrate", rc);
-			if (s[0].n) {
-				snprintf(key, sizeof key, "bound_%s_up95", names[m]);
-				snprintf(val, sizeof val, "%.9g", s[0].up_95);
-				if ((rc = hydb_db_put_meta(db, NULL, 0, NULL, key, val)) < 0)
-					status = hydb_cli_fail_lib("calibrate", rc);
-			}
-		}
-	}
-	if (status == HYDB_EXIT_OK && !dry) {
-		rc_ctx.db = db;
-		rc_ctx.thr[0] = 0; /* "other" entries keep their labels */
-		rc = hydb_store_write(hydb_db_store(db), relabel_fn, &rc_ctx);
-		if (rc < 0)
-			status = hydb_cli_fail_lib("calibrate", rc);
-		else if (!json)
-			printf("re-labelled %llu entries\n", (unsigned long long)rc_ctx.changed);
-	}
-	for (int m = 0; m < 3; m++)
-		free(rad[m][0]), free(rad[m][1]);
+	status = calibrate(db, labels, dry, json);
 	hydb_close(db);
 	return status;
 }
 
-/* ---- traverse ------------------------------------------------------------- */
-
-static const char traverse_usage[] =
-	"usage: hydb traverse [DB] (IMAGE | --text \"...\") [--steps 50] [--model FILE] [--json]\n"
-	"Walk the query toward the origin along its geodesic (in the tangent space at\n"
-	"the origin, t from 1 to 0) and print the nearest text entry at each step where it\n"
-	"changes: HySAC's traversal view from unsafe content to its safe counterpart.\n";
-
-int hydb_cmd_traverse(int argc, char **argv)
-{
-	safety_args a;
-	hydb_db *db;
-	hydb_model *m;
-	float *v = NULL, *t = NULL, *x = NULL;
-	uint64_t last = 0;
-	int rc, mod, status = HYDB_EXIT_OK;
-	size_t d;
-
-	if ((status = parse_safety(argc, argv, &a, traverse_usage)))
-		return status < 0 ? HYDB_EXIT_OK : status;
-	rc = open_inputs(&a, &db, &m, 1);
-	if (rc < 0)
-		return hydb_cli_fail_lib("traverse", rc);
-	d = hydb_model_dim(m);
-	v = calloc(d, sizeof *v);
-	t = calloc(d, sizeof *t);
-	x = calloc(d, sizeof *x);
-	rc = v && t && x ? encode_input(m, a.text, a.file, v, &mod) : hydb_error_set(HYDB_ENOMEM, "out of memory");
-	if (rc == 0)
-		hydb_log_map0(t, v, d, hydb_model_curvature(m));
-	for (int s = 0; rc == 0 && s <= a.steps; s++) {
-		double frac = 1.0 - (double)s / a.steps;
-		hydb_search_options so;
-		hydb_results *res;
-		for (size_t i = 0; i < d; i++)
-			x[i] = (float)(t[i] * frac);
-		hydb_exp_map0(x, x, d, hydb_model_curvature(m));
-		hydb_search_options_init(&so);
-		so.k = 1;
-		so.exact = 1;
-		so.modality_mask = HYDB_MASK(HYDB_MOD_TEXT);
-		rc = hydb_search(db, &res, x, &so);
-		if (rc < 0)
-			break;
-		if (res->n && res->ids[0] != last) {
-			double r = hydb_lorentz_radius(x, d, hydb_model_curvature(m));
-			last = res->ids[0];
-			if (a.json) {
-				printf("{\"step\":%d,\"t\":%.4f,\"radius\":%.6f,\"key\":", s, frac, r);
-				hydb_json_write_string(stdout, res->keys[0]);
-				printf(",\"label\":\"%s\",\"distance\":%.6f,\"caption\":",
-				       hydb_cli_label_name(res->labels[0]), res->distances[0]);
-				if (res->captions[0])
-					hydb_json_write_string(stdout, res->captions[0]);
-				else
-					fputs("null", stdout);
-				fputs("}\n", stdout);
-			} else {
-				printf("step %3d  t %.3f  radius %8.4f  %-7s %s", s, frac, r,
-				       hydb_cli_label_name(res->labels[0]), res->keys[0]);
-				if (res->captions[0])
-					printf("  \"%s\"", res->captions[0]);
-				putchar('\n');
-			}
-		}
-		hydb_results_free(res);
-	}
-	if (rc < 0)
-		status = hydb_cli_fail_lib("traverse", rc);
-	free(v);
-	free(t);
-	free(x);
-	hydb_model_close(m);
-	hydb_close(db);
-	return status;
-}

@@ -2,12 +2,14 @@
  * cmd_tune.c - hydb tune: measure the database's recall against its beam
  * (src/tune.c) and store the curve that searches without --ef use.
  */
+#include "config.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "db_internal.h"
+#include "hydb.h"
 
 static const char usage[] =
 	"usage: hydb tune [DB] [--recall R] [--sample N] [--show]\n"

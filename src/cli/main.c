@@ -30,6 +30,7 @@
 #pragma weak hydb_cmd_traverse
 #pragma weak hydb_cmd_tune
 
+int hydb_cmd_evaluate(int argc, char **argv);
 static const struct {
 	const char *name;
 	hydb_cmd_fn fn;
@@ -51,6 +52,7 @@ static const struct {
 	{"calibrate", hydb_cmd_calibrate, "fit radius thresholds from labels"},
 	{"traverse", hydb_cmd_traverse, "walk a query toward the origin"},
 	{"tune", hydb_cmd_tune, "measure recall against the beam; set the default"},
+	{"evaluate", hydb_cmd_evaluate, "R@K, safety score and radii on a quadruplet manifest"},
 };
 
 static void usage(FILE *f)

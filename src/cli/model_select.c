@@ -7,12 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cli/cli.h"
 #include "cli/model_select.h"
-#include "db_internal.h"
-#include "encoder/image.h"
-#include "encoder/model.h"
-#include "base/json.h"
 
 /* Curvatures closer than this (relative) are the same: a database created
  * from a model stores the model's value exactly; anything else is another
@@ -78,9 +75,9 @@ int hydb_cli_model_for_db(hydb_model **out, hydb_db *db, const char *explicit_pa
 	RETURN_ERROR_IF(!path || !*path, HYDB_EINVAL,
 			"no model: pass --model FILE or set HYDB_MODEL (this database records none)");
 	FORWARD_IF_ERROR(hydb_cli_model_open(out, path, precision));
-	if (have_hash && strcmp(hash, (*out)->hash)) {
+	if (have_hash && strcmp(hash, hydb_model_hash(*out))) {
 		char got[17];
-		snprintf(got, sizeof got, "%s", (*out)->hash);
+		snprintf(got, sizeof got, "%s", hydb_model_hash(*out));
 		hydb_model_close(*out);
 		*out = NULL;
 		return hydb_error_set(HYDB_EMISMATCH,
@@ -99,20 +96,20 @@ int hydb_cli_model_record(hydb_db *db, hydb_model *m, const char *path)
 {
 	char hash[64], abs[PATH_MAX];
 	if (hydb_db_meta_get(db, "model_hash", hash, sizeof hash) == 0) {
-		RETURN_ERROR_IF(strcmp(hash, m->hash), HYDB_EMISMATCH,
+		RETURN_ERROR_IF(strcmp(hash, hydb_model_hash(m)), HYDB_EMISMATCH,
 				"%s: model hash %s differs from %s, which made this database's embeddings; "
-				"refusing to mix models", path, m->hash, hash);
+				"refusing to mix models", path, hydb_model_hash(m), hash);
 		return hydb_cli_precision_fits_db(m, db);
 	}
 	if (!realpath(path, abs))
 		snprintf(abs, sizeof abs, "%s", path);
 	{
 		char b1[64], b2[64];
-		snprintf(b1, sizeof b1, "%.9g", m->cfg.bound_image.up_95);
-		snprintf(b2, sizeof b2, "%.9g", m->cfg.bound_text.up_95);
+		snprintf(b1, sizeof b1, "%.9g", hydb_model_bound(m, HYDB_MOD_IMAGE));
+		snprintf(b2, sizeof b2, "%.9g", hydb_model_bound(m, HYDB_MOD_TEXT));
 		const char *names[] = {"model_hash", "model_path", "bound_image_up95", "bound_text_up95",
 				       "model_precision"};
-		const char *vals[] = {m->hash, abs, b1, b2,
+		const char *vals[] = {hydb_model_hash(m), abs, b1, b2,
 				      hydb_precision_name(hydb_model_precision(m))};
 		for (int i = 0; i < 5; i++)
 			FORWARD_IF_ERROR(hydb_db_put_meta(db, NULL, 0, NULL, names[i], vals[i]));

@@ -6,12 +6,10 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "cli/cli.h"
 #include "cli/glyphs.h"
 #include "cli/output.h"
-#include "encoder/image.h"
-#include "base/base.h"
-#include "base/json.h"
 
 static const char *const mod_names[] = {"other", "image", "text"};
 static const char *const label_names[] = {"unknown", "safe", "unsafe"};
@@ -126,6 +124,11 @@ void hydb_cli_print_results(FILE *f, const hydb_results *r, int json, size_t que
 			if (r->redirected)
 				fprintf(f, ",\"redirected_from\":%.9g,\"redirected_to\":%.9g", r->query_radius,
 					r->searched_radius);
+			if (r->angles_at_result)
+				fprintf(f, ",\"cone\":{\"angle_at_result\":%.9g,\"aperture\":%.9g,"
+					"\"angle_at_query\":%.9g,\"query_aperture\":%.9g}",
+					r->angles_at_result[i], r->apertures[i], r->angles_at_query[i],
+					r->query_aperture);
 			fputs("}\n", f);
 		}
 		return;
@@ -235,7 +238,7 @@ int hydb_cli_plot_histogram(const char *path, double rmin, double rmax, int bins
 		hydb_draw_text(img, W, H, W / 2 - 6 * S * 3, y, "radius", black, S);
 		hydb_draw_text(img, W, H, W - margin - 6 * S * (int)strlen(hi), y, hi, black, S);
 	}
-	rc = hydb_png_write(path, img, W, H);
+	rc = hydb_rgb_write_png(path, img, W, H);
 	free(img);
 	return rc;
 }

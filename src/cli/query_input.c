@@ -11,8 +11,7 @@
 #include <sys/stat.h>
 
 #include "cli/query_input.h"
-#include "import.h"
-#include "base/json.h"
+#include "admin.h"
 
 #define MAX_TEXT_BYTES (256u << 20)
 

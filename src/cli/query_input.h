@@ -7,8 +7,6 @@
 
 #include <stddef.h>
 
-#include "base/base.h"
-
 /* One JSON query in text[0..len): an array of dim numbers or an object
  * with "vector". where names it in errors. */
 int hydb_cli_parse_query_json(const char *text, size_t len, float *out, size_t dim, const char *where);

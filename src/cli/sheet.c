@@ -16,12 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "cli/cli.h"
 #include "cli/glyphs.h"
 #include "cli/model_select.h"
-#include "encoder/image.h"
-#include "base/base.h"
-#include "base/json.h"
 
 #define TILE 224
 #define FRAME 4
@@ -154,11 +152,11 @@ static char *entry_path(hydb_db *db, uint64_t id)
 /* The crop into the tile, or a crossed placeholder (returns 0 then). */
 static int draw_image(canvas *c, uint8_t *tile, const char *src, int x0, int y0)
 {
-	hydb_image img;
-	int ok = src && hydb_image_decode_file(&img, src, 0) == 0;
+	hydb_rgb img;
+	int ok = src && hydb_rgb_load(&img, src, 0) == 0;
 	if (ok) {
-		ok = hydb_clip_preprocess_u8(tile, &img, TILE) == 0;
-		hydb_image_free(&img);
+		ok = hydb_rgb_crop(tile, &img, TILE) == 0;
+		hydb_rgb_free(&img);
 	}
 	if (ok) {
 		for (int y = 0; y < TILE; y++)
@@ -228,7 +226,7 @@ int hydb_cli_contact_sheet(const char *path, hydb_db *db, const hydb_results *re
 		k++;
 	}
 	font_close(&c);
-	rc = hydb_png_write(path, c.px, c.w, c.h);
+	rc = hydb_rgb_write_png(path, c.px, c.w, c.h);
 	free(c.px);
 	free(tile);
 	return rc;

@@ -1,10 +1,10 @@
 /*
- * check.c - whole-store verification for `hydb check`, and iteration over
+ * store_check.c - whole-store verification for `hydb check`, and iteration over
  * every record for export. LMDB has no page checksums, so this is where
  * silent corruption is found: each table is cross-checked against the
  * others, and every record and vector against its XXH64.
  */
-#include "storage/check.h"
+#include "storage/store_check.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* check.h - whole-store verification and record iteration (internal). */
+/* store_check.h - whole-store verification and record iteration (internal). */
 #ifndef HYDB_STORAGE_CHECK_H
 #define HYDB_STORAGE_CHECK_H
 

@@ -1,5 +1,5 @@
 /*
- * check.c - the graph's invariant check (hydb_index_check).
+ * hnsw_check.c - the graph's invariant check (hydb_index_check).
  *
  * Besides the per-list invariants, every live node must be reachable from
  * the entry point on layer 0: a node that no path leads to is invisible to
