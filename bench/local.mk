@@ -11,4 +11,5 @@ include bench/exact.mk
 include bench/recall.mk
 include bench/encoder.mk
 include bench/query.mk
+include bench/postgres.mk
 include bench/cone.mk

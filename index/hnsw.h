@@ -265,6 +265,24 @@ int hydb_index_label_counts(hydb_index *ix, MDB_txn *rtxn,
 int hydb_index_set_label_counts(hydb_index *ix, MDB_txn *wtxn,
 				const uint64_t counts[HYDB_N_MODALITIES][HYDB_N_LABELS]);
 
+/* The neighbour-selection rule (index/select.c) as a pure function, so
+ * that every graph built on hydb's geometry selects with this one code.
+ * Candidates 0..n-1 are sorted by their key to the base; candidate i's key
+ * is the double at (const char *)key0 + i * stride. key(ctx, pos, kept,
+ * cand, &d) gives the key between the candidate kept at position pos of the
+ * list and candidate cand (non-zero: an error, returned as is); prefetch
+ * (may be NULL) announces the keys about to be asked for cand. out (mmax
+ * entries) receives the indices of the chosen candidates, *nout their
+ * count: at most mmax, topped up to fill with the nearest pruned ones. */
+typedef int (*hydb_select_key_fn)(void *ctx, unsigned pos, uint32_t kept,
+				  uint32_t cand, double *key);
+typedef void (*hydb_select_prefetch_fn)(void *ctx, const uint32_t *kept,
+					unsigned nkept, uint32_t cand);
+int hydb_hnsw_select(const double *key0, size_t stride, size_t n,
+		     unsigned mmax, unsigned fill, hydb_select_key_fn key,
+		     hydb_select_prefetch_fn prefetch, void *ctx,
+		     uint32_t *out, unsigned *nout);
+
 /* Worker threads for large inserts (default 2; 1 = serial). */
 void hydb_index_set_threads(hydb_index *ix, unsigned n);
 

@@ -240,61 +240,63 @@ int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
 /* ---- neighbour selection ----------------------------------------------- */
 
 
-/* c: candidates sorted by key to the base. A candidate is kept only if no
- * kept neighbour is closer to it than the base is, which spreads the links
- * over directions and keeps clustered data navigable. The list is then
- * topped up to fill links (at most mmax) with the nearest pruned
- * candidates: on the hyperboloid points near the origin are close to
- * everything and prune most links of the points above them, and on
- * HySAC-like data the pure heuristic plateaus near recall@10 0.94 (hnswlib
- * too) while filled lists of new nodes reach 0.98 at the same ef. Back-link
- * pruning stays pure (fill 0) so that the lists of old nodes keep their
- * long-range diversity; a list repaired after deletions is filled back to
- * its former length. */
-int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
-		unsigned mmax, unsigned fill, uint32_t *out, unsigned *nout)
-{
-	unsigned k = 0;
-	uint32_t pruned[4 * HYDB_HNSW_MAX_M];
-	size_t np = 0;
+/* What the selection rule needs from this graph: the pair keys between
+ * candidates, from the pair table or the compact copy. */
+struct select_ctx {
+	struct hnsw_ctx *cx;
+	const struct hnsw_cand *c;
+	float *xb;
 	/* Kept neighbours act as queries (the key is symmetric), so each
 	 * candidate costs one pass per kept neighbour and no norm of its own. */
 	hydb_kquery kept[2 * HYDB_HNSW_MAX_M];
 	int ready[2 * HYDB_HNSW_MAX_M];
-	if (n <= mmax) {
-		for (size_t i = 0; i < n; i++)
-			out[i] = c[i].slot;
-		*nout = (unsigned)n;
-		return 0;
+};
+
+static int select_key(void *ctx, unsigned pos, uint32_t kept, uint32_t cand,
+		      double *key)
+{
+	struct select_ctx *s = ctx;
+	if (!s->xb) {
+		/* Rows 0..mmax-1 of the scratch (mmax <= M0); link_back
+		 * keeps its own base in row M0. */
+		s->xb = hnsw_scratch_floats(s->cx, (size_t)s->cx->ix->M0 + 1);
+		if (!s->xb)
+			return HYDB_ENOMEM;
 	}
-	/* Rows 0..mmax-1 of the scratch (mmax <= M0); link_back keeps its
-	 * own base in row M0. */
-	float *xb = hnsw_scratch_floats(cx, (size_t)cx->ix->M0 + 1);
-	if (!xb)
-		return HYDB_ENOMEM;
+	return hnsw_pair_key(s->cx, s->c[kept].slot, &s->kept[pos],
+			     s->xb + pos * s->cx->ix->dim, &s->ready[pos],
+			     s->c[cand].slot, key);
+}
+
+static void select_prefetch(void *ctx, const uint32_t *kept, unsigned nkept,
+			    uint32_t cand)
+{
+	struct select_ctx *s = ctx;
+	for (unsigned j = 0; j < nkept; j++)
+		hnsw_pairs_prefetch(s->cx, s->c[kept[j]].slot, s->c[cand].slot);
+}
+
+/* c: candidates sorted by key to the base; the rule is hydb_hnsw_select
+ * (index/select.c). Topping the list up to fill links matters on the
+ * hyperboloid: points near the origin are close to everything and prune
+ * most links of the points above them, and on HySAC-like data the pure
+ * heuristic plateaus near recall@10 0.94 (hnswlib too) while filled lists
+ * of new nodes reach 0.98 at the same ef. Back-link pruning stays pure
+ * (fill 0) so that the lists of old nodes keep their long-range
+ * diversity; a list repaired after deletions is filled back to its former
+ * length. */
+int hnsw_select(struct hnsw_ctx *cx, struct hnsw_cand *c, size_t n,
+		unsigned mmax, unsigned fill, uint32_t *out, unsigned *nout)
+{
+	struct select_ctx s = {.cx = cx, .c = c, .xb = NULL};
 	if (mmax > cx->ix->M0)
 		mmax = cx->ix->M0;
-	for (size_t i = 0; i < n && k < mmax; i++) {
-		int keep = 1;
-		for (unsigned j = 0; j < k; j++)
-			hnsw_pairs_prefetch(cx, out[j], c[i].slot);
-		for (unsigned j = 0; j < k && keep; j++) {
-			double d;
-			FORWARD_IF_ERROR(hnsw_pair_key(
-				cx, out[j], &kept[j], xb + j * cx->ix->dim,
-				&ready[j], c[i].slot, &d));
-			keep = d >= c[i].key;
-		}
-		if (keep) {
-			ready[k] = 0;
-			out[k++] = c[i].slot;
-		} else if (np < 4 * HYDB_HNSW_MAX_M) {
-			pruned[np++] = c[i].slot;
-		}
-	}
-	for (size_t i = 0; i < np && k < mmax && k < fill; i++)
-		out[k++] = pruned[i];
-	*nout = k;
+	memset(s.ready, 0, sizeof s.ready);
+	FORWARD_IF_ERROR(hydb_hnsw_select(&c[0].key, sizeof *c, n, mmax, fill,
+					  select_key, select_prefetch, &s,
+					  out, nout));
+	for (unsigned i = 0; i < *nout; i++)
+		out[i] = c[out[i]].slot;
 	return 0;
 }
 

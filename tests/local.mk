@@ -73,6 +73,7 @@ include tests/python.mk
 # --precision f32|bf16: one precision per database, bf16 near f32, refusals.
 TESTS += tests/test_precision.sh
 EXTRA_DIST += tests/test_precision.sh
+include tests/postgres.mk
 include tests/cli_encode.mk
 include tests/evaluate.mk
 include tests/cli_db.mk
