@@ -223,10 +223,14 @@ int hnsw_search_layer(struct hnsw_ctx *cx, const hydb_kquery *q,
 			if (nr >= ef && nb[i].key >= bound)
 				continue;
 			heap_push(sc->cand, &nc, nb[i], 1);
-			ok = accepts(cx, f, nb[i].slot);
-			FORWARD_IF_ERROR(ok);
-			if (!ok)
-				continue;
+			/* unfiltered, the per-neighbour test is not even called:
+			 * this loop is the walk's innermost */
+			if (f) {
+				ok = accepts(cx, f, nb[i].slot);
+				FORWARD_IF_ERROR(ok);
+				if (!ok)
+					continue;
+			}
 			heap_push(sc->res, &nr, nb[i], -1);
 			if (nr > ef)
 				heap_pop(sc->res, &nr, -1);
