@@ -124,6 +124,10 @@ def main():
             if not os.path.exists(dbpath):
                 with hydb.open(dbpath, dim=a.dim, create=True) as db:
                     db.add(keys, x)
+            with hydb.open(dbpath, readonly=True) as db:
+                if len(db) != a.n or db.dim != a.dim:
+                    sys.exit("--db %s holds %d points of dimension %d, not the bench's %d x %d"
+                             % (dbpath, len(db), db.dim, a.n, a.dim))
         if "search" not in skip:
             q = hyperboloid_points(a.queries, a.dim, 2)
             with hydb.open(dbpath) as db:
