@@ -1014,14 +1014,16 @@ static size_t round64(size_t bytes)
 	return (bytes + 63) & ~(size_t)63;
 }
 
-/* Tokens of a head's products as attention runs them: seq rounded up to
- * 16, the tile height of oneDNN's AMX kernels. A dimension of 257 (an
- * image) leaves them a tail of one that costs nearly a tile of its own;
- * run as 272, with q, k and v copied into zero-padded blocks, q k^T and
- * P v take 20% less time for 6% more multiply-adds. */
+/* Tokens of a head's products as attention runs them: seq, or rounded up
+ * to 16 (the tile height of oneDNN's AMX kernels) when that leaves a tail
+ * of at most half a tile. 257 tokens (an image) leave the kernels a tail
+ * of one that costs nearly a tile of its own: run as 272, with k and v
+ * copied into zero-padded blocks, an image's attention takes ~13% less
+ * time for 6% more multiply-adds. Longer tails are left as they are:
+ * the gain shrinks as the tail fills its tile, and v's copy stays. */
 static size_t attn_pad(size_t seq)
 {
-	return (seq + 15) & ~(size_t)15;
+	return seq % 16 && seq % 16 <= 8 ? (seq + 15) & ~(size_t)15 : seq;
 }
 
 /* One thread's block for attention on the bf16 engine: a head's scores,
@@ -1224,17 +1226,17 @@ static void head_copy_pad(uint16_t *dst, const uint16_t *src, size_t seq,
 /* One head of one sequence: q k^T over sp = attn_pad(seq) columns of k
  * (zero rows past seq), the softmax over seq of them (P's columns past
  * seq zero), P v over sp rows of v (zero past seq, as 0 x garbage could be
- * NaN). The attention of before (HYDB_FWD_ATTN_UNPADDED): sp = seq, v's
- * columns read in place. */
+ * NaN). Unpadded (sp = seq, always with HYDB_FWD_ATTN_UNPADDED), v's
+ * columns are read in place. */
 static void attn16_task(void *p, size_t task, size_t thread)
 {
 	const struct attn16_ctx *c = p;
 	size_t s = task / c->heads, h = task % c->heads, seq = c->seq, d = c->d;
 	size_t off = s * seq * c->width + h * d, sp = attn_pad(seq);
-	int pad = !(c->f->legacy & HYDB_FWD_ATTN_UNPADDED);
 	struct attn16_buf b;
 	attn16_layout(&b, c->buf + thread * attn16_bytes(seq, d), seq, d);
-	sp = pad ? sp : seq;
+	sp = c->f->legacy & HYDB_FWD_ATTN_UNPADDED ? seq : sp;
+	int pad = sp != seq;
 	head_copy(b.qh, c->q + off, seq, d, c->width);
 	head_copy_pad(b.kh, c->k + off, seq, sp, d, c->width);
 	attn_matmul(c->clk, c->f, thread, b.sc, c->scale, b.qh, b.kh, seq, d,
