@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bench/recall_data.h"
@@ -134,6 +135,7 @@ int main(int argc, char **argv)
 	char data[4096], path[4096];
 	snprintf(data, sizeof data, "%s/data-%s-%zu-%zu-%zu-1", work, family, n, d, nq);
 	snprintf(path, sizeof path, "%s/db-cone-%s", work, family);
+	mkdir(work, 0755); /* the data writer makes only the last level */
 	if (rd_make_family(&s, data, family, input, n, d, nq, 1.0) < 0)
 		return 1;
 	hydb_db *db = load(&s, path);

@@ -9,7 +9,7 @@
 #include <math.h>
 
 #include "catalog/pg_type.h"
-#include "import.h"
+#include "base/lorentz.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"

@@ -60,12 +60,4 @@ uint64_t hydb_reader_total(const hydb_reader *r);
 /* Bytes consumed and file size, for progress. */
 void hydb_reader_progress(const hydb_reader *r, uint64_t *done, uint64_t *total);
 
-/* Space components from D+1 Lorentz coordinates (x0 first); checks the
- * upper sheet and the constraint x0^2 - |x|^2 = 1/c. */
-int hydb_coords_from_time(float *out, const double *in, size_t dim, double c,
-			  const char *where);
-/* Space components from a point in the Poincare ball. */
-int hydb_coords_from_poincare(float *out, const double *in, size_t dim, double c,
-			      const char *where);
-
 #endif

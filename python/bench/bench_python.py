@@ -82,6 +82,10 @@ def main():
     ap.add_argument("--hydb", default=os.path.join(os.path.dirname(__file__), "..", "..", "build", "hydb"))
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--skip", default="", help="comma list of search,add,geo to skip")
+    ap.add_argument("--db", default=None,
+                    help="with --skip add: search this database, filling it with the bench's "
+                         "points first if it does not exist; it is kept (the 100,000-point fill "
+                         "takes minutes, the search rounds seconds)")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     tmp = tempfile.mkdtemp(prefix="hydb-bench-py-", dir=a.tmp)
@@ -116,9 +120,10 @@ def main():
                                                              a.n / min(tp), min(ta) / min(tp), a.add_rounds))
             dbpath = os.path.join(tmp, "db-python-%d" % (a.add_rounds - 1))
         else:
-            dbpath = os.path.join(tmp, "db")
-            with hydb.open(dbpath, dim=a.dim, create=True) as db:
-                db.add(keys, x)
+            dbpath = a.db or os.path.join(tmp, "db")
+            if not os.path.exists(dbpath):
+                with hydb.open(dbpath, dim=a.dim, create=True) as db:
+                    db.add(keys, x)
         if "search" not in skip:
             q = hyperboloid_points(a.queries, a.dim, 2)
             with hydb.open(dbpath) as db:

@@ -293,106 +293,128 @@ static PyObject *Database_count(DatabaseObject *self, PyObject *unused)
 /* _add(keys: tuple[str], vectors, labels, modalities, items, captions, metas)
  * labels/modalities: None or n ints; items: None or n uint64; captions,
  * metas: None or a tuple of n (str or None). Returns the ids (uint64). */
+/* add's inputs once converted: n rows, the optional columns NULL/None. */
+struct add_in {
+	PyObject *keys, *caps, *metas;
+	PyArrayObject *vec, *lab, *mods, *items;
+	Py_ssize_t n;
+	size_t dim;
+};
+
+/* A label or modality column's value i, checked against its three codes. */
+static int add_code(PyArrayObject *col, Py_ssize_t i, const char *what, const char *names,
+		    int *out)
+{
+	int64_t v = ((const int64_t *)PyArray_DATA(col))[i];
+	if (v < 0 || v > 2) {
+		raise_code(HYDB_EINVAL, "%s %zd: %lld is not %s", what, i, (long long)v, names);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static int add_record(const struct add_in *in, Py_ssize_t i, hydb_record *r)
+{
+	int v;
+	if (!(r->key = utf8_of(PyTuple_GET_ITEM(in->keys, i), "key", i)))
+		return -1;
+	r->vector = (const float *)PyArray_DATA(in->vec) + (size_t)i * in->dim;
+	if (in->lab) {
+		if (add_code(in->lab, i, "labels", "0 (unknown), 1 (safe) or 2 (unsafe)", &v) < 0)
+			return -1;
+		r->label = (hydb_label)v;
+	}
+	if (in->mods) {
+		if (add_code(in->mods, i, "modalities", "0 (other), 1 (image) or 2 (text)", &v) < 0)
+			return -1;
+		r->modality = (hydb_modality)v;
+	}
+	if (in->items)
+		r->item = ((const uint64_t *)PyArray_DATA(in->items))[i];
+	if (in->caps != Py_None && PyTuple_GET_ITEM(in->caps, i) != Py_None &&
+	    !(r->caption = utf8_of(PyTuple_GET_ITEM(in->caps, i), "caption", i)))
+		return -1;
+	if (in->metas != Py_None && PyTuple_GET_ITEM(in->metas, i) != Py_None &&
+	    !(r->meta = utf8_of(PyTuple_GET_ITEM(in->metas, i), "meta", i)))
+		return -1;
+	return 0;
+}
+
+/* Convert and check every column against n rows; 0, or -1 with the
+ * exception set (what was converted is released by add_in_free). */
+static int add_in_convert(struct add_in *in, PyObject *vecobj, PyObject *labobj, PyObject *modobj,
+			  PyObject *itemobj)
+{
+	Py_ssize_t n = in->n;
+	if (!(in->vec = as_f32(vecobj, "vectors", in->dim, 1)))
+		return -1;
+	Py_ssize_t rows = PyArray_NDIM(in->vec) == 1 ? 1 : PyArray_DIM(in->vec, 0);
+	if (rows != n)
+		return raise_code(HYDB_EINVAL, "add: %zd vectors for %zd keys", rows, n), -1;
+	if ((labobj != Py_None && !(in->lab = as_ints(labobj, "labels", n, NPY_INT64))) ||
+	    (modobj != Py_None && !(in->mods = as_ints(modobj, "modalities", n, NPY_INT64))) ||
+	    (itemobj != Py_None && !(in->items = as_ints(itemobj, "items", n, NPY_UINT64))))
+		return -1;
+	if (in->caps != Py_None && (!PyTuple_Check(in->caps) || PyTuple_GET_SIZE(in->caps) != n))
+		return raise_code(HYDB_EINVAL, "captions: expected %zd values", n), -1;
+	if (in->metas != Py_None && (!PyTuple_Check(in->metas) || PyTuple_GET_SIZE(in->metas) != n))
+		return raise_code(HYDB_EINVAL, "meta: expected %zd values", n), -1;
+	return 0;
+}
+
+static void add_in_free(struct add_in *in)
+{
+	Py_XDECREF(in->vec);
+	Py_XDECREF(in->lab);
+	Py_XDECREF(in->mods);
+	Py_XDECREF(in->items);
+}
+
+/* Fill the records and write them in one batch; ids receives their ids. */
+static int add_put(DatabaseObject *self, const struct add_in *in, PyObject *ids)
+{
+	int rc;
+	hydb_record *recs = PyMem_Calloc((size_t)in->n, sizeof *recs);
+	if (!recs)
+		return PyErr_NoMemory(), -1;
+	for (Py_ssize_t i = 0; i < in->n; i++)
+		if (add_record(in, i, &recs[i]) < 0) {
+			PyMem_Free(recs);
+			return -1;
+		}
+	if (db_enter(self) < 0) {
+		PyMem_Free(recs);
+		return -1;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	rc = hydb_put(self->db, recs, (size_t)in->n, (uint64_t *)PyArray_DATA((PyArrayObject *)ids));
+	Py_END_ALLOW_THREADS
+	db_leave(self);
+	PyMem_Free(recs);
+	return rc < 0 ? (raise_lib(rc), -1) : 0;
+}
+
 static PyObject *Database_add(DatabaseObject *self, PyObject *args)
 {
-	PyObject *keys, *vecobj, *labobj, *modobj, *itemobj, *caps, *metas;
-	PyArrayObject *vec = NULL, *lab = NULL, *mods = NULL, *items = NULL;
-	PyObject *ids = NULL;
-	hydb_record *recs = NULL;
-	Py_ssize_t n, i;
+	PyObject *vecobj, *labobj, *modobj, *itemobj, *ids = NULL;
+	struct add_in in = {0};
 	npy_intp shape[1];
-	int rc;
 
-	if (!PyArg_ParseTuple(args, "O!OOOOOO", &PyTuple_Type, &keys, &vecobj, &labobj, &modobj, &itemobj, &caps,
-			      &metas))
+	if (!PyArg_ParseTuple(args, "O!OOOOOO", &PyTuple_Type, &in.keys, &vecobj, &labobj, &modobj,
+			      &itemobj, &in.caps, &in.metas))
 		return NULL;
 	if (!self->db)
 		return raise_code(HYDB_EINVAL, "the database is closed");
-	n = PyTuple_GET_SIZE(keys);
-	if (!(vec = as_f32(vecobj, "vectors", self->dim, 1)))
-		return NULL;
-	{
-		Py_ssize_t rows = PyArray_NDIM(vec) == 1 ? 1 : PyArray_DIM(vec, 0);
-		if (rows != n) {
-			raise_code(HYDB_EINVAL, "add: %zd vectors for %zd keys", rows, n);
-			goto out;
-		}
+	in.n = PyTuple_GET_SIZE(in.keys);
+	in.dim = self->dim;
+	if (add_in_convert(&in, vecobj, labobj, modobj, itemobj) == 0) {
+		shape[0] = in.n;
+		ids = new_array(1, shape, NPY_UINT64);
+		if (ids && in.n > 0 && add_put(self, &in, ids) < 0)
+			Py_CLEAR(ids);
 	}
-	if (labobj != Py_None && !(lab = as_ints(labobj, "labels", n, NPY_INT64)))
-		goto out;
-	if (modobj != Py_None && !(mods = as_ints(modobj, "modalities", n, NPY_INT64)))
-		goto out;
-	if (itemobj != Py_None && !(items = as_ints(itemobj, "items", n, NPY_UINT64)))
-		goto out;
-	if (caps != Py_None && (!PyTuple_Check(caps) || PyTuple_GET_SIZE(caps) != n)) {
-		raise_code(HYDB_EINVAL, "captions: expected %zd values", n);
-		goto out;
-	}
-	if (metas != Py_None && (!PyTuple_Check(metas) || PyTuple_GET_SIZE(metas) != n)) {
-		raise_code(HYDB_EINVAL, "meta: expected %zd values", n);
-		goto out;
-	}
-	shape[0] = n;
-	if (!(ids = new_array(1, shape, NPY_UINT64)))
-		goto out;
-	if (n == 0)
-		goto out;
-	recs = PyMem_Calloc((size_t)n, sizeof *recs);
-	if (!recs) {
-		PyErr_NoMemory();
-		goto fail;
-	}
-	for (i = 0; i < n; i++) {
-		hydb_record *r = &recs[i];
-		if (!(r->key = utf8_of(PyTuple_GET_ITEM(keys, i), "key", i)))
-			goto fail;
-		r->vector = (const float *)PyArray_DATA(vec) + (size_t)i * self->dim;
-		if (lab) {
-			int64_t v = ((const int64_t *)PyArray_DATA(lab))[i];
-			if (v < 0 || v > 2) {
-				raise_code(HYDB_EINVAL, "labels %zd: %lld is not 0 (unknown), 1 (safe) or 2 (unsafe)", i,
-					   (long long)v);
-				goto fail;
-			}
-			r->label = (hydb_label)v;
-		}
-		if (mods) {
-			int64_t v = ((const int64_t *)PyArray_DATA(mods))[i];
-			if (v < 0 || v > 2) {
-				raise_code(HYDB_EINVAL, "modalities %zd: %lld is not 0 (other), 1 (image) or 2 (text)", i,
-					   (long long)v);
-				goto fail;
-			}
-			r->modality = (hydb_modality)v;
-		}
-		if (items)
-			r->item = ((const uint64_t *)PyArray_DATA(items))[i];
-		if (caps != Py_None && PyTuple_GET_ITEM(caps, i) != Py_None &&
-		    !(r->caption = utf8_of(PyTuple_GET_ITEM(caps, i), "caption", i)))
-			goto fail;
-		if (metas != Py_None && PyTuple_GET_ITEM(metas, i) != Py_None &&
-		    !(r->meta = utf8_of(PyTuple_GET_ITEM(metas, i), "meta", i)))
-			goto fail;
-	}
-	if (db_enter(self) < 0)
-		goto fail;
-	Py_BEGIN_ALLOW_THREADS
-	rc = hydb_put(self->db, recs, (size_t)n, (uint64_t *)PyArray_DATA((PyArrayObject *)ids));
-	Py_END_ALLOW_THREADS
-	db_leave(self);
-	if (rc < 0) {
-		raise_lib(rc);
-		goto fail;
-	}
-	goto out;
-fail:
-	Py_CLEAR(ids);
-out:
-	PyMem_Free(recs);
-	Py_XDECREF(vec);
-	Py_XDECREF(lab);
-	Py_XDECREF(mods);
-	Py_XDECREF(items);
+	add_in_free(&in);
 	return ids;
 }
 
@@ -439,16 +461,105 @@ static PyObject *str_or_none(const char *s)
  * modalities, items, keys, captions, redirected, query_radius,
  * searched_radius, plans), every array (n, k), padded with id 0, distance
  * inf, radius nan, label and modality -1, key and caption None. */
+/* The arrays and lists _search returns. */
+struct search_out {
+	PyObject *ids, *d, *r, *l, *m, *it, *red, *qr, *sr, *keys, *caps, *plans;
+};
+
+static void search_out_free(struct search_out *o)
+{
+	PyObject **all[] = {&o->ids, &o->d, &o->r, &o->l, &o->m, &o->it,
+			    &o->red, &o->qr, &o->sr, &o->keys, &o->caps, &o->plans};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		Py_CLEAR(*all[i]);
+}
+
+static int search_out_new(struct search_out *o, size_t nq, size_t k)
+{
+	npy_intp shape[2] = {(npy_intp)nq, (npy_intp)k};
+	o->ids = new_array(2, shape, NPY_UINT64);
+	o->d = new_array(2, shape, NPY_FLOAT64);
+	o->r = new_array(2, shape, NPY_FLOAT32);
+	o->l = new_array(2, shape, NPY_INT8);
+	o->m = new_array(2, shape, NPY_INT8);
+	o->it = new_array(2, shape, NPY_UINT64);
+	o->red = new_array(1, shape, NPY_BOOL);
+	o->qr = new_array(1, shape, NPY_FLOAT64);
+	o->sr = new_array(1, shape, NPY_FLOAT64);
+	o->keys = PyList_New((Py_ssize_t)nq);
+	o->caps = PyList_New((Py_ssize_t)nq);
+	o->plans = PyList_New((Py_ssize_t)nq);
+	return o->ids && o->d && o->r && o->l && o->m && o->it && o->red && o->qr && o->sr &&
+			       o->keys && o->caps && o->plans
+		       ? 0
+		       : -1;
+}
+
+#define SEARCH_OUT(o, name, type) ((type *)PyArray_DATA((PyArrayObject *)(o)->name))
+
+/* Result j of query i into row i (padding past x->n); kl and cl are the
+ * query's key and caption lists. */
+static int search_out_hit(struct search_out *o, const hydb_results *x, size_t at, size_t j,
+			  PyObject *kl, PyObject *cl)
+{
+	PyObject *ks, *cs;
+	if (j < x->n) {
+		SEARCH_OUT(o, ids, uint64_t)[at] = x->ids[j];
+		SEARCH_OUT(o, d, double)[at] = x->distances[j];
+		SEARCH_OUT(o, r, float)[at] = x->radii[j];
+		SEARCH_OUT(o, l, int8_t)[at] = (int8_t)x->labels[j];
+		SEARCH_OUT(o, m, int8_t)[at] = (int8_t)x->modalities[j];
+		SEARCH_OUT(o, it, uint64_t)[at] = x->items[j];
+		ks = str_or_none(x->keys[j]);
+		cs = str_or_none(x->captions[j]);
+	} else {
+		SEARCH_OUT(o, d, double)[at] = INFINITY;
+		SEARCH_OUT(o, r, float)[at] = NAN;
+		SEARCH_OUT(o, l, int8_t)[at] = SEARCH_OUT(o, m, int8_t)[at] = -1;
+		Py_INCREF(Py_None);
+		Py_INCREF(Py_None);
+		ks = cs = Py_None;
+	}
+	if (!ks || !cs) {
+		Py_XDECREF(ks);
+		Py_XDECREF(cs);
+		return -1;
+	}
+	PyList_SET_ITEM(kl, (Py_ssize_t)j, ks);
+	PyList_SET_ITEM(cl, (Py_ssize_t)j, cs);
+	return 0;
+}
+
+static int search_out_query(struct search_out *o, const hydb_results *x, size_t i, size_t k)
+{
+	PyObject *kl = PyList_New((Py_ssize_t)k), *cl = PyList_New((Py_ssize_t)k), *p;
+	if (!kl || !cl) {
+		Py_XDECREF(kl);
+		Py_XDECREF(cl);
+		return -1;
+	}
+	PyList_SET_ITEM(o->keys, (Py_ssize_t)i, kl);
+	PyList_SET_ITEM(o->caps, (Py_ssize_t)i, cl);
+	for (size_t j = 0; j < k; j++)
+		if (search_out_hit(o, x, i * k + j, j, kl, cl) < 0)
+			return -1;
+	SEARCH_OUT(o, red, npy_bool)[i] = (npy_bool)(x->redirected != 0);
+	SEARCH_OUT(o, qr, double)[i] = x->query_radius;
+	SEARCH_OUT(o, sr, double)[i] = x->searched_radius;
+	if (!(p = PyUnicode_FromString(x->plan ? x->plan : "")))
+		return -1;
+	PyList_SET_ITEM(o->plans, (Py_ssize_t)i, p);
+	return 0;
+}
+
 static PyObject *Database_search(DatabaseObject *self, PyObject *args)
 {
 	PyObject *qobj, *ret = NULL;
 	PyArrayObject *q;
 	hydb_search_options o;
 	hydb_results **res = NULL;
-	PyObject *a_ids = NULL, *a_d = NULL, *a_r = NULL, *a_l = NULL, *a_m = NULL, *a_it = NULL;
-	PyObject *keys = NULL, *caps = NULL, *a_red = NULL, *a_qr = NULL, *a_sr = NULL, *plans = NULL;
-	size_t nq, k;
-	npy_intp shape[2];
+	struct search_out out = {0};
+	size_t nq;
 	int rc;
 
 	if (parse_search_options(args, &qobj, &o) < 0)
@@ -458,7 +569,6 @@ static PyObject *Database_search(DatabaseObject *self, PyObject *args)
 	if (!(q = as_f32(qobj, "queries", self->dim, 0)))
 		return NULL;
 	nq = (size_t)PyArray_DIM(q, 0);
-	k = o.k;
 	if (db_enter(self) < 0) {
 		Py_DECREF(q);
 		return NULL;
@@ -470,95 +580,14 @@ static PyObject *Database_search(DatabaseObject *self, PyObject *args)
 	Py_DECREF(q);
 	if (rc < 0)
 		return raise_lib(rc);
-
-	shape[0] = (npy_intp)nq;
-	shape[1] = (npy_intp)k;
-	a_ids = new_array(2, shape, NPY_UINT64);
-	a_d = new_array(2, shape, NPY_FLOAT64);
-	a_r = new_array(2, shape, NPY_FLOAT32);
-	a_l = new_array(2, shape, NPY_INT8);
-	a_m = new_array(2, shape, NPY_INT8);
-	a_it = new_array(2, shape, NPY_UINT64);
-	a_red = new_array(1, shape, NPY_BOOL);
-	a_qr = new_array(1, shape, NPY_FLOAT64);
-	a_sr = new_array(1, shape, NPY_FLOAT64);
-	keys = PyList_New((Py_ssize_t)nq);
-	caps = PyList_New((Py_ssize_t)nq);
-	plans = PyList_New((Py_ssize_t)nq);
-	if (!a_ids || !a_d || !a_r || !a_l || !a_m || !a_it || !a_red || !a_qr || !a_sr || !keys || !caps || !plans)
-		goto done;
-	{
-		uint64_t *ids = PyArray_DATA((PyArrayObject *)a_ids), *its = PyArray_DATA((PyArrayObject *)a_it);
-		double *d = PyArray_DATA((PyArrayObject *)a_d);
-		float *r = PyArray_DATA((PyArrayObject *)a_r);
-		int8_t *l = PyArray_DATA((PyArrayObject *)a_l), *m = PyArray_DATA((PyArrayObject *)a_m);
-		npy_bool *red = PyArray_DATA((PyArrayObject *)a_red);
-		double *qr = PyArray_DATA((PyArrayObject *)a_qr), *sr = PyArray_DATA((PyArrayObject *)a_sr);
-		for (size_t i = 0; i < nq; i++) {
-			const hydb_results *x = res[i];
-			PyObject *kl = PyList_New((Py_ssize_t)k), *cl = PyList_New((Py_ssize_t)k);
-			if (!kl || !cl) {
-				Py_XDECREF(kl);
-				Py_XDECREF(cl);
-				goto done;
-			}
-			PyList_SET_ITEM(keys, (Py_ssize_t)i, kl);
-			PyList_SET_ITEM(caps, (Py_ssize_t)i, cl);
-			for (size_t j = 0; j < k; j++) {
-				size_t at = i * k + j;
-				PyObject *ks, *cs;
-				if (j < x->n) {
-					ids[at] = x->ids[j];
-					d[at] = x->distances[j];
-					r[at] = x->radii[j];
-					l[at] = (int8_t)x->labels[j];
-					m[at] = (int8_t)x->modalities[j];
-					its[at] = x->items[j];
-					ks = str_or_none(x->keys[j]);
-					cs = str_or_none(x->captions[j]);
-				} else {
-					d[at] = INFINITY;
-					r[at] = NAN;
-					l[at] = m[at] = -1;
-					Py_INCREF(Py_None);
-					Py_INCREF(Py_None);
-					ks = cs = Py_None;
-				}
-				if (!ks || !cs) {
-					Py_XDECREF(ks);
-					Py_XDECREF(cs);
-					goto done;
-				}
-				PyList_SET_ITEM(kl, (Py_ssize_t)j, ks);
-				PyList_SET_ITEM(cl, (Py_ssize_t)j, cs);
-			}
-			red[i] = (npy_bool)(x->redirected != 0);
-			qr[i] = x->query_radius;
-			sr[i] = x->searched_radius;
-			{
-				PyObject *p = PyUnicode_FromString(x->plan ? x->plan : "");
-				if (!p)
-					goto done;
-				PyList_SET_ITEM(plans, (Py_ssize_t)i, p);
-			}
-		}
-	}
-	ret = Py_BuildValue("(OOOOOOOOOOOO)", a_ids, a_d, a_r, a_l, a_m, a_it, keys, caps, a_red, a_qr, a_sr,
-			    plans);
-done:
+	rc = search_out_new(&out, nq, o.k);
+	for (size_t i = 0; rc == 0 && i < nq; i++)
+		rc = search_out_query(&out, res[i], i, o.k);
+	if (rc == 0)
+		ret = Py_BuildValue("(OOOOOOOOOOOO)", out.ids, out.d, out.r, out.l, out.m, out.it,
+				    out.keys, out.caps, out.red, out.qr, out.sr, out.plans);
 	hydb_results_free_batch(res, nq);
-	Py_XDECREF(a_ids);
-	Py_XDECREF(a_d);
-	Py_XDECREF(a_r);
-	Py_XDECREF(a_l);
-	Py_XDECREF(a_m);
-	Py_XDECREF(a_it);
-	Py_XDECREF(a_red);
-	Py_XDECREF(a_qr);
-	Py_XDECREF(a_sr);
-	Py_XDECREF(keys);
-	Py_XDECREF(caps);
-	Py_XDECREF(plans);
+	search_out_free(&out);
 	return ret;
 }
 
@@ -1070,79 +1099,115 @@ static PyObject *Model_encode_text(ModelObject *self, PyObject *arg)
 
 /* encode_images(tuple[str path | bytes-like content]) -> (vectors, radii).
  * Paths go to the library in one batch; contents one by one. */
+/* encode_images' inputs sorted into paths (encoded as one batch) and
+ * in-memory images, each remembering its place in the caller's order. */
+struct img_in {
+	PyObject *fs; /* the encoded paths' bytes objects, kept alive */
+	const char **paths;
+	size_t *path_at, *buf_at;
+	Py_buffer *bufs;
+	Py_ssize_t npaths, nbufs;
+};
+
+static void img_in_free(struct img_in *in)
+{
+	for (Py_ssize_t i = 0; i < in->nbufs; i++)
+		PyBuffer_Release(&in->bufs[i]);
+	PyMem_Free(in->bufs);
+	PyMem_Free(in->paths);
+	PyMem_Free(in->path_at);
+	PyMem_Free(in->buf_at);
+	Py_XDECREF(in->fs);
+}
+
+static int img_in_path(struct img_in *in, PyObject *x, Py_ssize_t i)
+{
+	PyObject *b = PyUnicode_EncodeFSDefault(x);
+	if (!b || PyList_Append(in->fs, b) < 0) {
+		Py_XDECREF(b);
+		return -1;
+	}
+	Py_DECREF(b);
+	if ((Py_ssize_t)strlen(PyBytes_AS_STRING(b)) != PyBytes_GET_SIZE(b))
+		return raise_code(HYDB_EINVAL, "image %zd: the path contains a NUL character", i), -1;
+	in->paths[in->npaths] = PyBytes_AS_STRING(b); /* fs holds it */
+	in->path_at[in->npaths++] = (size_t)i;
+	return 0;
+}
+
+static int img_in_sort(struct img_in *in, PyObject *arg, Py_ssize_t n)
+{
+	size_t m = n ? (size_t)n : 1;
+	in->fs = PyList_New(0);
+	in->paths = PyMem_Calloc(m, sizeof *in->paths);
+	in->path_at = PyMem_Calloc(m, sizeof *in->path_at);
+	in->buf_at = PyMem_Calloc(m, sizeof *in->buf_at);
+	in->bufs = PyMem_Calloc(m, sizeof *in->bufs);
+	if (!in->fs || !in->paths || !in->path_at || !in->buf_at || !in->bufs)
+		return PyErr_NoMemory(), -1;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		PyObject *x = PyTuple_GET_ITEM(arg, i);
+		if (PyUnicode_Check(x)) {
+			if (img_in_path(in, x, i) < 0)
+				return -1;
+		} else if (PyObject_CheckBuffer(x)) {
+			if (PyObject_GetBuffer(x, &in->bufs[in->nbufs], PyBUF_SIMPLE) < 0)
+				return -1;
+			in->buf_at[in->nbufs++] = (size_t)i;
+		} else {
+			PyErr_Format(PyExc_TypeError, "image %zd: expected a path (str) or image bytes, got %s",
+				     i, Py_TYPE(x)->tp_name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Encode every input into its row of o and r, the GIL released by the
+ * caller; *failed names an in-memory image that failed. */
+static int img_encode(ModelObject *self, const struct img_in *in, float *o, float *r,
+		      float *ptmp, float *prad, Py_ssize_t *failed)
+{
+	size_t dim = self->dim;
+	int rc = 0;
+	if (in->npaths) {
+		rc = hydb_encode_image_files(self->m, in->paths, (size_t)in->npaths, ptmp, prad, NULL);
+		for (Py_ssize_t i = 0; rc == 0 && i < in->npaths; i++) {
+			memcpy(o + in->path_at[i] * dim, ptmp + (size_t)i * dim, dim * sizeof(float));
+			r[in->path_at[i]] = prad[i];
+		}
+	}
+	for (Py_ssize_t i = 0; rc == 0 && i < in->nbufs; i++)
+		if ((rc = hydb_encode_image_memory(self->m, in->bufs[i].buf, (size_t)in->bufs[i].len,
+						   o + in->buf_at[i] * dim, r + in->buf_at[i], NULL)) < 0)
+			*failed = (Py_ssize_t)in->buf_at[i];
+	return rc;
+}
+
 static PyObject *Model_encode_images(ModelObject *self, PyObject *arg)
 {
-	PyObject *out = NULL, *radii = NULL, *fs = NULL, *ret = NULL;
-	Py_ssize_t n, i, npaths = 0, nbufs = 0, failed = -1;
-	const char **paths = NULL;
-	size_t *path_at = NULL, *buf_at = NULL;
-	Py_buffer *bufs = NULL;
+	PyObject *out = NULL, *radii = NULL, *ret = NULL;
+	struct img_in in = {0};
+	Py_ssize_t n, failed = -1;
 	float *ptmp = NULL, *prad = NULL;
-	int rc = 0;
+	int rc;
 
 	if (!PyTuple_Check(arg))
 		return PyErr_Format(PyExc_TypeError, "encode_images: expected a tuple");
 	n = PyTuple_GET_SIZE(arg);
-	fs = PyList_New(0);
-	paths = PyMem_Calloc(n ? (size_t)n : 1, sizeof *paths);
-	path_at = PyMem_Calloc(n ? (size_t)n : 1, sizeof *path_at);
-	buf_at = PyMem_Calloc(n ? (size_t)n : 1, sizeof *buf_at);
-	bufs = PyMem_Calloc(n ? (size_t)n : 1, sizeof *bufs);
-	if (!fs || !paths || !path_at || !buf_at || !bufs) {
-		PyErr_NoMemory();
+	if (img_in_sort(&in, arg, n) < 0 || new_outputs((size_t)n, self->dim, &out, &radii) < 0)
 		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		PyObject *x = PyTuple_GET_ITEM(arg, i);
-		if (PyUnicode_Check(x)) {
-			PyObject *b = PyUnicode_EncodeFSDefault(x);
-			if (!b || PyList_Append(fs, b) < 0) {
-				Py_XDECREF(b);
-				goto out;
-			}
-			Py_DECREF(b);
-			if ((Py_ssize_t)strlen(PyBytes_AS_STRING(b)) != PyBytes_GET_SIZE(b)) {
-				raise_code(HYDB_EINVAL, "image %zd: the path contains a NUL character", i);
-				goto out;
-			}
-			paths[npaths] = PyBytes_AS_STRING(b); /* fs holds it */
-			path_at[npaths++] = (size_t)i;
-		} else if (PyObject_CheckBuffer(x)) {
-			if (PyObject_GetBuffer(x, &bufs[nbufs], PyBUF_SIMPLE) < 0)
-				goto out;
-			buf_at[nbufs++] = (size_t)i;
-		} else {
-			PyErr_Format(PyExc_TypeError, "image %zd: expected a path (str) or image bytes, got %s", i,
-				     Py_TYPE(x)->tp_name);
-			goto out;
-		}
-	}
-	if (new_outputs((size_t)n, self->dim, &out, &radii) < 0)
-		goto out;
-	if (npaths && (!(ptmp = PyMem_RawMalloc((size_t)npaths * self->dim * sizeof(float))) ||
-		       !(prad = PyMem_RawMalloc((size_t)npaths * sizeof(float))))) {
+	if (in.npaths && (!(ptmp = PyMem_RawMalloc((size_t)in.npaths * self->dim * sizeof(float))) ||
+			  !(prad = PyMem_RawMalloc((size_t)in.npaths * sizeof(float))))) {
 		PyErr_NoMemory();
 		goto out;
 	}
 	if (model_enter(self) < 0)
 		goto out;
-	{
-		float *o = PyArray_DATA((PyArrayObject *)out), *r = PyArray_DATA((PyArrayObject *)radii);
-		size_t dim = self->dim;
-		Py_BEGIN_ALLOW_THREADS
-		if (npaths) {
-			rc = hydb_encode_image_files(self->m, paths, (size_t)npaths, ptmp, prad, NULL);
-			for (i = 0; rc == 0 && i < npaths; i++) {
-				memcpy(o + path_at[i] * dim, ptmp + (size_t)i * dim, dim * sizeof(float));
-				r[path_at[i]] = prad[i];
-			}
-		}
-		for (i = 0; rc == 0 && i < nbufs; i++)
-			if ((rc = hydb_encode_image_memory(self->m, bufs[i].buf, (size_t)bufs[i].len,
-							    o + buf_at[i] * dim, r + buf_at[i], NULL)) < 0)
-				failed = (Py_ssize_t)buf_at[i];
-		Py_END_ALLOW_THREADS
-	}
+	Py_BEGIN_ALLOW_THREADS
+	rc = img_encode(self, &in, PyArray_DATA((PyArrayObject *)out),
+			PyArray_DATA((PyArrayObject *)radii), ptmp, prad, &failed);
+	Py_END_ALLOW_THREADS
 	self->busy--;
 	if (rc < 0) {
 		if (failed >= 0)
@@ -1153,15 +1218,9 @@ static PyObject *Model_encode_images(ModelObject *self, PyObject *arg)
 	}
 	ret = Py_BuildValue("(OO)", out, radii);
 out:
-	for (i = 0; i < nbufs; i++)
-		PyBuffer_Release(&bufs[i]);
-	PyMem_Free(bufs);
-	PyMem_Free(paths);
-	PyMem_Free(path_at);
-	PyMem_Free(buf_at);
+	img_in_free(&in);
 	PyMem_RawFree(ptmp);
 	PyMem_RawFree(prad);
-	Py_XDECREF(fs);
 	Py_XDECREF(out);
 	Py_XDECREF(radii);
 	return ret;
@@ -1273,76 +1332,92 @@ static void geo_parallel(struct geo_job *job, size_t n)
  * or one of N, M equal to 1 (that row is used for every pair). Returns a
  * float64 (max(N, M),) array, or for the maps a float32 (N, dim) array
  * (and the moved flags for redirect). */
+/* The scalar arguments of a geometry call; 0 or -1 with the exception. */
+static int geo_check(int op, double c, double bound, int mode)
+{
+	if (op < GEO_DIST || op > GEO_REDIRECT)
+		return raise_code(HYDB_EINVAL, "unknown geometry operation %d", op), -1;
+	if (!(c > 0) || !isfinite(c))
+		return raise_code(HYDB_EINVAL, "curvature c must be positive and finite, got %g", c), -1;
+	if (op != GEO_REDIRECT)
+		return 0;
+	if (!(bound > 0) || !isfinite(bound))
+		return raise_code(HYDB_EINVAL, "redirect needs a positive finite bound, got %g", bound), -1;
+	if (mode != HYDB_REDIRECT_HYSAC && mode != HYDB_REDIRECT_GEODESIC)
+		return raise_code(HYDB_EINVAL, "unknown redirect mode %d", mode), -1;
+	return 0;
+}
+
+/* The point arrays: x, and y when given, whose row counts must be equal or
+ * one of them 1; *n is the longer. */
+static int geo_points(PyObject *xo, PyObject *yo, PyArrayObject **x, PyArrayObject **y,
+		      struct geo_job *job, size_t *n)
+{
+	size_t nx, ny = 0;
+	if (!(*x = as_f32(xo, "x", 0, 0)))
+		return -1;
+	job->dim = (size_t)PyArray_DIM(*x, 1);
+	nx = (size_t)PyArray_DIM(*x, 0);
+	if (yo != Py_None) {
+		if (!(*y = as_f32(yo, "y", job->dim, 0)))
+			return -1;
+		ny = (size_t)PyArray_DIM(*y, 0);
+		if (nx != ny && nx != 1 && ny != 1)
+			return raise_code(HYDB_EINVAL, "x has %zu points and y %zu: they must be equal or "
+					  "one of them 1", nx, ny), -1;
+	}
+	if (job->dim == 0)
+		return raise_code(HYDB_EINVAL, "points need at least one space component"), -1;
+	*n = *y && ny > nx ? ny : nx;
+	job->x = PyArray_DATA(*x);
+	job->xstep = nx == 1 ? 0 : job->dim;
+	job->y = *y ? PyArray_DATA(*y) : NULL;
+	job->ystep = ny == 1 ? 0 : job->dim;
+	return 0;
+}
+
+/* The result arrays: n points (maps) or n numbers, and the moved flags of
+ * a redirect. */
+static int geo_outputs(struct geo_job *job, size_t n, PyObject **res, PyObject **moved)
+{
+	npy_intp shape[2] = {(npy_intp)n, (npy_intp)job->dim};
+	if (job->op < GEO_EXP_MAP0) {
+		if (!(*res = new_array(1, shape, NPY_FLOAT64)))
+			return -1;
+		job->d = PyArray_DATA((PyArrayObject *)*res);
+		return 0;
+	}
+	if (!(*res = new_array(2, shape, NPY_FLOAT32)))
+		return -1;
+	job->v = PyArray_DATA((PyArrayObject *)*res);
+	if (job->op == GEO_REDIRECT) {
+		if (!(*moved = new_array(1, shape, NPY_BOOL)))
+			return -1;
+		job->moved = PyArray_DATA((PyArrayObject *)*moved);
+	}
+	return 0;
+}
+
 static PyObject *core_geo(PyObject *mod, PyObject *args)
 {
 	int op, mode = 0;
 	PyObject *xo, *yo, *ret = NULL, *res = NULL, *moved = NULL;
 	PyArrayObject *x = NULL, *y = NULL;
 	double c, bound = 0;
-	size_t n, nx, ny = 0, dim;
+	size_t n;
 	struct geo_job job;
-	npy_intp shape[2];
 
 	if (!PyArg_ParseTuple(args, "iOOd|di", &op, &xo, &yo, &c, &bound, &mode))
 		return NULL;
-	if (op < GEO_DIST || op > GEO_REDIRECT)
-		return raise_code(HYDB_EINVAL, "unknown geometry operation %d", op);
-	if (!(c > 0) || !isfinite(c))
-		return raise_code(HYDB_EINVAL, "curvature c must be positive and finite, got %g", c);
-	if (!(x = as_f32(xo, "x", 0, 0)))
+	if (geo_check(op, c, bound, mode) < 0)
 		return NULL;
-	dim = (size_t)PyArray_DIM(x, 1);
-	nx = (size_t)PyArray_DIM(x, 0);
-	if (yo != Py_None) {
-		if (!(y = as_f32(yo, "y", dim, 0)))
-			goto out;
-		ny = (size_t)PyArray_DIM(y, 0);
-		if (nx != ny && nx != 1 && ny != 1) {
-			raise_code(HYDB_EINVAL, "x has %zu points and y %zu: they must be equal or one of them 1", nx, ny);
-			goto out;
-		}
-	}
-	if (dim == 0) {
-		raise_code(HYDB_EINVAL, "points need at least one space component");
-		goto out;
-	}
-	if (op == GEO_REDIRECT) {
-		if (!(bound > 0) || !isfinite(bound)) {
-			raise_code(HYDB_EINVAL, "redirect needs a positive finite bound, got %g", bound);
-			goto out;
-		}
-		if (mode != HYDB_REDIRECT_HYSAC && mode != HYDB_REDIRECT_GEODESIC) {
-			raise_code(HYDB_EINVAL, "unknown redirect mode %d", mode);
-			goto out;
-		}
-	}
-	n = y && ny > nx ? ny : nx;
 	memset(&job, 0, sizeof job);
 	job.op = (enum geo_op)op;
-	job.x = PyArray_DATA(x);
-	job.xstep = nx == 1 ? 0 : dim;
-	job.y = y ? PyArray_DATA(y) : NULL;
-	job.ystep = ny == 1 ? 0 : dim;
-	job.dim = dim;
 	job.c = c;
 	job.bound = bound;
 	job.mode = mode;
-	shape[0] = (npy_intp)n;
-	shape[1] = (npy_intp)dim;
-	if (op >= GEO_EXP_MAP0) {
-		if (!(res = new_array(2, shape, NPY_FLOAT32)))
-			goto out;
-		job.v = PyArray_DATA((PyArrayObject *)res);
-		if (op == GEO_REDIRECT) {
-			if (!(moved = new_array(1, shape, NPY_BOOL)))
-				goto out;
-			job.moved = PyArray_DATA((PyArrayObject *)moved);
-		}
-	} else {
-		if (!(res = new_array(1, shape, NPY_FLOAT64)))
-			goto out;
-		job.d = PyArray_DATA((PyArrayObject *)res);
-	}
+	if (geo_points(xo, yo, &x, &y, &job, &n) < 0 || geo_outputs(&job, n, &res, &moved) < 0)
+		goto out;
 	if ((op == GEO_DIST || op == GEO_KEY || op == GEO_INNER || op == GEO_OXY_ANGLE) && !y) {
 		raise_code(HYDB_EINVAL, "this function needs two point arrays");
 		goto out;

@@ -364,6 +364,45 @@ double hydb_oxy_angle(const float *x, const float *y, size_t dim, double c)
 	return acos(clamp_unit(numer / (sqrt(xx) * denom + HYDB_GEO_EPS)));
 }
 
+/* ---- other coordinates ------------------------------------------------- */
+
+int hydb_coords_from_time(float *out, const double *in, size_t dim, double c, const char *where)
+{
+	double n2 = 0, x0 = in[0], want;
+	for (size_t i = 0; i < dim; i++) {
+		out[i] = (float)in[i + 1];
+		n2 += in[i + 1] * in[i + 1];
+	}
+	RETURN_ERROR_IF(!(x0 > 0), HYDB_EFORMAT, "%s: time component %g is not positive (wrong sheet)",
+			where, x0);
+	want = sqrt(1.0 / c + n2);
+	RETURN_ERROR_IF(fabs(x0 - want) > 1e-4 * want, HYDB_EFORMAT,
+			"%s: not on the hyperboloid (x0 = %.9g, expected sqrt(1/c + |x|^2) = %.9g)", where,
+			x0, want);
+	return HYDB_OK;
+}
+
+int hydb_coords_from_poincare(float *out, const double *in, size_t dim, double c, const char *where)
+{
+	double n2 = 0, s;
+	for (size_t i = 0; i < dim; i++)
+		n2 += in[i] * in[i];
+	RETURN_ERROR_IF(c * n2 >= 1.0, HYDB_EFORMAT,
+			"%s: point is outside the Poincare ball of radius 1/sqrt(c) (|p| = %g)", where,
+			sqrt(n2));
+	/* d(O, p) = 2 atanh(sqrt(c)|p|) / sqrt(c): past the largest radius
+	 * the store keeps, say so in the ball's terms rather than leave
+	 * hydb_record_validate to refuse a point the user never wrote. */
+	RETURN_ERROR_IF(2.0 * atanh(sqrt(c * n2)) > HYDB_MAX_RADIUS, HYDB_ETOOBIG,
+			"%s: point is too close to the edge of the Poincare ball (|p| = %.17g, 1/sqrt(c) = %.17g): "
+			"its radius is beyond the largest stored, %g/sqrt(c)",
+			where, sqrt(n2), 1.0 / sqrt(c), HYDB_MAX_RADIUS);
+	s = 2.0 / (1.0 - c * n2);
+	for (size_t i = 0; i < dim; i++)
+		out[i] = (float)(s * in[i]);
+	return HYDB_OK;
+}
+
 /* ---- query redirection ------------------------------------------------- */
 
 double hydb_redirect_bound(double ub, double c)

@@ -61,4 +61,14 @@ int hydb_exact_scan_array(const float *queries, size_t nq, const float *base,
 			  const struct hydb_filter *f, struct hydb_hit *out,
 			  size_t *nout);
 
+/* Other coordinates to space components, with the checks an import makes
+ * (errors HYDB_EFORMAT or HYDB_ETOOBIG naming where). */
+/* Space components from D+1 Lorentz coordinates (x0 first); checks the
+ * upper sheet and the constraint x0^2 - |x|^2 = 1/c. */
+int hydb_coords_from_time(float *out, const double *in, size_t dim, double c,
+			  const char *where);
+/* Space components from a point in the Poincare ball. */
+int hydb_coords_from_poincare(float *out, const double *in, size_t dim, double c,
+			      const char *where);
+
 #endif
