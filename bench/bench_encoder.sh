@@ -111,7 +111,8 @@ fi
 # bf16-avx512 is bf16 with oneDNN held to AVX512_BF16 (DNNL_MAX_CPU_ISA),
 # the kernels of a CPU without AMX (AMD Zen 4), on this one.
 # HYDB_BENCH_BEFORE=1 adds bf16-before, the bf16 block of before
-# (HYDB_FORWARD_LEGACY=4, encoder/forward.h), to the rotation.
+# (HYDB_FORWARD_LEGACY=4, encoder/forward.h; HYDB_BENCH_BEFORE_FLAGS
+# chooses other flags, 8 for the attention of before), to the rotation.
 VARIANTS="f32 bf16 bf16-avx512"
 [ "${HYDB_BENCH_BEFORE:-0}" = 1 ] && VARIANTS="$VARIANTS bf16-before"
 echo "== engines (2 threads; $VARIANTS alternated, ${HYDB_BENCH_ROUNDS:-2} rounds, best of each)"
@@ -119,7 +120,7 @@ for round in $(seq "${HYDB_BENCH_ROUNDS:-2}"); do
 	for p in $VARIANTS; do
 		isa= legacy=
 		[ $p = bf16-avx512 ] && isa=AVX512_CORE_BF16
-		[ $p = bf16-before ] && legacy=4
+		[ $p = bf16-before ] && legacy=${HYDB_BENCH_BEFORE_FLAGS:-4}
 		env ${isa:+DNNL_MAX_CPU_ISA=$isa} \
 			${legacy:+HYDB_FORWARD_LEGACY=$legacy} \
 			"$BUILD/bench/bench_encoder" "$MODEL" \

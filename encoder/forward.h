@@ -63,6 +63,9 @@ enum {
 	 * head's q, k, v copied in and P v copied out, the softmax
 	 * normalised over its seq columns */
 	HYDB_FWD_BF16_PASSES = 4,
+	/* the bf16 engine's attention on seq tokens as they are, v's
+	 * columns read in place, instead of padded to a multiple of 16 */
+	HYDB_FWD_ATTN_UNPADDED = 8,
 };
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
