@@ -13,3 +13,4 @@ include bench/encoder.mk
 include bench/query.mk
 include bench/postgres.mk
 include bench/cone.mk
+include bench/shard.mk

@@ -14,6 +14,7 @@
 
 #include "access/relscan.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/memutils.h"
 
 typedef struct hit {
@@ -112,6 +113,8 @@ static void start(IndexScanDesc scan, hg_scan *so)
 	MemoryContext old = MemoryContextSwitchTo(so->ctx);
 	so->started = true;
 	so->done = true;
+	/* pg_stat_user_indexes.idx_scan counts scans only if the AM says so. */
+	pgstat_count_index_scan(index);
 	if (!so->query)
 		goto out;
 	hg_meta_check_vector(index, so->query, true);

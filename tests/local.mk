@@ -77,3 +77,4 @@ include tests/postgres.mk
 include tests/cli_encode.mk
 include tests/evaluate.mk
 include tests/cli_db.mk
+include tests/shard.mk
