@@ -14,6 +14,12 @@ ROWS=${HYDB_SHARD_ROWS:-10000}
 DIM=${HYDB_SHARD_DIM:-64}
 NQ=${HYDB_SHARD_QUERIES:-100}
 . "$HYDB_SRCDIR/tests/postgres_cluster.sh"
+# As tests/test_postgres.sh: PostgreSQL's uninstrumented server cannot load
+# the sanitizer build's extension; the plain build's pass runs this test.
+if [ -n "${HYDB_SAN_LDFLAGS:-}" ]; then
+	echo "test_shard: SKIP: sanitizer build (PostgreSQL's server is not instrumented)"
+	exit 77
+fi
 if ! pg_available || [ ! -f "$PGBIN/../lib/postgres_fdw.so" ]; then
 	echo "test_shard: SKIP: PostgreSQL 15 server, PGXS or postgres_fdw not installed"
 	exit 77
