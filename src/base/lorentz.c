@@ -175,19 +175,27 @@ __attribute__((target("avx512f"))) static inline void dd4_fold(__m256d *hi, __m2
 	*hi = s;
 }
 
-/* One double-double from the 8 lanes: halves folded 8 -> 4 in vectors, the
- * last four lanes by dd_add, lane 0 first. */
+/* The same on 2 lanes. */
+__attribute__((target("avx512f"))) static inline void dd2_fold(__m128d *hi, __m128d *lo,
+							       __m128d thi, __m128d tlo)
+{
+	__m128d s = _mm_add_pd(*hi, thi), bb = _mm_sub_pd(s, *hi);
+	__m128d err = _mm_add_pd(_mm_sub_pd(*hi, _mm_sub_pd(s, bb)), _mm_sub_pd(thi, bb));
+	*lo = _mm_add_pd(_mm_add_pd(*lo, tlo), err);
+	*hi = s;
+}
+
+/* One double-double from the 8 lanes: halves folded 8 -> 4 -> 2 -> 1 in
+ * vectors (TwoSum each time, every error kept in lo), then normalised. */
 __attribute__((target("avx512f"))) static hydb_dd dd8_total(struct dd8 v)
 {
 	__m256d hi = _mm512_castpd512_pd256(v.hi), lo = _mm512_castpd512_pd256(v.lo);
 	dd4_fold(&hi, &lo, _mm512_extractf64x4_pd(v.hi, 1), _mm512_extractf64x4_pd(v.lo, 1));
-	double h[4], l[4];
-	_mm256_storeu_pd(h, hi);
-	_mm256_storeu_pd(l, lo);
-	hydb_dd r = dd_normalise(h[0], l[0]);
-	for (int i = 1; i < 4; i++)
-		r = dd_add(r, (hydb_dd){h[i], l[i]});
-	return r;
+	__m128d h2 = _mm256_castpd256_pd128(hi), l2 = _mm256_castpd256_pd128(lo);
+	dd2_fold(&h2, &l2, _mm256_extractf128_pd(hi, 1), _mm256_extractf128_pd(lo, 1));
+	__m128d h1 = _mm_unpackhi_pd(h2, h2), l1 = _mm_unpackhi_pd(l2, l2);
+	dd2_fold(&h2, &l2, h1, l1);
+	return dd_normalise(_mm_cvtsd_f64(h2), _mm_cvtsd_f64(l2));
 }
 
 __attribute__((target("avx512f"))) static void pair_sums_avx512(hydb_pair_sums *out,
