@@ -19,7 +19,8 @@
  * (rows "hydb-reinserted"; the database is changed). -T then lets the
  * database measure its own recall curve (hydb_tune) and searches without
  * ef through hydb_search at the default and other targets (rows
- * "hydb-auto-TARGET"). Nodes no layer-0 path reaches are
+ * "hydb-auto-TARGET"). -G only makes the data set (for the PostgreSQL
+ * test and bench). Nodes no layer-0 path reaches are
  * counted after the build: they cap recall whatever ef is. The data
  * set and its ground truth are cached in WORKDIR/data-N-D-NQ-C (hysac) or
  * WORKDIR/data-FAMILY-N-D-NQ-C for the peers
@@ -142,7 +143,11 @@ static double build(struct bench *b, const char *path)
 	if (b->threads)
 		hydb_index_set_threads(b->ix, b->threads);
 	double t0 = now(), c0 = cpu_now();
-	in_batches(b, insert_batch, 20000, "building the index");
+	/* HYDB_BENCH_INSERT_BATCH: rows per insert call (default 20,000);
+	 * each call links its rows nearest the origin first. */
+	const char *ib = getenv("HYDB_BENCH_INSERT_BATCH");
+	in_batches(b, insert_batch, ib && atol(ib) > 0 ? (size_t)atol(ib) : 20000,
+		   "building the index");
 	double t = now() - t0;
 	build_cpu = cpu_now() - c0;
 	uint32_t max = 0;
@@ -409,13 +414,13 @@ int main(int argc, char **argv)
 	double c = 1.0;
 	const char *work = "bench/results", *out = NULL, *family = "hysac";
 	const char *input = NULL;
-	int opt, reuse = 0, nofilter = 0, churned = 0, autoef = 0;
+	int opt, reuse = 0, nofilter = 0, churned = 0, autoef = 0, gen_only = 0;
 	static const size_t def_efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192,
 					 256, 512};
 	memset(&b, 0, sizeof b);
 	b.nef = sizeof def_efs / sizeof *def_efs;
 	memcpy(b.efs, def_efs, sizeof def_efs);
-	while ((opt = getopt(argc, argv, "f:i:n:q:d:c:w:o:xt:re:FDT")) != -1) {
+	while ((opt = getopt(argc, argv, "f:i:n:q:d:c:w:o:xt:re:FDTG")) != -1) {
 		switch (opt) {
 		case 'f': family = optarg; break;
 		case 'i': input = optarg; break;
@@ -431,6 +436,7 @@ int main(int argc, char **argv)
 		case 'F': nofilter = 1; break;
 		case 'D': churned = 1; break;
 		case 'T': autoef = 1; break;
+		case 'G': gen_only = 1; break;
 		case 'e':
 			b.nef = 0;
 			for (char *p = optarg; *p && b.nef < 32; p += *p == ',')
@@ -439,7 +445,7 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "usage: recall_bench -w DIR -o CSV [-n N] "
 					"[-f FAMILY] [-i INPUT] [-q NQ] [-d D] [-c C] [-x] [-t T] [-r] "
-					"[-e EF,...] [-F] [-D] [-T]\n");
+					"[-e EF,...] [-F] [-D] [-T] [-G]\n");
 			return 2;
 		}
 	}
@@ -456,6 +462,8 @@ int main(int argc, char **argv)
 	printf("data %s (%s): N=%zu D=%zu queries=%zu c=%g (%.1f s), kernel %s\n",
 	       data, family, n, d, nq, c, now() - t0,
 	       hydb_kernel_name(hydb_kernel_level()));
+	if (gen_only)
+		return 0;
 	b.csv = out ? fopen(out, "a") : stdout;
 	if (!b.csv)
 		return 1;

@@ -170,9 +170,20 @@ bool hg_gettuple(IndexScanDesc scan, ScanDirection dir)
 			return true;
 		}
 		/* Walk on only when asked for more than the first batch. */
-		if (!hydb_iterative_scan || so->returned >= (size_t)hydb_max_scan_tuples ||
-		    !next_batch(scan, so))
+		if (hydb_iterative_scan && so->returned >= (size_t)hydb_max_scan_tuples) {
+			/* A filter whose matches lie far from the query (a shell
+			 * of the hyperboloid away from it) can pass fewer rows
+			 * than LIMIT within the bound: say so, once a scan. */
+			ereport(NOTICE,
+				(errmsg("hydb_hnsw scan of \"%s\" stopped after hydb.max_scan_tuples = %d entries",
+					RelationGetRelationName(scan->indexRelation),
+					hydb_max_scan_tuples),
+				 errhint("Fewer rows than asked for may follow. Raise hydb.max_scan_tuples, "
+					 "or let a sequential scan answer (SET enable_indexscan = off).")));
 			so->done = true;
+		} else if (!hydb_iterative_scan || !next_batch(scan, so)) {
+			so->done = true;
+		}
 	}
 	return false;
 }
