@@ -782,6 +782,62 @@ static void bf16_step_time(const struct bf16_step *s, double t)
 	hydb_bf16_gemm_seconds += all > 0 ? t * (all - ln) / all : t;
 }
 
+/* How a linear layer is cut into blocks for the pool: row_parts blocks of
+ * rows times slices column slices. */
+static void bf16_plan(const hydb_fwd *f, const hydb_bf16_op *op,
+		      size_t *row_parts, size_t *slices)
+{
+	size_t threads = hydb_pool_threads(pool_of(f)), n = op->n;
+	size_t sl = hydb_bf16_slices(f->bf16, op->w);
+	size_t rp = (n + BF16_BLOCK_ROWS - 1) / BF16_BLOCK_ROWS;
+	if (rp < threads)
+		rp = n / BF16_MIN_ROWS < threads ? n / BF16_MIN_ROWS : threads;
+	/* A sliced weight (a caption's) is cut by columns only; an unknown
+	 * one runs as one block for the engine to report. */
+	if (sl != 1 || rp == 0)
+		rp = 1;
+	*row_parts = rp;
+	*slices = sl ? sl : 1;
+}
+
+/* Several independent linear layers (q, k and v) in one step. */
+#define BF16_MULTI_MAX 3
+
+struct bf16_multi {
+	const hydb_fwd *f;
+	const hydb_bf16_op *op;
+	size_t nop, parts[BF16_MULTI_MAX], slices[BF16_MULTI_MAX];
+};
+
+static void bf16_multi_task(void *p, size_t i, size_t thread)
+{
+	const struct bf16_multi *m = p;
+	size_t k = 0;
+	while (i >= m->parts[k] * m->slices[k])
+		i -= m->parts[k] * m->slices[k], k++;
+	hydb_bf16_linear_block(m->f->bf16, thread, &m->op[k], i, m->parts[k],
+			       m->slices[k]);
+}
+
+/* The blocks of nop linear layers in one pool step: one wait for the
+ * slowest block instead of one per layer, and with more blocks the
+ * threads' shares come out more even (an image batch's 5 row blocks a
+ * layer leave a thread idle for one of the 3 rounds). */
+static void bf16_linears(const hydb_fwd *f, const hydb_bf16_op *op,
+			 size_t nop)
+{
+	struct bf16_multi m = {f, op, nop, {0}, {0}};
+	size_t tasks = 0;
+	for (size_t k = 0; k < nop; k++) {
+		bf16_plan(f, &op[k], &m.parts[k], &m.slices[k]);
+		tasks += m.parts[k] * m.slices[k];
+	}
+	double t = hydb_bf16_timing ? seconds() : 0;
+	hydb_pool_run(pool_of(f), tasks, bf16_multi_task, &m);
+	if (hydb_bf16_timing)
+		hydb_bf16_gemm_seconds += seconds() - t;
+}
+
 /* A linear layer on the engine, bias, GELU and residual fused, in blocks
  * of rows x column slices on the pool; then, when then is set, its
  * LayerNorm of the float32 y into bfloat16 (then->out16): in each block
@@ -792,18 +848,9 @@ static void bf16_linear_then(const hydb_fwd *f, const hydb_bf16_op *op,
 	struct bf16_step s;
 	memset(&s, 0, sizeof s);
 	s.f = f, s.op = *op;
-	size_t threads = hydb_pool_threads(pool_of(f)), n = op->n;
-	s.slices = hydb_bf16_slices(f->bf16, op->w);
-	s.row_parts = (n + BF16_BLOCK_ROWS - 1) / BF16_BLOCK_ROWS;
-	if (s.row_parts < threads)
-		s.row_parts = n / BF16_MIN_ROWS < threads ? n / BF16_MIN_ROWS :
-			      threads;
-	/* A sliced weight (a caption's) is cut by columns only; an unknown
-	 * one runs as one block for the engine to report. */
-	if (s.slices != 1 || s.row_parts == 0)
-		s.row_parts = 1;
-	s.then = s.slices == 1 ? then : NULL;
-	s.slices = s.slices ? s.slices : 1;
+	size_t n = op->n;
+	bf16_plan(f, op, &s.row_parts, &s.slices);
+	s.then = hydb_bf16_slices(f->bf16, op->w) == 1 ? then : NULL;
 	double t = hydb_bf16_timing ? seconds() : 0;
 	hydb_pool_run(pool_of(f), s.row_parts * s.slices, bf16_task, &s);
 	if (hydb_bf16_timing)
@@ -1051,10 +1098,47 @@ static size_t attn16_layout(struct attn16_buf *l, char *b, size_t seq,
 	return at;
 }
 
+/* Attention on sequences up to this long (a caption's, the text context
+ * is 77) runs as float32 loops on the bfloat16 q, k and v (attn_small_head)
+ * rather than as oneDNN matmuls: a caption head's products are ~12k
+ * multiply-adds each, less than the engine's fixed cost per call, and the
+ * copies into dense blocks and the softmax's own pass cost as much again. */
+#define ATTN_SMALL_SEQ 80
+#define ATTN_SMALL_D 128
+
+static int attn_small(const hydb_fwd *f, size_t seq, size_t d)
+{
+	return !(f->legacy & HYDB_FWD_ATTN_SMALL_MATMULS) &&
+	       seq <= ATTN_SMALL_SEQ && d <= ATTN_SMALL_D && d % 16 == 0;
+}
+
+/* The small path's block: k transposed [d, seq16] and v [seq, d] in
+ * float32, the scores (seq16), q's row and the output row (d each). */
+struct attn_small_buf {
+	float *kt, *vf, *sc, *qf, *acc;
+	size_t ld;
+};
+
+static size_t attn_small_layout(struct attn_small_buf *l, float *b,
+				size_t seq, size_t d)
+{
+	l->ld = (seq + 15) & ~(size_t)15;
+	l->kt = b;
+	l->vf = b + d * l->ld;
+	l->sc = l->vf + seq * d;
+	l->qf = l->sc + l->ld;
+	l->acc = l->qf + d;
+	return round64((d * l->ld + seq * d + l->ld + 2 * d) * sizeof *b);
+}
+
 static size_t attn16_bytes(size_t seq, size_t d)
 {
 	struct attn16_buf l;
-	return attn16_layout(&l, NULL, seq, d);
+	struct attn_small_buf sl;
+	size_t big = attn16_layout(&l, NULL, seq, d);
+	size_t small = seq <= ATTN_SMALL_SEQ && d <= ATTN_SMALL_D ?
+		       attn_small_layout(&sl, NULL, seq, d) : 0;
+	return big > small ? big : small;
 }
 
 size_t hydb_attention_bf16_bytes(const hydb_fwd *f, size_t seq, size_t d)
@@ -1251,6 +1335,101 @@ static void attn16_task(void *p, size_t task, size_t thread)
 	scale_rows_bf16(c->o + off, c->width, b.oh, b.inv, seq, d);
 }
 
+/* 16 bfloat16 values as float32 (exact). */
+V16_INLINE hydb_v16 v16_load_bf16(const uint16_t *p)
+{
+	typedef uint16_t h16 __attribute__((vector_size(32)));
+	h16 h;
+	memcpy(&h, p, sizeof h);
+	hydb_bf16_bits16 u = __builtin_convertvector(h, hydb_bf16_bits16) << 16;
+	hydb_v16 r;
+	memcpy(&r, &u, sizeof r);
+	return r;
+}
+
+/* The head's k transposed and v, in float32, into b; kt's columns past
+ * seq zero. */
+V16_INLINE void attn_small_load(const struct attn_small_buf *b,
+				const uint16_t *k, const uint16_t *v,
+				size_t seq, size_t width, size_t d)
+{
+	for (size_t c = 0; c < d; c++) {
+		float *row = b->kt + c * b->ld;
+		for (size_t j = 0; j < seq; j++)
+			row[j] = hydb_bf16_to_float(k[j * width + c]);
+		for (size_t j = seq; j < b->ld; j++)
+			row[j] = 0.0f;
+	}
+	for (size_t j = 0; j < seq; j++)
+		for (size_t c = 0; c < d; c += 16) {
+			hydb_v16 x = v16_load_bf16(v + j * width + c);
+			v16_store(b->vf + j * d + c, &x);
+		}
+}
+
+/* sc[0, live) = exp(q.k_j scale - max); returns their sum. Whole vectors
+ * of sc are made; lanes past live are not read. */
+V16_INLINE double attn_small_scores(const struct attn_small_buf *b,
+				    size_t live, size_t d, float scale)
+{
+	for (size_t j = 0; j < live; j += 16) {
+		hydb_v16 s = {0};
+		for (size_t c = 0; c < d; c++)
+			s += v16_splat(b->qf[c]) * v16_load(b->kt + c * b->ld + j);
+		s *= scale;
+		v16_store(b->sc + j, &s);
+	}
+	float mx = row_max(b->sc, live);
+	double sum = 0;
+	for (size_t j = 0; j < live; j += 16) {
+		hydb_v16 x = v16_load(b->sc + j) - v16_splat(mx);
+		x = v16_exp(&x);
+		v16_store(b->sc + j, &x);
+	}
+	for (size_t j = 0; j < live; j++)
+		sum += b->sc[j];
+	return sum;
+}
+
+/* One head of one sequence in float32 from the bfloat16 q, k, v (exact
+ * products, the softmax unrounded: closer to float64 than the matmul
+ * path, whose P is rounded to bfloat16), o rounded once at the end. */
+V16_CLONES
+static void attn_small_head(uint16_t *o, const uint16_t *q, const uint16_t *k,
+			    const uint16_t *v, size_t seq, size_t width,
+			    size_t d, int causal, float *buf)
+{
+	struct attn_small_buf b;
+	attn_small_layout(&b, buf, seq, d);
+	attn_small_load(&b, k, v, seq, width, d);
+	float scale = (float)(1.0 / sqrt((double)d));
+	for (size_t i = 0; i < seq; i++) {
+		size_t live = causal ? i + 1 : seq;
+		for (size_t c = 0; c < d; c += 16) {
+			hydb_v16 x = v16_load_bf16(q + i * width + c);
+			v16_store(b.qf + c, &x);
+		}
+		float inv = (float)(1.0 / attn_small_scores(&b, live, d, scale));
+		for (size_t c = 0; c < d; c += 16) {
+			hydb_v16 a = {0};
+			for (size_t j = 0; j < live; j++)
+				a += v16_splat(b.sc[j]) * v16_load(b.vf + j * d + c);
+			v16_store(b.acc + c, &a);
+		}
+		hydb_bf16_round_scaled(o + i * width, b.acc, inv, d);
+	}
+}
+
+static void attn_small_task(void *p, size_t task, size_t thread)
+{
+	const struct attn16_ctx *c = p;
+	size_t s = task / c->heads, h = task % c->heads;
+	size_t off = s * c->seq * c->width + h * c->d;
+	attn_small_head(c->o + off, c->q + off, c->k + off, c->v + off,
+			c->seq, c->width, c->d, c->causal,
+			(float *)(c->buf + thread * attn16_bytes(c->seq, c->d)));
+}
+
 void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
 			 const uint16_t *k, const uint16_t *v, size_t n_seq,
 			 size_t seq, size_t width, size_t heads, int causal,
@@ -1266,7 +1445,8 @@ void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
 			       causal,
 			       hydb_bf16_timing ? &clk : NULL};
 	attn_run(f, n_seq * heads, seq * seq * d >= ATTN_PARALLEL_MIN,
-		 attn16_task, &c, c.clk);
+		 attn_small(f, seq, d) ? attn_small_task : attn16_task, &c,
+		 c.clk);
 }
 
 /* ---- the bf16 block of before (HYDB_FWD_BF16_PASSES) ------------------ */
@@ -1363,6 +1543,28 @@ static void block_forward_bf16_v1(const hydb_fwd *f, const hydb_tower *t,
 
 /* ---- the bf16 block ------------------------------------------------------ */
 
+/* q, k and v (bfloat16) from xb: one step, or three with
+ * HYDB_FWD_QKV_STEPS. */
+static void bf16_qkv(const hydb_fwd *f, uint16_t *q, uint16_t *k,
+		     uint16_t *v, const uint16_t *xb, const hydb_layer_w *b,
+		     size_t n, size_t w)
+{
+	hydb_bf16_op op[3] = {
+		{.y = q, .x = xb, .w = b->q_w, .bias = b->q_b, .n = n,
+		 .in = w, .out = w, .y_bf16 = 1},
+		{.y = k, .x = xb, .w = b->k_w, .bias = b->k_b, .n = n,
+		 .in = w, .out = w, .y_bf16 = 1},
+		{.y = v, .x = xb, .w = b->v_w, .bias = b->v_b, .n = n,
+		 .in = w, .out = w, .y_bf16 = 1},
+	};
+	if (!(f->legacy & HYDB_FWD_QKV_STEPS)) {
+		bf16_linears(f, op, 3);
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+		bf16_linear_then(f, &op[i], NULL);
+}
+
 /* hydb_layer_forward on the bf16 engine: the same steps, each linear
  * layer one matmul with its bias, GELU or residual fused (out_proj's bias
  * too), q/k/v and fc1 writing the bfloat16 inputs of what follows
@@ -1393,9 +1595,7 @@ static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 	if (b == t->blocks)
 		hydb_layer_norm_bf16(f, s.xb, x, n, w, b->ln1_w, b->ln1_b,
 				     t->ln_eps);
-	bf16_linear(f, q, 1, s.xb, b->q_w, b->q_b, n, w, w, 0, 0);
-	bf16_linear(f, k, 1, s.xb, b->k_w, b->k_b, n, w, w, 0, 0);
-	bf16_linear(f, v, 1, s.xb, b->v_w, b->v_b, n, w, w, 0, 0);
+	bf16_qkv(f, q, k, v, s.xb, b, n, w);
 	hydb_attention_bf16(f, s.xb, q, k, v, n_seq, seq, w, t->heads, causal,
 			    s.attn);
 	hydb_bf16_op o = {.y = x, .x = s.xb, .w = b->o_w, .bias = b->o_b,

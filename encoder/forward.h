@@ -66,6 +66,13 @@ enum {
 	/* the bf16 engine's attention on seq tokens as they are, v's
 	 * columns read in place, instead of padded to a multiple of 16 */
 	HYDB_FWD_ATTN_UNPADDED = 8,
+	/* the bf16 engine's attention on short sequences (a caption's) as on
+	 * long ones, each head's products two oneDNN matmuls, instead of
+	 * float32 loops on the bfloat16 q, k and v */
+	HYDB_FWD_ATTN_SMALL_MATMULS = 16,
+	/* the bf16 engine's q, k and v projections each a pool step of its
+	 * own instead of their blocks in one step */
+	HYDB_FWD_QKV_STEPS = 32,
 };
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs

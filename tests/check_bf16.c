@@ -502,7 +502,9 @@ static void attention_ref(double *ref, double *mag, const uint16_t *q,
  * length (causal or not, heads of 64 and of 32 columns, on the caller
  * alone) and one image's 257 tokens on a pool of two threads; 32 and 256
  * tokens too (no padding to a multiple of 16), and each with the
- * attention of before (HYDB_FWD_ATTN_UNPADDED). The threads' blocks start
+ * attention of before (HYDB_FWD_ATTN_UNPADDED); the captions' lengths
+ * both by the float32 loops of short sequences and, as before, by the
+ * engine's matmuls (HYDB_FWD_ATTN_SMALL_MATMULS). The threads' blocks start
  * as NaN, so that padding the products read but did not zero fails. P is
  * rounded to bfloat16 (2^-8 of each weight, and as much again through
  * 1 / sum) before P v: 2^-7 of sum_j P_ij |v_j| bounds that, plus the
@@ -516,7 +518,8 @@ START_TEST(attention_bf16)
 	size_t d = width / heads, n = n_seq * seq * width;
 	hydb_bf16 *e;
 	hydb_fwd f = {0};
-	f.legacy = _i & 8 ? HYDB_FWD_ATTN_UNPADDED : 0;
+	f.legacy = (_i & 8 ? HYDB_FWD_ATTN_UNPADDED : 0) |
+		   (_i & 32 ? HYDB_FWD_ATTN_SMALL_MATMULS : 0);
 	float *x = randoms(3 * n, 2.0f);
 	uint16_t *qkv = malloc(3 * n * 2), *o = malloc(n * 2);
 	double *ref = malloc(seq * d * sizeof *ref), *mag = malloc(seq * d * 8);
@@ -636,7 +639,7 @@ static Suite *suite(int engine)
 	/* Each twice: the AVX512_BF16 loops, then the generic ones. */
 	tcase_add_loop_test(t, layer_norm_bf16, 0, 4);
 	tcase_add_loop_test(t, softmax_bf16, 0, 2);
-	tcase_add_loop_test(t, attention_bf16, 0, 32);
+	tcase_add_loop_test(t, attention_bf16, 0, 64);
 	tcase_add_test(t, tiny_model_bf16_near_f32);
 	suite_add_tcase(s, t);
 	return s;
