@@ -1641,6 +1641,58 @@ void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,
 	run_linears(f, &fc2, 1);
 }
 
+/* ---- scratch kept between passes ---------------------------------------- */
+
+/* A fresh block of tens of MB (an image batch's scratch) is mapped by
+ * malloc and its pages faulted in and cleared by the kernel as the pass
+ * first writes them, ~2% of a batch's time; a kept block's are already
+ * there. Larger blocks (batches of dozens) are not kept, so a process
+ * that once ran one does not hold it for good. */
+#define HYDB_SCRATCH_KEEP_MAX ((size_t)256 << 20)
+
+static int scratch_kept(const hydb_fwd *f)
+{
+	return !(f->legacy & HYDB_FWD_SCRATCH_PER_PASS);
+}
+
+int hydb_scratch_take(hydb_scratch *s, const hydb_fwd *f, hydb_encoder *e,
+		      size_t bytes, const char *what)
+{
+	s->p = NULL;
+	s->bytes = 0;
+	if (scratch_kept(f)) {
+		pthread_mutex_lock(&e->scratch_lock);
+		if (e->scratch && e->scratch_bytes >= bytes) {
+			s->p = e->scratch, s->bytes = e->scratch_bytes;
+			e->scratch = NULL, e->scratch_bytes = 0;
+		}
+		pthread_mutex_unlock(&e->scratch_lock);
+		if (s->p)
+			return HYDB_OK;
+	}
+	s->p = aligned_alloc(64, round64(bytes ? bytes : 1));
+	RETURN_ERROR_IF(!s->p, HYDB_ENOMEM, "%s: cannot allocate %zu bytes",
+			what, bytes);
+	s->bytes = round64(bytes ? bytes : 1);
+	return HYDB_OK;
+}
+
+void hydb_scratch_give(const hydb_fwd *f, hydb_encoder *e, hydb_scratch *s)
+{
+	void *drop = s->p;
+	if (scratch_kept(f) && s->bytes <= HYDB_SCRATCH_KEEP_MAX) {
+		pthread_mutex_lock(&e->scratch_lock);
+		if (s->bytes > e->scratch_bytes) {
+			drop = e->scratch;
+			e->scratch = s->p, e->scratch_bytes = s->bytes;
+		}
+		pthread_mutex_unlock(&e->scratch_lock);
+	}
+	free(drop);
+	s->p = NULL;
+	s->bytes = 0;
+}
+
 /* ---- resolving tensors ------------------------------------------------- */
 
 struct resolver {
@@ -1849,6 +1901,8 @@ void hydb_encoder_release(void *enc)
 	if (!e)
 		return;
 	hydb_bf16_free(e->bf16);
+	free(e->scratch);
+	pthread_mutex_destroy(&e->scratch_lock);
 	free(e->vision.blocks);
 	free(e->text.blocks);
 	free(e);
@@ -1862,6 +1916,7 @@ static int encoder_create(hydb_encoder **out, const struct hydb_model *m)
 	hydb_encoder *e = calloc(1, sizeof *e);
 	RETURN_ERROR_IF(!e, HYDB_ENOMEM, "encoder: out of memory");
 	e->embed_dim = (size_t)c->embed_dim;
+	pthread_mutex_init(&e->scratch_lock, NULL);
 	struct resolver r = {m, 0};
 	int rc = resolve_vision(&r, e, c);
 	if (rc == 0)
