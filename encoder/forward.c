@@ -236,19 +236,20 @@ static int have_avx512bf16(void)
 }
 
 /* 2^t: 2^round(t) (scalef, which takes t down to -inf as 0) times 2^f,
- * |f| <= 1/2, by its degree-5 Taylor polynomial (relative error < 3e-6,
- * against bfloat16's 2e-3). NaN stays NaN. */
+ * |f| <= 1/2, by a degree-4 polynomial fitted to 2^f's relative error on
+ * [-1/2, 1/2] (< 3e-6 in float32, as close as the degree-5 Taylor
+ * polynomial of before for one multiply-add less; bfloat16 keeps 2e-3).
+ * NaN stays NaN. */
 BF16_TARGET static inline __m512 exp2_avx512(__m512 t)
 {
 	t = _mm512_max_ps(_mm512_set1_ps(-200.0f), t);
 	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
 					       _MM_FROUND_NO_EXC);
 	__m512 f = _mm512_sub_ps(t, n);
-	__m512 p = _mm512_set1_ps(1.3333558e-3f);
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+	__m512 p = _mm512_set1_ps(9.58285294e-3f);
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.59064262e-2f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.40240991e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.93124175e-1f));
 	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
 	return _mm512_scalef_ps(p, n);
 }
@@ -269,9 +270,72 @@ static __mmask16 lanes(size_t n)
 	return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
 }
 
+/* v rounded to bfloat16, stored into dst's 16 lanes (those of mask) and
+ * returned. */
+BF16_TARGET static inline __m256i round_store_avx512(uint16_t *dst,
+						     __mmask16 mask, __m512 v)
+{
+	__m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+	_mm256_mask_storeu_epi16(dst, mask, h);
+	return h;
+}
+
 /* hydb_softmax_row_bf16 on one row (see there): whole vectors, then the
- * masked rest. */
+ * masked rest. The rounded values are summed by a bfloat16 dot product
+ * with ones (exact products, float32 sums), one instruction where
+ * widening them back to float32 and adding took three. */
 BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
+						 const float *row,
+						 size_t live)
+{
+	size_t n16 = live / 16 * 16, j;
+	__mmask16 k = lanes(live - n16);
+	__m512 m = _mm512_set1_ps(-INFINITY);
+	__m256 acc = _mm256_setzero_ps();
+	__m256bh ones = (__m256bh)_mm256_set1_epi16(0x3f80);
+	for (j = 0; j < n16; j += 16)
+		m = _mm512_max_ps(m, _mm512_loadu_ps(row + j));
+	m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, row + j));
+	__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+	for (j = 0; j < n16; j += 16) {
+		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
+		__m256i h = round_store_avx512(p + j, 0xffff, exp2_avx512(t));
+		acc = _mm256_dpbf16_ps(acc, (__m256bh)h, ones);
+	}
+	if (k) {
+		__m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx);
+		__m512 e = _mm512_maskz_mov_ps(k, exp2_avx512(t));
+		__m256i h = round_store_avx512(p + j, k, e);
+		acc = _mm256_dpbf16_ps(acc, (__m256bh)h, ones);
+	}
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(acc),
+			      _mm256_extractf128_ps(acc, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return 1.0f / _mm_cvtss_f32(s);
+}
+
+/* The exponential of before exp2_avx512 (HYDB_FWD_SOFTMAX_V1): 2^t: 2^round(t) (scalef, which takes t down to -inf as 0) times 2^f,
+ * |f| <= 1/2, by its degree-5 Taylor polynomial (relative error < 3e-6,
+ * against bfloat16's 2e-3). NaN stays NaN. */
+BF16_TARGET static inline __m512 exp2_avx512_v1(__m512 t)
+{
+	t = _mm512_max_ps(_mm512_set1_ps(-200.0f), t);
+	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
+					       _MM_FROUND_NO_EXC);
+	__m512 f = _mm512_sub_ps(t, n);
+	__m512 p = _mm512_set1_ps(1.3333558e-3f);
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+/* The softmax row of before softmax_row_bf16_avx512 (HYDB_FWD_SOFTMAX_V1):
+ * the rounded values widened back to float32 to be summed. */
+BF16_TARGET static float softmax_row_bf16_avx512_v1(uint16_t *p,
 						 const float *row,
 						 size_t live)
 {
@@ -285,11 +349,11 @@ BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
 	for (j = 0; j < n16; j += 16) {
 		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
 		acc = _mm512_add_ps(acc, store_bf16_avx512(p + j, 0xffff,
-							   exp2_avx512(t)));
+							   exp2_avx512_v1(t)));
 	}
 	if (k) {
 		__m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx);
-		__m512 r = store_bf16_avx512(p + j, k, exp2_avx512(t));
+		__m512 r = store_bf16_avx512(p + j, k, exp2_avx512_v1(t));
 		acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, r));
 	}
 	return 1.0f / _mm512_reduce_add_ps(acc);
@@ -962,14 +1026,15 @@ static void softmax_row_scalar(float *row, size_t live, size_t cols)
  * scale that makes them sum to 1. Left to the rows of P v, it is d
  * multiplies a row instead of seq. */
 V16_CLONES
-float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
-			    size_t cols)
+static float softmax_bf16(uint16_t *p, const float *row, size_t live,
+			  size_t cols, int v1)
 {
 	if (live < cols)
 		memset(p + live, 0, (cols - live) * sizeof *p);
 #ifdef HYDB_AVX512BF16
 	if (have_avx512bf16())
-		return softmax_row_bf16_avx512(p, row, live);
+		return (v1 ? softmax_row_bf16_avx512_v1 :
+			softmax_row_bf16_avx512)(p, row, live);
 #endif
 	size_t n16 = live / 16 * 16, j;
 	float mx = row_max(row, live);
@@ -992,6 +1057,12 @@ float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
 			sum += r[i];
 	}
 	return (float)(1.0 / sum);
+}
+
+float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
+			    size_t cols)
+{
+	return softmax_bf16(p, row, live, cols, 0);
 }
 
 struct attn_ctx {
@@ -1320,14 +1391,15 @@ static void attn16_task(void *p, size_t task, size_t thread)
 	struct attn16_buf b;
 	attn16_layout(&b, c->buf + thread * attn16_bytes(seq, d), seq, d);
 	sp = c->f->legacy & HYDB_FWD_ATTN_UNPADDED ? seq : sp;
+	int v1 = (c->f->legacy & HYDB_FWD_SOFTMAX_V1) != 0;
 	int pad = sp != seq;
 	head_copy(b.qh, c->q + off, seq, d, c->width);
 	head_copy_pad(b.kh, c->k + off, seq, sp, d, c->width);
 	attn_matmul(c->clk, c->f, thread, b.sc, c->scale, b.qh, b.kh, seq, d,
 		    sp, 1, 0);
 	for (size_t r = 0; r < seq; r++)
-		b.inv[r] = hydb_softmax_row_bf16(b.pb + r * sp, b.sc + r * sp,
-						 c->causal ? r + 1 : seq, sp);
+		b.inv[r] = softmax_bf16(b.pb + r * sp, b.sc + r * sp,
+					c->causal ? r + 1 : seq, sp, v1);
 	if (pad)
 		head_copy_pad(b.vh, c->v + off, seq, sp, d, c->width);
 	attn_matmul(c->clk, c->f, thread, b.oh, 1.0f, b.pb,

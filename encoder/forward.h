@@ -82,6 +82,9 @@ enum {
 	/* each pass's scratch a fresh allocation, freed after it, instead
 	 * of the encoder's kept block */
 	HYDB_FWD_SCRATCH_PER_PASS = 64,
+	/* the bf16 engine's softmax of before: a degree-5 exponential, the
+	 * rounded values widened back to float32 to be summed */
+	HYDB_FWD_SOFTMAX_V1 = 128,
 };
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs

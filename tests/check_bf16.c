@@ -504,7 +504,8 @@ static void attention_ref(double *ref, double *mag, const uint16_t *q,
  * tokens too (no padding to a multiple of 16), and each with the
  * attention of before (HYDB_FWD_ATTN_UNPADDED); the captions' lengths
  * both by the float32 loops of short sequences and, as before, by the
- * engine's matmuls (HYDB_FWD_ATTN_SMALL_MATMULS). The threads' blocks start
+ * engine's matmuls (HYDB_FWD_ATTN_SMALL_MATMULS), and the image's with
+ * the softmax of before too (HYDB_FWD_SOFTMAX_V1). The threads' blocks start
  * as NaN, so that padding the products read but did not zero fails. P is
  * rounded to bfloat16 (2^-8 of each weight, and as much again through
  * 1 / sum) before P v: 2^-7 of sum_j P_ij |v_j| bounds that, plus the
@@ -519,7 +520,8 @@ START_TEST(attention_bf16)
 	hydb_bf16 *e;
 	hydb_fwd f = {0};
 	f.legacy = (_i & 8 ? HYDB_FWD_ATTN_UNPADDED : 0) |
-		   (_i & 32 ? HYDB_FWD_ATTN_SMALL_MATMULS : 0);
+		   (_i & 32 ? image ? HYDB_FWD_SOFTMAX_V1 :
+			      HYDB_FWD_ATTN_SMALL_MATMULS : 0);
 	float *x = randoms(3 * n, 2.0f);
 	uint16_t *qkv = malloc(3 * n * 2), *o = malloc(n * 2);
 	double *ref = malloc(seq * d * sizeof *ref), *mag = malloc(seq * d * 8);
