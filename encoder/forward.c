@@ -43,6 +43,9 @@ int hydb_fwd_begin(hydb_fwd *f, const hydb_encoder *e)
 		hydb_pool_free(f->pool);
 		return rc;
 	}
+	if (f->bf16)
+		hydb_bf16_run_fresh_memories(
+			f->bf16, (f->legacy & HYDB_FWD_DNNL_FRESH_MEMORIES) != 0);
 	if (f->split)
 		hydb_blas_serial_begin();
 	return HYDB_OK;
@@ -221,7 +224,7 @@ static void exp_array(float *y, const float *x, size_t n)
 #include <immintrin.h>
 #define HYDB_AVX512BF16 1
 #define BF16_TARGET \
-	__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
+	__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma")))
 
 static int have_avx512bf16(void)
 {
@@ -235,23 +238,21 @@ static int have_avx512bf16(void)
 	return h && !hydb_bf16_test_generic;
 }
 
-/* 2^t: 2^round(t) (scalef, which takes t down to -inf as 0) times 2^f,
- * |f| <= 1/2, by a degree-4 polynomial fitted to 2^f's relative error on
- * [-1/2, 1/2] (< 3e-6 in float32, as close as the degree-5 Taylor
- * polynomial of before for one multiply-add less; bfloat16 keeps 2e-3).
- * NaN stays NaN. */
+/* 2^t for t <= 0: 2^floor(t) (scalef reads floor(t) from t itself) times
+ * 2^f, f = t - floor(t) in [0, 1) (vreduceps, exact), by a degree-4
+ * polynomial fitted to 2^f's relative error on [0, 1) (< 3e-6 in float32;
+ * bfloat16 keeps 2e-3): 7 instructions, where rounding t, subtracting and
+ * clamping it took 3 more. t far below -149 gives 0, NaN stays NaN. */
 BF16_TARGET static inline __m512 exp2_avx512(__m512 t)
 {
-	t = _mm512_max_ps(_mm512_set1_ps(-200.0f), t);
-	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
-					       _MM_FROUND_NO_EXC);
-	__m512 f = _mm512_sub_ps(t, n);
-	__m512 p = _mm512_set1_ps(9.58285294e-3f);
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.59064262e-2f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.40240991e-1f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.93124175e-1f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-	return _mm512_scalef_ps(p, n);
+	__m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF |
+				       _MM_FROUND_NO_EXC);
+	__m512 p = _mm512_set1_ps(1.35341678e-2f);
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.20114601e-2f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.41442755e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.93003833e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.00000262f));
+	return _mm512_scalef_ps(p, t);
 }
 
 /* v rounded to bfloat16 into the lanes of dst in mask; returns the rounded
@@ -297,10 +298,23 @@ BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
 		m = _mm512_max_ps(m, _mm512_loadu_ps(row + j));
 	m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, row + j));
 	__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
-	for (j = 0; j < n16; j += 16) {
+	/* Two sums, so that each waits on the dot product before last. */
+	__m256 acc2 = _mm256_setzero_ps();
+	for (j = 0; j + 32 <= n16; j += 32) {
+		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
+		__m512 t2 = _mm512_sub_ps(_mm512_loadu_ps(row + j + 16), mx);
+		__m256i h = round_store_avx512(p + j, 0xffff, exp2_avx512(t));
+		__m256i h2 = round_store_avx512(p + j + 16, 0xffff,
+						exp2_avx512(t2));
+		acc = _mm256_dpbf16_ps(acc, (__m256bh)h, ones);
+		acc2 = _mm256_dpbf16_ps(acc2, (__m256bh)h2, ones);
+	}
+	acc = _mm256_add_ps(acc, acc2);
+	if (j < n16) {
 		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
 		__m256i h = round_store_avx512(p + j, 0xffff, exp2_avx512(t));
 		acc = _mm256_dpbf16_ps(acc, (__m256bh)h, ones);
+		j += 16;
 	}
 	if (k) {
 		__m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx);

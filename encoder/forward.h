@@ -85,6 +85,9 @@ enum {
 	/* the bf16 engine's softmax of before: a degree-5 exponential, the
 	 * rounded values widened back to float32 to be summed */
 	HYDB_FWD_SOFTMAX_V1 = 128,
+	/* oneDNN memory objects made at each of attention's matmuls instead
+	 * of kept by the lanes */
+	HYDB_FWD_DNNL_FRESH_MEMORIES = 256,
 };
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
