@@ -285,9 +285,8 @@ BF16_TARGET static inline __m256i round_store_avx512(uint16_t *dst,
  * masked rest. The rounded values are summed by a bfloat16 dot product
  * with ones (exact products, float32 sums), one instruction where
  * widening them back to float32 and adding took three. */
-BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
-						 const float *row,
-						 size_t live)
+BF16_TARGET static inline __attribute__((always_inline)) float
+softmax_row_bf16_avx512(uint16_t *p, const float *row, size_t live)
 {
 	size_t n16 = live / 16 * 16, j;
 	__mmask16 k = lanes(live - n16);
@@ -327,6 +326,33 @@ BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
 	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
 	s = _mm_add_ss(s, _mm_movehdup_ps(s));
 	return 1.0f / _mm_cvtss_f32(s);
+}
+
+/* Rows [0, rows) of a head's scores sc into P (both rows cols apart),
+ * inv[r] = 1 / the sum of row r's: the row loop of hydb_softmax_row_bf16
+ * in one call, its zeros past live stored by masks where a call to
+ * memset, the dispatch and the row's call and return were a third of a
+ * row's time. live is r + 1 when causal, else seq. */
+BF16_TARGET static void softmax_rows_bf16_avx512(uint16_t *pb,
+						 const float *sc, float *inv,
+						 size_t rows, size_t seq,
+						 size_t cols, int causal)
+{
+	__m256i z = _mm256_setzero_si256();
+	for (size_t r = 0; r < rows; r++) {
+		uint16_t *p = pb + r * cols;
+		size_t live = causal ? r + 1 : seq, j = live;
+		inv[r] = softmax_row_bf16_avx512(p, sc + r * cols, live);
+		/* the vector live ends in was stored up to live only */
+		if (j % 16 && j < cols) {
+			size_t end = (j + 15) & ~(size_t)15;
+			end = end < cols ? end : cols;
+			_mm256_mask_storeu_epi16(p + j, lanes(end - j), z);
+			j = end;
+		}
+		for (; j < cols; j += 16)
+			_mm256_mask_storeu_epi16(p + j, lanes(cols - j), z);
+	}
 }
 
 /* The exponential of before exp2_avx512 (HYDB_FWD_SOFTMAX_V1): 2^t: 2^round(t) (scalef, which takes t down to -inf as 0) times 2^f,
@@ -1079,6 +1105,22 @@ float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
 	return softmax_bf16(p, row, live, cols, 0);
 }
 
+/* A head's softmax, rows [0, seq) of sc into P (cols apart). */
+static void softmax_rows(uint16_t *pb, const float *sc, float *inv,
+			 size_t seq, size_t cols, int causal, int legacy)
+{
+	int v1 = (legacy & HYDB_FWD_SOFTMAX_V1) != 0;
+#ifdef HYDB_AVX512BF16
+	if (!v1 && !(legacy & HYDB_FWD_SOFTMAX_PER_ROW) && have_avx512bf16()) {
+		softmax_rows_bf16_avx512(pb, sc, inv, seq, seq, cols, causal);
+		return;
+	}
+#endif
+	for (size_t r = 0; r < seq; r++)
+		inv[r] = softmax_bf16(pb + r * cols, sc + r * cols,
+				      causal ? r + 1 : seq, cols, v1);
+}
+
 struct attn_ctx {
 	float *o;
 	const float *q, *k, *v;
@@ -1405,15 +1447,12 @@ static void attn16_task(void *p, size_t task, size_t thread)
 	struct attn16_buf b;
 	attn16_layout(&b, c->buf + thread * attn16_bytes(seq, d), seq, d);
 	sp = c->f->legacy & HYDB_FWD_ATTN_UNPADDED ? seq : sp;
-	int v1 = (c->f->legacy & HYDB_FWD_SOFTMAX_V1) != 0;
 	int pad = sp != seq;
 	head_copy(b.qh, c->q + off, seq, d, c->width);
 	head_copy_pad(b.kh, c->k + off, seq, sp, d, c->width);
 	attn_matmul(c->clk, c->f, thread, b.sc, c->scale, b.qh, b.kh, seq, d,
 		    sp, 1, 0);
-	for (size_t r = 0; r < seq; r++)
-		b.inv[r] = softmax_bf16(b.pb + r * sp, b.sc + r * sp,
-					c->causal ? r + 1 : seq, sp, v1);
+	softmax_rows(b.pb, b.sc, b.inv, seq, sp, c->causal, c->f->legacy);
 	if (pad)
 		head_copy_pad(b.vh, c->v + off, seq, sp, d, c->width);
 	attn_matmul(c->clk, c->f, thread, b.oh, 1.0f, b.pb,

@@ -88,6 +88,9 @@ enum {
 	/* oneDNN memory objects made at each of attention's matmuls instead
 	 * of kept by the lanes */
 	HYDB_FWD_DNNL_FRESH_MEMORIES = 256,
+	/* the bf16 softmax a call per row (memset of its zeros, dispatch)
+	 * instead of a head's rows in one call */
+	HYDB_FWD_SOFTMAX_PER_ROW = 512,
 };
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
