@@ -448,7 +448,8 @@ struct ln_ctx {
 	const float *add;   /* a bias to add to x first, or NULL */
 	size_t width;
 	double eps;
-	int scalar;         /* HYDB_FWD_SCALAR (float32 output only) */
+	int scalar;         /* float32 output: HYDB_FWD_SCALAR; bfloat16
+			     * output: HYDB_FWD_LN_ONE_CHAIN */
 };
 
 /* The row's mean and 1 / standard deviation, x += add first when add is
@@ -482,6 +483,41 @@ V16_INLINE void ln_stats(float *x, const float *add, size_t width,
 	for (; i < width; i++)
 		var += (double)(x[i] - m) * (x[i] - m);
 	var += v16_sum(&acc);
+	*mean = m;
+	*inv = (float)(1.0 / sqrt(var / (double)width + eps));
+}
+
+/* Sum of x[0, width) - m (m = 0) or of its squares (m given), in float32
+ * lanes of four vectors in turn, then double: ln_stats's single chain of
+ * additions waited 4 cycles a vector, the four overlap. */
+V16_INLINE double ln_sum4(const float *x, size_t width, const float *m)
+{
+	size_t n64 = width / 64 * 64, n16 = width / 16 * 16, i;
+	hydb_v16 a[4] = {{0}, {0}, {0}, {0}}, vm = v16_splat(m ? *m : 0.0f);
+	double tail = 0;
+	for (i = 0; i < n64; i += 64)
+		for (int k = 0; k < 4; k++) {
+			hydb_v16 d = v16_load(x + i + 16 * k) - vm;
+			a[k] += m ? d * d : d;
+		}
+	for (; i < n16; i += 16) {
+		hydb_v16 d = v16_load(x + i) - vm;
+		a[0] += m ? d * d : d;
+	}
+	for (; i < width; i++) {
+		double d = (double)x[i] - (m ? *m : 0.0f);
+		tail += m ? d * d : d;
+	}
+	hydb_v16 t = (a[0] + a[1]) + (a[2] + a[3]);
+	return tail + v16_sum(&t);
+}
+
+/* ln_stats without add, on four chains (ln_sum4). */
+V16_INLINE void ln_stats4(const float *x, size_t width, double eps,
+			  float *mean, float *inv)
+{
+	float m = (float)(ln_sum4(x, width, NULL) / (double)width);
+	double var = ln_sum4(x, width, &m);
 	*mean = m;
 	*inv = (float)(1.0 / sqrt(var / (double)width + eps));
 }
@@ -521,11 +557,14 @@ V16_INLINE hydb_v16 v16_store_bf16(uint16_t *dst, const hydb_v16 *v)
 V16_CLONES
 static void ln_row_bf16(uint16_t *o, float *x, const float *add,
 			const float *w, const float *b, size_t width,
-			double eps)
+			double eps, int one_chain)
 {
 	size_t n16 = width / 16 * 16, i;
 	float m, inv;
-	ln_stats(x, add, width, eps, &m, &inv);
+	if (add || one_chain)
+		ln_stats(x, add, width, eps, &m, &inv);
+	else
+		ln_stats4(x, width, eps, &m, &inv);
 #ifdef HYDB_AVX512BF16
 	if (have_avx512bf16()) {
 		ln_out_bf16_avx512(o, x, m, inv, w, b, width);
@@ -573,7 +612,7 @@ static void ln_rows(void *p, size_t r0, size_t r1)
 	for (size_t r = r0; r < r1; r++)
 		if (c->out16)
 			ln_row_bf16(c->out16 + r * w, c->x + r * w, c->add,
-				    c->w, c->b, w, c->eps);
+				    c->w, c->b, w, c->eps, c->scalar);
 		else
 			(c->scalar ? ln_row_scalar : ln_row)(
 				c->out + r * w, c->x + r * w, c->add, c->w,
@@ -583,6 +622,11 @@ static void ln_rows(void *p, size_t r0, size_t r1)
 static int scalar_mode(const hydb_fwd *f)
 {
 	return f ? f->legacy & HYDB_FWD_SCALAR : 0;
+}
+
+static int ln_one_chain(const hydb_fwd *f)
+{
+	return f ? (f->legacy & HYDB_FWD_LN_ONE_CHAIN) != 0 : 0;
 }
 
 void hydb_layer_norm(const hydb_fwd *f, float *out, const float *x,
@@ -598,7 +642,8 @@ void hydb_layer_norm_bf16(const hydb_fwd *f, uint16_t *out, const float *x,
 			  size_t rows, size_t width, const float *w,
 			  const float *b, double eps)
 {
-	struct ln_ctx c = {NULL, out, (float *)x, w, b, NULL, width, eps, 0};
+	struct ln_ctx c = {NULL, out, (float *)x, w, b, NULL, width, eps,
+			   ln_one_chain(f)};
 	parallel_rows(f, ln_rows, &c, rows, width);
 }
 
@@ -1711,9 +1756,10 @@ static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 	uint16_t *v = (uint16_t *)s.v, *mid = q;
 	const hydb_layer_w *next = b + 1 < t->blocks + t->layers ? b + 1 : NULL;
 	struct ln_ctx ln2 = {NULL, s.xb, x, b->ln2_w, b->ln2_b, NULL, w,
-			     t->ln_eps, 0};
+			     t->ln_eps, ln_one_chain(f)};
 	struct ln_ctx ln1 = {NULL, s.xb, x, next ? next->ln1_w : NULL,
-			     next ? next->ln1_b : NULL, NULL, w, t->ln_eps, 0};
+			     next ? next->ln1_b : NULL, NULL, w, t->ln_eps,
+			     ln_one_chain(f)};
 
 	/* The blocks after a tower's first find their LayerNorm in xb, made
 	 * by the previous block's last matmul. */

@@ -91,6 +91,9 @@ enum {
 	/* the bf16 softmax a call per row (memset of its zeros, dispatch)
 	 * instead of a head's rows in one call */
 	HYDB_FWD_SOFTMAX_PER_ROW = 512,
+	/* the bf16 engine's LayerNorm statistics summed on one chain of
+	 * vector additions instead of four */
+	HYDB_FWD_LN_ONE_CHAIN = 1024,
 };
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
