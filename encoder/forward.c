@@ -290,11 +290,20 @@ softmax_row_bf16_avx512(uint16_t *p, const float *row, size_t live)
 {
 	size_t n16 = live / 16 * 16, j;
 	__mmask16 k = lanes(live - n16);
-	__m512 m = _mm512_set1_ps(-INFINITY);
+	__m512 m = _mm512_set1_ps(-INFINITY), m2 = m, m3 = m, m4 = m;
 	__m256 acc = _mm256_setzero_ps();
 	__m256bh ones = (__m256bh)_mm256_set1_epi16(0x3f80);
-	for (j = 0; j < n16; j += 16)
+	/* four chains of maxima: one waited on the last, a third of the
+	 * row's time */
+	for (j = 0; j + 64 <= n16; j += 64) {
 		m = _mm512_max_ps(m, _mm512_loadu_ps(row + j));
+		m2 = _mm512_max_ps(m2, _mm512_loadu_ps(row + j + 16));
+		m3 = _mm512_max_ps(m3, _mm512_loadu_ps(row + j + 32));
+		m4 = _mm512_max_ps(m4, _mm512_loadu_ps(row + j + 48));
+	}
+	for (; j < n16; j += 16)
+		m = _mm512_max_ps(m, _mm512_loadu_ps(row + j));
+	m = _mm512_max_ps(_mm512_max_ps(m, m2), _mm512_max_ps(m3, m4));
 	m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, row + j));
 	__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
 	/* Two sums, so that each waits on the dot product before last. */
