@@ -112,7 +112,9 @@ fi
 # the kernels of a CPU without AMX (AMD Zen 4), on this one.
 # HYDB_BENCH_BEFORE=1 adds bf16-before, the bf16 block of before
 # (HYDB_FORWARD_LEGACY=4, encoder/forward.h; HYDB_BENCH_BEFORE_FLAGS
-# chooses other flags, 8 for the attention of before), to the rotation.
+# chooses other flags, 8 for the attention of before, 2032 for the block
+# before the caption attention, softmax, LayerNorm and scratch changes of
+# flags 16 to 1024), to the rotation.
 VARIANTS="f32 bf16 bf16-avx512"
 [ "${HYDB_BENCH_BEFORE:-0}" = 1 ] && VARIANTS="$VARIANTS bf16-before"
 echo "== engines (2 threads; $VARIANTS alternated, ${HYDB_BENCH_ROUNDS:-2} rounds, best of each)"

@@ -117,6 +117,10 @@ void hydb_bf16_run_free(hydb_bf16_run *r)
 {
 }
 
+void hydb_bf16_run_fresh_memories(hydb_bf16_run *r, int fresh)
+{
+}
+
 int hydb_bf16_run_status(const hydb_bf16_run *r)
 {
 	return hydb_bf16_check();
@@ -245,17 +249,30 @@ struct hydb_bf16 {
 	pthread_mutex_t lock;
 };
 
+/* Memory objects of a lane's plain matmuls (src, weights, dst,
+ * scratchpad), made once per primitive and pointed at each call's data:
+ * making four each call was ~8% of an attention head's product. */
+#define LANE_MEMS 4
+
+struct lane_mems {
+	dnnl_primitive_t p;
+	dnnl_memory_t m[4];
+};
+
 /* A lane: one thread's stream and scratchpad. */
 struct lane {
 	dnnl_stream_t s;
 	void *pad, *tmp;
 	size_t pad_size, tmp_size;
 	int rc;
+	struct lane_mems mc[LANE_MEMS];
+	unsigned mc_next;
 };
 
 struct hydb_bf16_run {
 	hydb_bf16 *e;
 	size_t lanes;
+	int fresh;      /* hydb_bf16_run_fresh_memories */
 	struct lane lane[];
 };
 
@@ -553,6 +570,10 @@ void hydb_bf16_run_free(hydb_bf16_run *r)
 	if (!r)
 		return;
 	for (size_t i = 0; i < r->lanes; i++) {
+		for (size_t j = 0; j < LANE_MEMS; j++)
+			for (size_t k = 0; k < 4; k++)
+				if (r->lane[i].mc[j].m[k])
+					dnnl_memory_destroy(r->lane[i].mc[j].m[k]);
 		dnnl_stream_destroy(r->lane[i].s);
 		free(r->lane[i].pad);
 		free(r->lane[i].tmp);
@@ -786,6 +807,66 @@ static int plain_prim(struct prim *out, int *own, hydb_bf16 *e, size_t m,
 	return rc;
 }
 
+void hydb_bf16_run_fresh_memories(hydb_bf16_run *r, int fresh)
+{
+	r->fresh = fresh;
+}
+
+/* The lane's memory objects for plain primitive pr, made on first use
+ * (the least recently made set replaced), or NULL. */
+static struct lane_mems *lane_mems(hydb_bf16 *e, struct lane *l,
+				   const struct prim *pr)
+{
+	for (size_t i = 0; i < LANE_MEMS; i++)
+		if (l->mc[i].p == pr->p)
+			return &l->mc[i];
+	struct lane_mems *c = &l->mc[l->mc_next++ % LANE_MEMS];
+	const dnnl_memory_desc_t *mds[4] = {&pr->src, &pr->wei, &pr->dst,
+					    &pr->pad};
+	c->p = NULL;
+	for (size_t k = 0; k < 4; k++) {
+		if (c->m[k])
+			dnnl_memory_destroy(c->m[k]);
+		c->m[k] = NULL;
+	}
+	for (size_t k = 0; k < 4; k++)
+		if ((k < 3 || pr->pad_size) &&
+		    dnnl_memory_create(&c->m[k], mds[k], e->eng,
+				       DNNL_MEMORY_NONE) != dnnl_success)
+			return NULL;
+	c->p = pr->p;
+	return c;
+}
+
+/* execute for a plain matmul (no bias) on the lane's kept memory
+ * objects; a primitive not kept in the cache (own) or a lane that could
+ * not make them runs as execute does. */
+static int execute_kept(hydb_bf16 *e, struct lane *l, const struct prim *pr,
+			const void *a, const void *b, void *c, int own)
+{
+	struct lane_mems *mc = own ? NULL : lane_mems(e, l, pr);
+	if (!mc)
+		return execute(e, l, pr, a, (void *)b, c, NULL);
+	void *ptrs[4] = {(void *)a, (void *)b, c, l->pad};
+	int args[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST,
+		       DNNL_ARG_SCRATCHPAD};
+	dnnl_exec_arg_t ea[4];
+	int n = 0;
+	dnnl_status_t st = dnnl_success;
+	for (int i = 0; i < 4 && st == dnnl_success; i++) {
+		if (!mc->m[i])
+			continue;
+		st = dnnl_memory_set_data_handle(mc->m[i], ptrs[i]);
+		ea[n].arg = args[i];
+		ea[n++].memory = mc->m[i];
+	}
+	if (st == dnnl_success)
+		st = dnnl_primitive_execute(pr->p, l->s, n, ea);
+	if (st == dnnl_success)
+		st = dnnl_stream_wait(l->s);
+	return st == dnnl_success ? HYDB_OK : dnnl_fail(st, "matmul");
+}
+
 static int matmul(hydb_bf16_run *r, struct lane *l, float *c, float alpha,
 		  const uint16_t *a, const uint16_t *b, size_t m, size_t k,
 		  size_t n, int b_trans, size_t ldb)
@@ -795,8 +876,10 @@ static int matmul(hydb_bf16_run *r, struct lane *l, float *c, float alpha,
 	FORWARD_IF_ERROR(plain_prim(&pr, &own, r->e, m, k, n, b_trans, ldb,
 				    alpha));
 	int rc = reserve(&l->pad, &l->pad_size, pr.pad_size);
-	if (rc == 0)
+	if (rc == 0 && r->fresh)
 		rc = execute(r->e, l, &pr, a, (void *)b, c, NULL);
+	else if (rc == 0)
+		rc = execute_kept(r->e, l, &pr, a, b, c, own);
 	if (own)
 		dnnl_primitive_destroy(pr.p);
 	return rc;

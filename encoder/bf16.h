@@ -67,6 +67,9 @@ int hydb_bf16_run_new(hydb_bf16_run **out, hydb_bf16 *e, size_t lanes);
 /* Column slices w was packed in (0 if it was not). */
 size_t hydb_bf16_slices(const hydb_bf16_run *r, const float *w);
 void hydb_bf16_run_free(hydb_bf16_run *r);
+/* Nonzero: hydb_bf16_matmul makes oneDNN memory objects at each call, as
+ * before the lanes kept them (the bench's A/B only). */
+void hydb_bf16_run_fresh_memories(hydb_bf16_run *r, int fresh);
 /* The first error of the run's linear layers (they keep no other way to
  * report one), or HYDB_OK. Later layers of a failed run do nothing. */
 int hydb_bf16_run_status(const hydb_bf16_run *r);

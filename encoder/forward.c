@@ -43,6 +43,9 @@ int hydb_fwd_begin(hydb_fwd *f, const hydb_encoder *e)
 		hydb_pool_free(f->pool);
 		return rc;
 	}
+	if (f->bf16)
+		hydb_bf16_run_fresh_memories(
+			f->bf16, (f->legacy & HYDB_FWD_DNNL_FRESH_MEMORIES) != 0);
 	if (f->split)
 		hydb_blas_serial_begin();
 	return HYDB_OK;
@@ -221,7 +224,7 @@ static void exp_array(float *y, const float *x, size_t n)
 #include <immintrin.h>
 #define HYDB_AVX512BF16 1
 #define BF16_TARGET \
-	__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
+	__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma")))
 
 static int have_avx512bf16(void)
 {
@@ -235,22 +238,21 @@ static int have_avx512bf16(void)
 	return h && !hydb_bf16_test_generic;
 }
 
-/* 2^t: 2^round(t) (scalef, which takes t down to -inf as 0) times 2^f,
- * |f| <= 1/2, by its degree-5 Taylor polynomial (relative error < 3e-6,
- * against bfloat16's 2e-3). NaN stays NaN. */
+/* 2^t for t <= 0: 2^floor(t) (scalef reads floor(t) from t itself) times
+ * 2^f, f = t - floor(t) in [0, 1) (vreduceps, exact), by a degree-4
+ * polynomial fitted to 2^f's relative error on [0, 1) (< 3e-6 in float32;
+ * bfloat16 keeps 2e-3): 7 instructions, where rounding t, subtracting and
+ * clamping it took 3 more. t far below -149 gives 0, NaN stays NaN. */
 BF16_TARGET static inline __m512 exp2_avx512(__m512 t)
 {
-	t = _mm512_max_ps(_mm512_set1_ps(-200.0f), t);
-	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
-					       _MM_FROUND_NO_EXC);
-	__m512 f = _mm512_sub_ps(t, n);
-	__m512 p = _mm512_set1_ps(1.3333558e-3f);
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-	return _mm512_scalef_ps(p, n);
+	__m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF |
+				       _MM_FROUND_NO_EXC);
+	__m512 p = _mm512_set1_ps(1.35341678e-2f);
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.20114601e-2f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.41442755e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.93003833e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.00000262f));
+	return _mm512_scalef_ps(p, t);
 }
 
 /* v rounded to bfloat16 into the lanes of dst in mask; returns the rounded
@@ -269,9 +271,120 @@ static __mmask16 lanes(size_t n)
 	return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
 }
 
+/* v rounded to bfloat16, stored into dst's 16 lanes (those of mask) and
+ * returned. */
+BF16_TARGET static inline __m256i round_store_avx512(uint16_t *dst,
+						     __mmask16 mask, __m512 v)
+{
+	__m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+	_mm256_mask_storeu_epi16(dst, mask, h);
+	return h;
+}
+
 /* hydb_softmax_row_bf16 on one row (see there): whole vectors, then the
- * masked rest. */
-BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
+ * masked rest. The rounded values are summed by a bfloat16 dot product
+ * with ones (exact products, float32 sums), one instruction where
+ * widening them back to float32 and adding took three. */
+BF16_TARGET static inline __attribute__((always_inline)) float
+softmax_row_bf16_avx512(uint16_t *p, const float *row, size_t live)
+{
+	size_t n16 = live / 16 * 16, j;
+	__mmask16 k = lanes(live - n16);
+	__m512 m = _mm512_set1_ps(-INFINITY), m2 = m, m3 = m, m4 = m;
+	__m256 acc = _mm256_setzero_ps();
+	__m256bh ones = (__m256bh)_mm256_set1_epi16(0x3f80);
+	/* four chains of maxima: one waited on the last, a third of the
+	 * row's time */
+	for (j = 0; j + 64 <= n16; j += 64) {
+		m = _mm512_max_ps(m, _mm512_loadu_ps(row + j));
+		m2 = _mm512_max_ps(m2, _mm512_loadu_ps(row + j + 16));
+		m3 = _mm512_max_ps(m3, _mm512_loadu_ps(row + j + 32));
+		m4 = _mm512_max_ps(m4, _mm512_loadu_ps(row + j + 48));
+	}
+	for (; j < n16; j += 16)
+		m = _mm512_max_ps(m, _mm512_loadu_ps(row + j));
+	m = _mm512_max_ps(_mm512_max_ps(m, m2), _mm512_max_ps(m3, m4));
+	m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, row + j));
+	__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+	/* Two sums, so that each waits on the dot product before last. */
+	__m256 acc2 = _mm256_setzero_ps();
+	for (j = 0; j + 32 <= n16; j += 32) {
+		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
+		__m512 t2 = _mm512_sub_ps(_mm512_loadu_ps(row + j + 16), mx);
+		__m256i h = round_store_avx512(p + j, 0xffff, exp2_avx512(t));
+		__m256i h2 = round_store_avx512(p + j + 16, 0xffff,
+						exp2_avx512(t2));
+		acc = _mm256_dpbf16_ps(acc, (__m256bh)h, ones);
+		acc2 = _mm256_dpbf16_ps(acc2, (__m256bh)h2, ones);
+	}
+	acc = _mm256_add_ps(acc, acc2);
+	if (j < n16) {
+		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
+		__m256i h = round_store_avx512(p + j, 0xffff, exp2_avx512(t));
+		acc = _mm256_dpbf16_ps(acc, (__m256bh)h, ones);
+		j += 16;
+	}
+	if (k) {
+		__m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx);
+		__m512 e = _mm512_maskz_mov_ps(k, exp2_avx512(t));
+		__m256i h = round_store_avx512(p + j, k, e);
+		acc = _mm256_dpbf16_ps(acc, (__m256bh)h, ones);
+	}
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(acc),
+			      _mm256_extractf128_ps(acc, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return 1.0f / _mm_cvtss_f32(s);
+}
+
+/* Rows [0, rows) of a head's scores sc into P (both rows cols apart),
+ * inv[r] = 1 / the sum of row r's: the row loop of hydb_softmax_row_bf16
+ * in one call, its zeros past live stored by masks where a call to
+ * memset, the dispatch and the row's call and return were a third of a
+ * row's time. live is r + 1 when causal, else seq. */
+BF16_TARGET static void softmax_rows_bf16_avx512(uint16_t *pb,
+						 const float *sc, float *inv,
+						 size_t rows, size_t seq,
+						 size_t cols, int causal)
+{
+	__m256i z = _mm256_setzero_si256();
+	for (size_t r = 0; r < rows; r++) {
+		uint16_t *p = pb + r * cols;
+		size_t live = causal ? r + 1 : seq, j = live;
+		inv[r] = softmax_row_bf16_avx512(p, sc + r * cols, live);
+		/* the vector live ends in was stored up to live only */
+		if (j % 16 && j < cols) {
+			size_t end = (j + 15) & ~(size_t)15;
+			end = end < cols ? end : cols;
+			_mm256_mask_storeu_epi16(p + j, lanes(end - j), z);
+			j = end;
+		}
+		for (; j < cols; j += 16)
+			_mm256_mask_storeu_epi16(p + j, lanes(cols - j), z);
+	}
+}
+
+/* The exponential of before exp2_avx512 (HYDB_FWD_SOFTMAX_V1): 2^t: 2^round(t) (scalef, which takes t down to -inf as 0) times 2^f,
+ * |f| <= 1/2, by its degree-5 Taylor polynomial (relative error < 3e-6,
+ * against bfloat16's 2e-3). NaN stays NaN. */
+BF16_TARGET static inline __m512 exp2_avx512_v1(__m512 t)
+{
+	t = _mm512_max_ps(_mm512_set1_ps(-200.0f), t);
+	__m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
+					       _MM_FROUND_NO_EXC);
+	__m512 f = _mm512_sub_ps(t, n);
+	__m512 p = _mm512_set1_ps(1.3333558e-3f);
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+/* The softmax row of before softmax_row_bf16_avx512 (HYDB_FWD_SOFTMAX_V1):
+ * the rounded values widened back to float32 to be summed. */
+BF16_TARGET static float softmax_row_bf16_avx512_v1(uint16_t *p,
 						 const float *row,
 						 size_t live)
 {
@@ -285,11 +398,11 @@ BF16_TARGET static float softmax_row_bf16_avx512(uint16_t *p,
 	for (j = 0; j < n16; j += 16) {
 		__m512 t = _mm512_sub_ps(_mm512_loadu_ps(row + j), mx);
 		acc = _mm512_add_ps(acc, store_bf16_avx512(p + j, 0xffff,
-							   exp2_avx512(t)));
+							   exp2_avx512_v1(t)));
 	}
 	if (k) {
 		__m512 t = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), mx);
-		__m512 r = store_bf16_avx512(p + j, k, exp2_avx512(t));
+		__m512 r = store_bf16_avx512(p + j, k, exp2_avx512_v1(t));
 		acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, r));
 	}
 	return 1.0f / _mm512_reduce_add_ps(acc);
@@ -344,7 +457,8 @@ struct ln_ctx {
 	const float *add;   /* a bias to add to x first, or NULL */
 	size_t width;
 	double eps;
-	int scalar;         /* HYDB_FWD_SCALAR (float32 output only) */
+	int scalar;         /* float32 output: HYDB_FWD_SCALAR; bfloat16
+			     * output: HYDB_FWD_LN_ONE_CHAIN */
 };
 
 /* The row's mean and 1 / standard deviation, x += add first when add is
@@ -378,6 +492,41 @@ V16_INLINE void ln_stats(float *x, const float *add, size_t width,
 	for (; i < width; i++)
 		var += (double)(x[i] - m) * (x[i] - m);
 	var += v16_sum(&acc);
+	*mean = m;
+	*inv = (float)(1.0 / sqrt(var / (double)width + eps));
+}
+
+/* Sum of x[0, width) - m (m = 0) or of its squares (m given), in float32
+ * lanes of four vectors in turn, then double: ln_stats's single chain of
+ * additions waited 4 cycles a vector, the four overlap. */
+V16_INLINE double ln_sum4(const float *x, size_t width, const float *m)
+{
+	size_t n64 = width / 64 * 64, n16 = width / 16 * 16, i;
+	hydb_v16 a[4] = {{0}, {0}, {0}, {0}}, vm = v16_splat(m ? *m : 0.0f);
+	double tail = 0;
+	for (i = 0; i < n64; i += 64)
+		for (int k = 0; k < 4; k++) {
+			hydb_v16 d = v16_load(x + i + 16 * k) - vm;
+			a[k] += m ? d * d : d;
+		}
+	for (; i < n16; i += 16) {
+		hydb_v16 d = v16_load(x + i) - vm;
+		a[0] += m ? d * d : d;
+	}
+	for (; i < width; i++) {
+		double d = (double)x[i] - (m ? *m : 0.0f);
+		tail += m ? d * d : d;
+	}
+	hydb_v16 t = (a[0] + a[1]) + (a[2] + a[3]);
+	return tail + v16_sum(&t);
+}
+
+/* ln_stats without add, on four chains (ln_sum4). */
+V16_INLINE void ln_stats4(const float *x, size_t width, double eps,
+			  float *mean, float *inv)
+{
+	float m = (float)(ln_sum4(x, width, NULL) / (double)width);
+	double var = ln_sum4(x, width, &m);
 	*mean = m;
 	*inv = (float)(1.0 / sqrt(var / (double)width + eps));
 }
@@ -417,11 +566,14 @@ V16_INLINE hydb_v16 v16_store_bf16(uint16_t *dst, const hydb_v16 *v)
 V16_CLONES
 static void ln_row_bf16(uint16_t *o, float *x, const float *add,
 			const float *w, const float *b, size_t width,
-			double eps)
+			double eps, int one_chain)
 {
 	size_t n16 = width / 16 * 16, i;
 	float m, inv;
-	ln_stats(x, add, width, eps, &m, &inv);
+	if (add || one_chain)
+		ln_stats(x, add, width, eps, &m, &inv);
+	else
+		ln_stats4(x, width, eps, &m, &inv);
 #ifdef HYDB_AVX512BF16
 	if (have_avx512bf16()) {
 		ln_out_bf16_avx512(o, x, m, inv, w, b, width);
@@ -469,7 +621,7 @@ static void ln_rows(void *p, size_t r0, size_t r1)
 	for (size_t r = r0; r < r1; r++)
 		if (c->out16)
 			ln_row_bf16(c->out16 + r * w, c->x + r * w, c->add,
-				    c->w, c->b, w, c->eps);
+				    c->w, c->b, w, c->eps, c->scalar);
 		else
 			(c->scalar ? ln_row_scalar : ln_row)(
 				c->out + r * w, c->x + r * w, c->add, c->w,
@@ -479,6 +631,11 @@ static void ln_rows(void *p, size_t r0, size_t r1)
 static int scalar_mode(const hydb_fwd *f)
 {
 	return f ? f->legacy & HYDB_FWD_SCALAR : 0;
+}
+
+static int ln_one_chain(const hydb_fwd *f)
+{
+	return f ? (f->legacy & HYDB_FWD_LN_ONE_CHAIN) != 0 : 0;
 }
 
 void hydb_layer_norm(const hydb_fwd *f, float *out, const float *x,
@@ -494,7 +651,8 @@ void hydb_layer_norm_bf16(const hydb_fwd *f, uint16_t *out, const float *x,
 			  size_t rows, size_t width, const float *w,
 			  const float *b, double eps)
 {
-	struct ln_ctx c = {NULL, out, (float *)x, w, b, NULL, width, eps, 0};
+	struct ln_ctx c = {NULL, out, (float *)x, w, b, NULL, width, eps,
+			   ln_one_chain(f)};
 	parallel_rows(f, ln_rows, &c, rows, width);
 }
 
@@ -782,6 +940,62 @@ static void bf16_step_time(const struct bf16_step *s, double t)
 	hydb_bf16_gemm_seconds += all > 0 ? t * (all - ln) / all : t;
 }
 
+/* How a linear layer is cut into blocks for the pool: row_parts blocks of
+ * rows times slices column slices. */
+static void bf16_plan(const hydb_fwd *f, const hydb_bf16_op *op,
+		      size_t *row_parts, size_t *slices)
+{
+	size_t threads = hydb_pool_threads(pool_of(f)), n = op->n;
+	size_t sl = hydb_bf16_slices(f->bf16, op->w);
+	size_t rp = (n + BF16_BLOCK_ROWS - 1) / BF16_BLOCK_ROWS;
+	if (rp < threads)
+		rp = n / BF16_MIN_ROWS < threads ? n / BF16_MIN_ROWS : threads;
+	/* A sliced weight (a caption's) is cut by columns only; an unknown
+	 * one runs as one block for the engine to report. */
+	if (sl != 1 || rp == 0)
+		rp = 1;
+	*row_parts = rp;
+	*slices = sl ? sl : 1;
+}
+
+/* Several independent linear layers (q, k and v) in one step. */
+#define BF16_MULTI_MAX 3
+
+struct bf16_multi {
+	const hydb_fwd *f;
+	const hydb_bf16_op *op;
+	size_t nop, parts[BF16_MULTI_MAX], slices[BF16_MULTI_MAX];
+};
+
+static void bf16_multi_task(void *p, size_t i, size_t thread)
+{
+	const struct bf16_multi *m = p;
+	size_t k = 0;
+	while (i >= m->parts[k] * m->slices[k])
+		i -= m->parts[k] * m->slices[k], k++;
+	hydb_bf16_linear_block(m->f->bf16, thread, &m->op[k], i, m->parts[k],
+			       m->slices[k]);
+}
+
+/* The blocks of nop linear layers in one pool step: one wait for the
+ * slowest block instead of one per layer, and with more blocks the
+ * threads' shares come out more even (an image batch's 5 row blocks a
+ * layer leave a thread idle for one of the 3 rounds). */
+static void bf16_linears(const hydb_fwd *f, const hydb_bf16_op *op,
+			 size_t nop)
+{
+	struct bf16_multi m = {f, op, nop, {0}, {0}};
+	size_t tasks = 0;
+	for (size_t k = 0; k < nop; k++) {
+		bf16_plan(f, &op[k], &m.parts[k], &m.slices[k]);
+		tasks += m.parts[k] * m.slices[k];
+	}
+	double t = hydb_bf16_timing ? seconds() : 0;
+	hydb_pool_run(pool_of(f), tasks, bf16_multi_task, &m);
+	if (hydb_bf16_timing)
+		hydb_bf16_gemm_seconds += seconds() - t;
+}
+
 /* A linear layer on the engine, bias, GELU and residual fused, in blocks
  * of rows x column slices on the pool; then, when then is set, its
  * LayerNorm of the float32 y into bfloat16 (then->out16): in each block
@@ -792,18 +1006,9 @@ static void bf16_linear_then(const hydb_fwd *f, const hydb_bf16_op *op,
 	struct bf16_step s;
 	memset(&s, 0, sizeof s);
 	s.f = f, s.op = *op;
-	size_t threads = hydb_pool_threads(pool_of(f)), n = op->n;
-	s.slices = hydb_bf16_slices(f->bf16, op->w);
-	s.row_parts = (n + BF16_BLOCK_ROWS - 1) / BF16_BLOCK_ROWS;
-	if (s.row_parts < threads)
-		s.row_parts = n / BF16_MIN_ROWS < threads ? n / BF16_MIN_ROWS :
-			      threads;
-	/* A sliced weight (a caption's) is cut by columns only; an unknown
-	 * one runs as one block for the engine to report. */
-	if (s.slices != 1 || s.row_parts == 0)
-		s.row_parts = 1;
-	s.then = s.slices == 1 ? then : NULL;
-	s.slices = s.slices ? s.slices : 1;
+	size_t n = op->n;
+	bf16_plan(f, op, &s.row_parts, &s.slices);
+	s.then = hydb_bf16_slices(f->bf16, op->w) == 1 ? then : NULL;
 	double t = hydb_bf16_timing ? seconds() : 0;
 	hydb_pool_run(pool_of(f), s.row_parts * s.slices, bf16_task, &s);
 	if (hydb_bf16_timing)
@@ -915,14 +1120,15 @@ static void softmax_row_scalar(float *row, size_t live, size_t cols)
  * scale that makes them sum to 1. Left to the rows of P v, it is d
  * multiplies a row instead of seq. */
 V16_CLONES
-float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
-			    size_t cols)
+static float softmax_bf16(uint16_t *p, const float *row, size_t live,
+			  size_t cols, int v1)
 {
 	if (live < cols)
 		memset(p + live, 0, (cols - live) * sizeof *p);
 #ifdef HYDB_AVX512BF16
 	if (have_avx512bf16())
-		return softmax_row_bf16_avx512(p, row, live);
+		return (v1 ? softmax_row_bf16_avx512_v1 :
+			softmax_row_bf16_avx512)(p, row, live);
 #endif
 	size_t n16 = live / 16 * 16, j;
 	float mx = row_max(row, live);
@@ -945,6 +1151,28 @@ float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
 			sum += r[i];
 	}
 	return (float)(1.0 / sum);
+}
+
+float hydb_softmax_row_bf16(uint16_t *p, const float *row, size_t live,
+			    size_t cols)
+{
+	return softmax_bf16(p, row, live, cols, 0);
+}
+
+/* A head's softmax, rows [0, seq) of sc into P (cols apart). */
+static void softmax_rows(uint16_t *pb, const float *sc, float *inv,
+			 size_t seq, size_t cols, int causal, int legacy)
+{
+	int v1 = (legacy & HYDB_FWD_SOFTMAX_V1) != 0;
+#ifdef HYDB_AVX512BF16
+	if (!v1 && !(legacy & HYDB_FWD_SOFTMAX_PER_ROW) && have_avx512bf16()) {
+		softmax_rows_bf16_avx512(pb, sc, inv, seq, seq, cols, causal);
+		return;
+	}
+#endif
+	for (size_t r = 0; r < seq; r++)
+		inv[r] = softmax_bf16(pb + r * cols, sc + r * cols,
+				      causal ? r + 1 : seq, cols, v1);
 }
 
 struct attn_ctx {
@@ -1051,10 +1279,47 @@ static size_t attn16_layout(struct attn16_buf *l, char *b, size_t seq,
 	return at;
 }
 
+/* Attention on sequences up to this long (a caption's, the text context
+ * is 77) runs as float32 loops on the bfloat16 q, k and v (attn_small_head)
+ * rather than as oneDNN matmuls: a caption head's products are ~12k
+ * multiply-adds each, less than the engine's fixed cost per call, and the
+ * copies into dense blocks and the softmax's own pass cost as much again. */
+#define ATTN_SMALL_SEQ 80
+#define ATTN_SMALL_D 128
+
+static int attn_small(const hydb_fwd *f, size_t seq, size_t d)
+{
+	return !(f->legacy & HYDB_FWD_ATTN_SMALL_MATMULS) &&
+	       seq <= ATTN_SMALL_SEQ && d <= ATTN_SMALL_D && d % 16 == 0;
+}
+
+/* The small path's block: k transposed [d, seq16] and v [seq, d] in
+ * float32, the scores (seq16), q's row and the output row (d each). */
+struct attn_small_buf {
+	float *kt, *vf, *sc, *qf, *acc;
+	size_t ld;
+};
+
+static size_t attn_small_layout(struct attn_small_buf *l, float *b,
+				size_t seq, size_t d)
+{
+	l->ld = (seq + 15) & ~(size_t)15;
+	l->kt = b;
+	l->vf = b + d * l->ld;
+	l->sc = l->vf + seq * d;
+	l->qf = l->sc + l->ld;
+	l->acc = l->qf + d;
+	return round64((d * l->ld + seq * d + l->ld + 2 * d) * sizeof *b);
+}
+
 static size_t attn16_bytes(size_t seq, size_t d)
 {
 	struct attn16_buf l;
-	return attn16_layout(&l, NULL, seq, d);
+	struct attn_small_buf sl;
+	size_t big = attn16_layout(&l, NULL, seq, d);
+	size_t small = seq <= ATTN_SMALL_SEQ && d <= ATTN_SMALL_D ?
+		       attn_small_layout(&sl, NULL, seq, d) : 0;
+	return big > small ? big : small;
 }
 
 size_t hydb_attention_bf16_bytes(const hydb_fwd *f, size_t seq, size_t d)
@@ -1241,14 +1506,107 @@ static void attn16_task(void *p, size_t task, size_t thread)
 	head_copy_pad(b.kh, c->k + off, seq, sp, d, c->width);
 	attn_matmul(c->clk, c->f, thread, b.sc, c->scale, b.qh, b.kh, seq, d,
 		    sp, 1, 0);
-	for (size_t r = 0; r < seq; r++)
-		b.inv[r] = hydb_softmax_row_bf16(b.pb + r * sp, b.sc + r * sp,
-						 c->causal ? r + 1 : seq, sp);
+	softmax_rows(b.pb, b.sc, b.inv, seq, sp, c->causal, c->f->legacy);
 	if (pad)
 		head_copy_pad(b.vh, c->v + off, seq, sp, d, c->width);
 	attn_matmul(c->clk, c->f, thread, b.oh, 1.0f, b.pb,
 		    pad ? b.vh : c->v + off, seq, sp, d, 0, pad ? d : c->width);
 	scale_rows_bf16(c->o + off, c->width, b.oh, b.inv, seq, d);
+}
+
+/* 16 bfloat16 values as float32 (exact). */
+V16_INLINE hydb_v16 v16_load_bf16(const uint16_t *p)
+{
+	typedef uint16_t h16 __attribute__((vector_size(32)));
+	h16 h;
+	memcpy(&h, p, sizeof h);
+	hydb_bf16_bits16 u = __builtin_convertvector(h, hydb_bf16_bits16) << 16;
+	hydb_v16 r;
+	memcpy(&r, &u, sizeof r);
+	return r;
+}
+
+/* The head's k transposed and v, in float32, into b; kt's columns past
+ * seq zero. */
+V16_INLINE void attn_small_load(const struct attn_small_buf *b,
+				const uint16_t *k, const uint16_t *v,
+				size_t seq, size_t width, size_t d)
+{
+	for (size_t c = 0; c < d; c++) {
+		float *row = b->kt + c * b->ld;
+		for (size_t j = 0; j < seq; j++)
+			row[j] = hydb_bf16_to_float(k[j * width + c]);
+		for (size_t j = seq; j < b->ld; j++)
+			row[j] = 0.0f;
+	}
+	for (size_t j = 0; j < seq; j++)
+		for (size_t c = 0; c < d; c += 16) {
+			hydb_v16 x = v16_load_bf16(v + j * width + c);
+			v16_store(b->vf + j * d + c, &x);
+		}
+}
+
+/* sc[0, live) = exp(q.k_j scale - max); returns their sum. Whole vectors
+ * of sc are made; lanes past live are not read. */
+V16_INLINE double attn_small_scores(const struct attn_small_buf *b,
+				    size_t live, size_t d, float scale)
+{
+	for (size_t j = 0; j < live; j += 16) {
+		hydb_v16 s = {0};
+		for (size_t c = 0; c < d; c++)
+			s += v16_splat(b->qf[c]) * v16_load(b->kt + c * b->ld + j);
+		s *= scale;
+		v16_store(b->sc + j, &s);
+	}
+	float mx = row_max(b->sc, live);
+	double sum = 0;
+	for (size_t j = 0; j < live; j += 16) {
+		hydb_v16 x = v16_load(b->sc + j) - v16_splat(mx);
+		x = v16_exp(&x);
+		v16_store(b->sc + j, &x);
+	}
+	for (size_t j = 0; j < live; j++)
+		sum += b->sc[j];
+	return sum;
+}
+
+/* One head of one sequence in float32 from the bfloat16 q, k, v (exact
+ * products, the softmax unrounded: closer to float64 than the matmul
+ * path, whose P is rounded to bfloat16), o rounded once at the end. */
+V16_CLONES
+static void attn_small_head(uint16_t *o, const uint16_t *q, const uint16_t *k,
+			    const uint16_t *v, size_t seq, size_t width,
+			    size_t d, int causal, float *buf)
+{
+	struct attn_small_buf b;
+	attn_small_layout(&b, buf, seq, d);
+	attn_small_load(&b, k, v, seq, width, d);
+	float scale = (float)(1.0 / sqrt((double)d));
+	for (size_t i = 0; i < seq; i++) {
+		size_t live = causal ? i + 1 : seq;
+		for (size_t c = 0; c < d; c += 16) {
+			hydb_v16 x = v16_load_bf16(q + i * width + c);
+			v16_store(b.qf + c, &x);
+		}
+		float inv = (float)(1.0 / attn_small_scores(&b, live, d, scale));
+		for (size_t c = 0; c < d; c += 16) {
+			hydb_v16 a = {0};
+			for (size_t j = 0; j < live; j++)
+				a += v16_splat(b.sc[j]) * v16_load(b.vf + j * d + c);
+			v16_store(b.acc + c, &a);
+		}
+		hydb_bf16_round_scaled(o + i * width, b.acc, inv, d);
+	}
+}
+
+static void attn_small_task(void *p, size_t task, size_t thread)
+{
+	const struct attn16_ctx *c = p;
+	size_t s = task / c->heads, h = task % c->heads;
+	size_t off = s * c->seq * c->width + h * c->d;
+	attn_small_head(c->o + off, c->q + off, c->k + off, c->v + off,
+			c->seq, c->width, c->d, c->causal,
+			(float *)(c->buf + thread * attn16_bytes(c->seq, c->d)));
 }
 
 void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
@@ -1266,7 +1624,8 @@ void hydb_attention_bf16(const hydb_fwd *f, uint16_t *o, const uint16_t *q,
 			       causal,
 			       hydb_bf16_timing ? &clk : NULL};
 	attn_run(f, n_seq * heads, seq * seq * d >= ATTN_PARALLEL_MIN,
-		 attn16_task, &c, c.clk);
+		 attn_small(f, seq, d) ? attn_small_task : attn16_task, &c,
+		 c.clk);
 }
 
 /* ---- the bf16 block of before (HYDB_FWD_BF16_PASSES) ------------------ */
@@ -1363,6 +1722,28 @@ static void block_forward_bf16_v1(const hydb_fwd *f, const hydb_tower *t,
 
 /* ---- the bf16 block ------------------------------------------------------ */
 
+/* q, k and v (bfloat16) from xb: one step, or three with
+ * HYDB_FWD_QKV_STEPS. */
+static void bf16_qkv(const hydb_fwd *f, uint16_t *q, uint16_t *k,
+		     uint16_t *v, const uint16_t *xb, const hydb_layer_w *b,
+		     size_t n, size_t w)
+{
+	hydb_bf16_op op[3] = {
+		{.y = q, .x = xb, .w = b->q_w, .bias = b->q_b, .n = n,
+		 .in = w, .out = w, .y_bf16 = 1},
+		{.y = k, .x = xb, .w = b->k_w, .bias = b->k_b, .n = n,
+		 .in = w, .out = w, .y_bf16 = 1},
+		{.y = v, .x = xb, .w = b->v_w, .bias = b->v_b, .n = n,
+		 .in = w, .out = w, .y_bf16 = 1},
+	};
+	if (!(f->legacy & HYDB_FWD_QKV_STEPS)) {
+		bf16_linears(f, op, 3);
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+		bf16_linear_then(f, &op[i], NULL);
+}
+
 /* hydb_layer_forward on the bf16 engine: the same steps, each linear
  * layer one matmul with its bias, GELU or residual fused (out_proj's bias
  * too), q/k/v and fc1 writing the bfloat16 inputs of what follows
@@ -1384,18 +1765,17 @@ static void block_forward_bf16(const hydb_fwd *f, const hydb_tower *t,
 	uint16_t *v = (uint16_t *)s.v, *mid = q;
 	const hydb_layer_w *next = b + 1 < t->blocks + t->layers ? b + 1 : NULL;
 	struct ln_ctx ln2 = {NULL, s.xb, x, b->ln2_w, b->ln2_b, NULL, w,
-			     t->ln_eps, 0};
+			     t->ln_eps, ln_one_chain(f)};
 	struct ln_ctx ln1 = {NULL, s.xb, x, next ? next->ln1_w : NULL,
-			     next ? next->ln1_b : NULL, NULL, w, t->ln_eps, 0};
+			     next ? next->ln1_b : NULL, NULL, w, t->ln_eps,
+			     ln_one_chain(f)};
 
 	/* The blocks after a tower's first find their LayerNorm in xb, made
 	 * by the previous block's last matmul. */
 	if (b == t->blocks)
 		hydb_layer_norm_bf16(f, s.xb, x, n, w, b->ln1_w, b->ln1_b,
 				     t->ln_eps);
-	bf16_linear(f, q, 1, s.xb, b->q_w, b->q_b, n, w, w, 0, 0);
-	bf16_linear(f, k, 1, s.xb, b->k_w, b->k_b, n, w, w, 0, 0);
-	bf16_linear(f, v, 1, s.xb, b->v_w, b->v_b, n, w, w, 0, 0);
+	bf16_qkv(f, q, k, v, s.xb, b, n, w);
 	hydb_attention_bf16(f, s.xb, q, k, v, n_seq, seq, w, t->heads, causal,
 			    s.attn);
 	hydb_bf16_op o = {.y = x, .x = s.xb, .w = b->o_w, .bias = b->o_b,
@@ -1439,6 +1819,58 @@ void hydb_layer_forward(const hydb_fwd *f, const hydb_tower *t,
 	struct lin fc2 = lin_make(x, mid, b->fc2_w, b->fc2_b, n, t->mlp, w,
 				  1.0f, POST_BIAS);
 	run_linears(f, &fc2, 1);
+}
+
+/* ---- scratch kept between passes ---------------------------------------- */
+
+/* A fresh block of tens of MB (an image batch's scratch) is mapped by
+ * malloc and its pages faulted in and cleared by the kernel as the pass
+ * first writes them, ~2% of a batch's time; a kept block's are already
+ * there. Larger blocks (batches of dozens) are not kept, so a process
+ * that once ran one does not hold it for good. */
+#define HYDB_SCRATCH_KEEP_MAX ((size_t)256 << 20)
+
+static int scratch_kept(const hydb_fwd *f)
+{
+	return !(f->legacy & HYDB_FWD_SCRATCH_PER_PASS);
+}
+
+int hydb_scratch_take(hydb_scratch *s, const hydb_fwd *f, hydb_encoder *e,
+		      size_t bytes, const char *what)
+{
+	s->p = NULL;
+	s->bytes = 0;
+	if (scratch_kept(f)) {
+		pthread_mutex_lock(&e->scratch_lock);
+		if (e->scratch && e->scratch_bytes >= bytes) {
+			s->p = e->scratch, s->bytes = e->scratch_bytes;
+			e->scratch = NULL, e->scratch_bytes = 0;
+		}
+		pthread_mutex_unlock(&e->scratch_lock);
+		if (s->p)
+			return HYDB_OK;
+	}
+	s->p = aligned_alloc(64, round64(bytes ? bytes : 1));
+	RETURN_ERROR_IF(!s->p, HYDB_ENOMEM, "%s: cannot allocate %zu bytes",
+			what, bytes);
+	s->bytes = round64(bytes ? bytes : 1);
+	return HYDB_OK;
+}
+
+void hydb_scratch_give(const hydb_fwd *f, hydb_encoder *e, hydb_scratch *s)
+{
+	void *drop = s->p;
+	if (scratch_kept(f) && s->bytes <= HYDB_SCRATCH_KEEP_MAX) {
+		pthread_mutex_lock(&e->scratch_lock);
+		if (s->bytes > e->scratch_bytes) {
+			drop = e->scratch;
+			e->scratch = s->p, e->scratch_bytes = s->bytes;
+		}
+		pthread_mutex_unlock(&e->scratch_lock);
+	}
+	free(drop);
+	s->p = NULL;
+	s->bytes = 0;
 }
 
 /* ---- resolving tensors ------------------------------------------------- */
@@ -1649,6 +2081,8 @@ void hydb_encoder_release(void *enc)
 	if (!e)
 		return;
 	hydb_bf16_free(e->bf16);
+	free(e->scratch);
+	pthread_mutex_destroy(&e->scratch_lock);
 	free(e->vision.blocks);
 	free(e->text.blocks);
 	free(e);
@@ -1662,6 +2096,7 @@ static int encoder_create(hydb_encoder **out, const struct hydb_model *m)
 	hydb_encoder *e = calloc(1, sizeof *e);
 	RETURN_ERROR_IF(!e, HYDB_ENOMEM, "encoder: out of memory");
 	e->embed_dim = (size_t)c->embed_dim;
+	pthread_mutex_init(&e->scratch_lock, NULL);
 	struct resolver r = {m, 0};
 	int rc = resolve_vision(&r, e, c);
 	if (rc == 0)

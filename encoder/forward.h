@@ -12,6 +12,7 @@
 #ifndef HYDB_FORWARD_H
 #define HYDB_FORWARD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,11 @@ typedef struct hydb_encoder {
 	size_t vocab, context;
 	size_t embed_dim;
 	struct hydb_bf16 *bf16;               /* the bf16 engine, or NULL */
+	/* The scratch block of the last pass, kept for the next
+	 * (hydb_scratch_take), under scratch_lock. */
+	pthread_mutex_t scratch_lock;
+	void *scratch;
+	size_t scratch_bytes;
 } hydb_encoder;
 
 /* Earlier ways of running parts of the forward pass, kept so that
@@ -66,6 +72,28 @@ enum {
 	/* the bf16 engine's attention on seq tokens as they are, v's
 	 * columns read in place, instead of padded to a multiple of 16 */
 	HYDB_FWD_ATTN_UNPADDED = 8,
+	/* the bf16 engine's attention on short sequences (a caption's) as on
+	 * long ones, each head's products two oneDNN matmuls, instead of
+	 * float32 loops on the bfloat16 q, k and v */
+	HYDB_FWD_ATTN_SMALL_MATMULS = 16,
+	/* the bf16 engine's q, k and v projections each a pool step of its
+	 * own instead of their blocks in one step */
+	HYDB_FWD_QKV_STEPS = 32,
+	/* each pass's scratch a fresh allocation, freed after it, instead
+	 * of the encoder's kept block */
+	HYDB_FWD_SCRATCH_PER_PASS = 64,
+	/* the bf16 engine's softmax of before: a degree-5 exponential, the
+	 * rounded values widened back to float32 to be summed */
+	HYDB_FWD_SOFTMAX_V1 = 128,
+	/* oneDNN memory objects made at each of attention's matmuls instead
+	 * of kept by the lanes */
+	HYDB_FWD_DNNL_FRESH_MEMORIES = 256,
+	/* the bf16 softmax a call per row (memset of its zeros, dispatch)
+	 * instead of a head's rows in one call */
+	HYDB_FWD_SOFTMAX_PER_ROW = 512,
+	/* the bf16 engine's LayerNorm statistics summed on one chain of
+	 * vector additions instead of four */
+	HYDB_FWD_LN_ONE_CHAIN = 1024,
 };
 
 /* The threads of one forward pass (encoder/pool.h); OpenBLAS runs
@@ -88,6 +116,19 @@ void hydb_fwd_end(hydb_fwd *f);
 /* y[n, out] = x[n, in] W^T with W [out, in], on the pass's threads. */
 void hydb_fwd_gemm(const hydb_fwd *f, float *y, const float *x, size_t n,
 		   size_t in, size_t out, const float *w);
+
+/* A pass's scratch: at least the bytes asked for, 64-byte aligned. */
+typedef struct hydb_scratch {
+	void *p;
+	size_t bytes;
+} hydb_scratch;
+/* The encoder's kept block when it is big enough, else a new one. Errors:
+ * HYDB_ENOMEM. */
+int hydb_scratch_take(hydb_scratch *s, const hydb_fwd *f, hydb_encoder *e,
+		      size_t bytes, const char *what);
+/* Back to the encoder for the next pass (the larger of it and the kept
+ * block is kept, up to HYDB_SCRATCH_KEEP_MAX bytes), or freed. */
+void hydb_scratch_give(const hydb_fwd *f, hydb_encoder *e, hydb_scratch *s);
 
 /* The encoder state of m, resolving every tensor on first use (thread-safe).
  * Errors: HYDB_EMODEL naming the missing or misshapen tensor. */

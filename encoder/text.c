@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,19 +69,23 @@ int hydb_text_forward(struct hydb_model *m, const int32_t *ids, size_t n_ids,
 	size_t len = pool_position(ids, n_ids, m->cfg.eos_id) + 1;
 	FORWARD_IF_ERROR(check_ids(e, ids, len));
 	FORWARD_IF_ERROR(hydb_fwd_begin(&f, e));
-	size_t scratch, w = e->text.width;
+	size_t scratch, w = e->text.width, xf = (len + 1) * w;
+	hydb_scratch block = {NULL, 0};
 	int rc = hydb_layer_scratch(&scratch, &f, &e->text, 1, len);
-	float *x = rc ? NULL : hydb_alloc_array(len + 1, w * sizeof(float),
-						"text tokens");
-	float *s = x ? hydb_alloc_array(scratch, sizeof(float),
-					"encoder scratch") : NULL;
-	if (s) {
-		text_run(&f, e, ids, len, x, s, features);
+	/* x's floats, rounded up to 16 (64 bytes), then the layers' scratch;
+	 * len <= context, so neither sum overflows past the check above. */
+	xf = (xf + 15) & ~(size_t)15;
+	if (rc == 0 && scratch > SIZE_MAX / sizeof(float) - xf)
+		rc = hydb_error_set(HYDB_ENOMEM, "text scratch overflows");
+	if (rc == 0)
+		rc = hydb_scratch_take(&block, &f, e, (xf + scratch) *
+				       sizeof(float), "text scratch");
+	if (rc == 0) {
+		float *x = block.p;
+		text_run(&f, e, ids, len, x, x + xf, features);
 		rc = hydb_fwd_status(&f);
-	} else if (rc == 0)
-		rc = HYDB_ENOMEM;
-	free(s);
-	free(x);
+		hydb_scratch_give(&f, e, &block);
+	}
 	hydb_fwd_end(&f);
 	return rc;
 }

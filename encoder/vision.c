@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,35 +54,45 @@ static void embed_image(const hydb_fwd *f, const hydb_encoder *e, float *x,
 
 struct vision_buf {
 	float *x, *patches, *scratch, *pooled;
+	hydb_scratch block;     /* all four, from the encoder */
 };
 
-static void vision_buf_free(struct vision_buf *b)
+/* Floats of each part, and where each starts in the block (64-byte
+ * aligned); returns HYDB_ENOMEM on overflow. */
+static int vision_parts(size_t at[4], size_t *total, const hydb_fwd *f,
+			const hydb_encoder *e, size_t n)
 {
-	free(b->x);
-	free(b->patches);
-	free(b->scratch);
-	free(b->pooled);
+	size_t w = e->vision.width, k = 3 * e->patch * e->patch, sz[4];
+	RETURN_ERROR_IF(hydb_mul_size(&sz[0], n, e->n_pos) < 0 ||
+			hydb_mul_size(&sz[0], sz[0], w) < 0 ||
+			hydb_mul_size(&sz[3], n, w) < 0, HYDB_ENOMEM,
+			"image batch of %zu overflows", n);
+	FORWARD_IF_ERROR(hydb_layer_scratch(&sz[2], f, &e->vision, n,
+					     e->n_pos));
+	sz[1] = e->grid * e->grid * k;
+	*total = 0;
+	for (int i = 0; i < 4; i++) {
+		at[i] = *total;
+		RETURN_ERROR_IF(sz[i] > (SIZE_MAX / 8 - *total) / sizeof(float),
+				HYDB_ENOMEM, "image batch of %zu overflows", n);
+		*total += (sz[i] * sizeof(float) + 63) & ~(size_t)63;
+	}
+	return HYDB_OK;
 }
 
 static int vision_buf_alloc(struct vision_buf *b, const hydb_fwd *f,
-			    const hydb_encoder *e, size_t n)
+			    hydb_encoder *e, size_t n)
 {
-	size_t w = e->vision.width, tokens, scratch;
-	size_t k = 3 * e->patch * e->patch;
+	size_t at[4], total = 0;
 	memset(b, 0, sizeof *b);
-	RETURN_ERROR_IF(hydb_mul_size(&tokens, n, e->n_pos) < 0, HYDB_ENOMEM,
-			"image batch of %zu overflows", n);
-	FORWARD_IF_ERROR(hydb_layer_scratch(&scratch, f, &e->vision, n,
-					     e->n_pos));
-	b->x = hydb_alloc_array(tokens, w * sizeof(float), "image tokens");
-	b->patches = hydb_alloc_array(e->grid * e->grid, k * sizeof(float),
-				      "image patches");
-	b->scratch = hydb_alloc_array(scratch, sizeof(float), "encoder scratch");
-	b->pooled = hydb_alloc_array(n, w * sizeof(float), "pooled tokens");
-	if (!b->x || !b->patches || !b->scratch || !b->pooled) {
-		vision_buf_free(b);
-		return HYDB_ENOMEM;
-	}
+	FORWARD_IF_ERROR(vision_parts(at, &total, f, e, n));
+	FORWARD_IF_ERROR(hydb_scratch_take(&b->block, f, e, total,
+					   "image scratch"));
+	char *p = b->block.p;
+	b->x = (float *)(p + at[0]);
+	b->patches = (float *)(p + at[1]);
+	b->scratch = (float *)(p + at[2]);
+	b->pooled = (float *)(p + at[3]);
 	return HYDB_OK;
 }
 
@@ -119,7 +130,7 @@ int hydb_vision_forward(struct hydb_model *m, const float *pixels, size_t n,
 	if (rc == 0) {
 		vision_run(&f, e, &b, pixels, n, features);
 		rc = hydb_fwd_status(&f);
-		vision_buf_free(&b);
+		hydb_scratch_give(&f, e, &b.block);
 	}
 	hydb_fwd_end(&f);
 	return rc;

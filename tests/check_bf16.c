@@ -502,7 +502,10 @@ static void attention_ref(double *ref, double *mag, const uint16_t *q,
  * length (causal or not, heads of 64 and of 32 columns, on the caller
  * alone) and one image's 257 tokens on a pool of two threads; 32 and 256
  * tokens too (no padding to a multiple of 16), and each with the
- * attention of before (HYDB_FWD_ATTN_UNPADDED). The threads' blocks start
+ * attention of before (HYDB_FWD_ATTN_UNPADDED); the captions' lengths
+ * both by the float32 loops of short sequences and, as before, by the
+ * engine's matmuls (HYDB_FWD_ATTN_SMALL_MATMULS), and the image's with
+ * the softmax of before too (HYDB_FWD_SOFTMAX_V1). The threads' blocks start
  * as NaN, so that padding the products read but did not zero fails. P is
  * rounded to bfloat16 (2^-8 of each weight, and as much again through
  * 1 / sum) before P v: 2^-7 of sum_j P_ij |v_j| bounds that, plus the
@@ -516,7 +519,9 @@ START_TEST(attention_bf16)
 	size_t d = width / heads, n = n_seq * seq * width;
 	hydb_bf16 *e;
 	hydb_fwd f = {0};
-	f.legacy = _i & 8 ? HYDB_FWD_ATTN_UNPADDED : 0;
+	f.legacy = (_i & 8 ? HYDB_FWD_ATTN_UNPADDED : 0) |
+		   (_i & 32 ? image ? HYDB_FWD_SOFTMAX_V1 :
+			      HYDB_FWD_ATTN_SMALL_MATMULS : 0);
 	float *x = randoms(3 * n, 2.0f);
 	uint16_t *qkv = malloc(3 * n * 2), *o = malloc(n * 2);
 	double *ref = malloc(seq * d * sizeof *ref), *mag = malloc(seq * d * 8);
@@ -613,6 +618,48 @@ START_TEST(tiny_model_bf16_near_f32)
 }
 END_TEST
 
+/* The encoder keeps a pass's scratch for the next (hydb_scratch_take):
+ * whatever a pass leaves in it must not change the next one's results.
+ * Images, then a caption in the image batch's block, then the images one
+ * at a time and again as a batch: the same features bit for bit, on both
+ * engines. */
+static void same_after_reuse(hydb_precision prec)
+{
+	hydb_model *m;
+	hydb_model_options o;
+	hydb_model_options_init(&o);
+	o.precision = prec;
+	ck_assert_int_eq(hydb_model_open_ex(&m, model_path, &o), HYDB_OK);
+	const char *src = getenv("HYDB_SRCDIR") ? getenv("HYDB_SRCDIR") : "..";
+	char paths[2][512];
+	const char *pp[2];
+	for (int i = 0; i < 2; i++) {
+		snprintf(paths[i], sizeof paths[i], "%s/tests/data/%s", src,
+			 i ? "exact224.png" : "photo420.jpg");
+		pp[i] = paths[i];
+	}
+	size_t d = hydb_model_dim(m);
+	float a[2 * 64], b[2 * 64], t1[64], t2[64], r[2];
+	ck_assert_uint_le(d, 64);
+	ck_assert_int_eq(hydb_encode_text(m, "a cat on a mat", t1, r, NULL), 0);
+	ck_assert_int_eq(hydb_encode_image_files(m, pp, 2, a, r, NULL), 0);
+	ck_assert_int_eq(hydb_encode_text(m, "a cat on a mat", t2, r, NULL), 0);
+	ck_assert_mem_eq(t1, t2, d * sizeof *t1);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(hydb_encode_image_files(m, pp + i, 1, b + i * d,
+							 r, NULL), 0);
+	ck_assert_mem_eq(a, b, 2 * d * sizeof *a);
+	ck_assert_int_eq(hydb_encode_image_files(m, pp, 2, b, r, NULL), 0);
+	ck_assert_mem_eq(a, b, 2 * d * sizeof *a);
+	hydb_model_close(m);
+}
+
+START_TEST(scratch_reused)
+{
+	same_after_reuse(_i ? HYDB_PRECISION_BF16 : HYDB_PRECISION_F32);
+}
+END_TEST
+
 static Suite *suite(int engine)
 {
 	Suite *s = suite_create("bf16");
@@ -636,8 +683,9 @@ static Suite *suite(int engine)
 	/* Each twice: the AVX512_BF16 loops, then the generic ones. */
 	tcase_add_loop_test(t, layer_norm_bf16, 0, 4);
 	tcase_add_loop_test(t, softmax_bf16, 0, 2);
-	tcase_add_loop_test(t, attention_bf16, 0, 32);
+	tcase_add_loop_test(t, attention_bf16, 0, 64);
 	tcase_add_test(t, tiny_model_bf16_near_f32);
+	tcase_add_loop_test(t, scratch_reused, 0, 2);
 	suite_add_tcase(s, t);
 	return s;
 }
