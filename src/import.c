@@ -8,6 +8,7 @@
  */
 #include "import.h"
 #include "base/lorentz.h"
+#include "index/hnsw.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -33,8 +34,9 @@ struct hydb_reader {
 	size_t dim, cols;       /* cols: numbers per row in the file */
 	double curvature;
 	int f8;                 /* npy float64 */
-	uint64_t rows, row;     /* rows: total if known */
+	uint64_t rows, row;     /* rows: total if known; row: rows read so far */
 	uint64_t fsize, data_off;
+	uint32_t *order;        /* fixed formats: file rows in reading order */
 	/* current batch */
 	hydb_record *recs;
 	float *vecs;
@@ -278,6 +280,7 @@ void hydb_reader_close(hydb_reader *r)
 	if (r->f)
 		fclose(r->f);
 	free(r->base);
+	free(r->order);
 	free(r->recs);
 	free(r->vecs);
 	free(r->tmp);
@@ -371,10 +374,17 @@ int hydb_import_key_base(char *out, size_t size, const char *path)
 	return HYDB_OK;
 }
 
+static uint64_t fixed_row_bytes(const hydb_reader *r)
+{
+	return (r->fmt == HYDB_FMT_FVECS ? 4 : 0) + (uint64_t)r->cols * (r->f8 ? 8 : 4);
+}
+
 void hydb_reader_progress(const hydb_reader *r, uint64_t *done, uint64_t *total)
 {
 	long pos = ftell(r->f);
 	*done = pos < 0 ? 0 : (uint64_t)pos;
+	if (r->order)
+		*done = r->data_off + r->row * fixed_row_bytes(r);
 	*total = r->fsize;
 }
 
@@ -398,26 +408,70 @@ static int ensure_batch(hydb_reader *r, size_t max)
 
 /* ---- fixed-size rows ---------------------------------------------------- */
 
-static int read_fixed_row(hydb_reader *r, double *row)
+/* File row idx, read at the current position. */
+static int read_fixed_row(hydb_reader *r, double *row, uint64_t idx)
 {
 	if (r->fmt == HYDB_FMT_FVECS) {
 		int32_t d;
 		RETURN_ERROR_IF(fread(&d, 4, 1, r->f) != 1, HYDB_EFORMAT, "%s: row %llu: truncated", r->path,
-				(unsigned long long)r->row);
+				(unsigned long long)idx);
 		RETURN_ERROR_IF((size_t)d != r->cols, HYDB_EDIM, "%s: row %llu has %d components, expected %zu",
-				r->path, (unsigned long long)r->row, d, r->cols);
+				r->path, (unsigned long long)idx, d, r->cols);
 	}
 	if (r->f8) {
 		RETURN_ERROR_IF(fread(row, 8, r->cols, r->f) != r->cols, HYDB_EFORMAT,
-				"%s: row %llu: truncated", r->path, (unsigned long long)r->row);
+				"%s: row %llu: truncated", r->path, (unsigned long long)idx);
 	} else {
 		float *fl = (float *)row + r->cols; /* upper half of the buffer */
 		RETURN_ERROR_IF(fread(fl, 4, r->cols, r->f) != r->cols, HYDB_EFORMAT,
-				"%s: row %llu: truncated", r->path, (unsigned long long)r->row);
+				"%s: row %llu: truncated", r->path, (unsigned long long)idx);
 		for (size_t i = 0; i < r->cols; i++)
 			row[i] = fl[i];
 	}
 	return HYDB_OK;
+}
+
+static int seek_row(hydb_reader *r, uint64_t idx)
+{
+	RETURN_ERROR_IF(fseeko(r->f, (off_t)(r->data_off + idx * fixed_row_bytes(r)), SEEK_SET),
+			HYDB_EIO, "%s: %s", r->path, strerror(errno));
+	return HYDB_OK;
+}
+
+/* Every row read, converted and measured once, then read nearest the
+ * origin first: the index links each batch in radius order, and a batch
+ * is sorted only within itself, so a file read in its own order left
+ * points near the origin for later batches. At 100,000 x 768 HySAC-like
+ * rows, one sorted pass gave recall@10 0.984 at ef 16 against 0.896 for
+ * five sorted batches (index/README.md). A bad row is reported here,
+ * before anything is stored. */
+int hydb_reader_order_by_radius(hydb_reader *r)
+{
+	if (r->fmt == HYDB_FMT_JSONL || r->order || r->rows < 2 || r->rows > UINT32_MAX)
+		return HYDB_OK;
+	float *radius = hydb_alloc_array(r->rows, sizeof *radius, "row radii");
+	float *v = hydb_alloc_array(r->dim, sizeof *v, "row");
+	uint32_t *order = hydb_alloc_array(r->rows, sizeof *order, "row order");
+	int rc = radius && v && order ? seek_row(r, 0) : HYDB_ENOMEM;
+	for (uint64_t i = 0; rc == 0 && i < r->rows; i++) {
+		char where[4200];
+		snprintf(where, sizeof where, "%s: row %llu", r->path, (unsigned long long)i);
+		rc = read_fixed_row(r, r->tmp, i);
+		if (rc == 0)
+			rc = convert_row(r, v, r->tmp, where);
+		if (rc == 0)
+			radius[i] = (float)hydb_lorentz_radius(v, r->dim, r->curvature);
+	}
+	if (rc == 0)
+		rc = hydb_hnsw_radius_order(radius, r->rows, order);
+	free(radius);
+	free(v);
+	if (rc < 0) {
+		free(order);
+		return rc;
+	}
+	r->order = order;
+	return seek_row(r, 0);
 }
 
 int hydb_reader_skip(hydb_reader *r, uint64_t rows)
@@ -436,11 +490,8 @@ int hydb_reader_skip(hydb_reader *r, uint64_t rows)
 	}
 	if (rows > r->rows)
 		rows = r->rows;
-	{
-		uint64_t rowbytes = (r->fmt == HYDB_FMT_FVECS ? 4 : 0) + (uint64_t)r->cols * (r->f8 ? 8 : 4);
-		RETURN_ERROR_IF(fseeko(r->f, (off_t)(r->data_off + rows * rowbytes), SEEK_SET), HYDB_EIO,
-				"%s: %s", r->path, strerror(errno));
-	}
+	if (!r->order)
+		FORWARD_IF_ERROR(seek_row(r, rows));
 	r->row = rows;
 	return HYDB_OK;
 }
@@ -621,10 +672,13 @@ int hydb_reader_next(hydb_reader *r, const hydb_record **recs, size_t *n, size_t
 			char where[4200], key[4200];
 			if (r->row >= r->rows)
 				break;
-			FORWARD_IF_ERROR(read_fixed_row(r, r->tmp));
-			snprintf(where, sizeof where, "%s: row %llu", r->path, (unsigned long long)r->row);
+			uint64_t idx = r->order ? r->order[r->row] : r->row;
+			if (r->order)
+				FORWARD_IF_ERROR(seek_row(r, idx));
+			FORWARD_IF_ERROR(read_fixed_row(r, r->tmp, idx));
+			snprintf(where, sizeof where, "%s: row %llu", r->path, (unsigned long long)idx);
 			FORWARD_IF_ERROR(convert_row(r, r->vecs + i * r->dim, r->tmp, where));
-			snprintf(key, sizeof key, "%s#%llu", r->base, (unsigned long long)r->row);
+			snprintf(key, sizeof key, "%s#%llu", r->base, (unsigned long long)idx);
 			r->keys[i] = strdup(key);
 			RETURN_ERROR_IF(!r->keys[i], HYDB_ENOMEM, "%s: out of memory", where);
 			memset(&r->recs[i], 0, sizeof r->recs[i]);

@@ -53,6 +53,13 @@ int hydb_import_key_base(char *out, size_t size, const char *path);
  * (0-based) of the first record, for resuming. */
 int hydb_reader_next(hydb_reader *r, const hydb_record **recs, size_t *n,
 		     size_t max, uint64_t *row0);
+/* Fixed-size formats (npy, fvecs): read every row once, reporting the
+ * first bad one, then return rows nearest the origin first (ties in file
+ * order) from the next hydb_reader_next on; row0 and hydb_reader_skip then
+ * count rows in that order. A no-op for JSON Lines and single rows.
+ * Errors: a row's own error (naming file and row), HYDB_EIO, HYDB_ENOMEM
+ * (4 + 8 bytes per row). */
+int hydb_reader_order_by_radius(hydb_reader *r);
 /* Skip the first rows (resume); fast for fixed-size formats. */
 int hydb_reader_skip(hydb_reader *r, uint64_t rows);
 /* Total rows if known up front (npy, fvecs), else 0. */
