@@ -36,10 +36,14 @@ CHECK="$PY $HYDB_SRCDIR/tests/shard_check.py --psql $PGBIN/psql --cluster $C"
 coord() { "$TOOL" query "$C" "$1"; }
 value() { "$TOOL" psql "$C" ${2:-coord} -A -t -v ON_ERROR_STOP=1 -c "$1"; }
 
-mkdir -p "$HYDB_BUILDDIR/postgres"
-make -s -C "$HYDB_BUILDDIR/postgres" -f "$HYDB_SRCDIR/postgres/Makefile" \
-	HYDB_SRC="$HYDB_SRCDIR" HYDB_BUILD="$HYDB_BUILDDIR" PG_CONFIG="$PG_CONFIG" install \
-	>"$T/install.log" 2>&1 || { cat "$T/install.log"; fail "extension build or install"; }
+# HYDB_PG_INSTALLED=1: use the extension already installed in PostgreSQL
+# (as built from this tree's postgres/) instead of building and installing.
+if [ "${HYDB_PG_INSTALLED:-0}" != 1 ]; then
+	mkdir -p "$HYDB_BUILDDIR/postgres"
+	make -s -C "$HYDB_BUILDDIR/postgres" -f "$HYDB_SRCDIR/postgres/Makefile" \
+		HYDB_SRC="$HYDB_SRCDIR" HYDB_BUILD="$HYDB_BUILDDIR" PG_CONFIG="$PG_CONFIG" install \
+		>"$T/install.log" 2>&1 || { cat "$T/install.log"; fail "extension build or install"; }
+fi
 
 # 1. the cluster, and HySAC-like rows loaded through the coordinator
 mkdir -p "$T/bench"
