@@ -283,6 +283,13 @@ int hydb_hnsw_select(const double *key0, size_t stride, size_t n,
 		     hydb_select_prefetch_fn prefetch, void *ctx,
 		     uint32_t *out, unsigned *nout);
 
+/* The order in which every graph built on hydb's geometry inserts a batch:
+ * nearest the origin first (why: index/insert.c). order (n entries)
+ * receives the positions 0..n-1 sorted by radius[]; ties and NaN radii
+ * (taken as 0) keep their order. HYDB_ENOMEM when the sort's table
+ * cannot be allocated. */
+int hydb_hnsw_radius_order(const float *radius, size_t n, uint32_t *order);
+
 /* Worker threads for large inserts (default 2; 1 = serial). */
 void hydb_index_set_threads(hydb_index *ix, unsigned n);
 

@@ -145,26 +145,40 @@ static int by_radius_cmp(const void *a, const void *b)
  * 5-15 in 16 dimensions, points near the origin last: 4% missed
  * themselves at the default ef, none in this order). Ties keep the
  * caller's order, so a repeated slot is inserted in order. */
-static uint32_t *radius_order(struct hnsw_ctx *cx, const uint32_t *slots,
-			      size_t n)
+int hydb_hnsw_radius_order(const float *radius, size_t n, uint32_t *order)
 {
-	struct by_radius *o = hydb_alloc_array(n, sizeof *o, "insert order");
-	uint32_t *out = hydb_alloc_array(n, sizeof *out, "insert order");
-	int rc = o && out ? 0 : HYDB_ENOMEM;
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const hydb_slot_attr *a;
-		rc = hnsw_slot_data(cx, slots[i], NULL, &a, NULL);
-		o[i].radius = rc == 0 && a->radius == a->radius ? a->radius : 0;
+	struct by_radius *o = hydb_alloc_array(n ? n : 1, sizeof *o, "insert order");
+	if (!o)
+		return HYDB_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		o[i].radius = radius[i] == radius[i] ? radius[i] : 0;
 		o[i].i = (uint32_t)i;
 	}
 	/* bench builds: HYDB_HNSW_CALLER_ORDER=1 keeps the caller's order */
-	if (rc == 0) {
-		if (!hydb_bench_switch("HYDB_HNSW_CALLER_ORDER", 0))
-			qsort(o, n, sizeof *o, by_radius_cmp);
-		for (size_t i = 0; i < n; i++)
-			out[i] = slots[o[i].i];
-	}
+	if (!hydb_bench_switch("HYDB_HNSW_CALLER_ORDER", 0))
+		qsort(o, n, sizeof *o, by_radius_cmp);
+	for (size_t i = 0; i < n; i++)
+		order[i] = o[i].i;
 	free(o);
+	return 0;
+}
+
+static uint32_t *radius_order(struct hnsw_ctx *cx, const uint32_t *slots,
+			      size_t n)
+{
+	float *r = hydb_alloc_array(n, sizeof *r, "insert order");
+	uint32_t *out = hydb_alloc_array(n, sizeof *out, "insert order");
+	int rc = r && out ? 0 : HYDB_ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const hydb_slot_attr *a;
+		rc = hnsw_slot_data(cx, slots[i], NULL, &a, NULL);
+		r[i] = rc == 0 ? a->radius : 0;
+	}
+	if (rc == 0)
+		rc = hydb_hnsw_radius_order(r, n, out);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		out[i] = slots[out[i]];
+	free(r);
 	if (rc < 0) {
 		free(out);
 		return NULL;

@@ -7,6 +7,7 @@
 #include "hydb_pg.h"
 
 #include "access/tableam.h"
+#include "index/hnsw.h"
 #include "access/xloginsert.h"
 #include "catalog/index.h"
 #include "miscadmin.h"
@@ -173,7 +174,9 @@ void hg_check_fits(Relation index, int dim, int m)
 				       dim, m)));
 }
 
-static void mem_add(mem_graph *mg, const Lorentz *v, ItemPointer tid)
+/* A heap row kept for the build; it is linked once the scan has kept them
+ * all, in the library's order. */
+static void mem_store(mem_graph *mg, const Lorentz *v, ItemPointer tid)
 {
 	HgMeta *m = &mg->meta;
 	if (m->dim == 0) {
@@ -190,7 +193,6 @@ static void mem_add(mem_graph *mg, const Lorentz *v, ItemPointer tid)
 	if (mg->n == mg->cap)
 		grow(mg);
 	hg_node i = mg->n++;
-	int level = hg_random_level(&m->rng, (int)m->m), counts[HG_MAX_LEVEL];
 	memcpy(mg->vecs + i * m->dim, v->x, sizeof(float) * m->dim);
 	mg->far[i] = !hydb_half_fits(v->x, m->dim, m->c);
 	if (mg->far[i])
@@ -198,10 +200,19 @@ static void mem_add(mem_graph *mg, const Lorentz *v, ItemPointer tid)
 	else
 		hydb_f32_to_f16(mg->half + i * m->dim, v->x, m->dim);
 	mg->tids[i] = *tid;
+}
+
+/* Row i, the seq-th to be linked: its level, its lists and its neighbours'
+ * lists back to it. Ranks follow the linking order, as inserts' do. */
+static void mem_link(mem_graph *mg, hg_node i, size_t seq)
+{
+	HgMeta *m = &mg->meta;
+	int level = hg_random_level(&m->rng, (int)m->m), counts[HG_MAX_LEVEL];
 	mg->levels[i] = (uint8)level;
 	mg->l0n[i] = 0;
 	mg->ntree[i] = 0;
-	mg->rank[i] = m->entry == HG_NONE || level > m->max_level ? (int32)--m->min_rank : (int32)i + 1;
+	mg->rank[i] = m->entry == HG_NONE || level > m->max_level ? (int32)--m->min_rank
+								    : (int32)seq + 1;
 	mg->up[i] = level ? MemoryContextAllocZero(mg->ctx, sizeof(uint32) * level * (m->m + 1)) : NULL;
 	if (m->entry == HG_NONE) {
 		m->entry = i;
@@ -226,6 +237,35 @@ static void mem_add(mem_graph *mg, const Lorentz *v, ItemPointer tid)
 	}
 }
 
+/* Every kept row linked nearest the origin first, the order in which the
+ * library inserts a batch (hydb_hnsw_radius_order: a point's neighbours
+ * mostly lie nearer the origin, and linked after them it gets their back
+ * links; at 20,000 x 768 HySAC-like rows, heap order gave recall@10 0.903
+ * at ef 16 against the library's 0.953). */
+static void mem_link_all(mem_graph *mg)
+{
+	size_t n = mg->n, dim = (size_t)mg->g.dim;
+	float *radius = MemoryContextAllocHuge(mg->tmp, sizeof(float) * Max(n, 1));
+	uint32 *order = MemoryContextAllocHuge(mg->tmp, sizeof(uint32) * Max(n, 1));
+	for (size_t i = 0; i < n; i++)
+		radius[i] = (float)hydb_lorentz_radius(mg->vecs + i * dim, dim, mg->g.c);
+	if (hydb_hnsw_radius_order(radius, n, order) < 0)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+				errmsg("hydb_hnsw build: %s", hydb_last_error())));
+	MemoryContext row = AllocSetContextCreate(mg->ctx, "hydb_hnsw build link",
+						  ALLOCSET_DEFAULT_SIZES);
+	for (size_t seq = 0; seq < n; seq++) {
+		MemoryContext old = MemoryContextSwitchTo(row);
+		mem_link(mg, order[seq], seq);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(row);
+		if (seq % 1024 == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	MemoryContextDelete(row);
+	MemoryContextReset(mg->tmp);
+}
+
 static void build_callback(Relation index, ItemPointer tid, Datum *values,
 			   bool *isnull, bool alive, void *state)
 {
@@ -234,7 +274,7 @@ static void build_callback(Relation index, ItemPointer tid, Datum *values,
 	if (isnull[0])
 		return;
 	old = MemoryContextSwitchTo(mg->tmp);
-	mem_add(mg, DatumGetLorentz(values[0]), tid);
+	mem_store(mg, DatumGetLorentz(values[0]), tid);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mg->tmp);
 	mg->reltuples++;
@@ -421,6 +461,7 @@ IndexBuildResult *hg_build(Relation heap, Relation index, struct IndexInfo *info
 	write_meta(index, MAIN_FORKNUM, &mg.meta);
 	r->heap_tuples = table_index_build_scan(heap, index, info, true, true,
 						build_callback, &mg, NULL);
+	mem_link_all(&mg);
 	hg_node *vat;
 	hg_node *at = place_all(&mg, &vat, &npages);
 	write_elements(&mg, at, vat);

@@ -208,6 +208,8 @@ static void insert_vector(Relation index, HgMeta *m, const float *x,
 			hg_hang(g, node, e->rank, links[0], counts[0]);
 	}
 	m->nodes++;
+	/* After the last list change: scans' cached lists are stale now. */
+	m->links_gen++;
 	m->insert_page = hg_node_block(node);
 	if (m->entry == HG_NONE || level > m->max_level) {
 		m->entry = node;

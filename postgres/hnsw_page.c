@@ -192,8 +192,8 @@ void hg_set_links(Relation index, int dim, int m, hg_node n, int level,
 typedef struct page_graph {
 	hg_graph g;
 	Relation index;
-	uint64 build_id;
-	bool cached; /* scans: rows from the backend's cache (hnsw_cache.c) */
+	hg_cache_key key;
+	bool cached; /* scans: rows and lists from the backend's cache */
 } page_graph;
 
 /* A far row's key, from its float32 vector. */
@@ -222,11 +222,11 @@ static void keys_chunk(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 	hg_node far[2 * HG_MAX_M + HG_TREE + 1];
 	int idx[2 * HG_MAX_M + HG_TREE + 1], nb = 0, nh = 0;
 	double hk[2 * HG_MAX_M + HG_TREE + 1];
-	uint64 build = ((page_graph *)g)->build_id;
+	const hg_cache_key *ck = &((page_graph *)g)->key;
 	for (int i = 0; i < count; i++) {
 		BlockNumber blk = hg_node_block(n[i]);
 		const uint16 *hit = ((page_graph *)g)->cached ?
-			hg_cache_get(index, build, g->dim, n[i]) : NULL;
+			hg_cache_get(index, ck, n[i]) : NULL;
 		/* A cached row's deleted flag is not known here: the scan
 		 * reads it with the heap TID before returning the row. */
 		if (hit) {
@@ -252,7 +252,7 @@ static void keys_chunk(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 			idx[nh] = i;
 			rows[nh++] = hg_elem_half(e);
 			if (((page_graph *)g)->cached)
-				hg_cache_put(index, build, g->dim, n[i], hg_elem_half(e));
+				hg_cache_put(index, ck, n[i], hg_elem_half(e));
 		}
 	}
 	if (nh)
@@ -274,11 +274,31 @@ static void page_keys(hg_graph *g, const hydb_kquery *q, const hg_node *n,
 			   deleted ? deleted + i : NULL);
 }
 
+/* Layer 0's links and the tree links, as the walk reads them; a scan
+ * keeps them with the row (hnsw_cache.c says when they are still valid). */
+static int walk0_links(page_graph *pg, hg_node n, const HgElement *e,
+		       hg_node *out, int count)
+{
+	if (e->ntree <= HG_TREE) {
+		memcpy(out + count, hg_elem_tree((HgElement *)e, pg->g.dim, pg->g.m),
+		       sizeof(hg_node) * e->ntree);
+		count += e->ntree;
+	}
+	if (pg->cached && !(e->flags & HG_FAR))
+		hg_cache_put_links(pg->index, &pg->key, n, hg_elem_half((HgElement *)e),
+				   out, count);
+	return count;
+}
+
 static int page_links(hg_graph *g, hg_node n, int level, hg_node *out)
 {
-	Relation index = ((page_graph *)g)->index;
-	Buffer b = ReadBuffer(index, hg_node_block(n));
+	page_graph *pg = (page_graph *)g;
+	Relation index = pg->index;
 	int count = 0, walk0 = level == HG_WALK0;
+	if (walk0 && pg->cached && (count = hg_cache_links(index, &pg->key, n, out)) >= 0)
+		return count;
+	count = 0;
+	Buffer b = ReadBuffer(index, hg_node_block(n));
 	LockBuffer(b, BUFFER_LOCK_SHARE);
 	HgElement *e = hg_page_element(index, BufferGetPage(b), n);
 	if (walk0)
@@ -292,10 +312,8 @@ static int page_links(hg_graph *g, hg_node n, int level, hg_node *out)
 					       hg_node_off(n), count, level)));
 		memcpy(out, hg_elem_links(e, g->dim, g->m, level), sizeof(hg_node) * count);
 	}
-	if (walk0 && e->ntree <= HG_TREE) {
-		memcpy(out + count, hg_elem_tree(e, g->dim, g->m), sizeof(hg_node) * e->ntree);
-		count += e->ntree;
-	}
+	if (walk0)
+		count = walk0_links(pg, n, e, out, count);
 	UnlockReleaseBuffer(b);
 	return count;
 }
@@ -383,6 +401,9 @@ hg_graph *hg_page_graph(Relation index, const HgMeta *meta)
 	pg->g.rank = page_rank;
 	pg->g.set_tree = page_set_tree;
 	pg->index = index;
-	pg->build_id = meta->build_id;
+	pg->key.build_id = meta->build_id;
+	pg->key.dim = (int)meta->dim;
+	pg->key.m = (int)meta->m;
+	pg->key.links_gen = meta->links_gen;
 	return &pg->g;
 }

@@ -363,6 +363,8 @@ IndexBulkDeleteResult *hg_bulkdelete(IndexVacuumInfo *info,
 		reconnect(index, g, &m, &gone);
 	}
 	m.deleted = gone.count;
+	/* After the repairs, so that no scan keeps a list from before them. */
+	m.links_gen++;
 	hg_update_meta(index, &m);
 	UnlockPage(index, HG_UPDATE_LOCK, ExclusiveLock);
 	stats->num_pages = nblocks;

@@ -74,7 +74,7 @@ typedef struct HgMeta {
 	int32 max_level;
 	uint32 unused;
 	BlockNumber insert_page; /* the page new elements try first */
-	uint32 unused2;
+	uint32 links_gen; /* bumped by every writer after its last list change */
 	uint64 nodes, deleted; /* elements written, elements marked deleted */
 	uint64 rng;
 	int64 min_rank; /* the lowest rank given, the root's */
@@ -220,10 +220,20 @@ int hg_opt_efc(Relation index);
 
 extern int hydb_ef_search;
 extern int hydb_cache_mb;
-/* The backend's copies of half-precision rows (hnsw_cache.c). */
-const uint16 *hg_cache_get(Relation index, uint64 build_id, int dim, hg_node n);
-void hg_cache_put(Relation index, uint64 build_id, int dim, hg_node n,
+/* The backend's copies of half-precision rows and layer-0 lists
+ * (hnsw_cache.c), for one build of an index as its metapage describes. */
+typedef struct hg_cache_key {
+	uint64 build_id;
+	int dim, m;
+	uint32 links_gen;
+} hg_cache_key;
+const uint16 *hg_cache_get(Relation index, const hg_cache_key *k, hg_node n);
+void hg_cache_put(Relation index, const hg_cache_key *k, hg_node n,
 		  const uint16 *half);
+/* n's layer-0 and tree links read under k->links_gen, or -1. */
+int hg_cache_links(Relation index, const hg_cache_key *k, hg_node n, hg_node *out);
+void hg_cache_put_links(Relation index, const hg_cache_key *k, hg_node n,
+			const uint16 *half, const hg_node *links, int count);
 extern int hydb_max_scan_tuples;
 extern bool hydb_iterative_scan;
 

@@ -13,7 +13,7 @@ import argparse, array, os, re, signal, struct, subprocess, sys, time
 K = 10
 
 
-def psql(a, sql, db="recall", port=None, stdin=None, check=True):
+def psql(a, sql, db=os.environ.get("HYDB_PG_DB", "recall"), port=None, stdin=None, check=True):
     cmd = [a.psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", a.host,
            "-p", str(port or a.port), "-U", "postgres", "-d", db]
     r = subprocess.run(cmd, input=(stdin if stdin is not None else sql),
@@ -24,7 +24,7 @@ def psql(a, sql, db="recall", port=None, stdin=None, check=True):
     return r
 
 
-def run(a, sql, db="recall", port=None):
+def run(a, sql, db=os.environ.get("HYDB_PG_DB", "recall"), port=None):
     return psql(a, sql, db, port).stdout
 
 
@@ -72,6 +72,7 @@ def timed(a, sql):
     """Run sql (one statement) with \\timing; returns (rows, seconds)."""
     out = run(a, "\\timing on\n" + sql)
     ms = [float(x) for x in re.findall(r"^Time: ([0-9.]+) ms", out, re.M)]
+    a.times = [x / 1000.0 for x in ms]
     rows = [l for l in out.splitlines() if l and not l.startswith("Time:")]
     return rows, ms[-1] / 1000.0
 
@@ -82,10 +83,16 @@ def knn(a, where, ef, index):
     setting = "SET jit = off; " + (
         "SET enable_seqscan = off; SET hydb.ef_search = %d;" % ef if index
         else "SET enable_indexscan = off; SET enable_bitmapscan = off;")
-    sql = (setting + "\nSELECT qid, (SELECT array_to_string(array_agg(id), ',') FROM "
+    one = ("\nSELECT qid, (SELECT array_to_string(array_agg(id), ',') FROM "
            "(SELECT id FROM items %s ORDER BY embedding <-> v LIMIT %d) s) FROM queries "
            "ORDER BY qid;" % (where, K))
-    rows, sec = timed(a, sql)
+    # Index scans run the query set twice in one session and time the
+    # second pass: a backend keeps the rows and lists it has read (the
+    # library's walk likewise reads a mapped, warm file). The first pass's
+    # time is kept in a.cold.
+    rows, sec = timed(a, setting + one + (one if index else ""))
+    if index:
+        a.cold = a.times[-2]
     res = {}
     for r in rows:
         q, ids = r.split("|")
@@ -126,11 +133,13 @@ def cmd_recall(a):
     ok = True
     seq, seq_s = knn(a, "", 0, False)
     print("seqscan: %.2f ms/query" % (1000 * seq_s / nq))
-    print("%-28s %6s %8s %10s %6s" % ("filter", "ef", "recall", "ms/query", "short"))
+    print("%-28s %6s %8s %10s %6s %10s" % ("filter", "ef", "recall", "ms/query", "short",
+                                           "cold ms"))
     for ef in a.efs:
         idx, s = knn(a, "", ef, True)
         r, short = recall(idx, seq)
-        print("%-28s %6d %8.4f %10.3f %6d" % ("none", ef, r, 1000 * s / nq, short))
+        print("%-28s %6d %8.4f %10.3f %6d %10.3f" % ("none", ef, r, 1000 * s / nq, short,
+                                                    1000 * a.cold / nq))
         if ef == 64 and (r < a.min_recall or short):
             ok = False
     if a.filtered:

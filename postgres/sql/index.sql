@@ -35,6 +35,11 @@ SELECT count(*) FROM (SELECT id FROM items WHERE id % 200 = 1 ORDER BY embedding
 SELECT count(*) FROM (SELECT id FROM items WHERE lorentz_radius(embedding) < 1.8 ORDER BY embedding <-> '[0,0,0,0,0,0,0,0]' LIMIT 10) s;
 -- Insert, update, delete
 INSERT INTO items SELECT i, 0, lorentz_exp_map0(ARRAY[cos(i), sin(i), 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]::real[]) FROM generate_series(2001, 2300) i;
+-- The scans above left this backend holding the lists they read, and the
+-- inserts changed lists: new rows and the moved row below must be found
+-- (with a stale list kept, the moved row 5 was not)
+SELECT count(*) AS lost_new FROM items a WHERE id > 2000 AND
+  NOT EXISTS (SELECT 1 FROM (SELECT id FROM items b ORDER BY b.embedding <-> a.embedding LIMIT 1) s WHERE s.id = a.id);
 UPDATE items SET embedding = '[3,0,0,0,0,0,0,0]' WHERE id = 5;
 SELECT id FROM items ORDER BY embedding <-> '[3,0,0,0,0,0,0,0]' LIMIT 1;
 DELETE FROM items WHERE id % 3 = 0;
