@@ -94,6 +94,10 @@ def batch(port, queries, form, setup=""):
 FORMS = {
     "function": "SELECT id, distance AS d FROM items_knn(%(q)s, %(k)d)",
     "fdw": "SELECT id, distance AS d FROM items_knn_fdw(%(q)s, %(k)d)",
+    # items_knn with k = 0: the whole fan-out (the vector printed, sent to
+    # and parsed by every shard, one round trip each, the merge) without a
+    # search (LIMIT 0 never starts the index scan)
+    "fanout": "SELECT id, distance AS d FROM items_knn(%(q)s, 0)",
     "plain": "SELECT id, embedding <-> %(q)s AS d FROM items ORDER BY embedding <-> %(q)s LIMIT %(k)d",
     "single": "SELECT id, embedding <-> %(q)s AS d FROM items_single ORDER BY embedding <-> %(q)s LIMIT %(k)d",
 }
@@ -223,7 +227,11 @@ def cmd_timing(a):
     clusters = {"": env(a.cluster)}
     if a.cluster2:
         clusters["2"] = env(a.cluster2)
-    forms = a.forms.split(",")
+    forms = []
+    for f in a.forms.split(","):  # items_knn's fan-out cost next to it
+        forms.append(f)
+        if f.endswith("function"):
+            forms.append(f[:-len("function")] + "fanout")
 
     def where(f):
         c, _, form = f.rpartition(":")
