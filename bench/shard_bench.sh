@@ -4,7 +4,8 @@
 # from the recall bench generator. Latency (one client): items_knn (dblink
 # to every shard's hydb_knn_local), items_knn_fdw (postgres_fdw async
 # foreign scans), the plain ORDER BY, one shard over its share of the rows
-# asked directly, the single node; all forms interleaved query by query in
+# asked directly, the single node, and items_knn(q, 0) (the fan-out without
+# a search); all forms interleaved query by query in
 # warm sessions, so that the ratios against one shard come from the same
 # minutes of this (shared) machine. Throughput with HYDB_SHARD_CLIENTS
 # clients. Recall@10 of every form against exact, each shard's own, and the
