@@ -129,6 +129,28 @@ static void open_store(struct bench *b, const char *path, int create)
 		die(path);
 }
 
+/* Puts b->slots in radius order for the insert calls; returns the slots
+ * in row order, which the rest of the bench indexes by row. */
+static uint32_t *radius_sorted_slots(struct bench *b)
+{
+	float *r = malloc(b->s.n * sizeof *r);
+	uint32_t *order = malloc(b->s.n * sizeof *order);
+	uint32_t *sorted = malloc(b->s.n * sizeof *sorted);
+	if (!r || !order || !sorted)
+		die("radius order");
+	for (size_t i = 0; i < b->s.n; i++)
+		r[i] = b->s.attr[i].radius;
+	if (hydb_hnsw_radius_order(r, b->s.n, order) < 0)
+		die("radius order");
+	for (size_t i = 0; i < b->s.n; i++)
+		sorted[i] = b->slots[order[i]];
+	uint32_t *rows = b->slots;
+	b->slots = sorted;
+	free(r);
+	free(order);
+	return rows;
+}
+
 static double build(struct bench *b, const char *path)
 {
 	char cmd[4200];
@@ -143,11 +165,21 @@ static double build(struct bench *b, const char *path)
 	if (b->threads)
 		hydb_index_set_threads(b->ix, b->threads);
 	double t0 = now(), c0 = cpu_now();
-	/* HYDB_BENCH_INSERT_BATCH: rows per insert call (default 20,000);
-	 * each call links its rows nearest the origin first. */
+	/* As hydb import stores a file: all rows nearest the origin first,
+	 * then in insert calls of 20,000 (HYDB_BENCH_INSERT_BATCH sets the
+	 * size; HYDB_BENCH_FILE_ORDER=1 keeps the rows' own order, each call
+	 * still sorted within itself, as imports were before). */
 	const char *ib = getenv("HYDB_BENCH_INSERT_BATCH");
+	const char *fo = getenv("HYDB_BENCH_FILE_ORDER");
+	uint32_t *saved = NULL;
+	if (!(fo && atoi(fo)))
+		saved = radius_sorted_slots(b);
 	in_batches(b, insert_batch, ib && atol(ib) > 0 ? (size_t)atol(ib) : 20000,
 		   "building the index");
+	if (saved) {
+		free(b->slots);
+		b->slots = saved;
+	}
 	double t = now() - t0;
 	build_cpu = cpu_now() - c0;
 	uint32_t max = 0;
