@@ -357,6 +357,23 @@ AVX512_TARGET static INLINE_ALWAYS void sums_avx512(const float *x,
 						    int three, size_t n,
 						    double *s)
 {
+	if (n < 8) {
+		/* 2-7 dimensions: a vector step would be mostly padding, and
+		 * its three reductions cost more than the products. */
+		double dd = 0, xd = 0, yy = 0;
+		for (size_t k = 0; k < n; k++) {
+			double a = x[k], b = half ? (double)_cvtsh_ss(((const uint16_t *)yv)[k])
+						: (double)((const float *)yv)[k];
+			double d = b - a;
+			dd += d * d;
+			xd += a * d;
+			yy += b * b;
+		}
+		s[0] = dd, s[1] = xd;
+		if (three)
+			s[2] = yy;
+		return;
+	}
 	__m512d dd0 = _mm512_setzero_pd(), xd0 = dd0, dd1 = dd0, xd1 = dd0;
 	__m512d yy0 = dd0, yy1 = dd0;
 	size_t i = 0;
