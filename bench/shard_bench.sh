@@ -35,17 +35,10 @@ trap '"$TOOL" purge "$C" >/dev/null 2>&1; "$TOOL" purge "$C2" >/dev/null 2>&1; r
 trap 'exit 1' INT TERM HUP
 CHECK="$PY $HYDB_SRCDIR/tests/shard_check.py --psql $PGBIN/psql"
 
-# HYDB_PG_INSTALLED=1: use the extension already installed in PostgreSQL
-# (as built from this tree's postgres/) instead of building and installing.
-if [ "${HYDB_PG_INSTALLED:-0}" != 1 ]; then
-	mkdir -p "$HYDB_BUILDDIR/postgres"
-	make -s -C "$HYDB_BUILDDIR/postgres" -f "$HYDB_SRCDIR/postgres/Makefile" \
-		HYDB_SRC="$HYDB_SRCDIR" HYDB_BUILD="$HYDB_BUILDDIR" PG_CONFIG="$PG_CONFIG" install \
-		>"$T/install.log" 2>&1 || { cat "$T/install.log"; fail "extension build or install"; }
-fi
+install_extension
 mkdir -p "$T/bench"
 "$HYDB_BUILDDIR/bench/recall_bench" -w "$T/bench" -o "$T/lib.csv" -n "$ROWS" \
-	-d "$DIM" -q "$NQ" -e "$EF" -F >"$T/lib.log" 2>&1 || { cat "$T/lib.log"; fail recall_bench; }
+	-d "$DIM" -q "$NQ" -G >"$T/lib.log" 2>&1 || { cat "$T/lib.log"; fail "making the data set"; }
 DATA=$(ls -d "$T"/bench/data-*)
 $CHECK npy --data "$DATA" --out "$T/base"
 echo "shard bench: $ROWS x $DIM, $NQ queries, ef $EF, $(nproc) CPUs (nproc), $CLIENTS clients"

@@ -192,56 +192,69 @@ static void make_root(Relation index, HgMeta *m)
 	UnlockReleaseBuffer(b);
 }
 
-/* A deleted entry point gives way to the live element of highest level. */
-static void new_entry(Relation index, HgMeta *m, hg_visited *gone)
+/* fn(ctx, node, element) for every live element, in page order, each
+ * page share-locked while its elements are visited. */
+static void each_live(Relation index, void (*fn)(void *, hg_node, const HgElement *),
+		      void *ctx)
 {
 	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
-	if (m->entry == HG_NONE || !hg_visited_has(gone, m->entry))
-		return;
-	m->entry = HG_NONE;
-	m->max_level = -1;
 	for (BlockNumber blk = 1; blk < nblocks; blk++) {
 		Buffer b = ReadBuffer(index, blk);
 		LockBuffer(b, BUFFER_LOCK_SHARE);
 		Page p = BufferGetPage(b);
 		for (OffsetNumber o = FirstOffsetNumber; o <= PageGetMaxOffsetNumber(p); o++) {
 			HgElement *e = (HgElement *)PageGetItem(p, PageGetItemId(p, o));
-			if (e->kind == HG_KIND_ELEMENT && !(e->flags & HG_DELETED) &&
-			    e->level > m->max_level) {
-				m->entry = hg_tid_node(blk, o);
-				m->max_level = e->level;
-			}
+			if (e->kind == HG_KIND_ELEMENT && !(e->flags & HG_DELETED))
+				fn(ctx, hg_tid_node(blk, o), e);
 		}
 		UnlockReleaseBuffer(b);
 	}
+}
+
+static void keep_highest(void *ctx, hg_node n, const HgElement *e)
+{
+	HgMeta *m = ctx;
+	if (e->level > m->max_level) {
+		m->entry = n;
+		m->max_level = e->level;
+	}
+}
+
+/* A deleted entry point gives way to the live element of highest level. */
+static void new_entry(Relation index, HgMeta *m, hg_visited *gone)
+{
+	if (m->entry == HG_NONE || !hg_visited_has(gone, m->entry))
+		return;
+	m->entry = HG_NONE;
+	m->max_level = -1;
+	each_live(index, keep_highest, m);
 	if (m->entry != HG_NONE)
 		make_root(index, m);
+}
+
+typedef struct node_list {
+	hg_node *a;
+	size_t n, cap;
+} node_list;
+
+static void append_node(void *ctx, hg_node n, const HgElement *e)
+{
+	node_list *l = ctx;
+	(void)e;
+	if (l->n == l->cap) {
+		l->cap *= 2;
+		l->a = repalloc_huge(l->a, sizeof(hg_node) * l->cap);
+	}
+	l->a[l->n++] = n;
 }
 
 /* Every live element, in page order. */
 static hg_node *live_elements(Relation index, size_t *n)
 {
-	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
-	size_t cap = 1024;
-	hg_node *out = palloc(sizeof(hg_node) * cap);
-	*n = 0;
-	for (BlockNumber blk = 1; blk < nblocks; blk++) {
-		Buffer b = ReadBuffer(index, blk);
-		LockBuffer(b, BUFFER_LOCK_SHARE);
-		Page p = BufferGetPage(b);
-		for (OffsetNumber o = FirstOffsetNumber; o <= PageGetMaxOffsetNumber(p); o++) {
-			HgElement *e = (HgElement *)PageGetItem(p, PageGetItemId(p, o));
-			if (e->kind != HG_KIND_ELEMENT || (e->flags & HG_DELETED))
-				continue;
-			if (*n == cap) {
-				cap *= 2;
-				out = repalloc_huge(out, sizeof(hg_node) * cap);
-			}
-			out[(*n)++] = hg_tid_node(blk, o);
-		}
-		UnlockReleaseBuffer(b);
-	}
-	return out;
+	node_list l = {palloc(sizeof(hg_node) * 1024), 0, 1024};
+	each_live(index, append_node, &l);
+	*n = l.n;
+	return l.a;
 }
 
 /* The live elements a layer-0 walk from the entry point reaches. */

@@ -21,10 +21,7 @@ cluster_setup() {
 	chown postgres "$T"
 	trap 'cluster_stop' EXIT
 	trap 'exit 1' INT TERM HUP
-	mkdir -p "$HYDB_BUILDDIR/postgres"
-	make -s -C "$HYDB_BUILDDIR/postgres" -f "$HYDB_SRCDIR/postgres/Makefile" \
-		HYDB_SRC="$HYDB_SRCDIR" HYDB_BUILD="$HYDB_BUILDDIR" PG_CONFIG="$PG_CONFIG" install \
-		>"$T/install.log" 2>&1 || { cat "$T/install.log"; fail "extension build or install"; }
+	install_extension
 	PORT=$(free_port)
 	PORT2=$(free_port)
 	while [ "$PORT2" = "$PORT" ]; do PORT2=$(free_port); done
@@ -38,6 +35,16 @@ shared_buffers = ${HYDB_PG_SHARED_BUFFERS:-256MB}
 max_wal_size = 4GB
 CONF
 	start "$T/data" "$PORT" "$T/log"
+}
+
+# The extension built from this tree and installed into PostgreSQL's
+# directories; HYDB_PG_INSTALLED=1 uses the one installed already. Needs T.
+install_extension() {
+	[ "${HYDB_PG_INSTALLED:-0}" = 1 ] && return 0
+	mkdir -p "$HYDB_BUILDDIR/postgres"
+	make -s -C "$HYDB_BUILDDIR/postgres" -f "$HYDB_SRCDIR/postgres/Makefile" \
+		HYDB_SRC="$HYDB_SRCDIR" HYDB_BUILD="$HYDB_BUILDDIR" PG_CONFIG="$PG_CONFIG" install \
+		>"$T/install.log" 2>&1 || { cat "$T/install.log"; fail "extension build or install"; }
 }
 
 cluster_stop() {

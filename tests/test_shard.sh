@@ -40,19 +40,12 @@ CHECK="$PY $HYDB_SRCDIR/tests/shard_check.py --psql $PGBIN/psql --cluster $C"
 coord() { "$TOOL" query "$C" "$1"; }
 value() { "$TOOL" psql "$C" ${2:-coord} -A -t -v ON_ERROR_STOP=1 -c "$1"; }
 
-# HYDB_PG_INSTALLED=1: use the extension already installed in PostgreSQL
-# (as built from this tree's postgres/) instead of building and installing.
-if [ "${HYDB_PG_INSTALLED:-0}" != 1 ]; then
-	mkdir -p "$HYDB_BUILDDIR/postgres"
-	make -s -C "$HYDB_BUILDDIR/postgres" -f "$HYDB_SRCDIR/postgres/Makefile" \
-		HYDB_SRC="$HYDB_SRCDIR" HYDB_BUILD="$HYDB_BUILDDIR" PG_CONFIG="$PG_CONFIG" install \
-		>"$T/install.log" 2>&1 || { cat "$T/install.log"; fail "extension build or install"; }
-fi
+install_extension
 
 # 1. the cluster, and HySAC-like rows loaded through the coordinator
 mkdir -p "$T/bench"
 "$HYDB_BUILDDIR/bench/recall_bench" -w "$T/bench" -o "$T/lib.csv" -n "$ROWS" \
-	-d "$DIM" -q "$NQ" -e 64 -F >"$T/lib.log" 2>&1 || { cat "$T/lib.log"; fail recall_bench; }
+	-d "$DIM" -q "$NQ" -G >"$T/lib.log" 2>&1 || { cat "$T/lib.log"; fail "making the data set"; }
 DATA=$(ls -d "$T"/bench/data-*)
 $CHECK npy --data "$DATA" --out "$T/base" || fail "npy"
 "$TOOL" up 3 "$C" "$DIM" || fail "up"

@@ -245,6 +245,13 @@ static void finish_scalar(const hydb_kquery *q, const double *s0,
 
 /* ---- AVX2 -------------------------------------------------------------- */
 
+/* Component i of a row in float32 or half precision. */
+static inline const void *elem(const void *yv, int half, size_t i)
+{
+	return half ? (const void *)((const uint16_t *)yv + i)
+		    : (const void *)((const float *)yv + i);
+}
+
 /* The n < 16 components past the last full step, zero-padded into one
  * more step (zeros add nothing to any sum). Handing them to the scalar
  * code instead made a 16-d key (no remainder, but the call) and every
@@ -279,53 +286,49 @@ AVX2_TARGET static double hsum4(__m256d v)
 	return _mm_cvtsd_f64(_mm_add_sd(lo, _mm_unpackhi_pd(lo, lo)));
 }
 
-/* Eight lanes per step: x and y as float32 (y from half precision when
+/* The running sums of the vector kernels: two chains each, so that the
+ * FMA latency does not serialise the loop. */
+typedef struct {
+	__m256d dd0, xd0, dd1, xd1, yy0, yy1;
+} acc_avx2;
+
+/* One step of eight lanes: x and y as float32 (y from half precision when
  * half is set), widened to two double quads each; |y|^2 too when three. */
+AVX2_TARGET static INLINE_ALWAYS void step_avx2(const float *x, const void *yv,
+						int half, int three, acc_avx2 *a)
+{
+	__m256 xf = _mm256_loadu_ps(x);
+	__m256 yf = half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)yv))
+			 : _mm256_loadu_ps((const float *)yv);
+	__m256d y0 = _mm256_cvtps_pd(_mm256_castps256_ps128(yf));
+	__m256d y1 = _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1));
+	acc4(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)), y0, &a->dd0, &a->xd0);
+	acc4(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)), y1, &a->dd1, &a->xd1);
+	if (three) {
+		a->yy0 = _mm256_fmadd_pd(y0, y0, a->yy0);
+		a->yy1 = _mm256_fmadd_pd(y1, y1, a->yy1);
+	}
+}
+
 AVX2_TARGET static INLINE_ALWAYS void sums_avx2(const float *x, const void *yv,
 						int half, int three, size_t n,
 						double *s)
 {
-	__m256d dd0 = _mm256_setzero_pd(), xd0 = dd0, dd1 = dd0, xd1 = dd0;
-	__m256d yy0 = dd0, yy1 = dd0;
+	__m256d z = _mm256_setzero_pd();
+	acc_avx2 a = {z, z, z, z, z, z};
 	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		__m256 xf = _mm256_loadu_ps(x + i);
-		__m256 yf = half ? _mm256_cvtph_ps(_mm_loadu_si128(
-					   (const __m128i *)((const uint16_t *)yv + i)))
-				 : _mm256_loadu_ps((const float *)yv + i);
-		__m256d y0 = _mm256_cvtps_pd(_mm256_castps256_ps128(yf));
-		__m256d y1 = _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1));
-		acc4(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)), y0, &dd0, &xd0);
-		acc4(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)), y1, &dd1, &xd1);
-		if (three) {
-			yy0 = _mm256_fmadd_pd(y0, y0, yy0);
-			yy1 = _mm256_fmadd_pd(y1, y1, yy1);
-		}
-	}
+	for (; i + 8 <= n; i += 8)
+		step_avx2(x + i, elem(yv, half, i), half, three, &a);
 	if (i < n) {
 		float xb[16], yb[16];
 		uint16_t hb[16];
-		pad16(x + i, half ? (const void *)((const uint16_t *)yv + i)
-				  : (const void *)((const float *)yv + i),
-		      half, n - i, xb, hb, yb);
-		for (size_t k = 0; k < n - i; k += 8) {
-			__m256 xf = _mm256_loadu_ps(xb + k);
-			__m256 yf = half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hb + k)))
-					 : _mm256_loadu_ps(yb + k);
-			__m256d y0 = _mm256_cvtps_pd(_mm256_castps256_ps128(yf));
-			__m256d y1 = _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1));
-			acc4(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)), y0, &dd0, &xd0);
-			acc4(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)), y1, &dd1, &xd1);
-			if (three) {
-				yy0 = _mm256_fmadd_pd(y0, y0, yy0);
-				yy1 = _mm256_fmadd_pd(y1, y1, yy1);
-			}
-		}
+		pad16(x + i, elem(yv, half, i), half, n - i, xb, hb, yb);
+		step_avx2(xb, half ? (const void *)hb : (const void *)yb, half, three, &a);
 	}
-	s[0] = hsum4(_mm256_add_pd(dd0, dd1));
-	s[1] = hsum4(_mm256_add_pd(xd0, xd1));
+	s[0] = hsum4(_mm256_add_pd(a.dd0, a.dd1));
+	s[1] = hsum4(_mm256_add_pd(a.xd0, a.xd1));
 	if (three)
-		s[2] = hsum4(_mm256_add_pd(yy0, yy1));
+		s[2] = hsum4(_mm256_add_pd(a.yy0, a.yy1));
 }
 
 SUMS_ENTRY_POINTS(avx2, AVX2_TARGET)
@@ -350,64 +353,69 @@ AVX512_TARGET static inline __m256 load8(const void *yv, int half, size_t i)
 	return _mm256_loadu_ps((const float *)yv + i);
 }
 
-/* Sixteen lanes per step in two independent chains, so that the FMA latency
- * does not serialise the loop; |y|^2 too when three. */
+typedef struct {
+	__m512d dd0, xd0, dd1, xd1, yy0, yy1;
+} acc_avx512;
+
+/* One step of sixteen lanes in two chains; |y|^2 too when three. */
+AVX512_TARGET static INLINE_ALWAYS void step_avx512(const float *x, const void *yv,
+						    int half, int three, acc_avx512 *a)
+{
+	__m512d y0 = _mm512_cvtps_pd(load8(yv, half, 0));
+	__m512d y1 = _mm512_cvtps_pd(load8(yv, half, 8));
+	acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x)), y0, &a->dd0, &a->xd0);
+	acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + 8)), y1, &a->dd1, &a->xd1);
+	if (three) {
+		a->yy0 = _mm512_fmadd_pd(y0, y0, a->yy0);
+		a->yy1 = _mm512_fmadd_pd(y1, y1, a->yy1);
+	}
+}
+
+/* 2-7 dimensions: a padded vector step would be mostly zeros, and its
+ * three reductions cost more than the products; the scalar form here
+ * converts half precision with the F16C instruction, not a call. */
+AVX512_TARGET static INLINE_ALWAYS void sums_short(const float *x, const void *yv,
+						   int half, int three, size_t n,
+						   double *s)
+{
+	double dd = 0, xd = 0, yy = 0;
+	for (size_t k = 0; k < n; k++) {
+		double a = x[k], b = half ? (double)_cvtsh_ss(((const uint16_t *)yv)[k])
+					: (double)((const float *)yv)[k];
+		double d = b - a;
+		dd += d * d;
+		xd += a * d;
+		yy += b * b;
+	}
+	s[0] = dd, s[1] = xd;
+	if (three)
+		s[2] = yy;
+}
+
 AVX512_TARGET static INLINE_ALWAYS void sums_avx512(const float *x,
 						    const void *yv, int half,
 						    int three, size_t n,
 						    double *s)
 {
 	if (n < 8) {
-		/* 2-7 dimensions: a vector step would be mostly padding, and
-		 * its three reductions cost more than the products. */
-		double dd = 0, xd = 0, yy = 0;
-		for (size_t k = 0; k < n; k++) {
-			double a = x[k], b = half ? (double)_cvtsh_ss(((const uint16_t *)yv)[k])
-						: (double)((const float *)yv)[k];
-			double d = b - a;
-			dd += d * d;
-			xd += a * d;
-			yy += b * b;
-		}
-		s[0] = dd, s[1] = xd;
-		if (three)
-			s[2] = yy;
+		sums_short(x, yv, half, three, n, s);
 		return;
 	}
-	__m512d dd0 = _mm512_setzero_pd(), xd0 = dd0, dd1 = dd0, xd1 = dd0;
-	__m512d yy0 = dd0, yy1 = dd0;
+	__m512d z = _mm512_setzero_pd();
+	acc_avx512 a = {z, z, z, z, z, z};
 	size_t i = 0;
-	for (; i + 16 <= n; i += 16) {
-		__m512d y0 = _mm512_cvtps_pd(load8(yv, half, i));
-		__m512d y1 = _mm512_cvtps_pd(load8(yv, half, i + 8));
-		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), y0, &dd0, &xd0);
-		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), y1, &dd1,
-		     &xd1);
-		if (three) {
-			yy0 = _mm512_fmadd_pd(y0, y0, yy0);
-			yy1 = _mm512_fmadd_pd(y1, y1, yy1);
-		}
-	}
+	for (; i + 16 <= n; i += 16)
+		step_avx512(x + i, elem(yv, half, i), half, three, &a);
 	if (i < n) {
 		float xb[16], yb[16];
 		uint16_t hb[16];
-		pad16(x + i, half ? (const void *)((const uint16_t *)yv + i)
-				  : (const void *)((const float *)yv + i),
-		      half, n - i, xb, hb, yb);
-		const void *p = half ? (const void *)hb : (const void *)yb;
-		__m512d y0 = _mm512_cvtps_pd(load8(p, half, 0));
-		__m512d y1 = _mm512_cvtps_pd(load8(p, half, 8));
-		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(xb)), y0, &dd0, &xd0);
-		acc8(_mm512_cvtps_pd(_mm256_loadu_ps(xb + 8)), y1, &dd1, &xd1);
-		if (three) {
-			yy0 = _mm512_fmadd_pd(y0, y0, yy0);
-			yy1 = _mm512_fmadd_pd(y1, y1, yy1);
-		}
+		pad16(x + i, elem(yv, half, i), half, n - i, xb, hb, yb);
+		step_avx512(xb, half ? (const void *)hb : (const void *)yb, half, three, &a);
 	}
-	s[0] = _mm512_reduce_add_pd(_mm512_add_pd(dd0, dd1));
-	s[1] = _mm512_reduce_add_pd(_mm512_add_pd(xd0, xd1));
+	s[0] = _mm512_reduce_add_pd(_mm512_add_pd(a.dd0, a.dd1));
+	s[1] = _mm512_reduce_add_pd(_mm512_add_pd(a.xd0, a.xd1));
 	if (three)
-		s[2] = _mm512_reduce_add_pd(_mm512_add_pd(yy0, yy1));
+		s[2] = _mm512_reduce_add_pd(_mm512_add_pd(a.yy0, a.yy1));
 }
 
 AVX512_TARGET static double norm_avx512(const float *x, size_t n)
