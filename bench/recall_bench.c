@@ -127,6 +127,11 @@ static void open_store(struct bench *b, const char *path, int create)
 	o.curvature = b->s.c;
 	if (hydb_store_open(&b->st, path, &o) < 0)
 		die(path);
+	if (hydb_store_dim(b->st) != b->s.d) {
+		fprintf(stderr, "recall_bench: %s: holds %zu dimensions, the "
+			"data %zu\n", path, hydb_store_dim(b->st), b->s.d);
+		exit(1);
+	}
 }
 
 /* Puts b->slots in radius order for the insert calls; returns the slots
@@ -489,8 +494,10 @@ int main(int argc, char **argv)
 	if (rd_make_family(&b.s, data, family, input, n, d, nq, c) < 0)
 		return 1;
 	n = b.s.n;
-	snprintf(db, sizeof db, "%s/db-%s%s%zu%s", work, hysac ? "" : family,
-		 hysac ? "" : "-", n, b.flags ? "-f32" : "");
+	/* the dimension too: tree at 2 and 16 dimensions share a family */
+	snprintf(db, sizeof db, "%s/db-%s%s%zu-%zu%s", work,
+		 hysac ? "" : family, hysac ? "" : "-", n, d,
+		 b.flags ? "-f32" : "");
 	printf("data %s (%s): N=%zu D=%zu queries=%zu c=%g (%.1f s), kernel %s\n",
 	       data, family, n, d, nq, c, now() - t0,
 	       hydb_kernel_name(hydb_kernel_level()));

@@ -103,6 +103,7 @@ void hnsw_scratch_free(struct hnsw_scratch *sc)
 		return;
 	free(sc->visit);
 	free(sc->blk);
+	free(sc->l0);
 	free(sc->cand);
 	free(sc->res);
 	free(sc->xbuf);
@@ -149,6 +150,7 @@ static void drop_cache(struct hnsw_scratch *sc)
 {
 	if (++sc->blk_epoch == 0) {
 		memset(sc->blk, 0, (size_t)sc->blk_cap * sizeof *sc->blk);
+		memset(sc->l0, 0, (size_t)sc->l0_cap * sizeof *sc->l0);
 		sc->blk_epoch = 1;
 	}
 }
@@ -497,6 +499,43 @@ int hnsw_l0_put(struct hnsw_ctx *cx, uint32_t slot, const struct hnsw_l0 *r)
 	return node_put(cx, HNSW_TAG_L0, slot, buf, l0_size(ix));
 }
 
+/* A layer-0 record, checked, from LMDB or from the scratch's table of
+ * records already read in this read-only snapshot. A low-dimensional
+ * search spent two fifths of its time in the B-tree descents of
+ * mdb_get; the pages of a snapshot cannot change while a reader holds
+ * it, and cache_for_txn moves blk_epoch on whenever the snapshot or the
+ * mapping changes. Write transactions always read through. */
+static int l0_record(struct hnsw_ctx *cx, uint32_t slot, const uint8_t **rec)
+{
+	struct hnsw_scratch *sc = cx->sc;
+	hydb_index *ix = cx->ix;
+	int keep = sc->snap_txn != UINT64_MAX && sc->blk_epoch != 0;
+	if (keep && slot < sc->l0_cap && sc->l0[slot].epoch == sc->blk_epoch) {
+		*rec = sc->l0[slot].p;
+		return 0;
+	}
+	MDB_val v;
+	uint16_t cnt;
+	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
+	const uint8_t *p = v.mv_data;
+	RETURN_ERROR_IF(v.mv_size != l0_size(ix), HYDB_ECORRUPT,
+			"index: node of slot %u is malformed", slot);
+	memcpy(&cnt, p + HNSW_L0_DEGREE, sizeof cnt);
+	RETURN_ERROR_IF(cnt > ix->M0, HYDB_ECORRUPT,
+			"index: node of slot %u is malformed", slot);
+	uint32_t links[2 * HYDB_HNSW_MAX_M];
+	memcpy(links, p + HNSW_L0_LINKS, (size_t)cnt * HNSW_LINK_BYTES);
+	FORWARD_IF_ERROR(links_sane(cx, slot, 0, links, cnt));
+	if (keep && slot >= sc->l0_cap && slot < cx->meta.slot_limit)
+		FORWARD_IF_ERROR(grow_zeroed((void **)&sc->l0, &sc->l0_cap,
+					     sc->visit_cap, sizeof *sc->l0,
+					     "layer-0 records"));
+	if (keep && slot < sc->l0_cap)
+		sc->l0[slot] = (struct hnsw_l0ref){p, sc->blk_epoch};
+	*rec = p;
+	return 0;
+}
+
 /* Values sit at 2-byte alignment in LMDB leaf pages: copy, never cast. */
 int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		   uint32_t *links, unsigned *n)
@@ -512,17 +551,13 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		return 0;
 	}
 	if (level == 0) {
-		FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_L0, slot, &v));
-		const uint8_t *p = v.mv_data;
+		const uint8_t *p;
 		uint16_t cnt;
-		RETURN_ERROR_IF(v.mv_size != l0_size(ix), HYDB_ECORRUPT,
-				"index: node of slot %u is malformed", slot);
+		FORWARD_IF_ERROR(l0_record(cx, slot, &p));
 		memcpy(&cnt, p + HNSW_L0_DEGREE, sizeof cnt);
-		RETURN_ERROR_IF(cnt > ix->M0, HYDB_ECORRUPT,
-				"index: node of slot %u is malformed", slot);
 		memcpy(links, p + HNSW_L0_LINKS, (size_t)cnt * HNSW_LINK_BYTES);
 		*n = cnt;
-		return links_sane(cx, slot, level, links, cnt);
+		return 0;
 	}
 	FORWARD_IF_ERROR(node_get(cx, HNSW_TAG_UP, slot, &v));
 	size_t off = (size_t)(level - 1) * up_stride(ix);

@@ -81,6 +81,12 @@ struct hnsw_blk {
 	const uint8_t *rowfl; /* per-row flags; NULL: a format-2 block */
 };
 
+/* A layer-0 record checked once in a read-only snapshot (graph.c). */
+struct hnsw_l0ref {
+	const uint8_t *p;
+	uint32_t epoch;
+};
+
 /* Per-thread working memory, pooled in the index so a search allocates
  * nothing in the steady state. */
 struct hnsw_scratch {
@@ -89,6 +95,8 @@ struct hnsw_scratch {
 	uint32_t visit_cap, visit_epoch;
 	struct hnsw_blk *blk;
 	uint32_t blk_cap, blk_epoch, wepoch;
+	struct hnsw_l0ref *l0; /* by slot, valid at blk_epoch */
+	uint32_t l0_cap;
 	uint64_t snap_txn;  /* snapshot the cached pointers belong to */
 	uint64_t snap_gen;  /* and the map generation they were read in */
 	struct hnsw_cand *cand, *res;

@@ -463,34 +463,20 @@ START_TEST(kernels_agree)
 }
 END_TEST
 
-START_TEST(batch_keys_match_single_keys)
+/* Every kernel level: hydb_keys_f32/f16 over n points equal the single
+ * keys bit for bit. */
+static void batch_keys_check(const float *x, size_t dim,
+			     const float *const *yp,
+			     const uint16_t *const *hp, size_t np, double *kb,
+			     double *kh, int far)
 {
-	/* 70 points: two full batches of 32, a partial one, and an 8-lane
-	 * finish with a scalar tail in each. */
-	enum { D = 100, NP = 70 };
-	static float x[D], y[NP][D];
-	static uint16_t yh[NP][D];
-	const float *yp[NP];
-	const uint16_t *hp[NP];
-	double kb[NP], kh[NP];
-	uint64_t s = 11;
-	for (size_t i = 0; i < D; i++)
-		x[i] = (float)(2 * nrand(&s));
-	for (size_t p = 0; p < NP; p++) {
-		/* near and far points; one equal to the query (key 0) */
-		double spread = p == 0 ? 0 : p % 3 == 0 ? 3.0 : 1e-2;
-		for (size_t i = 0; i < D; i++)
-			y[p][i] = x[i] + (float)(spread * nrand(&s));
-		hydb_f32_to_f16(yh[p], y[p], D);
-		yp[p] = y[p];
-		hp[p] = yh[p];
-	}
 	int best = hydb_kernel_set_level(HYDB_KERNEL_BEST);
 	for (int l = 0; l <= best; l++) {
 		ck_assert_int_eq(hydb_kernel_set_level(l), l);
 		hydb_kquery q;
-		hydb_kquery_init(&q, x, D, 0.9);
-		static const size_t ns[] = {0, 1, 7, 8, 9, 33, NP};
+		hydb_kquery_init(&q, x, dim, 0.9);
+		ck_assert_int_eq(q.far, far);
+		const size_t ns[] = {0, 1, 7, 8, 9, 33, np};
 		for (size_t t = 0; t < sizeof ns / sizeof *ns; t++) {
 			size_t n = ns[t];
 			kb[0] = kh[0] = -1;
@@ -502,15 +488,47 @@ START_TEST(batch_keys_match_single_keys)
 				double a = hydb_key_f32(&q, yp[p]);
 				double b = hydb_key_f16(&q, hp[p]);
 				ck_assert_msg(kb[p] == a && kh[p] == b,
-					      "%s n=%zu point %zu: %.17g/%.17g "
-					      "vs %.17g/%.17g",
-					      hydb_kernel_name(l), n, p, kb[p],
-					      kh[p], a, b);
+					      "%s far=%d n=%zu point %zu: "
+					      "%.17g/%.17g vs %.17g/%.17g",
+					      hydb_kernel_name(l), far, n, p,
+					      kb[p], kh[p], a, b);
 			}
 		}
 		ck_assert(kb[0] == 0.0);
 	}
 	hydb_kernel_set_level(HYDB_KERNEL_BEST);
+}
+
+START_TEST(batch_keys_match_single_keys)
+{
+	/* 70 points: two full batches of 32, a partial one, and an 8-lane
+	 * finish with a scalar tail in each. The query is far (|x| = 20:
+	 * three sums, both of key_from_sums3's forms, every fifth point on
+	 * the obtuse side) and then near (|x| = 0.2: two sums). */
+	enum { D = 100, NP = 70 };
+	static float x[D], y[NP][D];
+	static uint16_t yh[NP][D];
+	const float *yp[NP];
+	const uint16_t *hp[NP];
+	double kb[NP], kh[NP];
+	for (int far = 1; far >= 0; far--) {
+		uint64_t s = 11;
+		float scale = far ? 2.0f : 0.02f;
+		for (size_t i = 0; i < D; i++)
+			x[i] = (float)(scale * nrand(&s));
+		for (size_t p = 0; p < NP; p++) {
+			/* near and far points; one equal to the query (key 0) */
+			double spread = p == 0 ? 0 : p % 3 == 0 ? 3.0 : 1e-2;
+			float sign = p % 5 == 4 ? -1.0f : 1.0f;
+			for (size_t i = 0; i < D; i++)
+				y[p][i] = sign * x[i] +
+					  (float)(spread * scale * nrand(&s));
+			hydb_f32_to_f16(yh[p], y[p], D);
+			yp[p] = y[p];
+			hp[p] = yh[p];
+		}
+		batch_keys_check(x, D, yp, hp, NP, kb, kh, far);
+	}
 }
 END_TEST
 

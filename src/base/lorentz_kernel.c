@@ -215,6 +215,16 @@ static void finish_scalar(const hydb_kquery *q, const double *s0,
 	}
 }
 
+static void finish3_scalar(const hydb_kquery *q, const double *s0,
+			   const double *s1, const double *s2, size_t n,
+			   double *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		double s[3] = {s0[i], s1[i], s2[i]};
+		out[i] = key_from_sums3(q, s);
+	}
+}
+
 #ifdef HYDB_X86
 /* The float32 and half entry points of one instruction set, with two sums
  * and with three; sums_<isa> is inlined into each with constant flags. */
@@ -533,6 +543,51 @@ AVX512_TARGET static void finish_avx512(const hydb_kquery *q, const double *s0,
 	}
 	finish_scalar(q, s0 + i, s1 + i, n - i, out + i);
 }
+
+/* key_from_sums3 on 8 lanes, operation for operation (no fused
+ * multiply-adds), so every key equals the scalar one: at 2-16 dimensions
+ * its two square roots and division per key were a fifth of a far query's
+ * time. The obtuse form is computed only when a lane needs it. */
+AVX512_TARGET static void finish3_avx512(const hydb_kquery *q,
+					 const double *s0, const double *s1,
+					 const double *s2, size_t n,
+					 double *out)
+{
+	const __m512d xx = _mm512_set1_pd(q->xx), c = _mm512_set1_pd(q->c);
+	const __m512d ic = _mm512_set1_pd(q->inv_c), x0 = _mm512_set1_pd(q->x0);
+	const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
+	const __m512d ccx = _mm512_set1_pd(q->c * q->c * q->xx);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m512d dd = _mm512_loadu_pd(s0 + i), xd = _mm512_loadu_pd(s1 + i);
+		__m512d yy = _mm512_loadu_pd(s2 + i);
+		__m512d xy = _mm512_add_pd(xx, xd);
+		__mmask8 sm = _mm512_cmp_pd_mask(yy, dd, _CMP_LT_OQ);
+		__m512d v = _mm512_mask_blend_pd(sm, dd, yy);
+		__m512d u = _mm512_mask_blend_pd(sm, xd, xy);
+		/* max(0, w) keeps a NaN as the scalar clamp does */
+		__m512d wedge = _mm512_max_pd(zero, _mm512_sub_pd(
+			_mm512_mul_pd(xx, v), _mm512_mul_pd(u, u)));
+		__m512d y0 = _mm512_sqrt_pd(_mm512_add_pd(ic, yy));
+		__m512d num = _mm512_add_pd(dd, _mm512_mul_pd(c, wedge));
+		__m512d den = _mm512_add_pd(
+			_mm512_add_pd(_mm512_mul_pd(x0, y0), xy), ic);
+		__m512d r = _mm512_div_pd(num, den);
+		__mmask8 ob = _mm512_cmp_pd_mask(xy, zero, _CMP_LT_OQ);
+		if (ob) {
+			__m512d p = _mm512_add_pd(
+				_mm512_mul_pd(c, _mm512_add_pd(xx, yy)),
+				_mm512_mul_pd(ccx, yy));
+			__m512d o = _mm512_sub_pd(
+				_mm512_div_pd(p, _mm512_add_pd(_mm512_sqrt_pd(
+					_mm512_add_pd(one, p)), one)),
+				_mm512_mul_pd(c, xy));
+			r = _mm512_mask_blend_pd(ob, r, o);
+		}
+		_mm512_storeu_pd(out + i, r);
+	}
+	finish3_scalar(q, s0 + i, s1 + i, s2 + i, n - i, out + i);
+}
 #endif /* HYDB_X86 */
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -546,14 +601,17 @@ static const struct kernel_impl {
 	double (*norm)(const float *x, size_t n);
 	void (*finish)(const hydb_kquery *q, const double *s0,
 		       const double *s1, size_t n, double *out);
+	void (*finish3)(const hydb_kquery *q, const double *s0,
+			const double *s1, const double *s2, size_t n,
+			double *out);
 } impls[] = {
 	{"scalar", sums_f32_scalar, sums_f16_scalar, sums3_f32_scalar,
-	 sums3_f16_scalar, norm_scalar, finish_scalar},
+	 sums3_f16_scalar, norm_scalar, finish_scalar, finish3_scalar},
 #ifdef HYDB_X86
 	{"avx2", sums_f32_avx2, sums_f16_avx2, sums3_f32_avx2, sums3_f16_avx2,
-	 norm_scalar, finish_scalar},
+	 norm_scalar, finish_scalar, finish3_scalar},
 	{"avx512", sums_f32_avx512, sums_f16_avx512_walk, sums3_f32_avx512,
-	 sums3_f16_avx512, norm_avx512, finish_avx512},
+	 sums3_f16_avx512, norm_avx512, finish_avx512, finish3_avx512},
 #endif
 };
 
@@ -660,7 +718,7 @@ static void keys_batch(const hydb_kquery *q, const void *const *y, int half,
 {
 	const struct kernel_impl *k = &impls[hydb_kernel_level()];
 	size_t row = q->dim * (half ? sizeof(uint16_t) : sizeof(float));
-	double s0[BATCH], s1[BATCH], s[3];
+	double s0[BATCH], s1[BATCH], s2[BATCH], s[3] = {0, 0, 0};
 	if (n)
 		prefetch_row(y[0], row);
 	for (size_t b = 0; b < n; b += BATCH) {
@@ -673,17 +731,18 @@ static void keys_batch(const hydb_kquery *q, const void *const *y, int half,
 					k->f16x(q->x, y[b + i], q->dim, s);
 				else
 					k->f32x(q->x, y[b + i], q->dim, s);
-				keys[b + i] = key_from_sums3(q, s);
-				continue;
-			}
-			if (half)
+			} else if (half) {
 				k->f16(q->x, y[b + i], q->dim, s);
-			else
+			} else {
 				k->f32(q->x, y[b + i], q->dim, s);
+			}
 			s0[i] = s[0];
 			s1[i] = s[1];
+			s2[i] = s[2];
 		}
-		if (!q->far)
+		if (q->far)
+			k->finish3(q, s0, s1, s2, m, keys + b);
+		else
 			k->finish(q, s0, s1, m, keys + b);
 	}
 }
