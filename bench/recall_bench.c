@@ -494,9 +494,10 @@ int main(int argc, char **argv)
 	if (rd_make_family(&b.s, data, family, input, n, d, nq, c) < 0)
 		return 1;
 	n = b.s.n;
-	/* the dimension too: tree at 2 and 16 dimensions share a family */
-	snprintf(db, sizeof db, "%s/db-%s%s%zu-%zu%s", work,
-		 hysac ? "" : family, hysac ? "" : "-", n, d,
+	/* Named as its data: tree at 2 and 16 dimensions share a family, and
+	 * the number of held-out queries changes the rows. */
+	snprintf(db, sizeof db, "%s/db-%s%s%zu-%zu-%zu-%g%s", work,
+		 hysac ? "" : family, hysac ? "" : "-", n, d, nq, c,
 		 b.flags ? "-f32" : "");
 	printf("data %s (%s): N=%zu D=%zu queries=%zu c=%g (%.1f s), kernel %s\n",
 	       data, family, n, d, nq, c, now() - t0,

@@ -343,8 +343,8 @@ int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
 	return 0;
 }
 
-int hnsw_walk_row(struct hnsw_ctx *cx, uint32_t slot, const void **row,
-		  int *half)
+int hnsw_walk_row_load(struct hnsw_ctx *cx, uint32_t slot, const void **row,
+		       int *half)
 {
 	const float *v;
 	const uint16_t *cv;
