@@ -106,31 +106,66 @@ static int hit_cmp(const void *a, const void *b)
 	return hydb_hit_less(x, y) ? -1 : hydb_hit_less(y, x) ? 1 : 0;
 }
 
-/* Exact keys for the beam's survivors, then the k best by (key, id). */
+/* h into the n best so far (out, sorted, at most k): the beam is a few
+ * times k, and qsort's callback per comparison over all of it was a
+ * twentieth of a low-dimensional query. */
+static void keep_best(hydb_hit *out, size_t *n, size_t k, const hydb_hit *h)
+{
+	size_t i = *n;
+	if (i == k) {
+		if (!hydb_hit_less(h, &out[k - 1]))
+			return;
+		i--;
+	} else {
+		(*n)++;
+	}
+	for (; i > 0 && hydb_hit_less(h, &out[i - 1]); i--)
+		out[i] = out[i - 1];
+	out[i] = *h;
+}
+
+/* Survivors by insertion up to this k; beyond it, one sort. */
+#define KEEP_BEST_MAX_K 64
+
+/* Exact keys for the beam's survivors, then the k best by (key, id). A
+ * row the walk measured in float32 already has its exact key (the batch
+ * and single kernels agree bit for bit); a half-precision row is measured
+ * again on its float32 vector. */
 static int rerank(struct hnsw_ctx *cx, const hydb_kquery *q, size_t nr,
 		  size_t k, hydb_hit *out, size_t *nout)
 {
-	hydb_hit *h = hydb_alloc_array(nr ? nr : 1, sizeof *h, "hits");
-	if (!h)
+	int sorted = k == 0 || k > KEEP_BEST_MAX_K;
+	hydb_hit *h = sorted ? hydb_alloc_array(nr ? nr : 1, sizeof *h, "hits")
+			     : NULL;
+	if (sorted && !h)
 		return HYDB_ENOMEM;
-	for (size_t i = 0; i < nr; i++) {
+	size_t n = 0;
+	int rc = 0;
+	for (size_t i = 0; i < nr && rc == 0; i++) {
+		const struct hnsw_cand *c = &cx->sc->res[i];
 		const float *v;
 		const hydb_slot_attr *a;
-		int rc = hnsw_slot_data(cx, cx->sc->res[i].slot, &v, &a, NULL);
-		if (rc < 0) {
-			free(h);
-			return rc;
-		}
-		h[i].slot = cx->sc->res[i].slot;
-		h[i].id = a->id;
-		h[i].key = cx->ix->compact ? hydb_key_f32(q, v)
-					   : cx->sc->res[i].key;
+		const void *row;
+		int half = 0;
+		rc = hnsw_slot_data(cx, c->slot, &v, &a, NULL);
+		if (rc == 0 && cx->ix->compact)
+			rc = hnsw_walk_row(cx, c->slot, &row, &half);
+		if (rc < 0)
+			break;
+		hydb_hit e = {c->slot, a->id, half ? hydb_key_f32(q, v) : c->key};
+		if (sorted)
+			h[n++] = e;
+		else
+			keep_best(out, &n, k, &e);
 	}
-	qsort(h, nr, sizeof *h, hit_cmp);
-	*nout = nr < k ? nr : k;
-	memcpy(out, h, *nout * sizeof *h);
+	if (rc == 0 && sorted) {
+		qsort(h, n, sizeof *h, hit_cmp);
+		n = n < k ? n : k;
+		memcpy(out, h, n * sizeof *h);
+	}
 	free(h);
-	return 0;
+	*nout = rc == 0 ? n : 0;
+	return rc;
 }
 
 static int graph_query(struct hnsw_ctx *cx, const float *x, size_t k,

@@ -1002,6 +1002,39 @@ START_TEST(persists)
 }
 END_TEST
 
+/* The k best kept by insertion (k <= 64) are the first k of the sorted
+ * beam (k > 64), keys and ids, for every k up to the beam. */
+START_TEST(top_k_is_the_sorted_prefix)
+{
+	struct fx f;
+	hydb_hit all[100], some[64];
+	size_t na, ns;
+	MDB_txn *txn;
+	fx_init(&f, 0, 1);
+	ck_assert_int_eq(mdb_txn_begin(f.env, NULL, MDB_RDONLY, &txn), 0);
+	for (size_t qi = 0; qi < 20; qi++) {
+		const float *q = f.q + qi * DIM;
+		ck_assert_int_eq(hydb_index_search(f.ix, txn, q, 100, 100, NULL,
+						   all, &na, NULL), 0);
+		ck_assert_uint_eq(na, 100);
+		static const size_t ks[] = {1, 2, 10, 33, 64};
+		for (size_t t = 0; t < sizeof ks / sizeof *ks; t++) {
+			ck_assert_int_eq(hydb_index_search(f.ix, txn, q, ks[t],
+							   100, NULL, some,
+							   &ns, NULL), 0);
+			ck_assert_uint_eq(ns, ks[t]);
+			for (size_t i = 0; i < ns; i++)
+				ck_assert_msg(some[i].id == all[i].id &&
+						      some[i].key == all[i].key,
+					      "query %zu k %zu rank %zu", qi,
+					      ks[t], i);
+		}
+	}
+	mdb_txn_abort(txn);
+	fx_free(&f);
+}
+END_TEST
+
 /* Damaged sizes in the graph's header or records are refused with
  * HYDB_ECORRUPT before anything is sized from them. */
 static int search_after_damage(struct fx *f, size_t field, uint32_t value)
@@ -1485,6 +1518,7 @@ static Suite *suite(void)
 	tcase_add_test(t, isotropic_hub_deletes_batched);
 	tcase_add_test(t, recall_filtered);
 	tcase_add_test(t, persists);
+	tcase_add_test(t, top_k_is_the_sorted_prefix);
 	tcase_add_test(t, check_finds_damage);
 	tcase_add_test(t, format1_is_searched_not_changed);
 	tcase_add_test(t, damaged_sizes_are_refused);
