@@ -116,10 +116,18 @@ static int grow_zeroed(void **p, uint32_t *cap, uint32_t want, size_t elt,
 {
 	if (want <= *cap)
 		return 0;
-	char *q = realloc(*p, (size_t)want * elt);
+	/* The first allocation comes zeroed from calloc: at a million slots
+	 * the tables are megabytes, and clearing them by hand touched every
+	 * page in a fresh process's first query where a search touches a few
+	 * hundred (an eighth of the first 300 queries' page faults). */
+	char *q = *cap ? realloc(*p, (size_t)want * elt)
+		       : calloc(want, elt);
 	RETURN_ERROR_IF(!q, HYDB_ENOMEM, "index: no memory for %u %s", want,
 			what);
-	memset(q + (size_t)*cap * elt, 0, (size_t)(want - *cap) * elt);
+	if (*cap)
+		memset(q + (size_t)*cap * elt, 0, (size_t)(want - *cap) * elt);
+	else
+		free(*p);
 	*p = q;
 	*cap = want;
 	return 0;
@@ -280,16 +288,17 @@ float *hnsw_scratch_floats(struct hnsw_ctx *cx, size_t rows)
 
 /* ---- slot data --------------------------------------------------------- */
 
-static int blk_load(struct hnsw_ctx *cx, uint32_t b)
+/* A block's two parts load separately: the walk reads only the compact
+ * copy, and loading the float32 block too (a B-tree descent and its first
+ * page) for every block a fresh process's walk touched was a seventh of
+ * its first queries' page faults. vec and attr stay NULL until asked for;
+ * the entry's epochs cover both parts. */
+static int blk_load_cv(struct hnsw_ctx *cx, uint32_t b)
 {
 	hydb_index *ix = cx->ix;
 	struct hnsw_blk *e = &cx->sc->blk[b];
-	hydb_block blk;
-	int rc = ix->src.block(ix->src.ctx, cx->txn, b, &blk);
-	if (rc < 0)
-		return hydb_error_prefix(rc, "index: vector block %u", b);
-	e->vec = blk.vec;
-	e->attr = blk.attr;
+	e->vec = NULL;
+	e->attr = NULL;
 	e->cv = NULL;
 	e->rowfl = NULL;
 	if (ix->compact) {
@@ -297,7 +306,7 @@ static int blk_load(struct hnsw_ctx *cx, uint32_t b)
 		hnsw_node_key(key, HNSW_TAG_CV, b);
 		MDB_val k = {8, key}, v;
 		size_t rows = HYDB_BLOCK_SLOTS * ix->dim * sizeof(uint16_t);
-		rc = mdb_get(cx->txn, ix->src.nodes, &k, &v);
+		int rc = mdb_get(cx->txn, ix->src.nodes, &k, &v);
 		if (rc && rc != MDB_NOTFOUND)
 			return mdb_fail(rc, "reading a compact block");
 		RETURN_ERROR_IF(!rc && v.mv_size != rows &&
@@ -317,6 +326,19 @@ static int blk_load(struct hnsw_ctx *cx, uint32_t b)
 	return 0;
 }
 
+static int blk_load_vec(struct hnsw_ctx *cx, uint32_t b)
+{
+	hydb_index *ix = cx->ix;
+	struct hnsw_blk *e = &cx->sc->blk[b];
+	hydb_block blk;
+	int rc = ix->src.block(ix->src.ctx, cx->txn, b, &blk);
+	if (rc < 0)
+		return hydb_error_prefix(rc, "index: vector block %u", b);
+	e->vec = blk.vec;
+	e->attr = blk.attr;
+	return 0;
+}
+
 int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
 		   const hydb_slot_attr **attr, const uint16_t **cv)
 {
@@ -330,7 +352,9 @@ int hnsw_slot_data(struct hnsw_ctx *cx, uint32_t slot, const float **vec,
 	struct hnsw_blk *e = &cx->sc->blk[b];
 	if (e->epoch != cx->sc->blk_epoch ||
 	    (e->vol && e->wepoch != cx->sc->wepoch))
-		FORWARD_IF_ERROR(blk_load(cx, b));
+		FORWARD_IF_ERROR(blk_load_cv(cx, b));
+	if ((vec || attr) && !e->vec)
+		FORWARD_IF_ERROR(blk_load_vec(cx, b));
 	if (vec)
 		*vec = e->vec + (size_t)i * cx->ix->dim;
 	if (attr)
@@ -354,10 +378,12 @@ int hnsw_walk_row_load(struct hnsw_ctx *cx, uint32_t slot, const void **row,
 		*half = 0;
 		return 0;
 	}
-	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, NULL, &cv));
+	FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, NULL, NULL, &cv));
 	/* the block entry is current after hnsw_slot_data */
 	const uint8_t *fl = cx->sc->blk[slot / HYDB_BLOCK_SLOTS].rowfl;
 	*half = !fl || !(fl[slot % HYDB_BLOCK_SLOTS] & HNSW_ROW_WIDE);
+	if (!*half)
+		FORWARD_IF_ERROR(hnsw_slot_data(cx, slot, &v, NULL, NULL));
 	*row = *half ? (const void *)cv : (const void *)v;
 	return 0;
 }

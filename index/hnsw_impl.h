@@ -75,7 +75,7 @@ struct hnsw_blk {
 	uint32_t epoch;
 	uint32_t wepoch; /* for volatile entries: the write count they saw */
 	int vol;         /* points at a page dirty in this write txn */
-	const float *vec;
+	const float *vec;           /* vec and attr: NULL until asked for */
 	const hydb_slot_attr *attr;
 	const uint16_t *cv;
 	const uint8_t *rowfl; /* per-row flags; NULL: a format-2 block */
@@ -165,13 +165,18 @@ static inline int hnsw_walk_row(struct hnsw_ctx *cx, uint32_t slot,
 	uint32_t b = slot / HYDB_BLOCK_SLOTS, i = slot % HYDB_BLOCK_SLOTS;
 	const struct hnsw_blk *e = b < sc->blk_cap ? &sc->blk[b] : NULL;
 	if (slot == HYDB_NO_SLOT || !e || e->epoch != sc->blk_epoch ||
-	    (e->vol && e->wepoch != sc->wepoch) ||
-	    (cx->ix->compact && !e->cv))
+	    (e->vol && e->wepoch != sc->wepoch))
 		return hnsw_walk_row_load(cx, slot, row, half);
-	*half = cx->ix->compact &&
-		(!e->rowfl || !(e->rowfl[i] & HNSW_ROW_WIDE));
-	*row = *half ? (const void *)(e->cv + (size_t)i * cx->ix->dim)
-		     : (const void *)(e->vec + (size_t)i * cx->ix->dim);
+	if (cx->ix->compact && e->cv &&
+	    (!e->rowfl || !(e->rowfl[i] & HNSW_ROW_WIDE))) {
+		*half = 1;
+		*row = e->cv + (size_t)i * cx->ix->dim;
+		return 0;
+	}
+	if ((cx->ix->compact && !e->cv) || !e->vec)
+		return hnsw_walk_row_load(cx, slot, row, half);
+	*half = 0;
+	*row = e->vec + (size_t)i * cx->ix->dim;
 	return 0;
 }
 int hnsw_get_level(struct hnsw_ctx *cx, uint32_t slot, unsigned *level);
