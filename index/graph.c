@@ -577,7 +577,7 @@ int hnsw_get_links(struct hnsw_ctx *cx, uint32_t slot, unsigned level,
 		return 0;
 	}
 	if (level == 0) {
-		const uint8_t *p;
+		const uint8_t *p = NULL;
 		uint16_t cnt;
 		FORWARD_IF_ERROR(l0_record(cx, slot, &p));
 		memcpy(&cnt, p + HNSW_L0_DEGREE, sizeof cnt);
